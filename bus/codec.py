@@ -1,0 +1,130 @@
+"""The wire codec: an event <-> the three ZeroMQ frames ``[topic, header, body]``.
+
+docs/wire.md is the normative description; this module is its reference
+implementation. Decoding untrusted bytes raises only :class:`WireError`.
+
+    topic   ASCII, '<channel>.<key>.<key>.' (always ends with '.')
+    header  msgpack array [version, gateway, epoch, seq, exchange_ts, receipt_ts, publish_ts]
+    body    msgpack map: {'kind': ..., field: value, ...} (decimals as exact strings)
+"""
+
+from __future__ import annotations
+
+import time
+from typing import NamedTuple
+
+import msgpack
+
+from cryptofeed_types.events import EVENT_CLASSES, Event
+
+WIRE_VERSION = 1
+# Frames larger than this are refused before msgpack sees them: a 1000-level book
+# snapshot is ~60 KB, so 16 MiB leaves room for L3 books while bounding memory.
+MAX_FRAME = 16 * 1024 * 1024
+_MAX_TOPIC = 512
+
+
+class WireError(ValueError):
+    """Any frame that is not a valid feedfabric v1 message (the only error decode raises)."""
+
+
+class Header(NamedTuple):
+    """The decoded header frame (timestamps in integer nanoseconds)."""
+
+    version: int
+    gateway: str
+    epoch: int
+    seq: int
+    timestamp: int | None
+    receipt_timestamp: int
+    publish_timestamp: int
+
+
+_packer = msgpack.Packer(use_bin_type=True)
+_pack = _packer.pack
+
+
+def encode(event: Event, gateway: str, epoch: int, seq: int, publish_ts: int | None = None,
+           topic: str | None = None) -> tuple[bytes, bytes, bytes]:
+    """Encode one event as ``(topic, header, body)`` frames.
+
+    ``topic`` may be passed when the caller already computed ``event.topic()``.
+    """
+    if publish_ts is None:
+        publish_ts = time.time_ns()
+    if topic is None:
+        topic = event.topic()
+    header = _pack([WIRE_VERSION, gateway, epoch, seq, event.timestamp, event.receipt_timestamp, publish_ts])
+    return topic.encode("ascii"), header, _pack(event.wire_body())
+
+
+def encode_header(gateway: str, epoch: int, seq: int, timestamp: int | None, receipt_timestamp: int,
+                  publish_ts: int) -> bytes:
+    return _pack([WIRE_VERSION, gateway, epoch, seq, timestamp, receipt_timestamp, publish_ts])
+
+
+def encode_body(event: Event) -> bytes:
+    return _pack(event.wire_body())
+
+
+def _unpack(frame: bytes, what: str) -> object:
+    if not isinstance(frame, bytes | bytearray | memoryview):
+        raise WireError(f"{what}: expected bytes, got {type(frame).__name__}")
+    if len(frame) > MAX_FRAME:
+        raise WireError(f"{what}: {len(frame)} bytes exceeds the {MAX_FRAME} byte limit")
+    try:
+        return msgpack.unpackb(frame, raw=False, strict_map_key=True, use_list=True)
+    except Exception as exc:  # msgpack raises several unrelated types on junk
+        raise WireError(f"{what}: not valid msgpack ({type(exc).__name__}: {exc})") from None
+
+
+def decode_header(frame: bytes) -> Header:
+    h = _unpack(frame, "header")
+    if type(h) is not list or len(h) < 7:
+        raise WireError("header: expected a msgpack array of 7 items")
+    version, gateway, epoch, seq, ts, rts, pts = h[:7]
+    if type(version) is not int or version != WIRE_VERSION:
+        raise WireError(f"header: unsupported wire version {version!r}")
+    if type(gateway) is not str or type(epoch) is not int or type(seq) is not int:
+        raise WireError("header: gateway must be str, epoch and seq int")
+    if (ts is not None and type(ts) is not int) or type(rts) is not int or type(pts) is not int:
+        raise WireError("header: timestamps must be integer nanoseconds")
+    return Header(version, gateway, epoch, seq, ts, rts, pts)
+
+
+def decode_topic(frame: bytes) -> str:
+    if not isinstance(frame, bytes | bytearray | memoryview) or len(frame) > _MAX_TOPIC:
+        raise WireError("topic: expected at most 512 bytes")
+    try:
+        topic = bytes(frame).decode("ascii")
+    except UnicodeDecodeError:
+        raise WireError("topic: not ASCII") from None
+    if not topic.endswith(".") or topic.count(".") < 2:
+        raise WireError(f"topic: {topic!r} does not end with the '.' terminator")
+    return topic
+
+
+def decode_body(frame: bytes, header: Header) -> Event:
+    body = _unpack(frame, "body")
+    if type(body) is not dict:
+        raise WireError("body: expected a msgpack map")
+    kind = body.get("kind")
+    cls = EVENT_CLASSES.get(kind) if type(kind) is str else None
+    if cls is None:
+        raise WireError(f"body: unknown event kind {kind!r}")
+    try:
+        return cls.from_wire(body, header.timestamp, header.receipt_timestamp)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise WireError(f"body: invalid {kind}: {type(exc).__name__}: {exc}") from None
+
+
+def decode(frames: list[bytes] | tuple[bytes, ...]) -> tuple[str, Header, Event]:
+    """Decode ``[topic, header, body]`` into (topic, Header, Event), checking they agree."""
+    if len(frames) != 3:
+        raise WireError(f"expected 3 frames, got {len(frames)}")
+    topic = decode_topic(frames[0])
+    header = decode_header(frames[1])
+    event = decode_body(frames[2], header)
+    if event.topic() != topic:
+        raise WireError(f"topic {topic!r} does not match the body ({event.topic()!r})")
+    return topic, header, event

@@ -1,0 +1,260 @@
+# cython: language_level=3
+"""The L2 order-book engine: exact price strings, keyed by scaled integers.
+
+Each side maps an integer key (the price scaled by 10**18, parsed in C from the
+exchange's text) to the exchange's own (price, size) strings, and keeps the keys
+sorted in a plain list (``bisect`` is C code; books of a few thousand levels
+move a few KB per insert, cheaper than any tree in Python). No Decimal is ever
+built here: checksums and wire frames use the exact strings.
+
+Also: top-N, depth, crossed-book detection and the CRC32 checksums of Kraken
+and OKX (the same format serves Bitget), computed from the exact strings.
+"""
+
+from bisect import bisect_left
+from decimal import Decimal
+from zlib import crc32
+
+cdef enum:
+    SCALE = 18
+
+cdef list _POW10 = [10 ** i for i in range(SCALE + 1)]
+
+
+cpdef object price_key(str s):
+    """The price as an integer number of 1e-18 units (exact for up to 18 decimals)."""
+    cdef Py_ssize_t n = len(s), i = 0
+    cdef unsigned long long mant = 0
+    cdef int digits = 0, frac = -1
+    cdef bint neg = False
+    cdef Py_UCS4 c
+    if n == 0:
+        raise ValueError("empty price")
+    if s[0] == '-':
+        neg = True
+        i = 1
+    while i < n:
+        c = s[i]
+        if c >= '0' and c <= '9':
+            if frac >= 0:
+                frac += 1
+            if mant != 0 or c != '0':
+                digits += 1
+            mant = mant * 10 + (<unsigned long long>c - 48)
+            if digits > 18 or frac > SCALE:
+                return _slow_key(s)
+        elif c == '.' and frac < 0:
+            frac = 0
+        else:
+            return _slow_key(s)
+        i += 1
+    if frac < 0:
+        frac = 0
+    key = <object>mant * _POW10[SCALE - frac]
+    return -key if neg else key
+
+
+cdef object _slow_key(str s):
+    try:
+        d = Decimal(s)
+    except Exception:
+        raise ValueError(f"not a price: {s!r}") from None
+    if not d.is_finite():
+        raise ValueError(f"not a price: {s!r}")
+    return int(d.scaleb(SCALE))
+
+
+cpdef bint is_zero(str s):
+    """True when a size string means zero ('0', '0.000', '-0')."""
+    cdef Py_UCS4 c
+    for c in s:
+        if c != '0' and c != '.' and c != '-':
+            if c == 'e' or c == 'E':
+                return Decimal(s) == 0
+            return False
+    return True
+
+
+cdef class BookSide:
+    """One side of a book. ``descending`` sides (bids) list their best (highest) level first."""
+
+    cdef dict _levels
+    cdef list _keys
+    cdef readonly bint descending
+
+    def __init__(self, bint descending):
+        self._levels = {}
+        self._keys = []
+        self.descending = descending
+
+    cpdef void clear(self):
+        self._levels.clear()
+        self._keys.clear()
+
+    cpdef void set(self, str price, str size):
+        """Set a level; a zero size deletes it (deleting a missing level is a no-op)."""
+        key = price_key(price)
+        if is_zero(size):
+            if self._levels.pop(key, None) is not None:
+                del self._keys[bisect_left(self._keys, key)]
+            return
+        if key not in self._levels:
+            self._keys.insert(bisect_left(self._keys, key), key)
+        self._levels[key] = (price, size)
+
+    cpdef object best(self):
+        """(price, size) of the best level, or None when empty."""
+        if not self._keys:
+            return None
+        return self._levels[self._keys[-1] if self.descending else self._keys[0]]
+
+    cpdef object best_key(self):
+        if not self._keys:
+            return None
+        return self._keys[-1] if self.descending else self._keys[0]
+
+    cpdef list top(self, Py_ssize_t n=-1):
+        """The first n levels (all when n < 0), best first, as (price, size) strings."""
+        cdef Py_ssize_t total = len(self._keys)
+        cdef list keys
+        if n < 0 or n > total:
+            n = total
+        if self.descending:
+            keys = self._keys[total - n:]
+            keys.reverse()
+        else:
+            keys = self._keys[:n]
+        levels = self._levels
+        return [levels[k] for k in keys]
+
+    cpdef void truncate(self, Py_ssize_t depth):
+        """Keep only the best ``depth`` levels."""
+        cdef Py_ssize_t total = len(self._keys)
+        if depth < 0 or total <= depth:
+            return
+        if self.descending:
+            drop = self._keys[:total - depth]
+            del self._keys[:total - depth]
+        else:
+            drop = self._keys[depth:]
+            del self._keys[depth:]
+        for k in drop:
+            del self._levels[k]
+
+    def get(self, str price):
+        """The size string at a price, or None."""
+        lvl = self._levels.get(price_key(price))
+        return None if lvl is None else lvl[1]
+
+    def __len__(self):
+        return len(self._keys)
+
+    def __iter__(self):
+        return iter(self.top())
+
+
+cdef class OrderBook:
+    """An L2 book of one symbol. ``max_depth`` (0 = unlimited) keeps only the best levels."""
+
+    cdef readonly BookSide bids
+    cdef readonly BookSide asks
+    cdef readonly Py_ssize_t max_depth
+    cdef readonly object sequence
+
+    def __init__(self, Py_ssize_t max_depth=0):
+        self.bids = BookSide(True)
+        self.asks = BookSide(False)
+        self.max_depth = max_depth
+        self.sequence = None
+
+    cpdef void apply_snapshot(self, object bids, object asks, object sequence=None):
+        """Replace the whole book with these (price, size) levels."""
+        self.bids.clear()
+        self.asks.clear()
+        self.apply_delta(bids, asks, sequence)
+
+    cpdef void apply_delta(self, object bids, object asks, object sequence=None):
+        """Apply level changes (size 0 = delete)."""
+        cdef BookSide side = self.bids
+        for lvl in bids:
+            side.set(lvl[0], lvl[1])
+        side = self.asks
+        for lvl in asks:
+            side.set(lvl[0], lvl[1])
+        if self.max_depth > 0:
+            self.bids.truncate(self.max_depth)
+            self.asks.truncate(self.max_depth)
+        if sequence is not None:
+            self.sequence = sequence
+
+    cpdef void clear(self):
+        self.bids.clear()
+        self.asks.clear()
+        self.sequence = None
+
+    cpdef object best_bid(self):
+        return self.bids.best()
+
+    cpdef object best_ask(self):
+        return self.asks.best()
+
+    cpdef bint is_crossed(self):
+        """True when the best bid is at or above the best ask (an invalid book)."""
+        b = self.bids.best_key()
+        a = self.asks.best_key()
+        return b is not None and a is not None and b >= a
+
+    def snapshot(self, Py_ssize_t depth=-1):
+        """(bids, asks), best first, as lists of (price, size) strings."""
+        return self.bids.top(depth), self.asks.top(depth)
+
+    def __eq__(self, other):
+        if not isinstance(other, OrderBook):
+            return NotImplemented
+        return self.snapshot() == other.snapshot()
+
+    def __repr__(self):
+        return (f"OrderBook(bids={len(self.bids)}, asks={len(self.asks)}, best_bid={self.best_bid()}, "
+                f"best_ask={self.best_ask()})")
+
+    def checksum_kraken(self, Py_ssize_t depth=10):
+        return kraken_checksum(self.bids.top(depth), self.asks.top(depth))
+
+    def checksum_okx(self, Py_ssize_t depth=25):
+        return okx_checksum(self.bids.top(depth), self.asks.top(depth))
+
+
+cdef str _kraken_part(str s):
+    return s.replace(".", "").lstrip("0")
+
+
+def kraken_checksum(bids, asks):
+    """Kraken's CRC32 (websocket v1 and v2): top 10 asks then top 10 bids, each price and
+    size without '.' and leading zeros, concatenated; unsigned 32-bit.
+
+    For v2 the strings must be formatted with the pair's price/qty precision first.
+    """
+    parts = []
+    for p, s in asks[:10]:
+        parts.append(_kraken_part(p))
+        parts.append(_kraken_part(s))
+    for p, s in bids[:10]:
+        parts.append(_kraken_part(p))
+        parts.append(_kraken_part(s))
+    return crc32("".join(parts).encode())
+
+
+def okx_checksum(bids, asks):
+    """OKX's (and Bitget's) CRC32: up to 25 levels interleaved bid:size:ask:size joined with
+    ':', as a signed 32-bit integer."""
+    parts = []
+    cdef Py_ssize_t i, nb = min(len(bids), 25), na = min(len(asks), 25)
+    for i in range(max(nb, na)):
+        if i < nb:
+            parts.append(bids[i][0])
+            parts.append(bids[i][1])
+        if i < na:
+            parts.append(asks[i][0])
+            parts.append(asks[i][1])
+    c = crc32(":".join(parts).encode())
+    return c - (1 << 32) if c >= (1 << 31) else c

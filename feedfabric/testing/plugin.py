@@ -1,0 +1,27 @@
+"""pytest plugin with feedfabric's reusable fixtures (auto-loaded via the pytest11 entry point).
+
+Each area keeps its fixtures in its own module of feedfabric.testing; this file
+only re-exports them so pytest sees them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from feedfabric.testing import shared_sample_data
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``../shared/sample_data``; tests that need it are skipped with a clear message when absent."""
+    path = shared_sample_data()
+    if path is None:
+        pytest.skip("../shared/sample_data is absent (set FEEDFABRIC_SHARED_DATA to its path)")
+    return path
+
+
+# --- bus fixtures (feedfabric.testing.bus) ---
+# --- gateway fixtures (feedfabric.testing.exchange) ---
+# --- consumer fixtures (feedfabric.testing.consumers) ---

@@ -1,0 +1,22 @@
+"""Build script: compiles the Cython extensions of cryptofeed_types.
+
+Everything else about the distribution lives in pyproject.toml; setup.py exists
+only because extension modules still need it.
+"""
+
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+MODULES = ["symbols", "events", "book"]
+
+extensions = [
+    Extension(f"cryptofeed_types.{name}", [f"cryptofeed_types/{name}.pyx"]) for name in MODULES
+]
+
+setup(
+    ext_modules=cythonize(
+        extensions,
+        language_level=3,
+        compiler_directives={"embedsignature": True},
+    )
+)

@@ -1,0 +1,1 @@
+"""Test configuration: the fixtures themselves ship in feedfabric.testing.plugin."""
