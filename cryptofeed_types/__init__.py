@@ -23,6 +23,7 @@ from cryptofeed_types.events import (
     L3Delta,
     L3Snapshot,
     Liquidation,
+    NBBO,
     MarkPrice,
     OpenInterest,
     OrderInfo,
@@ -37,7 +38,7 @@ from cryptofeed_types.symbols import FUTURE, OPTION, PERPETUAL, SPOT, Symbol
 
 __all__ = [
     "BBO", "EVENT_CLASSES", "Balance", "BookSide", "Candle", "Event", "Fill", "Funding", "Gap", "Heartbeat",
-    "IndexPrice", "L2Delta", "L2Snapshot", "L3Delta", "L3Snapshot", "Liquidation", "MarkPrice", "OpenInterest",
+    "IndexPrice", "L2Delta", "L2Snapshot", "L3Delta", "L3Snapshot", "Liquidation", "MarkPrice", "NBBO", "OpenInterest",
     "OrderBook", "OrderInfo", "Position", "Reset", "Status", "Symbol", "Ticker", "Trade", "dec_str",
     "kraken_checksum", "okx_checksum", "price_key", "SPOT", "PERPETUAL", "FUTURE", "OPTION",
 ]

@@ -2,30 +2,38 @@
 # normalisers and the Event base class. The per-kind classes are generated from
 # schema.py by _codegen.py.
 
-from decimal import Decimal, InvalidOperation
+import re
+from decimal import Decimal
 
 _DecimalType = Decimal
 
 
 cdef inline bint _plain_decimal(str s):
     """True for '-'? digits ('.' digits)?: the exchange text we keep verbatim."""
-    cdef Py_ssize_t n = len(s), i = 0
-    cdef Py_UCS4 c
-    cdef bint dot = False, digit = False
-    if n == 0:
-        return False
-    if s[0] == '-':
+    cdef Py_ssize_t n = len(s), i = 0, start
+    if n > 0 and s[0] == '-':
         i = 1
-    while i < n:
-        c = s[i]
-        if c >= '0' and c <= '9':
-            digit = True
-        elif c == '.' and not dot:
-            dot = True
-        else:
-            return False
+    start = i
+    while i < n and s[i] >= '0' and s[i] <= '9':
         i += 1
-    return digit
+    if i == start:
+        return False
+    if i == n:
+        return True
+    if s[i] != '.':
+        return False
+    i += 1
+    start = i
+    while i < n and s[i] >= '0' and s[i] <= '9':
+        i += 1
+    return i == n and i > start
+
+
+# Anything else a decimal may legitimately look like (exponent, '+', '.5', '5.');
+# Decimal() alone would also take whitespace, '_' and non-ASCII digits.
+_NUMBER_RE = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+# Bounds the plain text an exponent can expand to ('1e999999999' would be a GB string).
+_MAX_EXPONENT = 100
 
 
 cpdef str dec_str(object v):
@@ -33,17 +41,16 @@ cpdef str dec_str(object v):
 
     Strings already in plain form ('0.35210000', '-1', '42') pass through untouched
     (the hot path). Exponent forms, Decimals, ints and floats are converted exactly
-    (floats via their shortest repr, which is what a JSON parser read). NaN and
-    infinities are refused.
+    (floats via their shortest repr, which is what a JSON parser read). NaN,
+    infinities, junk text and exponents beyond +-100 are refused with ValueError.
     """
     cdef object d
     if type(v) is str:
         if _plain_decimal(<str>v):
             return <str>v
-        try:
-            d = Decimal(<str>v)
-        except InvalidOperation:
-            raise ValueError(f"not a decimal number: {v!r}") from None
+        if _NUMBER_RE.fullmatch(<str>v) is None:
+            raise ValueError(f"not a decimal number: {v!r}")
+        d = Decimal(<str>v)
     elif isinstance(v, Decimal):
         d = v
     elif type(v) is int:
@@ -54,6 +61,8 @@ cpdef str dec_str(object v):
         raise TypeError(f"expected a decimal string or number, got {type(v).__name__}")
     if not d.is_finite():
         raise ValueError(f"not a finite decimal: {v!r}")
+    if not -_MAX_EXPONENT <= d.as_tuple().exponent <= _MAX_EXPONENT:
+        raise ValueError(f"decimal exponent out of range: {v!r}")
     return format(d, "f")
 
 
@@ -123,6 +132,48 @@ cdef tuple _orders(object v, str name):
         if side != "bid" and side != "ask":
             raise ValueError(f"{name}: order side must be 'bid' or 'ask', got {side!r}")
         out.append((_req_str(row[0], name), side, dec_str(row[2]), dec_str(row[3])))
+    return tuple(out)
+
+
+# --- strict wire decoding (from_wire): plain decimal strings only, lists as msgpack gives them ---
+
+cdef inline str _wire_dec(object v, str name):
+    if type(v) is not str or not _plain_decimal(<str>v):
+        raise ValueError(f"{name}: expected a plain decimal string, got {v!r:.40}")
+    return <str>v
+
+
+cdef inline object _wire_opt_dec(object v, str name):
+    if v is None:
+        return None
+    return _wire_dec(v, name)
+
+
+cdef tuple _wire_levels(object v, str name):
+    cdef list out = []
+    cdef object lvl
+    # Lists from msgpack; tuples when a Python wire_body() is fed back (pickle).
+    if type(v) is not list and type(v) is not tuple:
+        raise TypeError(f"{name}: expected an array of [price, size], got {type(v).__name__}")
+    for lvl in v:
+        if (type(lvl) is not list and type(lvl) is not tuple) or len(lvl) != 2:
+            raise ValueError(f"{name}: a level is [price, size], got {lvl!r:.40}")
+        out.append((_wire_dec(lvl[0], name), _wire_dec(lvl[1], name)))
+    return tuple(out)
+
+
+cdef tuple _wire_orders(object v, str name):
+    cdef list out = []
+    cdef object row
+    if type(v) is not list and type(v) is not tuple:
+        raise TypeError(f"{name}: expected an array of [id, side, price, size], got {type(v).__name__}")
+    for row in v:
+        if (type(row) is not list and type(row) is not tuple) or len(row) != 4:
+            raise ValueError(f"{name}: an order is [id, side, price, size], got {row!r:.40}")
+        side = row[1]
+        if side != "bid" and side != "ask":
+            raise ValueError(f"{name}: order side must be 'bid' or 'ask', got {side!r:.20}")
+        out.append((_req_str(row[0], name), side, _wire_dec(row[2], name), _wire_dec(row[3], name)))
     return tuple(out)
 
 
@@ -207,3 +258,90 @@ cdef inline str _topic_part(object v):
     if "." in <str>v or " " in <str>v:
         return (<str>v).translate(_SAFE_TOPIC)
     return <str>v
+
+
+# --- the wire decoder's hot path ---
+# bus/codec.py is the reference (docs/wire.md); it installs its error type, Header class
+# and limits here and uses this compiled copy of its decode(): the same checks, in the
+# same order, with the same messages, minus the Python call overhead per frame.
+
+cdef object _wire_error = ValueError
+cdef object _header_cls = tuple
+cdef object _unpackb = None
+cdef Py_ssize_t _max_frame = 0
+cdef Py_ssize_t _max_topic = 0
+cdef object _wire_version = 1
+_FRAME_TYPES = (bytes, bytearray, memoryview)
+
+
+def _configure_decoder(wire_error, header_cls, unpackb, Py_ssize_t max_frame, Py_ssize_t max_topic, version):
+    """Called once by bus.codec at import."""
+    global _wire_error, _header_cls, _unpackb, _max_frame, _max_topic, _wire_version
+    _wire_error, _header_cls, _unpackb = wire_error, header_cls, unpackb
+    _max_frame, _max_topic, _wire_version = max_frame, max_topic, version
+
+
+cdef object _unpack_frame(object frame, str what):
+    if type(frame) is not bytes and not isinstance(frame, _FRAME_TYPES):
+        raise _wire_error(f"{what}: expected bytes, got {type(frame).__name__}")
+    if len(frame) > _max_frame:
+        raise _wire_error(f"{what}: {len(frame)} bytes exceeds the {_max_frame} byte limit")
+    try:
+        return _unpackb(frame)
+    except Exception as exc:  # msgpack raises several unrelated types on junk
+        raise _wire_error(f"{what}: not valid msgpack ({type(exc).__name__}: {exc})") from None
+
+
+def _decode_frames(frames):
+    """Compiled ``bus.codec.decode``: [topic, header, body] -> (topic, Header, Event)."""
+    cdef object f, h, body, kind, cls, version, gateway, epoch, seq, ts, rts, pts
+    cdef str topic
+    cdef list hl
+    cdef Event event
+    if (type(frames) is not list and not isinstance(frames, (list, tuple))) or len(frames) != 3:
+        got = len(frames) if isinstance(frames, (list, tuple)) else type(frames).__name__
+        raise _wire_error(f"expected 3 frames, got {got}")
+    # topic
+    f = frames[0]
+    if type(f) is not bytes:
+        if not isinstance(f, _FRAME_TYPES):
+            raise _wire_error(f"topic: expected bytes, got {type(f).__name__}")
+        f = bytes(f)
+    if len(<bytes>f) > _max_topic:
+        raise _wire_error(f"topic: longer than {_max_topic} bytes")
+    try:
+        topic = (<bytes>f).decode("ascii")
+    except UnicodeDecodeError:
+        raise _wire_error("topic: not ASCII") from None
+    if len(topic) == 0 or topic[len(topic) - 1] != "." or topic.count(".") < 2:
+        raise _wire_error(f"topic: {topic[:80]!r} does not end with the '.' terminator")
+    # header
+    h = _unpack_frame(frames[1], "header")
+    if type(h) is not list or len(<list>h) < 7:
+        raise _wire_error("header: expected a msgpack array of 7 items")
+    hl = <list>h
+    if len(hl) > 7:
+        del hl[7:]  # items appended by a later additive revision
+    version, gateway, epoch, seq, ts, rts, pts = hl
+    if type(version) is not int or version != _wire_version:
+        raise _wire_error(f"header: unsupported wire version {version!r}")
+    if type(gateway) is not str or type(epoch) is not int or type(seq) is not int:
+        raise _wire_error("header: gateway must be str, epoch and seq int")
+    if (ts is not None and type(ts) is not int) or type(rts) is not int or type(pts) is not int:
+        raise _wire_error("header: timestamps must be integer nanoseconds")
+    header = tuple.__new__(_header_cls, hl)
+    # body
+    body = _unpack_frame(frames[2], "body")
+    if type(body) is not dict:
+        raise _wire_error("body: expected a msgpack map")
+    kind = (<dict>body).get("kind")
+    cls = EVENT_CLASSES.get(kind) if type(kind) is str else None
+    if cls is None:
+        raise _wire_error(f"body: unknown event kind {kind!r:.80}")
+    try:
+        event = cls.from_wire(body, ts, rts)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise _wire_error(f"body: invalid {kind}: {type(exc).__name__}: {exc}") from None
+    if event.topic() != topic:
+        raise _wire_error(f"topic {topic[:80]!r} does not match the body ({event.topic()[:80]!r})")
+    return topic, header, event

@@ -6,10 +6,10 @@ while the committed events.pyx differs from what this prints.
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from pathlib import Path
 
-import importlib.util
 HERE = Path(__file__).parent
 
 # Loaded by path so that the generator runs before the package's extensions exist.
@@ -28,6 +28,9 @@ _CHECK = {
     "int": '_req_int({v}, "{n}")', "int?": '_opt_int({v}, "{n}")', "bool?": '_opt_bool({v}, "{n}")',
     "levels": '_levels({v}, "{n}")', "orders": '_orders({v}, "{n}")', "map": '_req_map({v}, "{n}")',
 }
+# Decoding checks types strictly and keeps decimal text only in its plain wire form.
+_WIRE = dict(_CHECK, **{"dec": '_wire_dec({v}, "{n}")', "dec?": '_wire_opt_dec({v}, "{n}")',
+                        "levels": '_wire_levels({v}, "{n}")', "orders": '_wire_orders({v}, "{n}")'})
 # Decimal-carrying fields are stored as exact text in `<name>_str`; the plain name is
 # a property that builds Decimals only when a Python user reads it.
 _RAW = {"dec", "dec?", "levels", "orders"}
@@ -73,10 +76,16 @@ def _render_kind(k: Kind) -> str:
     out[-1] = out[-1][:-1] + "}"
     parts = " + '.' + ".join(f"_topic_part(self.{key})" for key in k.topic_keys)
     out += ["", "    cpdef str topic(self):", f"        return {k.channel + '.'!r} + {parts} + '.'"]
-    args = ", ".join([f"body[{n!r}]" for n, _ in req] + [f"{n}=body.get({n!r})" for n, _ in opt])
     out += ["", "    @classmethod", "    def from_wire(cls, dict body, timestamp=None, receipt_timestamp=0):",
-            '        """Build from a decoded wire body (unknown keys are ignored, for forward compatibility)."""',
-            f"        return cls({args}, timestamp=timestamp, receipt_timestamp=receipt_timestamp)", "", ""]
+            '        """Build from a decoded wire body, strictly: decimals must be plain decimal strings.',
+            "",
+            "        Unknown keys are ignored (forward compatibility); a missing required key raises",
+            '        KeyError, a wrong type TypeError or ValueError."""',
+            f"        cdef {k.cls} self = <{k.cls}>cls.__new__(cls)"]
+    for n, t in k.fields:
+        get = f"body[{n!r}]" if _required(t) else f"body.get({n!r})"
+        out.append(f"        self.{_attr(n, t)} = " + _WIRE[t].format(v=get, n=n))
+    out += ["        self._set_ts(timestamp, receipt_timestamp)", "        return self", "", ""]
     return "\n".join(out)
 
 

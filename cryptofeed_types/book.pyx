@@ -11,6 +11,7 @@ Also: top-N, depth, crossed-book detection and the CRC32 checksums of Kraken
 and OKX (the same format serves Bitget), computed from the exact strings.
 """
 
+import re
 from bisect import bisect_left
 from decimal import Decimal
 from zlib import crc32
@@ -19,6 +20,7 @@ cdef enum:
     SCALE = 18
 
 cdef list _POW10 = [10 ** i for i in range(SCALE + 1)]
+_PRICE_RE = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
 
 cpdef object price_key(str s):
@@ -48,31 +50,56 @@ cpdef object price_key(str s):
         else:
             return _slow_key(s)
         i += 1
+    if mant == 0 and digits == 0 and not _has_digit(s):
+        raise ValueError(f"not a price: {s!r}")
     if frac < 0:
         frac = 0
     key = <object>mant * _POW10[SCALE - frac]
     return -key if neg else key
 
 
+cdef bint _has_digit(str s):
+    cdef Py_UCS4 c
+    for c in s:
+        if c >= '0' and c <= '9':
+            return True
+    return False
+
+
 cdef object _slow_key(str s):
-    try:
-        d = Decimal(s)
-    except Exception:
-        raise ValueError(f"not a price: {s!r}") from None
-    if not d.is_finite():
+    # More than 18 significant digits or decimals, or an exponent: exact integer
+    # arithmetic on the digits (Decimal.scaleb would round to the context's 28 digits).
+    if _PRICE_RE.fullmatch(s) is None:
         raise ValueError(f"not a price: {s!r}")
-    return int(d.scaleb(SCALE))
+    sign, digits, exp = Decimal(s).as_tuple()
+    if not -100 <= exp <= 100:
+        raise ValueError(f"price exponent out of range: {s!r}")
+    mant = int("".join(map(str, digits)))
+    exp += SCALE
+    if exp >= 0:
+        key = mant * 10 ** exp
+    else:
+        key, rest = divmod(mant, 10 ** -exp)
+        if rest:
+            raise ValueError(f"price has more than {SCALE} significant decimals: {s!r}")
+    return -key if sign else key
 
 
 cpdef bint is_zero(str s):
-    """True when a size string means zero ('0', '0.000', '-0')."""
+    """True when a size string means zero ('0', '0.000', '-0', '0e-8')."""
     cdef Py_UCS4 c
+    cdef bint digit = False
     for c in s:
-        if c != '0' and c != '.' and c != '-':
+        if c == '0':
+            digit = True
+        elif c != '.' and c != '-':
             if c == 'e' or c == 'E':
-                return Decimal(s) == 0
+                try:
+                    return Decimal(s) == 0
+                except Exception:
+                    return False
             return False
-    return True
+    return digit
 
 
 cdef class BookSide:

@@ -58,8 +58,21 @@ cdef class Trade(Event):
 
     @classmethod
     def from_wire(cls, dict body, timestamp=None, receipt_timestamp=0):
-        """Build from a decoded wire body (unknown keys are ignored, for forward compatibility)."""
-        return cls(body['exchange'], body['symbol'], body['side'], body['amount'], body['price'], id=body.get('id'), type=body.get('type'), exchange_symbol=body.get('exchange_symbol'), timestamp=timestamp, receipt_timestamp=receipt_timestamp)
+        """Build from a decoded wire body, strictly: decimals must be plain decimal strings.
+
+        Unknown keys are ignored (forward compatibility); a missing required key raises
+        KeyError, a wrong type TypeError or ValueError."""
+        cdef Trade self = <Trade>cls.__new__(cls)
+        self.exchange = _req_str(body['exchange'], "exchange")
+        self.symbol = _req_str(body['symbol'], "symbol")
+        self.side = _req_str(body['side'], "side")
+        self.amount_str = _wire_dec(body['amount'], "amount")
+        self.price_str = _wire_dec(body['price'], "price")
+        self.id = _opt_str(body.get('id'), "id")
+        self.type = _opt_str(body.get('type'), "type")
+        self.exchange_symbol = _opt_str(body.get('exchange_symbol'), "exchange_symbol")
+        self._set_ts(timestamp, receipt_timestamp)
+        return self
 
 
 cdef class Ticker(Event):
@@ -121,8 +134,20 @@ cdef class Ticker(Event):
 
     @classmethod
     def from_wire(cls, dict body, timestamp=None, receipt_timestamp=0):
-        """Build from a decoded wire body (unknown keys are ignored, for forward compatibility)."""
-        return cls(body['exchange'], body['symbol'], bid=body.get('bid'), ask=body.get('ask'), last=body.get('last'), volume=body.get('volume'), exchange_symbol=body.get('exchange_symbol'), timestamp=timestamp, receipt_timestamp=receipt_timestamp)
+        """Build from a decoded wire body, strictly: decimals must be plain decimal strings.
+
+        Unknown keys are ignored (forward compatibility); a missing required key raises
+        KeyError, a wrong type TypeError or ValueError."""
+        cdef Ticker self = <Ticker>cls.__new__(cls)
+        self.exchange = _req_str(body['exchange'], "exchange")
+        self.symbol = _req_str(body['symbol'], "symbol")
+        self.bid_str = _wire_opt_dec(body.get('bid'), "bid")
+        self.ask_str = _wire_opt_dec(body.get('ask'), "ask")
+        self.last_str = _wire_opt_dec(body.get('last'), "last")
+        self.volume_str = _wire_opt_dec(body.get('volume'), "volume")
+        self.exchange_symbol = _opt_str(body.get('exchange_symbol'), "exchange_symbol")
+        self._set_ts(timestamp, receipt_timestamp)
+        return self
 
 
 cdef class BBO(Event):
@@ -187,8 +212,96 @@ cdef class BBO(Event):
 
     @classmethod
     def from_wire(cls, dict body, timestamp=None, receipt_timestamp=0):
-        """Build from a decoded wire body (unknown keys are ignored, for forward compatibility)."""
-        return cls(body['exchange'], body['symbol'], bid=body.get('bid'), bid_size=body.get('bid_size'), ask=body.get('ask'), ask_size=body.get('ask_size'), sequence=body.get('sequence'), exchange_symbol=body.get('exchange_symbol'), timestamp=timestamp, receipt_timestamp=receipt_timestamp)
+        """Build from a decoded wire body, strictly: decimals must be plain decimal strings.
+
+        Unknown keys are ignored (forward compatibility); a missing required key raises
+        KeyError, a wrong type TypeError or ValueError."""
+        cdef BBO self = <BBO>cls.__new__(cls)
+        self.exchange = _req_str(body['exchange'], "exchange")
+        self.symbol = _req_str(body['symbol'], "symbol")
+        self.bid_str = _wire_opt_dec(body.get('bid'), "bid")
+        self.bid_size_str = _wire_opt_dec(body.get('bid_size'), "bid_size")
+        self.ask_str = _wire_opt_dec(body.get('ask'), "ask")
+        self.ask_size_str = _wire_opt_dec(body.get('ask_size'), "ask_size")
+        self.sequence = _opt_int(body.get('sequence'), "sequence")
+        self.exchange_symbol = _opt_str(body.get('exchange_symbol'), "exchange_symbol")
+        self._set_ts(timestamp, receipt_timestamp)
+        return self
+
+
+cdef class NBBO(Event):
+    """National best bid/offer across exchanges for one normalized symbol, published by the nbbo consumer when it changes; a side is nil when no valid exchange quotes it."""
+
+    KIND = 'nbbo'
+    CHANNEL = 'nbbo'
+    FIELDS = ('symbol', 'bid', 'bid_size', 'bid_exchange', 'ask', 'ask_size', 'ask_exchange')
+    TYPES = {'symbol': 'str', 'bid': 'dec?', 'bid_size': 'dec?', 'bid_exchange': 'str?', 'ask': 'dec?', 'ask_size': 'dec?', 'ask_exchange': 'str?'}
+    TOPIC_KEYS = ('symbol',)
+    SCALAR = True
+
+    cdef readonly str symbol
+    cdef readonly object bid_str
+    cdef readonly object bid_size_str
+    cdef readonly object bid_exchange
+    cdef readonly object ask_str
+    cdef readonly object ask_size_str
+    cdef readonly object ask_exchange
+
+    def __init__(self, symbol, *, bid=None, bid_size=None, bid_exchange=None, ask=None, ask_size=None, ask_exchange=None, timestamp=None, receipt_timestamp=0):
+        self.symbol = _req_str(symbol, "symbol")
+        self.bid_str = _opt_dec(bid)
+        self.bid_size_str = _opt_dec(bid_size)
+        self.bid_exchange = _opt_str(bid_exchange, "bid_exchange")
+        self.ask_str = _opt_dec(ask)
+        self.ask_size_str = _opt_dec(ask_size)
+        self.ask_exchange = _opt_str(ask_exchange, "ask_exchange")
+        self._set_ts(timestamp, receipt_timestamp)
+
+    @property
+    def bid(self):
+        return None if self.bid_str is None else Decimal(self.bid_str)
+
+    @property
+    def bid_size(self):
+        return None if self.bid_size_str is None else Decimal(self.bid_size_str)
+
+    @property
+    def ask(self):
+        return None if self.ask_str is None else Decimal(self.ask_str)
+
+    @property
+    def ask_size(self):
+        return None if self.ask_size_str is None else Decimal(self.ask_size_str)
+
+    cpdef dict wire_body(self):
+        return {'kind': 'nbbo',
+                'symbol': self.symbol,
+                'bid': self.bid_str,
+                'bid_size': self.bid_size_str,
+                'bid_exchange': self.bid_exchange,
+                'ask': self.ask_str,
+                'ask_size': self.ask_size_str,
+                'ask_exchange': self.ask_exchange}
+
+    cpdef str topic(self):
+        return 'nbbo.' + _topic_part(self.symbol) + '.'
+
+    @classmethod
+    def from_wire(cls, dict body, timestamp=None, receipt_timestamp=0):
+        """Build from a decoded wire body, strictly: decimals must be plain decimal strings.
+
+        Unknown keys are ignored (forward compatibility); a missing required key raises
+        KeyError, a wrong type TypeError or ValueError."""
+        cdef NBBO self = <NBBO>cls.__new__(cls)
+        self.symbol = _req_str(body['symbol'], "symbol")
+        self.bid_str = _wire_opt_dec(body.get('bid'), "bid")
+        self.bid_size_str = _wire_opt_dec(body.get('bid_size'), "bid_size")
+        self.bid_exchange = _opt_str(body.get('bid_exchange'), "bid_exchange")
+        self.ask_str = _wire_opt_dec(body.get('ask'), "ask")
+        self.ask_size_str = _wire_opt_dec(body.get('ask_size'), "ask_size")
+        self.ask_exchange = _opt_str(body.get('ask_exchange'), "ask_exchange")
+        self._set_ts(timestamp, receipt_timestamp)
+        return self
 
 
 cdef class L2Snapshot(Event):
@@ -242,8 +355,20 @@ cdef class L2Snapshot(Event):
 
     @classmethod
     def from_wire(cls, dict body, timestamp=None, receipt_timestamp=0):
-        """Build from a decoded wire body (unknown keys are ignored, for forward compatibility)."""
-        return cls(body['exchange'], body['symbol'], body['bids'], body['asks'], sequence=body.get('sequence'), checksum=body.get('checksum'), exchange_symbol=body.get('exchange_symbol'), timestamp=timestamp, receipt_timestamp=receipt_timestamp)
+        """Build from a decoded wire body, strictly: decimals must be plain decimal strings.
+
+        Unknown keys are ignored (forward compatibility); a missing required key raises
+        KeyError, a wrong type TypeError or ValueError."""
+        cdef L2Snapshot self = <L2Snapshot>cls.__new__(cls)
+        self.exchange = _req_str(body['exchange'], "exchange")
+        self.symbol = _req_str(body['symbol'], "symbol")
+        self.bids_str = _wire_levels(body['bids'], "bids")
+        self.asks_str = _wire_levels(body['asks'], "asks")
+        self.sequence = _opt_int(body.get('sequence'), "sequence")
+        self.checksum = _opt_int(body.get('checksum'), "checksum")
+        self.exchange_symbol = _opt_str(body.get('exchange_symbol'), "exchange_symbol")
+        self._set_ts(timestamp, receipt_timestamp)
+        return self
 
 
 cdef class L2Delta(Event):
@@ -297,8 +422,20 @@ cdef class L2Delta(Event):
 
     @classmethod
     def from_wire(cls, dict body, timestamp=None, receipt_timestamp=0):
-        """Build from a decoded wire body (unknown keys are ignored, for forward compatibility)."""
-        return cls(body['exchange'], body['symbol'], body['bids'], body['asks'], sequence=body.get('sequence'), checksum=body.get('checksum'), exchange_symbol=body.get('exchange_symbol'), timestamp=timestamp, receipt_timestamp=receipt_timestamp)
+        """Build from a decoded wire body, strictly: decimals must be plain decimal strings.
+
+        Unknown keys are ignored (forward compatibility); a missing required key raises
+        KeyError, a wrong type TypeError or ValueError."""
+        cdef L2Delta self = <L2Delta>cls.__new__(cls)
+        self.exchange = _req_str(body['exchange'], "exchange")
+        self.symbol = _req_str(body['symbol'], "symbol")
+        self.bids_str = _wire_levels(body['bids'], "bids")
+        self.asks_str = _wire_levels(body['asks'], "asks")
+        self.sequence = _opt_int(body.get('sequence'), "sequence")
+        self.checksum = _opt_int(body.get('checksum'), "checksum")
+        self.exchange_symbol = _opt_str(body.get('exchange_symbol'), "exchange_symbol")
+        self._set_ts(timestamp, receipt_timestamp)
+        return self
 
 
 cdef class L3Snapshot(Event):
@@ -342,8 +479,18 @@ cdef class L3Snapshot(Event):
 
     @classmethod
     def from_wire(cls, dict body, timestamp=None, receipt_timestamp=0):
-        """Build from a decoded wire body (unknown keys are ignored, for forward compatibility)."""
-        return cls(body['exchange'], body['symbol'], body['orders'], sequence=body.get('sequence'), exchange_symbol=body.get('exchange_symbol'), timestamp=timestamp, receipt_timestamp=receipt_timestamp)
+        """Build from a decoded wire body, strictly: decimals must be plain decimal strings.
+
+        Unknown keys are ignored (forward compatibility); a missing required key raises
+        KeyError, a wrong type TypeError or ValueError."""
+        cdef L3Snapshot self = <L3Snapshot>cls.__new__(cls)
+        self.exchange = _req_str(body['exchange'], "exchange")
+        self.symbol = _req_str(body['symbol'], "symbol")
+        self.orders_str = _wire_orders(body['orders'], "orders")
+        self.sequence = _opt_int(body.get('sequence'), "sequence")
+        self.exchange_symbol = _opt_str(body.get('exchange_symbol'), "exchange_symbol")
+        self._set_ts(timestamp, receipt_timestamp)
+        return self
 
 
 cdef class L3Delta(Event):
@@ -387,8 +534,18 @@ cdef class L3Delta(Event):
 
     @classmethod
     def from_wire(cls, dict body, timestamp=None, receipt_timestamp=0):
-        """Build from a decoded wire body (unknown keys are ignored, for forward compatibility)."""
-        return cls(body['exchange'], body['symbol'], body['orders'], sequence=body.get('sequence'), exchange_symbol=body.get('exchange_symbol'), timestamp=timestamp, receipt_timestamp=receipt_timestamp)
+        """Build from a decoded wire body, strictly: decimals must be plain decimal strings.
+
+        Unknown keys are ignored (forward compatibility); a missing required key raises
+        KeyError, a wrong type TypeError or ValueError."""
+        cdef L3Delta self = <L3Delta>cls.__new__(cls)
+        self.exchange = _req_str(body['exchange'], "exchange")
+        self.symbol = _req_str(body['symbol'], "symbol")
+        self.orders_str = _wire_orders(body['orders'], "orders")
+        self.sequence = _opt_int(body.get('sequence'), "sequence")
+        self.exchange_symbol = _opt_str(body.get('exchange_symbol'), "exchange_symbol")
+        self._set_ts(timestamp, receipt_timestamp)
+        return self
 
 
 cdef class Candle(Event):
@@ -472,8 +629,26 @@ cdef class Candle(Event):
 
     @classmethod
     def from_wire(cls, dict body, timestamp=None, receipt_timestamp=0):
-        """Build from a decoded wire body (unknown keys are ignored, for forward compatibility)."""
-        return cls(body['exchange'], body['symbol'], body['start'], body['stop'], body['interval'], body['open'], body['close'], body['high'], body['low'], body['volume'], trades=body.get('trades'), closed=body.get('closed'), exchange_symbol=body.get('exchange_symbol'), timestamp=timestamp, receipt_timestamp=receipt_timestamp)
+        """Build from a decoded wire body, strictly: decimals must be plain decimal strings.
+
+        Unknown keys are ignored (forward compatibility); a missing required key raises
+        KeyError, a wrong type TypeError or ValueError."""
+        cdef Candle self = <Candle>cls.__new__(cls)
+        self.exchange = _req_str(body['exchange'], "exchange")
+        self.symbol = _req_str(body['symbol'], "symbol")
+        self.start = _req_int(body['start'], "start")
+        self.stop = _req_int(body['stop'], "stop")
+        self.interval = _req_str(body['interval'], "interval")
+        self.trades = _opt_int(body.get('trades'), "trades")
+        self.open_str = _wire_dec(body['open'], "open")
+        self.close_str = _wire_dec(body['close'], "close")
+        self.high_str = _wire_dec(body['high'], "high")
+        self.low_str = _wire_dec(body['low'], "low")
+        self.volume_str = _wire_dec(body['volume'], "volume")
+        self.closed = _opt_bool(body.get('closed'), "closed")
+        self.exchange_symbol = _opt_str(body.get('exchange_symbol'), "exchange_symbol")
+        self._set_ts(timestamp, receipt_timestamp)
+        return self
 
 
 cdef class Funding(Event):
@@ -531,8 +706,20 @@ cdef class Funding(Event):
 
     @classmethod
     def from_wire(cls, dict body, timestamp=None, receipt_timestamp=0):
-        """Build from a decoded wire body (unknown keys are ignored, for forward compatibility)."""
-        return cls(body['exchange'], body['symbol'], body['rate'], mark_price=body.get('mark_price'), next_funding_time=body.get('next_funding_time'), predicted_rate=body.get('predicted_rate'), exchange_symbol=body.get('exchange_symbol'), timestamp=timestamp, receipt_timestamp=receipt_timestamp)
+        """Build from a decoded wire body, strictly: decimals must be plain decimal strings.
+
+        Unknown keys are ignored (forward compatibility); a missing required key raises
+        KeyError, a wrong type TypeError or ValueError."""
+        cdef Funding self = <Funding>cls.__new__(cls)
+        self.exchange = _req_str(body['exchange'], "exchange")
+        self.symbol = _req_str(body['symbol'], "symbol")
+        self.rate_str = _wire_dec(body['rate'], "rate")
+        self.mark_price_str = _wire_opt_dec(body.get('mark_price'), "mark_price")
+        self.next_funding_time = _opt_int(body.get('next_funding_time'), "next_funding_time")
+        self.predicted_rate_str = _wire_opt_dec(body.get('predicted_rate'), "predicted_rate")
+        self.exchange_symbol = _opt_str(body.get('exchange_symbol'), "exchange_symbol")
+        self._set_ts(timestamp, receipt_timestamp)
+        return self
 
 
 cdef class OpenInterest(Event):
@@ -573,8 +760,17 @@ cdef class OpenInterest(Event):
 
     @classmethod
     def from_wire(cls, dict body, timestamp=None, receipt_timestamp=0):
-        """Build from a decoded wire body (unknown keys are ignored, for forward compatibility)."""
-        return cls(body['exchange'], body['symbol'], body['open_interest'], exchange_symbol=body.get('exchange_symbol'), timestamp=timestamp, receipt_timestamp=receipt_timestamp)
+        """Build from a decoded wire body, strictly: decimals must be plain decimal strings.
+
+        Unknown keys are ignored (forward compatibility); a missing required key raises
+        KeyError, a wrong type TypeError or ValueError."""
+        cdef OpenInterest self = <OpenInterest>cls.__new__(cls)
+        self.exchange = _req_str(body['exchange'], "exchange")
+        self.symbol = _req_str(body['symbol'], "symbol")
+        self.open_interest_str = _wire_dec(body['open_interest'], "open_interest")
+        self.exchange_symbol = _opt_str(body.get('exchange_symbol'), "exchange_symbol")
+        self._set_ts(timestamp, receipt_timestamp)
+        return self
 
 
 cdef class Liquidation(Event):
@@ -631,8 +827,21 @@ cdef class Liquidation(Event):
 
     @classmethod
     def from_wire(cls, dict body, timestamp=None, receipt_timestamp=0):
-        """Build from a decoded wire body (unknown keys are ignored, for forward compatibility)."""
-        return cls(body['exchange'], body['symbol'], body['side'], body['quantity'], body['price'], id=body.get('id'), status=body.get('status'), exchange_symbol=body.get('exchange_symbol'), timestamp=timestamp, receipt_timestamp=receipt_timestamp)
+        """Build from a decoded wire body, strictly: decimals must be plain decimal strings.
+
+        Unknown keys are ignored (forward compatibility); a missing required key raises
+        KeyError, a wrong type TypeError or ValueError."""
+        cdef Liquidation self = <Liquidation>cls.__new__(cls)
+        self.exchange = _req_str(body['exchange'], "exchange")
+        self.symbol = _req_str(body['symbol'], "symbol")
+        self.side = _req_str(body['side'], "side")
+        self.quantity_str = _wire_dec(body['quantity'], "quantity")
+        self.price_str = _wire_dec(body['price'], "price")
+        self.id = _opt_str(body.get('id'), "id")
+        self.status = _opt_str(body.get('status'), "status")
+        self.exchange_symbol = _opt_str(body.get('exchange_symbol'), "exchange_symbol")
+        self._set_ts(timestamp, receipt_timestamp)
+        return self
 
 
 cdef class IndexPrice(Event):
@@ -673,8 +882,17 @@ cdef class IndexPrice(Event):
 
     @classmethod
     def from_wire(cls, dict body, timestamp=None, receipt_timestamp=0):
-        """Build from a decoded wire body (unknown keys are ignored, for forward compatibility)."""
-        return cls(body['exchange'], body['symbol'], body['price'], exchange_symbol=body.get('exchange_symbol'), timestamp=timestamp, receipt_timestamp=receipt_timestamp)
+        """Build from a decoded wire body, strictly: decimals must be plain decimal strings.
+
+        Unknown keys are ignored (forward compatibility); a missing required key raises
+        KeyError, a wrong type TypeError or ValueError."""
+        cdef IndexPrice self = <IndexPrice>cls.__new__(cls)
+        self.exchange = _req_str(body['exchange'], "exchange")
+        self.symbol = _req_str(body['symbol'], "symbol")
+        self.price_str = _wire_dec(body['price'], "price")
+        self.exchange_symbol = _opt_str(body.get('exchange_symbol'), "exchange_symbol")
+        self._set_ts(timestamp, receipt_timestamp)
+        return self
 
 
 cdef class MarkPrice(Event):
@@ -715,8 +933,17 @@ cdef class MarkPrice(Event):
 
     @classmethod
     def from_wire(cls, dict body, timestamp=None, receipt_timestamp=0):
-        """Build from a decoded wire body (unknown keys are ignored, for forward compatibility)."""
-        return cls(body['exchange'], body['symbol'], body['price'], exchange_symbol=body.get('exchange_symbol'), timestamp=timestamp, receipt_timestamp=receipt_timestamp)
+        """Build from a decoded wire body, strictly: decimals must be plain decimal strings.
+
+        Unknown keys are ignored (forward compatibility); a missing required key raises
+        KeyError, a wrong type TypeError or ValueError."""
+        cdef MarkPrice self = <MarkPrice>cls.__new__(cls)
+        self.exchange = _req_str(body['exchange'], "exchange")
+        self.symbol = _req_str(body['symbol'], "symbol")
+        self.price_str = _wire_dec(body['price'], "price")
+        self.exchange_symbol = _opt_str(body.get('exchange_symbol'), "exchange_symbol")
+        self._set_ts(timestamp, receipt_timestamp)
+        return self
 
 
 cdef class OrderInfo(Event):
@@ -789,8 +1016,25 @@ cdef class OrderInfo(Event):
 
     @classmethod
     def from_wire(cls, dict body, timestamp=None, receipt_timestamp=0):
-        """Build from a decoded wire body (unknown keys are ignored, for forward compatibility)."""
-        return cls(body['exchange'], body['symbol'], body['id'], body['side'], body['status'], body['type'], body['amount'], client_order_id=body.get('client_order_id'), price=body.get('price'), remaining=body.get('remaining'), account=body.get('account'), exchange_symbol=body.get('exchange_symbol'), timestamp=timestamp, receipt_timestamp=receipt_timestamp)
+        """Build from a decoded wire body, strictly: decimals must be plain decimal strings.
+
+        Unknown keys are ignored (forward compatibility); a missing required key raises
+        KeyError, a wrong type TypeError or ValueError."""
+        cdef OrderInfo self = <OrderInfo>cls.__new__(cls)
+        self.exchange = _req_str(body['exchange'], "exchange")
+        self.symbol = _req_str(body['symbol'], "symbol")
+        self.id = _req_str(body['id'], "id")
+        self.client_order_id = _opt_str(body.get('client_order_id'), "client_order_id")
+        self.side = _req_str(body['side'], "side")
+        self.status = _req_str(body['status'], "status")
+        self.type = _req_str(body['type'], "type")
+        self.price_str = _wire_opt_dec(body.get('price'), "price")
+        self.amount_str = _wire_dec(body['amount'], "amount")
+        self.remaining_str = _wire_opt_dec(body.get('remaining'), "remaining")
+        self.account = _opt_str(body.get('account'), "account")
+        self.exchange_symbol = _opt_str(body.get('exchange_symbol'), "exchange_symbol")
+        self._set_ts(timestamp, receipt_timestamp)
+        return self
 
 
 cdef class Fill(Event):
@@ -866,8 +1110,26 @@ cdef class Fill(Event):
 
     @classmethod
     def from_wire(cls, dict body, timestamp=None, receipt_timestamp=0):
-        """Build from a decoded wire body (unknown keys are ignored, for forward compatibility)."""
-        return cls(body['exchange'], body['symbol'], body['side'], body['amount'], body['price'], id=body.get('id'), order_id=body.get('order_id'), fee=body.get('fee'), fee_currency=body.get('fee_currency'), liquidity=body.get('liquidity'), type=body.get('type'), account=body.get('account'), exchange_symbol=body.get('exchange_symbol'), timestamp=timestamp, receipt_timestamp=receipt_timestamp)
+        """Build from a decoded wire body, strictly: decimals must be plain decimal strings.
+
+        Unknown keys are ignored (forward compatibility); a missing required key raises
+        KeyError, a wrong type TypeError or ValueError."""
+        cdef Fill self = <Fill>cls.__new__(cls)
+        self.exchange = _req_str(body['exchange'], "exchange")
+        self.symbol = _req_str(body['symbol'], "symbol")
+        self.id = _opt_str(body.get('id'), "id")
+        self.order_id = _opt_str(body.get('order_id'), "order_id")
+        self.side = _req_str(body['side'], "side")
+        self.amount_str = _wire_dec(body['amount'], "amount")
+        self.price_str = _wire_dec(body['price'], "price")
+        self.fee_str = _wire_opt_dec(body.get('fee'), "fee")
+        self.fee_currency = _opt_str(body.get('fee_currency'), "fee_currency")
+        self.liquidity = _opt_str(body.get('liquidity'), "liquidity")
+        self.type = _opt_str(body.get('type'), "type")
+        self.account = _opt_str(body.get('account'), "account")
+        self.exchange_symbol = _opt_str(body.get('exchange_symbol'), "exchange_symbol")
+        self._set_ts(timestamp, receipt_timestamp)
+        return self
 
 
 cdef class Balance(Event):
@@ -915,8 +1177,18 @@ cdef class Balance(Event):
 
     @classmethod
     def from_wire(cls, dict body, timestamp=None, receipt_timestamp=0):
-        """Build from a decoded wire body (unknown keys are ignored, for forward compatibility)."""
-        return cls(body['exchange'], body['currency'], body['balance'], reserved=body.get('reserved'), account=body.get('account'), timestamp=timestamp, receipt_timestamp=receipt_timestamp)
+        """Build from a decoded wire body, strictly: decimals must be plain decimal strings.
+
+        Unknown keys are ignored (forward compatibility); a missing required key raises
+        KeyError, a wrong type TypeError or ValueError."""
+        cdef Balance self = <Balance>cls.__new__(cls)
+        self.exchange = _req_str(body['exchange'], "exchange")
+        self.currency = _req_str(body['currency'], "currency")
+        self.balance_str = _wire_dec(body['balance'], "balance")
+        self.reserved_str = _wire_opt_dec(body.get('reserved'), "reserved")
+        self.account = _opt_str(body.get('account'), "account")
+        self._set_ts(timestamp, receipt_timestamp)
+        return self
 
 
 cdef class Position(Event):
@@ -977,8 +1249,21 @@ cdef class Position(Event):
 
     @classmethod
     def from_wire(cls, dict body, timestamp=None, receipt_timestamp=0):
-        """Build from a decoded wire body (unknown keys are ignored, for forward compatibility)."""
-        return cls(body['exchange'], body['symbol'], body['side'], body['size'], entry_price=body.get('entry_price'), unrealised_pnl=body.get('unrealised_pnl'), account=body.get('account'), exchange_symbol=body.get('exchange_symbol'), timestamp=timestamp, receipt_timestamp=receipt_timestamp)
+        """Build from a decoded wire body, strictly: decimals must be plain decimal strings.
+
+        Unknown keys are ignored (forward compatibility); a missing required key raises
+        KeyError, a wrong type TypeError or ValueError."""
+        cdef Position self = <Position>cls.__new__(cls)
+        self.exchange = _req_str(body['exchange'], "exchange")
+        self.symbol = _req_str(body['symbol'], "symbol")
+        self.side = _req_str(body['side'], "side")
+        self.size_str = _wire_dec(body['size'], "size")
+        self.entry_price_str = _wire_opt_dec(body.get('entry_price'), "entry_price")
+        self.unrealised_pnl_str = _wire_opt_dec(body.get('unrealised_pnl'), "unrealised_pnl")
+        self.account = _opt_str(body.get('account'), "account")
+        self.exchange_symbol = _opt_str(body.get('exchange_symbol'), "exchange_symbol")
+        self._set_ts(timestamp, receipt_timestamp)
+        return self
 
 
 cdef class Heartbeat(Event):
@@ -1012,8 +1297,16 @@ cdef class Heartbeat(Event):
 
     @classmethod
     def from_wire(cls, dict body, timestamp=None, receipt_timestamp=0):
-        """Build from a decoded wire body (unknown keys are ignored, for forward compatibility)."""
-        return cls(body['gateway'], body['counters'], body['feeds'], timestamp=timestamp, receipt_timestamp=receipt_timestamp)
+        """Build from a decoded wire body, strictly: decimals must be plain decimal strings.
+
+        Unknown keys are ignored (forward compatibility); a missing required key raises
+        KeyError, a wrong type TypeError or ValueError."""
+        cdef Heartbeat self = <Heartbeat>cls.__new__(cls)
+        self.gateway = _req_str(body['gateway'], "gateway")
+        self.counters = _req_map(body['counters'], "counters")
+        self.feeds = _req_map(body['feeds'], "feeds")
+        self._set_ts(timestamp, receipt_timestamp)
+        return self
 
 
 cdef class Status(Event):
@@ -1050,8 +1343,17 @@ cdef class Status(Event):
 
     @classmethod
     def from_wire(cls, dict body, timestamp=None, receipt_timestamp=0):
-        """Build from a decoded wire body (unknown keys are ignored, for forward compatibility)."""
-        return cls(body['exchange'], body['feed'], body['state'], reason=body.get('reason'), timestamp=timestamp, receipt_timestamp=receipt_timestamp)
+        """Build from a decoded wire body, strictly: decimals must be plain decimal strings.
+
+        Unknown keys are ignored (forward compatibility); a missing required key raises
+        KeyError, a wrong type TypeError or ValueError."""
+        cdef Status self = <Status>cls.__new__(cls)
+        self.exchange = _req_str(body['exchange'], "exchange")
+        self.feed = _req_str(body['feed'], "feed")
+        self.state = _req_str(body['state'], "state")
+        self.reason = _opt_str(body.get('reason'), "reason")
+        self._set_ts(timestamp, receipt_timestamp)
+        return self
 
 
 cdef class Gap(Event):
@@ -1094,8 +1396,19 @@ cdef class Gap(Event):
 
     @classmethod
     def from_wire(cls, dict body, timestamp=None, receipt_timestamp=0):
-        """Build from a decoded wire body (unknown keys are ignored, for forward compatibility)."""
-        return cls(body['exchange'], body['channel'], body['reason'], symbol=body.get('symbol'), expected=body.get('expected'), received=body.get('received'), timestamp=timestamp, receipt_timestamp=receipt_timestamp)
+        """Build from a decoded wire body, strictly: decimals must be plain decimal strings.
+
+        Unknown keys are ignored (forward compatibility); a missing required key raises
+        KeyError, a wrong type TypeError or ValueError."""
+        cdef Gap self = <Gap>cls.__new__(cls)
+        self.exchange = _req_str(body['exchange'], "exchange")
+        self.symbol = _opt_str(body.get('symbol'), "symbol")
+        self.channel = _req_str(body['channel'], "channel")
+        self.expected = _opt_int(body.get('expected'), "expected")
+        self.received = _opt_int(body.get('received'), "received")
+        self.reason = _req_str(body['reason'], "reason")
+        self._set_ts(timestamp, receipt_timestamp)
+        return self
 
 
 cdef class Reset(Event):
@@ -1132,13 +1445,23 @@ cdef class Reset(Event):
 
     @classmethod
     def from_wire(cls, dict body, timestamp=None, receipt_timestamp=0):
-        """Build from a decoded wire body (unknown keys are ignored, for forward compatibility)."""
-        return cls(body['exchange'], body['channel'], body['reason'], symbol=body.get('symbol'), timestamp=timestamp, receipt_timestamp=receipt_timestamp)
+        """Build from a decoded wire body, strictly: decimals must be plain decimal strings.
+
+        Unknown keys are ignored (forward compatibility); a missing required key raises
+        KeyError, a wrong type TypeError or ValueError."""
+        cdef Reset self = <Reset>cls.__new__(cls)
+        self.exchange = _req_str(body['exchange'], "exchange")
+        self.symbol = _opt_str(body.get('symbol'), "symbol")
+        self.channel = _req_str(body['channel'], "channel")
+        self.reason = _req_str(body['reason'], "reason")
+        self._set_ts(timestamp, receipt_timestamp)
+        return self
 
 EVENT_CLASSES = {
     'trade': Trade,
     'ticker': Ticker,
     'bbo': BBO,
+    'nbbo': NBBO,
     'book_snapshot': L2Snapshot,
     'book_delta': L2Delta,
     'l3_snapshot': L3Snapshot,

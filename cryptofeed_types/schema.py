@@ -62,6 +62,12 @@ KINDS: tuple[Kind, ...] = (
          _MD + (("bid", "dec?"), ("bid_size", "dec?"), ("ask", "dec?"), ("ask_size", "dec?"), ("sequence", "int?")) + _XS,
          "Top of book (L1). Published by a gateway whenever the top of its L2 book changes, "
          "or from the exchange's own BBO channel.", scalar=True),
+    Kind("NBBO", "nbbo", "nbbo",
+         (("symbol", "str"), ("bid", "dec?"), ("bid_size", "dec?"), ("bid_exchange", "str?"),
+          ("ask", "dec?"), ("ask_size", "dec?"), ("ask_exchange", "str?")),
+         "National best bid/offer across exchanges for one normalized symbol, published by the nbbo consumer "
+         "when it changes; a side is nil when no valid exchange quotes it.",
+         topic_keys=("symbol",), scalar=True),
     Kind("L2Snapshot", "book_snapshot", "book",
          _MD + (("bids", "levels"), ("asks", "levels"), ("sequence", "int?"), ("checksum", "int?")) + _XS,
          "A full L2 book: bids best (highest) first, asks best (lowest) first."),

@@ -12,6 +12,7 @@ Settlement currency, tick/lot/contract sizes and the exchange's own id are
 metadata: they travel with a Symbol but are not part of its identity.
 """
 
+from datetime import date
 from decimal import Decimal
 
 SPOT = "spot"
@@ -22,17 +23,20 @@ KINDS = (SPOT, PERPETUAL, FUTURE, OPTION)
 
 
 cdef str _check_code(object v, str name):
-    if type(v) is not str or not v or "-" in v or "." in v or not v.isprintable():
-        raise ValueError(f"{name}: a currency code without '-' or '.', got {v!r}")
+    # ASCII without '-', '.' or spaces: the code becomes part of a topic and of the text form.
+    if (type(v) is not str or not v or "-" in v or "." in v or " " in v or not v.isascii()
+            or not v.isprintable()):
+        raise ValueError(f"{name}: an ASCII currency code without '-', '.' or ' ', got {v!r}")
     return (<str>v).upper()
 
 
 cdef str _check_expiry(object v):
-    if type(v) is not str or len(v) != 8 or not v.isdigit():
+    if type(v) is not str or len(v) != 8 or not v.isascii() or not v.isdigit():
         raise ValueError(f"expiry: YYYYMMDD, got {v!r}")
-    month, day = int(v[4:6]), int(v[6:8])
-    if not (1 <= month <= 12 and 1 <= day <= 31):
-        raise ValueError(f"expiry: not a date, got {v!r}")
+    try:
+        date(int(v[:4]), int(v[4:6]), int(v[6:8]))
+    except ValueError:
+        raise ValueError(f"expiry: not a date, got {v!r}") from None
     return v
 
 

@@ -23,5 +23,6 @@ def shared_data() -> Path:
 
 
 # --- bus fixtures (feedfabric.testing.bus) ---
+from feedfabric.testing.bus import bus_dir, bus_endpoint, publisher_factory, publisher_process, subscriber_factory  # noqa: E402,F401,I001
 # --- gateway fixtures (feedfabric.testing.exchange) ---
 # --- consumer fixtures (feedfabric.testing.consumers) ---

@@ -1,0 +1,227 @@
+"""The snapshot service (the Clone pattern's state request) and its client protocol.
+
+A publisher keeps, per topic, the state a late joiner needs: the full L2 book
+(``book.`` topics), the L3 order book (``l3.`` topics) and the last value of scalar
+topics (ticker, bbo, funding, open interest, index, mark), each with the per-topic
+sequence number it includes. A subscriber asks a ROUTER socket for a topic prefix and
+gets one message per matching topic, then an end marker. docs/wire.md ("Snapshot
+service, heartbeats and recovery") is the normative description:
+
+    request  (DEALER -> ROUTER)  [b"SNAPSHOT", prefix, request_id]   or [b"HELLO", b"", request_id]
+    item     (ROUTER -> DEALER)  [request_id, topic, header, body]    (exactly a PUB message's frames)
+    end      (ROUTER -> DEALER)  [request_id, b"END", msgpack [version, gateway, epoch, item_count]]
+    error    (ROUTER -> DEALER)  [request_id, b"ERROR", msgpack reason]
+
+This module holds the pieces both sides share: :class:`StateStore` (the publisher's
+state, fed by :meth:`StateStore.apply`), :func:`serve` (answer one request) and the
+client helpers :func:`encode_request` / :func:`decode_reply`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import NamedTuple
+
+import msgpack
+
+from bus import codec
+from bus.codec import Header, WireError
+from cryptofeed_types.book import OrderBook, is_zero
+from cryptofeed_types.events import Event, L2Delta, L2Snapshot, L3Delta, L3Snapshot
+
+SNAPSHOT = b"SNAPSHOT"
+HELLO = b"HELLO"
+END = b"END"
+ERROR = b"ERROR"
+MAX_PREFIX = 512
+MAX_REQUEST_ID = 64
+
+# Channels whose messages are changes to a state (need a snapshot to join).
+STATEFUL_CHANNELS = frozenset({"book", "l3"})
+
+
+class _Book:
+    __slots__ = ("book", "seq", "exchange", "symbol", "exchange_symbol", "timestamp", "receipt_timestamp")
+
+    def __init__(self) -> None:
+        self.book = OrderBook()
+        self.seq = 0
+
+
+class _L3:
+    __slots__ = ("orders", "sequence", "seq", "exchange", "symbol", "exchange_symbol", "timestamp",
+                 "receipt_timestamp")
+
+    def __init__(self) -> None:
+        self.orders: dict[str, tuple[str, str, str, str]] = {}
+        self.sequence = None
+        self.seq = 0
+
+
+class StateStore:
+    """Books and last values per topic, with the sequence number each includes.
+
+    Not locked itself: the publisher calls :meth:`apply` and :meth:`collect` under its lock.
+    """
+
+    def __init__(self) -> None:
+        self.books: dict[str, _Book] = {}
+        self.l3: dict[str, _L3] = {}
+        self.last: dict[str, tuple[Event, int]] = {}
+
+    def apply(self, event: Event, topic: str, seq: int) -> None:
+        """Record a published event (only stateful and scalar kinds change anything)."""
+        cls = type(event)
+        if cls is L2Delta or cls is L2Snapshot:
+            st = self.books.get(topic)
+            if st is None:
+                st = self.books[topic] = _Book()
+            if cls is L2Delta:
+                st.book.apply_delta(event.bids_str, event.asks_str, event.sequence)
+            else:
+                st.book.apply_snapshot(event.bids_str, event.asks_str, event.sequence)
+            st.seq = seq
+            st.exchange = event.exchange
+            st.symbol = event.symbol
+            st.exchange_symbol = event.exchange_symbol
+            st.timestamp = event.timestamp
+            st.receipt_timestamp = event.receipt_timestamp
+        elif cls is L3Delta or cls is L3Snapshot:
+            st3 = self.l3.get(topic)
+            if st3 is None:
+                st3 = self.l3[topic] = _L3()
+            orders = st3.orders
+            if cls is L3Snapshot:
+                orders.clear()
+            for row in event.orders_str:
+                if is_zero(row[3]):
+                    orders.pop(row[0], None)
+                else:
+                    orders[row[0]] = row
+            if event.sequence is not None:
+                st3.sequence = event.sequence
+            st3.seq = seq
+            st3.exchange = event.exchange
+            st3.symbol = event.symbol
+            st3.exchange_symbol = event.exchange_symbol
+            st3.timestamp = event.timestamp
+            st3.receipt_timestamp = event.receipt_timestamp
+        elif cls.SCALAR:
+            self.last[topic] = (event, seq)
+
+    def collect(self, prefix: str) -> list[tuple[str, int, int | None, int, dict]]:
+        """``(topic, seq, timestamp, receipt_timestamp, body)`` for every topic under ``prefix``."""
+        out: list[tuple[str, int, int | None, int, dict]] = []
+        for topic, st in self.books.items():
+            if topic.startswith(prefix):
+                bids, asks = st.book.snapshot()
+                out.append((topic, st.seq, st.timestamp, st.receipt_timestamp, {
+                    "kind": "book_snapshot", "exchange": st.exchange, "symbol": st.symbol,
+                    "bids": bids, "asks": asks, "sequence": st.book.sequence, "checksum": None,
+                    "exchange_symbol": st.exchange_symbol}))
+        for topic, st3 in self.l3.items():
+            if topic.startswith(prefix):
+                out.append((topic, st3.seq, st3.timestamp, st3.receipt_timestamp, {
+                    "kind": "l3_snapshot", "exchange": st3.exchange, "symbol": st3.symbol,
+                    "orders": list(st3.orders.values()), "sequence": st3.sequence,
+                    "exchange_symbol": st3.exchange_symbol}))
+        for topic, (event, seq) in self.last.items():
+            if topic.startswith(prefix):
+                out.append((topic, seq, event.timestamp, event.receipt_timestamp, event.wire_body()))
+        return out
+
+
+class Request(NamedTuple):
+    kind: bytes        # SNAPSHOT or HELLO
+    prefix: str
+    request_id: bytes
+
+
+def encode_request(kind: bytes, prefix: str, request_id: bytes) -> list[bytes]:
+    """Frames a DEALER sends to ask for a snapshot (``SNAPSHOT``) or just the end marker (``HELLO``)."""
+    return [kind, prefix.encode("ascii"), request_id]
+
+
+def parse_request(frames: list[bytes]) -> Request:
+    """Validate request frames (identity already removed); raises WireError."""
+    if len(frames) != 3:
+        raise WireError(f"snapshot request: expected 3 frames, got {len(frames)}")
+    kind, prefix, rid = frames
+    if kind not in (SNAPSHOT, HELLO):
+        raise WireError(f"snapshot request: unknown request {bytes(kind[:16])!r}")
+    if len(prefix) > MAX_PREFIX or len(rid) > MAX_REQUEST_ID:
+        raise WireError("snapshot request: prefix or request id too long")
+    try:
+        text = bytes(prefix).decode("ascii")
+    except UnicodeDecodeError:
+        raise WireError("snapshot request: prefix is not ASCII") from None
+    return Request(bytes(kind), text, bytes(rid))
+
+
+_pack = msgpack.Packer(use_bin_type=True).pack
+_pack_lock = threading.Lock()
+
+
+def serve(request: Request, store: StateStore, lock: threading.Lock, gateway: str,
+          epoch: int) -> list[list[bytes]]:
+    """The reply messages (frames without the ROUTER identity) to one request.
+
+    Only the copy of the state happens under ``lock``; encoding happens outside it so
+    that publishing is held up for as short a time as possible.
+    """
+    rid = request.request_id
+    if request.kind == HELLO:
+        items = []
+    else:
+        with lock:
+            items = store.collect(request.prefix)
+    now = time.time_ns()
+    replies: list[list[bytes]] = []
+    with _pack_lock:
+        for topic, seq, ts, rts, body in items:
+            header = codec.encode_header(gateway, epoch, seq, ts, rts, now)
+            replies.append([rid, topic.encode("ascii"), header, _pack(body)])
+        replies.append([rid, END, _pack([codec.WIRE_VERSION, gateway, epoch, len(items)])])
+    return replies
+
+
+class End(NamedTuple):
+    """The end marker of a snapshot reply."""
+
+    request_id: bytes
+    gateway: str
+    epoch: int
+    count: int
+
+
+class Item(NamedTuple):
+    """One topic's state in a snapshot reply."""
+
+    request_id: bytes
+    topic: str
+    header: Header
+    event: Event
+
+
+def decode_reply(frames: list[bytes]) -> Item | End:
+    """Decode one reply message from the snapshot service; raises WireError (ERROR replies too)."""
+    if len(frames) == 4:
+        topic, header, event = codec.decode(frames[1:])
+        return Item(bytes(frames[0]), topic, header, event)
+    if len(frames) == 3 and frames[1] == END:
+        try:
+            v = msgpack.unpackb(frames[2], raw=False)
+        except Exception:
+            raise WireError("snapshot end marker: not valid msgpack") from None
+        if (type(v) is not list or len(v) < 4 or v[0] != codec.WIRE_VERSION or type(v[1]) is not str
+                or type(v[2]) is not int or type(v[3]) is not int):
+            raise WireError("snapshot end marker: expected [version, gateway, epoch, count]")
+        return End(bytes(frames[0]), v[1], v[2], v[3])
+    if len(frames) == 3 and frames[1] == ERROR:
+        raise WireError(f"snapshot service error: {bytes(frames[2][:200])!r}")
+    raise WireError(f"snapshot reply: unexpected shape ({len(frames)} frames)")
+
+
+def error_reply(request_id: bytes, reason: str) -> list[bytes]:
+    return [request_id, ERROR, _pack(reason)]

@@ -1,0 +1,690 @@
+"""The subscriber: correct, gap-free books and in-order streams from one or many publishers.
+
+Usage (blocking)::
+
+    with Subscriber(GatewayEndpoint("ipc:///run/ff/binance.pub", "ipc:///run/ff/binance.snap"),
+                    ["book.BINANCE.", "trades.BINANCE."]) as sub:
+        for msg in sub:
+            print(msg.topic, msg.event)
+        # sub.book("BINANCE", "BTC-USDT") -> a validated OrderBook
+
+``AsyncSubscriber`` has the same constructor; ``await sub.recv()`` / ``async for msg in sub``.
+
+Structure: :class:`SubscriberCore` is a sans-I/O state machine (frames in, messages and
+snapshot requests out, no sockets, no clock of its own); :class:`Subscriber` and
+:class:`AsyncSubscriber` are thin drivers doing the ZeroMQ I/O around it. The rules it
+implements (normative text in docs/wire.md, "Snapshot service, heartbeats and recovery"):
+
+- per (gateway, topic) the sequence number must grow by exactly 1; a larger jump is a gap;
+  a smaller or equal one is a duplicate and is dropped;
+- ``book.``/``l3.`` topics (when ``books=True``) start from the snapshot service: messages
+  are buffered until the snapshot arrives, those at or below its sequence are dropped and
+  the rest applied. A gap yields a ``Gap`` message, invalidates the book, re-requests its
+  snapshot and yields ``Reset`` + the fresh ``L2Snapshot``. A topic whose first message in
+  an epoch has sequence 1 needs no snapshot (nothing came before it);
+- a new epoch from a gateway (it restarted) invalidates everything of that gateway;
+- a gateway silent for ``heartbeat_timeout`` yields ``Status(state='stale')``, and
+  ``Status(state='connected')`` when it speaks again;
+- malformed frames are counted in ``counters['junk']`` and skipped.
+Messages the subscriber makes itself (Gap, Reset, Status) carry sequence number 0.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import AsyncIterator, Iterator, Sequence
+from types import TracebackType
+from typing import NamedTuple
+
+import zmq
+import zmq.asyncio
+from loguru import logger
+from zmq.utils.monitor import recv_monitor_message
+
+from bus import codec, snapshot
+from bus.codec import Header, WireError
+from bus.endpoints import GatewayEndpoint, as_endpoint
+from bus.security import CurveClient, apply_client
+from bus.snapshot import STATEFUL_CHANNELS
+from cryptofeed_types.book import OrderBook
+from cryptofeed_types.events import Event, Gap, Heartbeat, L2Delta, L2Snapshot, L3Snapshot, Reset, Status
+
+HEARTBEAT_PREFIX = "heartbeat."
+_NB = int(zmq.NOBLOCK)
+_RCVMORE = int(zmq.RCVMORE)
+LOCAL_SEQ = 0
+
+
+class Message(NamedTuple):
+    """One delivered message: its topic, decoded header and event."""
+
+    topic: str
+    header: Header
+    event: Event
+
+
+class _Topic:
+    """Sequence (and book) state of one topic of one gateway in its current epoch."""
+
+    __slots__ = ("topic", "stateful", "seq", "live", "had_valid", "buffer", "book", "channel", "exchange",
+                 "symbol")
+
+    def __init__(self, topic: str, stateful: bool) -> None:
+        self.topic = topic
+        self.stateful = stateful
+        self.seq = 0
+        self.live = False
+        self.had_valid = False
+        self.buffer: list[Message] = []
+        self.book: OrderBook | None = None
+        parts = topic[:-1].split(".")
+        self.channel = parts[0]
+        self.exchange = parts[1] if len(parts) > 1 else ""
+        self.symbol = parts[2] if len(parts) > 2 else None
+
+
+class _Gateway:
+    __slots__ = ("name", "epoch", "last_seen", "stale", "states", "need_snapshot", "seen_on_sub")
+
+    def __init__(self, name: str, epoch: int, now: float) -> None:
+        self.name = name
+        self.epoch = epoch
+        self.last_seen = now
+        self.stale = False
+        self.states: dict[str, _Topic] = {}
+        self.need_snapshot = False
+        self.seen_on_sub = False
+
+
+class _Request:
+    __slots__ = ("rid", "endpoint", "gateway", "kind", "prefix", "deadline", "items")
+
+    def __init__(self, rid: bytes, endpoint: int, gateway: str | None, kind: bytes, prefix: str,
+                 deadline: float) -> None:
+        self.rid = rid
+        self.endpoint = endpoint
+        self.gateway = gateway
+        self.kind = kind
+        self.prefix = prefix
+        self.deadline = deadline
+        self.items: list[snapshot.Item] = []
+
+
+class SubscriberCore:
+    """The sans-I/O state machine shared by both drivers.
+
+    Feed it with :meth:`on_sub` (frames from the SUB socket), :meth:`on_snapshot` (frames
+    from the DEALER of snapshot endpoint ``i``) and :meth:`tick` (time passes); each returns
+    the messages to deliver in order. Snapshot requests to send accumulate in ``outbox`` as
+    ``(endpoint_index, frames)``. ``now`` is a monotonic time in seconds.
+    """
+
+    def __init__(self, prefixes: Sequence[str], snapshot_endpoints: Sequence[int], *, books: bool = True,
+                 heartbeat_timeout: float = 3.0, request_timeout: float = 2.0,
+                 max_buffer: int = 100_000) -> None:
+        self.prefixes = tuple(prefixes)
+        self.deliver_heartbeats = any(HEARTBEAT_PREFIX.startswith(p) or p.startswith(HEARTBEAT_PREFIX)
+                                      for p in self.prefixes)
+        self.books = books
+        self.heartbeat_timeout = heartbeat_timeout
+        self.request_timeout = request_timeout
+        self.max_buffer = max_buffer
+        self.snapshot_endpoints = tuple(snapshot_endpoints)
+        self.outbox: list[tuple[int, list[bytes]]] = []
+        self.counters: dict[str, int] = {
+            "messages": 0, "delivered": 0, "junk": 0, "gaps": 0, "resyncs": 0, "duplicates": 0,
+            "old_epoch": 0, "epochs": 0, "buffer_overflows": 0, "snapshot_requests": 0,
+            "snapshot_timeouts": 0, "snapshot_junk": 0, "stale": 0, "auth_failed": 0}
+        self.gateways: dict[str, _Gateway] = {}
+        self._endpoint_of: dict[str, int] = {}
+        self._gateway_at: dict[int, str] = {}
+        self._requests: dict[bytes, _Request] = {}
+        self._rid = itertools.count(1)
+
+    # -- requests ----------------------------------------------------------------------------
+
+    def start(self, now: float) -> None:
+        """Say hello to every snapshot endpoint to learn which gateway lives there."""
+        if self.books:
+            for i in self.snapshot_endpoints:
+                self._send(i, None, snapshot.HELLO, "", now)
+
+    def _send(self, endpoint: int, gateway: str | None, kind: bytes, prefix: str, now: float) -> None:
+        rid = b"%d" % next(self._rid)
+        self._requests[rid] = _Request(rid, endpoint, gateway, kind, prefix, now + self.request_timeout)
+        self.outbox.append((endpoint, snapshot.encode_request(kind, prefix, rid)))
+        if kind == snapshot.SNAPSHOT:
+            self.counters["snapshot_requests"] += 1
+
+    def _request_gateway(self, gw: _Gateway, prefixes: Sequence[str], now: float) -> None:
+        """Ask gw's snapshot service for ``prefixes`` (deferred until its endpoint is known)."""
+        ep = self._endpoint_of.get(gw.name)
+        if ep is None:
+            gw.need_snapshot = True
+            return
+        for p in prefixes:
+            covered = any(r.gateway == gw.name and r.kind == snapshot.SNAPSHOT and p.startswith(r.prefix)
+                          for r in self._requests.values())
+            if not covered:
+                self._send(ep, gw.name, snapshot.SNAPSHOT, p, now)
+
+    def next_deadline(self) -> float | None:
+        """The monotonic time at which :meth:`tick` has something to do (None: nothing pending)."""
+        times = [r.deadline for r in self._requests.values()]
+        times.extend(g.last_seen + self.heartbeat_timeout for g in self.gateways.values() if not g.stale)
+        return min(times) if times else None
+
+    def tick(self, now: float) -> list[Message]:
+        """Retry timed-out snapshot requests; report gateways silent for ``heartbeat_timeout``."""
+        out: list[Message] = []
+        for rid, r in list(self._requests.items()):
+            if now >= r.deadline:
+                del self._requests[rid]
+                self.counters["snapshot_timeouts"] += 1
+                self._send(r.endpoint, r.gateway, r.kind, r.prefix, now)
+        for gw in self.gateways.values():
+            if not gw.stale and now - gw.last_seen >= self.heartbeat_timeout:
+                gw.stale = True
+                self.counters["stale"] += 1
+                out.append(self._status(gw, "stale", f"no message for {self.heartbeat_timeout:g} s"))
+        return out
+
+    # -- synthesized messages ----------------------------------------------------------------
+
+    def _local(self, gw: _Gateway, event: Event) -> Message:
+        now_ns = time.time_ns()
+        return Message(event.topic(), Header(codec.WIRE_VERSION, gw.name, gw.epoch, LOCAL_SEQ, None, now_ns, now_ns),
+                       event)
+
+    def _status(self, gw: _Gateway, state: str, reason: str) -> Message:
+        return self._local(gw, Status(gw.name, "gateway", state, reason=reason, receipt_timestamp=time.time_ns()))
+
+    def _gap_msg(self, gw: _Gateway, st: _Topic, expected: int | None, received: int | None,
+                 reason: str) -> Message:
+        self.counters["gaps"] += 1
+        return self._local(gw, Gap(st.exchange, st.channel, reason, symbol=st.symbol, expected=expected,
+                                   received=received, receipt_timestamp=time.time_ns()))
+
+    def _reset_msg(self, gw: _Gateway, st: _Topic, reason: str) -> Message:
+        return self._local(gw, Reset(st.exchange, st.channel, reason, symbol=st.symbol,
+                                     receipt_timestamp=time.time_ns()))
+
+    # -- gateways and epochs -----------------------------------------------------------------
+
+    def _gateway(self, name: str, epoch: int, now: float, out: list[Message]) -> _Gateway | None:
+        """The gateway's record, handling a new epoch; None when ``epoch`` is older than known."""
+        gw = self.gateways.get(name)
+        if gw is None:
+            gw = self.gateways[name] = _Gateway(name, epoch, now)
+            return gw
+        if epoch == gw.epoch:
+            return gw
+        if epoch < gw.epoch:
+            self.counters["old_epoch"] += 1
+            return None
+        # The publisher restarted: its sequences and state start over.
+        self.counters["epochs"] += 1
+        for st in gw.states.values():
+            if st.stateful and st.live:
+                out.append(self._gap_msg(gw, st, None, None, "publisher restarted (new epoch)"))
+                st.had_valid = True
+            st.live = False
+            st.seq = 0
+            st.buffer = []
+            st.book = None
+        gw.epoch = epoch
+        for rid in [rid for rid, r in self._requests.items() if r.gateway == name]:
+            del self._requests[rid]
+        if gw.seen_on_sub and self.books:
+            self._request_gateway(gw, self.prefixes, now)
+        return gw
+
+    def _alive(self, gw: _Gateway, now: float, out: list[Message]) -> None:
+        gw.last_seen = now
+        if gw.stale:
+            gw.stale = False
+            out.append(self._status(gw, "connected", "messages resumed"))
+
+    # -- the PUB stream ----------------------------------------------------------------------
+
+    def on_sub(self, frames: list[bytes], now: float) -> list[Message]:
+        """One multipart message from the SUB socket -> messages to deliver."""
+        try:
+            topic, header, event = codec.decode(frames)
+        except WireError as exc:
+            self._junk("junk", exc)
+            return []
+        self.counters["messages"] += 1
+        out: list[Message] = []
+        gw = self.gateways.get(header.gateway)
+        if gw is None or gw.epoch != header.epoch:
+            gw = self._gateway(header.gateway, header.epoch, now, out)
+            if gw is None:
+                return out
+        gw.last_seen = now
+        if gw.stale:
+            self._alive(gw, now, out)
+        if not gw.seen_on_sub:
+            gw.seen_on_sub = True
+            if self.books:
+                # The SUB stream of this gateway is flowing, so our subscriptions are active:
+                # now a snapshot is guaranteed to connect to what we receive next.
+                self._request_gateway(gw, self.prefixes, now)
+        st = gw.states.get(topic)
+        if st is None:
+            st = gw.states[topic] = _Topic(topic, self.books and event.CHANNEL in STATEFUL_CHANNELS)
+        msg = Message(topic, header, event)
+        seq = header.seq
+        if not st.stateful:
+            if st.seq == 0 or seq == st.seq + 1:
+                st.seq = seq
+            elif seq <= st.seq:
+                self.counters["duplicates"] += 1
+                return out
+            else:
+                out.append(self._gap_msg(gw, st, st.seq + 1, seq, "sequence gap"))
+                st.seq = seq
+            if type(event) is Heartbeat:
+                self._check_tails(gw, event, now, out)
+                if not self.deliver_heartbeats:
+                    return out
+            out.append(msg)
+            return out
+        if st.live:
+            if seq == st.seq + 1:
+                self._apply(st, msg)
+                out.append(msg)
+            elif seq <= st.seq:
+                self.counters["duplicates"] += 1
+            else:
+                out.append(self._gap_msg(gw, st, st.seq + 1, seq, "sequence gap"))
+                self._invalidate(gw, st, now)
+                st.buffer.append(msg)
+            return out
+        # Not live: start from this message if nothing can precede it, else wait for a snapshot.
+        if type(event) is L2Snapshot or type(event) is L3Snapshot or (seq == 1 and not st.buffer):
+            st.buffer = []
+            self._go_live(gw, st, msg, out)
+            return out
+        if len(st.buffer) >= self.max_buffer:
+            self.counters["buffer_overflows"] += 1
+            st.buffer = []
+        st.buffer.append(msg)
+        self._request_gateway(gw, (topic,), now)
+        return out
+
+    def _check_tails(self, gw: _Gateway, hb: Heartbeat, now: float, out: list[Message]) -> None:
+        """A heartbeat lists each book's last sequence number; PUB keeps order, so a live book
+        behind it lost its last messages (which no later message would have revealed)."""
+        seqs = hb.counters.get("book_seqs")
+        if type(seqs) is not dict:
+            return
+        states = gw.states
+        for topic, seq in seqs.items():
+            st = states.get(topic)
+            if st is not None and st.stateful and st.live and type(seq) is int and seq > st.seq:
+                out.append(self._gap_msg(gw, st, st.seq + 1, seq, "tail loss (seen in heartbeat)"))
+                self._invalidate(gw, st, now)
+
+    def _apply(self, st: _Topic, msg: Message) -> None:
+        st.seq = msg.header.seq
+        book = st.book
+        if book is not None:
+            ev = msg.event
+            if type(ev) is L2Delta:
+                book.apply_delta(ev.bids_str, ev.asks_str, ev.sequence)
+            elif type(ev) is L2Snapshot:
+                book.apply_snapshot(ev.bids_str, ev.asks_str, ev.sequence)
+
+    def _invalidate(self, gw: _Gateway, st: _Topic, now: float) -> None:
+        st.live = False
+        st.had_valid = True
+        st.book = None
+        st.buffer = []
+        self.counters["resyncs"] += 1
+        self._request_gateway(gw, (st.topic,), now)
+
+    def _go_live(self, gw: _Gateway, st: _Topic, first: Message, out: list[Message]) -> None:
+        """Start ``st`` from ``first`` (a snapshot, or sequence 1), then drain what was buffered."""
+        if st.had_valid:
+            out.append(self._reset_msg(gw, st, "rebuilt from snapshot"))
+        st.live = True
+        st.book = OrderBook() if st.channel == "book" else None
+        self._apply(st, first)
+        out.append(first)
+        buffered, st.buffer = st.buffer, []
+        for i, m in enumerate(buffered):
+            s = m.header.seq
+            if s <= st.seq:
+                continue
+            if s != st.seq + 1:
+                out.append(self._gap_msg(gw, st, st.seq + 1, s, "sequence gap"))
+                self._invalidate(gw, st, gw.last_seen)
+                st.buffer = buffered[i:]
+                return
+            self._apply(st, m)
+            out.append(m)
+
+    # -- the snapshot service ----------------------------------------------------------------
+
+    def on_snapshot(self, endpoint: int, frames: list[bytes], now: float) -> list[Message]:
+        """One reply message from snapshot endpoint ``endpoint`` -> messages to deliver."""
+        try:
+            reply = snapshot.decode_reply(frames)
+        except WireError as exc:
+            self._junk("snapshot_junk", exc)
+            return []
+        r = self._requests.get(reply.request_id)
+        if r is None or r.endpoint != endpoint:
+            return []  # a late answer to a request we retried or abandoned
+        if isinstance(reply, snapshot.Item):
+            if len(r.items) < self.max_buffer:
+                r.items.append(reply)
+            return []
+        del self._requests[reply.request_id]
+        out: list[Message] = []
+        self._gateway_at[endpoint] = reply.gateway
+        self._endpoint_of[reply.gateway] = endpoint
+        gw = self._gateway(reply.gateway, reply.epoch, now, out)
+        if gw is None:
+            return out
+        if r.kind == snapshot.HELLO:
+            if gw.need_snapshot:
+                gw.need_snapshot = False
+                self._request_gateway(gw, self.prefixes, now)
+            return out
+        if len(r.items) != reply.count:
+            self.counters["snapshot_junk"] += 1
+            self._send(endpoint, gw.name, r.kind, r.prefix, now)
+            return out
+        seen: set[str] = set()
+        for item in r.items:
+            h = item.header
+            if h.gateway != gw.name or h.epoch != gw.epoch:
+                continue
+            seen.add(item.topic)
+            st = gw.states.get(item.topic)
+            if st is None:
+                st = gw.states[item.topic] = _Topic(item.topic, item.event.CHANNEL in STATEFUL_CHANNELS)
+            msg = Message(item.topic, h, item.event)
+            if st.stateful:
+                if not st.live:
+                    self._go_live(gw, st, msg, out)
+            elif st.seq == 0 or h.seq > st.seq:
+                # A last value newer than anything we have (late joiner's ticker/bbo/...).
+                st.seq = h.seq
+                out.append(msg)
+        # Topics we wait for that the publisher did not have when it answered: if what we
+        # buffered starts at sequence 1 it is complete, otherwise our request raced the stream.
+        for st in gw.states.values():
+            if st.stateful and not st.live and st.buffer and st.topic.startswith(r.prefix) \
+                    and st.topic not in seen:
+                if st.buffer[0].header.seq == 1:
+                    first, st.buffer = st.buffer[0], st.buffer[1:]
+                    self._go_live(gw, st, first, out)
+                else:
+                    self._request_gateway(gw, (st.topic,), now)
+        return out
+
+    def _junk(self, counter: str, exc: Exception) -> None:
+        n = self.counters[counter] = self.counters[counter] + 1
+        if n <= 10 or n % 1000 == 0:
+            logger.warning("skipping malformed frames ({} so far): {}", n, exc)
+
+    # -- queries -----------------------------------------------------------------------------
+
+    def book(self, exchange: str, symbol: str) -> OrderBook | None:
+        """The validated book of ``exchange``/``symbol`` (None while it is being resynced)."""
+        from bus.topics import topic as make_topic
+
+        name = make_topic("book", exchange, symbol)
+        for gw in self.gateways.values():
+            st = gw.states.get(name)
+            if st is not None and st.live and st.book is not None:
+                return st.book
+        return None
+
+    def is_live(self, topic: str) -> bool:
+        """True when every gateway publishing ``topic`` has it in sync."""
+        states = [gw.states[topic] for gw in self.gateways.values() if topic in gw.states]
+        return bool(states) and all(s.live or not s.stateful for s in states)
+
+    def seq(self, gateway: str, topic: str) -> int:
+        """The last sequence number applied for ``topic`` of ``gateway`` (0 if none)."""
+        gw = self.gateways.get(gateway)
+        st = gw.states.get(topic) if gw else None
+        return st.seq if st is not None and (st.live or not st.stateful) else 0
+
+
+def _endpoints(endpoints: str | GatewayEndpoint | Sequence[str | GatewayEndpoint]) -> list[GatewayEndpoint]:
+    if isinstance(endpoints, str | GatewayEndpoint):
+        return [as_endpoint(endpoints)]
+    return [as_endpoint(e) for e in endpoints]
+
+
+class _Driver:
+    """Socket set-up and frame pumping shared by the blocking and asyncio drivers."""
+
+    def __init__(self, endpoints: str | GatewayEndpoint | Sequence[str | GatewayEndpoint],
+                 prefixes: Sequence[str] = ("",), *, books: bool = True, curve: CurveClient | None = None,
+                 rcvhwm: int = 100_000, heartbeat_timeout: float = 3.0, context: zmq.Context | None = None,
+                 request_timeout: float = 2.0) -> None:
+        if isinstance(prefixes, str):
+            prefixes = (prefixes,)
+        self.endpoints = _endpoints(endpoints)
+        if not self.endpoints:
+            raise ValueError("no endpoint to connect to")
+        ctx = context or zmq.Context.instance()
+        self._ctx = ctx
+        self._closed = False
+        sub = ctx.socket(zmq.SUB)
+        sub.rcvhwm = rcvhwm
+        sub.linger = 0
+        self._monitors: list[zmq.Socket] = []
+        if curve is not None:
+            apply_client(sub, curve)
+            self._monitors.append(sub.get_monitor_socket(zmq.EVENT_HANDSHAKE_FAILED_AUTH))
+        wanted = list(dict.fromkeys(prefixes))
+        for p in wanted + [HEARTBEAT_PREFIX]:
+            sub.setsockopt(zmq.SUBSCRIBE, p.encode("ascii"))
+        for ep in self.endpoints:
+            sub.connect(ep.pub)
+        self._sub = sub
+        self._dealers: list[zmq.Socket] = []
+        snap_idx = []
+        for ep in self.endpoints:
+            if ep.snapshot and books:
+                d = ctx.socket(zmq.DEALER)
+                d.linger = 0
+                d.rcvhwm = 0  # replies are bounded by our own requests; never drop half a reply
+                if curve is not None:
+                    apply_client(d, curve)
+                d.connect(ep.snapshot)
+                snap_idx.append(len(self._dealers))
+                self._dealers.append(d)
+        self.core = SubscriberCore(wanted, snap_idx, books=books, heartbeat_timeout=heartbeat_timeout,
+                                   request_timeout=request_timeout)
+        self.counters = self.core.counters
+        self._pending: list[Message] = []
+        self._pos = 0
+        self.core.start(time.monotonic())
+        self._flush()
+
+    def _flush(self) -> None:
+        outbox = self.core.outbox
+        while outbox:
+            i, frames = outbox.pop(0)
+            try:
+                self._dealers[i].send_multipart(frames, zmq.NOBLOCK)
+            except zmq.Again:
+                pass  # the request's timeout resends it
+
+    def _pump(self, ready: set[zmq.Socket]) -> None:
+        """Read what is ready (bounded batches) and feed the core."""
+        core = self.core
+        pending = self._pending
+        now = time.monotonic()
+        if self._sub in ready:
+            # recv + RCVMORE by hand: recv_multipart spends a third of its time on enum flags.
+            recv = self._sub.recv
+            more = self._sub.get
+            on_sub = core.on_sub
+            for _ in range(1000):
+                try:
+                    frames = [recv(_NB)]
+                except zmq.Again:
+                    break
+                while more(_RCVMORE):
+                    frames.append(recv(_NB))
+                pending.extend(on_sub(frames, now))
+        for i, d in enumerate(self._dealers):
+            if d in ready:
+                for _ in range(1000):
+                    try:
+                        frames = d.recv_multipart(zmq.NOBLOCK)
+                    except zmq.Again:
+                        break
+                    pending.extend(core.on_snapshot(i, frames, now))
+        for m in self._monitors:
+            if m in ready:
+                while True:
+                    try:
+                        ev = recv_monitor_message(m, zmq.NOBLOCK)
+                    except zmq.Again:
+                        break
+                    if ev["event"] == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+                        core.counters["auth_failed"] += 1
+                        logger.error("CURVE handshake refused by {} (our key is not allowed)",
+                                     ev.get("endpoint"))
+        pending.extend(core.tick(now))
+        self._flush()
+
+    def _take(self) -> Message | None:
+        if self._pos < len(self._pending):
+            m = self._pending[self._pos]
+            self._pos += 1
+            if self._pos == len(self._pending):
+                self._pending.clear()
+                self._pos = 0
+            self.core.counters["delivered"] += 1
+            return m
+        return None
+
+    def _wait_ms(self, deadline: float | None) -> int:
+        now = time.monotonic()
+        t = self.core.next_deadline()
+        if deadline is not None:
+            t = deadline if t is None else min(t, deadline)
+        if t is None:
+            return -1
+        return max(0, int((t - now) * 1000) + 1)
+
+    def _sockets(self) -> list[zmq.Socket]:
+        return [self._sub, *self._dealers, *self._monitors]
+
+    def book(self, exchange: str, symbol: str) -> OrderBook | None:
+        """The validated book of exchange/symbol, None while unknown or being resynced.
+
+        The object is live: later ``recv`` calls keep updating it.
+        """
+        return self.core.book(exchange, symbol)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._monitors:
+            try:
+                self._sub.disable_monitor()
+            except zmq.ZMQError:
+                pass
+        for s in self._sockets():
+            s.close(linger=0)
+
+
+class Subscriber(_Driver):
+    """Blocking subscriber (see the module docstring)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._poller = zmq.Poller()
+        for s in self._sockets():
+            self._poller.register(s, zmq.POLLIN)
+
+    def recv(self, timeout: float | None = None) -> Message | None:
+        """The next message, or None when ``timeout`` seconds pass without one."""
+        m = self._take()
+        if m is not None:
+            return m
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            ready = {s for s, _ in self._poller.poll(self._wait_ms(deadline))}
+            self._pump(ready)
+            m = self._take()
+            if m is not None:
+                return m
+            if deadline is not None and time.monotonic() >= deadline:
+                return None
+
+    def __iter__(self) -> Iterator[Message]:
+        while True:
+            m = self.recv()
+            if m is not None:
+                yield m
+
+    def __enter__(self) -> Subscriber:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+class AsyncSubscriber(_Driver):
+    """asyncio subscriber: ``await sub.recv(timeout)``, ``async for msg in sub``, ``async with``."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # Async shadows of the same sockets, used only to wait; reads stay non-blocking and sync.
+        self._shadow: dict[zmq.asyncio.Socket, zmq.Socket] = {}
+        self._poller = zmq.asyncio.Poller()
+        for s in self._sockets():
+            a = zmq.asyncio.Socket.from_socket(s)
+            self._shadow[a] = s
+            self._poller.register(a, zmq.POLLIN)
+
+    async def recv(self, timeout: float | None = None) -> Message | None:
+        """The next message, or None when ``timeout`` seconds pass without one."""
+        m = self._take()
+        if m is not None:
+            return m
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            # Drain what is already queued without touching the event loop.
+            self._pump(set(self._sockets()))
+            m = self._take()
+            if m is not None:
+                return m
+            if deadline is not None and time.monotonic() >= deadline:
+                return None
+            await self._poller.poll(self._wait_ms(deadline))
+
+    def __aiter__(self) -> AsyncIterator[Message]:
+        return self._iter()
+
+    async def _iter(self) -> AsyncIterator[Message]:
+        while True:
+            m = await self.recv()
+            if m is not None:
+                yield m
+
+    async def __aenter__(self) -> AsyncSubscriber:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        self.close()
+
+
+__all__ = ["AsyncSubscriber", "LOCAL_SEQ", "Message", "Subscriber", "SubscriberCore"]

@@ -1,0 +1,359 @@
+"""The sans-I/O exchange adapter shape shared by every exchange.
+
+An adapter never touches a socket, a clock or the event loop. The driver (live),
+the replayer (captures) and tests all call the same methods:
+
+- ``instrument_requests()`` → REST requests whose bodies ``parse_instruments()``
+  turns into :class:`~cryptofeed_types.Symbol` (tick/lot/contract size, exchange id);
+  ``set_symbols()`` installs them (the exchange↔normalized maps).
+- ``connections()`` → one :class:`ConnectionSpec` per websocket: url, subscribe
+  messages (already batched within the exchange's limits), ping, silence timeout.
+- ``on_open / on_message / on_rest / on_close / on_timer`` → an :class:`Output`:
+  ``events`` (cryptofeed_types events to publish) and ``actions`` (:class:`Send`,
+  :class:`Open`, :class:`Close`, :class:`Fetch`, :class:`Resync`) for the caller to perform.
+
+A malformed message never raises out of ``on_message``/``on_rest``: it becomes a
+counted, logged error (``counters['errors.<reason>']``); messages deliberately not
+turned into events are counted with a reason too (``counters['ignored.<reason>']``),
+so nothing is dropped silently.
+
+Subclasses implement the ``handle_*`` methods, which may raise freely.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from loguru import logger
+
+from cryptofeed_types import Symbol
+
+# Channel names used in subscriptions (same words as cryptofeed's, plus the bus topics).
+TRADES = "trades"
+L2_BOOK = "l2_book"
+TICKER = "ticker"
+BBO_CHANNEL = "bbo"
+CANDLES = "candles"
+FUNDING = "funding"
+OPEN_INTEREST = "open_interest"
+LIQUIDATIONS = "liquidations"
+INDEX = "index"
+MARK = "mark"
+CHANNELS = (TRADES, L2_BOOK, TICKER, BBO_CHANNEL, CANDLES, FUNDING, OPEN_INTEREST, LIQUIDATIONS, INDEX, MARK)
+
+# How many times one error reason is logged in full before it is only counted.
+_LOG_FIRST = 5
+
+
+# ---------------------------------------------------------------- actions
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """Send ``payload`` on connection ``conn``."""
+
+    conn: str
+    payload: str | bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Open:
+    """Open (or reopen) the connection described by ``spec``."""
+
+    spec: ConnectionSpec
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    """Close connection ``conn`` (the driver reconnects it unless ``reconnect`` is False)."""
+
+    conn: str
+    reason: str
+    reconnect: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Fetch:
+    """GET ``url``; the response goes back to ``on_rest(fetch, status, body, ts)``.
+
+    ``weight`` is charged to the exchange's REST budget; ``tag`` says why
+    (``'snapshot'``, ``'instruments'``, ``'open_interest'``...), ``symbol`` for which
+    normalized symbol (or None).
+    """
+
+    url: str
+    weight: int = 1
+    tag: str = ""
+    symbol: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Resync:
+    """The book of ``symbol`` is invalid; the driver calls ``adapter.resync(symbol, ts)``."""
+
+    symbol: str
+    reason: str
+
+
+Action = Send | Open | Close | Fetch | Resync
+
+
+class Output:
+    """What one adapter call produced: events to publish and actions to perform, in order."""
+
+    __slots__ = ("events", "actions")
+
+    def __init__(self) -> None:
+        self.events: list[Any] = []
+        self.actions: list[Action] = []
+
+    def __repr__(self) -> str:
+        return f"Output(events={len(self.events)}, actions={self.actions!r})"
+
+    def extend(self, other: Output) -> None:
+        self.events.extend(other.events)
+        self.actions.extend(other.actions)
+
+
+# ---------------------------------------------------------------- configuration
+
+@dataclass(frozen=True, slots=True)
+class ConnectionSpec:
+    """One websocket connection the driver keeps alive.
+
+    ``subscribe`` messages are sent in order after connecting, ``subscribe_interval``
+    seconds apart (the exchange's message-rate limit); ``ping`` is sent every
+    ``ping_interval`` s; no message for ``silence_timeout`` s means the connection is dead.
+    """
+
+    id: str
+    url: str
+    subscribe: tuple[str | bytes, ...] = ()
+    subscribe_interval: float = 0.0
+    ping: str | bytes | None = None
+    ping_interval: float | None = None
+    silence_timeout: float = 30.0
+    # Which (channel, normalized symbol) pairs this connection carries (for Status and docs).
+    streams: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """What to subscribe: channel → normalized symbols, plus per-channel options."""
+
+    channels: Mapping[str, Sequence[str]]
+    depth: int = 0                      # REST snapshot depth (0 = the adapter's default)
+    candle_interval: str = "1m"
+    open_interest_interval: float = 60.0  # REST polling period where OI has no stream
+
+    def symbols(self, channel: str) -> list[str]:
+        return list(self.channels.get(channel, ()))
+
+    def all_symbols(self) -> list[str]:
+        seen: dict[str, None] = {}
+        for syms in self.channels.values():
+            for s in syms:
+                seen.setdefault(s, None)
+        return list(seen)
+
+
+class AdapterError(Exception):
+    """A message the adapter understood to be wrong; ``reason`` becomes the counter name."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+
+
+# ---------------------------------------------------------------- the base class
+
+class Adapter:
+    """Base class of every exchange adapter (see the module docstring).
+
+    Class attributes a subclass sets: ``exchange`` (the id used in events, e.g.
+    ``'BINANCE'``), ``urls`` (named endpoints; a config can override any of them,
+    e.g. to point at the loopback exchange), ``rest_weight_per_minute``.
+    """
+
+    exchange: ClassVar[str] = ""
+    urls: ClassVar[Mapping[str, str]] = {}
+    rest_weight_per_minute: ClassVar[int] = 1200
+    # Seconds between on_timer calls (None: the adapter needs no timer).
+    timer_interval: ClassVar[float | None] = None
+
+    def __init__(self, subscription: Subscription, *, urls: Mapping[str, str] | None = None,
+                 symbols: Iterable[Symbol] | None = None) -> None:
+        self.subscription = subscription
+        self.url = dict(self.urls)
+        if urls:
+            unknown = set(urls) - set(self.url)
+            if unknown:
+                raise ValueError(f"{self.exchange}: unknown url names {sorted(unknown)}; known: {sorted(self.url)}")
+            self.url.update(urls)
+        self.counters: Counter[str] = Counter()
+        self.symbols: dict[str, Symbol] = {}          # normalized → Symbol
+        self.to_exchange: dict[str, str] = {}         # normalized → exchange id
+        self.from_exchange: dict[str, Symbol] = {}    # exchange id → Symbol
+        self._logged: Counter[str] = Counter()
+        if symbols is not None:
+            self.set_symbols(symbols)
+
+    # ---- instruments
+    def instrument_requests(self) -> list[Fetch]:
+        """REST requests whose bodies describe the instruments (tag ``'instruments'``)."""
+        return []
+
+    def parse_instruments(self, url: str, body: str | bytes) -> list[Symbol]:
+        """Symbols from one instruments response (raise on a malformed body)."""
+        raise NotImplementedError
+
+    def load_instruments(self, bodies: Mapping[str, str | bytes]) -> list[Symbol]:
+        """Parse every instruments response (url → body) and install the symbols."""
+        symbols: list[Symbol] = []
+        for url, body in bodies.items():
+            symbols.extend(self.parse_instruments(url, body))
+        self.set_symbols(symbols)
+        return symbols
+
+    def set_symbols(self, symbols: Iterable[Symbol]) -> None:
+        for sym in symbols:
+            self.symbols[sym.normalized] = sym
+            if sym.exchange_symbol is not None:
+                self.to_exchange[sym.normalized] = sym.exchange_symbol
+                self.from_exchange[sym.exchange_symbol] = sym
+
+    def exchange_symbol(self, normalized: str) -> str:
+        """The exchange's id of a normalized symbol (KeyError with a clear message when unknown)."""
+        try:
+            return self.to_exchange[normalized]
+        except KeyError:
+            raise KeyError(f"{self.exchange}: unknown symbol {normalized!r} (instruments not loaded?)") from None
+
+    def check_subscription(self) -> list[str]:
+        """Subscribed symbols the instruments don't know (empty when all are known)."""
+        return [s for s in self.subscription.all_symbols() if s not in self.to_exchange]
+
+    # ---- connections
+    def connections(self) -> list[ConnectionSpec]:
+        raise NotImplementedError
+
+    def match_connection(self, url: str) -> str | None:
+        """The id of our connection a recorded connection (by its url) corresponds to (replay)."""
+        specs = self.connections()
+        path = url.split("?", 1)[0]
+        for spec in specs:
+            if spec.url.split("?", 1)[0] == path:
+                return spec.id
+        return specs[0].id if specs else None
+
+    # ---- the event entry points (never raise)
+    def on_open(self, conn: str, ts: int) -> Output:
+        out = Output()
+        try:
+            self.handle_open(conn, ts, out)
+        except Exception as exc:  # noqa: BLE001 - an adapter bug must not kill the gateway
+            self._error("open_failed", exc, conn)
+        return out
+
+    def on_message(self, conn: str, raw: str | bytes, ts: int) -> Output:
+        out = Output()
+        self.counters["messages"] += 1
+        try:
+            self.handle_message(conn, raw, ts, out)
+        except AdapterError as exc:
+            self._error(exc.reason, exc, raw)
+        except Exception as exc:  # noqa: BLE001 - malformed input becomes a counted error
+            self._error(f"parse.{type(exc).__name__}", exc, raw)
+        self.counters["events"] += len(out.events)
+        return out
+
+    def on_rest(self, fetch: Fetch, status: int, body: str | bytes | None, ts: int) -> Output:
+        """A REST response (``status`` 0 and ``body`` None: the request failed without a response)."""
+        out = Output()
+        self.counters["rest_responses"] += 1
+        try:
+            if status != 200 or body is None:
+                raise AdapterError(f"rest_status.{fetch.tag or 'other'}", f"{fetch.url} -> {status}")
+            self.handle_rest(fetch, body, ts, out)
+        except AdapterError as exc:
+            self._error(exc.reason, exc, body)
+            self.rest_failed(fetch, ts, out)
+        except Exception as exc:  # noqa: BLE001
+            self._error(f"rest_parse.{type(exc).__name__}", exc, body)
+            self.rest_failed(fetch, ts, out)
+        self.counters["events"] += len(out.events)
+        return out
+
+    def on_close(self, conn: str, ts: int, reason: str = "") -> Output:
+        out = Output()
+        try:
+            self.handle_close(conn, ts, reason, out)
+        except Exception as exc:  # noqa: BLE001
+            self._error("close_failed", exc, conn)
+        return out
+
+    def on_timer(self, ts: int) -> Output:
+        out = Output()
+        try:
+            self.handle_timer(ts, out)
+        except Exception as exc:  # noqa: BLE001
+            self._error("timer_failed", exc, None)
+        return out
+
+    def resync(self, symbol: str, ts: int) -> Output:
+        """Start rebuilding the book of one symbol (REST snapshot or resubscribe)."""
+        out = Output()
+        try:
+            self.handle_resync(symbol, ts, out)
+        except Exception as exc:  # noqa: BLE001
+            self._error("resync_failed", exc, symbol)
+        return out
+
+    # ---- what subclasses implement (may raise)
+    def handle_open(self, conn: str, ts: int, out: Output) -> None:
+        pass
+
+    def handle_message(self, conn: str, raw: str | bytes, ts: int, out: Output) -> None:
+        raise NotImplementedError
+
+    def handle_rest(self, fetch: Fetch, body: str | bytes, ts: int, out: Output) -> None:
+        raise AdapterError("rest_unexpected", fetch.url)
+
+    def rest_failed(self, fetch: Fetch, ts: int, out: Output) -> None:
+        """A REST request failed (bad status or body); e.g. retry the snapshot later."""
+
+    def handle_close(self, conn: str, ts: int, reason: str, out: Output) -> None:
+        pass
+
+    def handle_timer(self, ts: int, out: Output) -> None:
+        pass
+
+    def handle_resync(self, symbol: str, ts: int, out: Output) -> None:
+        raise NotImplementedError
+
+    # ---- counters
+    def ignore(self, reason: str) -> None:
+        """Count a message deliberately not turned into events (acks, pongs, unsubscribed streams)."""
+        self.counters[f"ignored.{reason}"] += 1
+
+    def count(self, name: str, n: int = 1) -> None:
+        self.counters[name] += n
+
+    def _error(self, reason: str, exc: BaseException, raw: object) -> None:
+        key = f"errors.{reason}"
+        self.counters[key] += 1
+        self.counters["errors"] += 1
+        self._logged[key] += 1
+        if self._logged[key] <= _LOG_FIRST:
+            text = raw if isinstance(raw, str) else repr(raw)
+            logger.bind(exchange=self.exchange).warning(
+                "{} {}: {} | {:.300}", self.exchange, key, exc, text)
+
+    def error_counts(self) -> dict[str, int]:
+        return {k: v for k, v in self.counters.items() if k.startswith("errors.")}
+
+    def ignored_counts(self) -> dict[str, int]:
+        return {k: v for k, v in self.counters.items() if k.startswith("ignored.")}
+

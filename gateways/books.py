@@ -1,0 +1,288 @@
+"""Shared book keeping for every adapter: one OrderBook plus a sync state per symbol.
+
+A symbol's book is in one of three states:
+
+- ``WAITING``: no snapshot yet; deltas are buffered (bounded) until one arrives.
+- ``SYNCED``: the book is valid; each delta is checked by the sequence *rule*,
+  applied, optionally checksummed and checked for a crossed top, then published.
+- ``RESYNCING``: the book was valid and broke (sequence gap, bad checksum, crossed
+  book, disconnect); deltas are buffered again until the next snapshot.
+
+:class:`Books` produces, for one symbol at a time and never touching the others,
+``L2Snapshot`` (after a snapshot and the buffered deltas it bridges), ``L2Delta``,
+``BBO`` (only when the top of book changes), ``Gap`` (the book became invalid),
+``Reset`` (an invalid book was rebuilt; the L2Snapshot follows) and a resync request
+for the adapter (a :class:`~gateways.adapter.Resync` action, or the adapter's own
+``on_resync`` callback, e.g. one that fetches the REST snapshot directly).
+
+Sequence rules are small functions ``rule(current, first, last, prev, bridging)``
+returning APPLY, STALE (already included: drop) or GAP; ``current`` is the sequence of
+the book, ``first``/``last`` the update's id range, ``prev`` the previous update's last
+id as the exchange states it, ``bridging`` True for the first delta after a snapshot.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from cryptofeed_types import BBO, Gap, L2Delta, L2Snapshot, OrderBook, Reset
+
+from gateways.adapter import Output, Resync
+
+APPLY, STALE, GAP = 0, 1, 2
+WAITING, SYNCED, RESYNCING = "waiting", "synced", "resyncing"
+
+Rule = Callable[[int | None, int | None, int | None, int | None, bool], int]
+Levels = Sequence[Sequence[str]]
+
+
+def range_rule(current: int | None, first: int | None, last: int | None, prev: int | None,
+               bridging: bool) -> int:
+    """Updates carry an id range [first, last] that must continue the book without a hole.
+
+    Already-covered updates (last <= current) are stale; an update starting after
+    current + 1 is a gap; an overlapping one is applied (levels are absolute sizes).
+    Binance spot U/u, and single-id feeds (first == last == seq: Coinbase, Kraken Futures).
+    """
+    if current is None:
+        return APPLY
+    if last is not None and last <= current:
+        return STALE
+    if first is not None and first > current + 1:
+        return GAP
+    return APPLY
+
+
+def prev_rule(current: int | None, first: int | None, last: int | None, prev: int | None,
+              bridging: bool) -> int:
+    """Each update names the id of the previous one (``prev``), which must be the book's.
+
+    The first update after a snapshot may instead straddle it (first <= current <= last):
+    Binance futures pu/U/u; OKX prevSeqId/seqId (no range).
+    """
+    if current is None or prev == current:
+        return APPLY
+    if bridging and first is not None and last is not None and first <= current <= last:
+        return APPLY
+    if last is not None and (last < current if bridging else last <= current):
+        return STALE
+    return GAP
+
+
+def no_rule(current: int | None, first: int | None, last: int | None, prev: int | None,
+            bridging: bool) -> int:
+    """No sequence numbers (integrity from checksums only): always apply."""
+    return APPLY
+
+
+class SymbolBook:
+    """The book of one symbol and its sync state."""
+
+    __slots__ = ("symbol", "exchange_symbol", "book", "state", "buffer", "bridging", "top", "published",
+                 "resyncs")
+
+    def __init__(self, symbol: str, exchange_symbol: str | None, max_depth: int, max_buffer: int) -> None:
+        self.symbol = symbol
+        self.exchange_symbol = exchange_symbol
+        self.book = OrderBook(max_depth)
+        self.state = WAITING
+        self.buffer: deque[tuple[Any, ...]] = deque(maxlen=max_buffer)
+        self.bridging = False
+        self.top: tuple[Any, Any] | None = None
+        self.published = False  # a valid book was published (so a rebuild is announced by Reset)
+        self.resyncs = 0
+
+
+class Books:
+    """Books of one adapter (see the module docstring).
+
+    ``checksum(book) -> int`` verifies deltas/snapshots that carry a checksum;
+    ``on_resync(symbol, reason, out)`` replaces the default Resync action;
+    ``counters`` (the adapter's) receive ``book.*`` counts.
+    """
+
+    def __init__(self, exchange: str, rule: Rule = range_rule, *, max_depth: int = 0, max_buffer: int = 10_000,
+                 check_crossed: bool = True, checksum: Callable[[OrderBook], int] | None = None,
+                 bbo: bool = True, channel: str = "book",
+                 on_resync: Callable[[str, str, Output], None] | None = None,
+                 counters: Counter[str] | None = None) -> None:
+        self.exchange = exchange
+        self.rule = rule
+        self.max_depth = max_depth
+        self.max_buffer = max_buffer
+        self.check_crossed = check_crossed
+        self.checksum = checksum
+        self.bbo = bbo
+        self.channel = channel
+        self.on_resync = on_resync
+        self.counters: Counter[str] = counters if counters is not None else Counter()
+        self._books: dict[str, SymbolBook] = {}
+
+    # ---- registry
+    def add(self, symbol: str, exchange_symbol: str | None = None) -> SymbolBook:
+        sb = self._books.get(symbol)
+        if sb is None:
+            sb = self._books[symbol] = SymbolBook(symbol, exchange_symbol, self.max_depth, self.max_buffer)
+        return sb
+
+    def get(self, symbol: str) -> SymbolBook | None:
+        return self._books.get(symbol)
+
+    def __contains__(self, symbol: str) -> bool:
+        return symbol in self._books
+
+    def __iter__(self):
+        return iter(self._books.values())
+
+    def state(self, symbol: str) -> str:
+        return self._books[symbol].state
+
+    def book(self, symbol: str) -> OrderBook:
+        return self._books[symbol].book
+
+    # ---- snapshot
+    def snapshot(self, symbol: str, bids: Levels, asks: Levels, sequence: int | None, out: Output, *,
+                 timestamp: int | None = None, receipt_timestamp: int = 0, checksum: int | None = None) -> bool:
+        """Install a full book, replay the buffered deltas it bridges, publish it.
+
+        Returns False when the snapshot could not be used (it does not connect to the
+        buffered deltas, fails its checksum or is crossed): a new resync is requested.
+        """
+        sb = self._books.get(symbol) or self.add(symbol)
+        book = sb.book
+        book.apply_snapshot(bids, asks, sequence)
+        if checksum is not None and self.checksum is not None and self.checksum(book) != checksum:
+            return self._bad_snapshot(sb, "snapshot_checksum", out, receipt_timestamp)
+        sb.bridging = True
+        ts = timestamp
+        rule = self.rule
+        while sb.buffer:
+            b_bids, b_asks, first, last, prev, b_ts, b_rts, b_ck = sb.buffer.popleft()
+            verdict = rule(book.sequence, first, last, prev, sb.bridging)
+            if verdict == STALE:
+                self.counters["book.stale"] += 1
+                continue
+            if verdict == GAP:
+                return self._bad_snapshot(sb, "snapshot_too_old", out, receipt_timestamp)
+            book.apply_delta(b_bids, b_asks, last)
+            sb.bridging = False
+            ts = b_ts
+            if b_ck is not None and self.checksum is not None and self.checksum(book) != b_ck:
+                return self._bad_snapshot(sb, "checksum", out, receipt_timestamp)
+        if self.check_crossed and book.is_crossed():
+            return self._bad_snapshot(sb, "crossed", out, receipt_timestamp)
+        if sb.published:
+            out.events.append(Reset(self.exchange, self.channel, "resynced", symbol=symbol, timestamp=ts,
+                                    receipt_timestamp=receipt_timestamp))
+            self.counters["book.resets"] += 1
+        sb.state = SYNCED
+        sb.published = True
+        snap_bids, snap_asks = book.snapshot()
+        out.events.append(L2Snapshot(self.exchange, symbol, snap_bids, snap_asks, sequence=book.sequence,
+                                     exchange_symbol=sb.exchange_symbol, timestamp=ts,
+                                     receipt_timestamp=receipt_timestamp))
+        self.counters["book.snapshots"] += 1
+        self._bbo(sb, out, ts, receipt_timestamp)
+        return True
+
+    def _bad_snapshot(self, sb: SymbolBook, reason: str, out: Output, rts: int) -> bool:
+        self.counters[f"book.{reason}"] += 1
+        sb.book.clear()
+        sb.buffer.clear()
+        sb.state = RESYNCING if sb.published else WAITING
+        sb.top = None
+        self._request_resync(sb, reason, out)
+        return False
+
+    # ---- deltas
+    def delta(self, symbol: str, bids: Levels, asks: Levels, out: Output, *, first: int | None = None,
+              last: int | None = None, prev: int | None = None, timestamp: int | None = None,
+              receipt_timestamp: int = 0, checksum: int | None = None) -> int:
+        """Check, apply and publish one exchange update (or buffer it while waiting for a snapshot).
+
+        Returns APPLY, STALE or GAP (buffered deltas count as APPLY).
+        """
+        sb = self._books.get(symbol)
+        if sb is None:
+            self.counters["book.unknown_symbol"] += 1
+            return STALE
+        if sb.state != SYNCED:
+            if len(sb.buffer) == sb.buffer.maxlen:
+                self.counters["book.buffer_overflow"] += 1
+            sb.buffer.append((bids, asks, first, last, prev, timestamp, receipt_timestamp, checksum))
+            return APPLY
+        book = sb.book
+        current = book.sequence
+        verdict = self.rule(current, first, last, prev, sb.bridging)
+        if verdict == STALE:
+            self.counters["book.stale"] += 1
+            return STALE
+        if verdict == GAP:
+            self.invalidate(symbol, "sequence", out, expected=None if current is None else current + 1,
+                            received=first if first is not None else prev, timestamp=timestamp,
+                            receipt_timestamp=receipt_timestamp)
+            return GAP
+        book.apply_delta(bids, asks, last)
+        sb.bridging = False
+        if checksum is not None and self.checksum is not None and self.checksum(book) != checksum:
+            self.invalidate(symbol, "checksum", out, timestamp=timestamp, receipt_timestamp=receipt_timestamp)
+            return GAP
+        if self.check_crossed and book.is_crossed():
+            self.invalidate(symbol, "crossed", out, timestamp=timestamp, receipt_timestamp=receipt_timestamp)
+            return GAP
+        out.events.append(L2Delta(self.exchange, symbol, bids, asks, sequence=last, checksum=checksum,
+                                  exchange_symbol=sb.exchange_symbol, timestamp=timestamp,
+                                  receipt_timestamp=receipt_timestamp))
+        self._bbo(sb, out, timestamp, receipt_timestamp)
+        return APPLY
+
+    # ---- invalidation
+    def invalidate(self, symbol: str, reason: str, out: Output, *, expected: int | None = None,
+                   received: int | None = None, timestamp: int | None = None, receipt_timestamp: int = 0,
+                   resync: bool = True) -> None:
+        """Mark one book invalid: publish Gap (if it was published) and request its resync."""
+        sb = self._books.get(symbol)
+        if sb is None:
+            return
+        self.counters[f"book.gap.{reason}"] += 1
+        if sb.published and sb.state == SYNCED:
+            out.events.append(Gap(self.exchange, self.channel, reason, symbol=symbol, expected=expected,
+                                  received=received, timestamp=timestamp, receipt_timestamp=receipt_timestamp))
+        sb.state = RESYNCING if sb.published else WAITING
+        sb.book.clear()
+        sb.buffer.clear()
+        sb.top = None
+        sb.bridging = False
+        if resync:
+            self._request_resync(sb, reason, out)
+
+    def invalidate_all(self, reason: str, out: Output, *, symbols: Sequence[str] | None = None,
+                       receipt_timestamp: int = 0, resync: bool = False) -> None:
+        """Invalidate many books at once (e.g. their connection closed)."""
+        for sym in list(self._books) if symbols is None else symbols:
+            self.invalidate(sym, reason, out, receipt_timestamp=receipt_timestamp, resync=resync)
+
+    def _request_resync(self, sb: SymbolBook, reason: str, out: Output) -> None:
+        sb.resyncs += 1
+        self.counters["book.resyncs"] += 1
+        if self.on_resync is not None:
+            self.on_resync(sb.symbol, reason, out)
+        else:
+            out.actions.append(Resync(sb.symbol, reason))
+
+    def _bbo(self, sb: SymbolBook, out: Output, ts: int | None, rts: int) -> None:
+        if not self.bbo:
+            return
+        book = sb.book
+        top = (book.best_bid(), book.best_ask())
+        if top == sb.top:
+            return
+        sb.top = top
+        bid, ask = top
+        out.events.append(BBO(self.exchange, sb.symbol,
+                              bid=None if bid is None else bid[0], bid_size=None if bid is None else bid[1],
+                              ask=None if ask is None else ask[0], ask_size=None if ask is None else ask[1],
+                              sequence=book.sequence, exchange_symbol=sb.exchange_symbol, timestamp=ts,
+                              receipt_timestamp=rts))

@@ -1,0 +1,150 @@
+"""Publisher and snapshot service over real sockets (in-process): sequencing, heartbeats, the frames
+of docs/wire.md's snapshot protocol, bad requests."""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+
+import msgpack
+import pytest
+import zmq
+
+from bus import codec, snapshot
+from bus.security import ensure_private_dir
+from cryptofeed_types.events import L2Delta, L2Snapshot, L3Delta, L3Snapshot, Ticker, Trade
+
+
+def _recv(sock: zmq.Socket, timeout: float = 5.0) -> list[bytes]:
+    assert sock.poll(int(timeout * 1000)), "nothing received"
+    return sock.recv_multipart()
+
+
+def _request(dealer: zmq.Socket, kind: bytes, prefix: str, rid: bytes) -> list[list[bytes]]:
+    dealer.send_multipart(snapshot.encode_request(kind, prefix, rid))
+    replies = []
+    while True:
+        frames = _recv(dealer)
+        replies.append(frames)
+        if frames[1] in (snapshot.END, snapshot.ERROR):
+            return replies
+
+
+@pytest.fixture
+def dealer():
+    socks = []
+
+    def make(endpoint: str) -> zmq.Socket:
+        d = zmq.Context.instance().socket(zmq.DEALER)
+        d.linger = 0
+        d.connect(endpoint)
+        socks.append(d)
+        return d
+
+    yield make
+    for s in socks:
+        s.close()
+
+
+def test_seq_per_topic_and_heartbeat_counters(bus_endpoint, publisher_factory):
+    ep = bus_endpoint("p1")
+    pub = publisher_factory("p1", ep, heartbeat_interval=0.05)
+    sub = zmq.Context.instance().socket(zmq.SUB)
+    sub.linger = 0
+    sub.subscribe(b"")
+    sub.connect(ep.pub)
+    try:
+        # The first heartbeat we receive proves our subscription is active.
+        while codec.decode(_recv(sub))[0] != "heartbeat.p1.":
+            pass
+        t1 = Trade("EX", "BTC-USDT", "buy", "1", "100", receipt_timestamp=1)
+        t2 = Trade("EX", "ETH-USDT", "buy", "1", "100", receipt_timestamp=1)
+        assert [pub.publish(t) for t in (t1, t1, t2, t1)] == [1, 2, 1, 3]
+        pub.count("parse_errors", 2)
+        seen = {}
+        hb = None
+        while hb is None or hb[2].counters.get("channel.trades") != 4:
+            topic, header, ev = codec.decode(_recv(sub))
+            assert header.gateway == "p1" and header.epoch == pub.epoch
+            if topic == "heartbeat.p1.":
+                hb = (topic, header, ev)
+            else:
+                seen.setdefault(topic, []).append(header.seq)
+        assert seen == {"trades.EX.BTC-USDT.": [1, 2, 3], "trades.EX.ETH-USDT.": [1]}
+        counters = hb[2].counters
+        assert counters["parse_errors"] == 2 and counters["dropped"] == 0 and counters["messages"] >= 4
+    finally:
+        sub.close()
+
+
+def test_snapshot_service_frames(bus_endpoint, publisher_factory, dealer):
+    ep = bus_endpoint("p2")
+    pub = publisher_factory("p2", ep)
+    pub.publish(L2Snapshot("EX", "BTC-USDT", [("100.10", "1.50"), ("99", "2")], [("101", "3")], sequence=7,
+                           receipt_timestamp=5))
+    pub.publish(L2Delta("EX", "BTC-USDT", [("99", "0"), ("98.5", "4")], [], sequence=8, receipt_timestamp=6))
+    pub.publish(Ticker("EX", "BTC-USDT", bid="1", ask="2", receipt_timestamp=7))
+    pub.publish(Ticker("EX", "BTC-USDT", bid="3", ask="4", receipt_timestamp=8))
+    pub.publish(Trade("EX", "BTC-USDT", "buy", "1", "100", receipt_timestamp=1))  # not served: no state
+    pub.publish(L3Snapshot("EX", "BTC-USDT", [("a", "bid", "1", "2"), ("b", "ask", "3", "4")], receipt_timestamp=1))
+    pub.publish(L3Delta("EX", "BTC-USDT", [("a", "bid", "1", "0"), ("c", "bid", "1", "9")], receipt_timestamp=1))
+    d = dealer(ep.snapshot)
+
+    replies = _request(d, snapshot.SNAPSHOT, "book.EX.", b"r1")
+    assert len(replies) == 2
+    rid, topic, header, body = replies[0]
+    assert rid == b"r1" and topic == b"book.EX.BTC-USDT."
+    t, h, ev = codec.decode([topic, header, body])
+    assert (h.gateway, h.epoch, h.seq, h.receipt_timestamp) == ("p2", pub.epoch, 2, 6)
+    assert isinstance(ev, L2Snapshot) and ev.sequence == 8
+    assert ev.bids_str == (("100.10", "1.50"), ("98.5", "4")) and ev.asks_str == (("101", "3"),)
+    assert replies[1] == [b"r1", snapshot.END, msgpack.packb([1, "p2", pub.epoch, 1])]
+
+    replies = _request(d, snapshot.SNAPSHOT, "", b"r2")
+    items = {snapshot.decode_reply(r).topic: snapshot.decode_reply(r) for r in replies[:-1]}
+    assert set(items) == {"book.EX.BTC-USDT.", "l3.EX.BTC-USDT.", "ticker.EX.BTC-USDT."}
+    assert items["ticker.EX.BTC-USDT."].header.seq == 2 and items["ticker.EX.BTC-USDT."].event.bid_str == "3"
+    assert items["l3.EX.BTC-USDT."].event.orders_str == (("b", "ask", "3", "4"), ("c", "bid", "1", "9"))
+    assert snapshot.decode_reply(replies[-1]) == snapshot.End(b"r2", "p2", pub.epoch, 3)
+
+    assert _request(d, snapshot.HELLO, "", b"h") == [[b"h", snapshot.END, msgpack.packb([1, "p2", pub.epoch, 0])]]
+
+
+def test_bad_snapshot_requests_get_error_and_service_continues(bus_endpoint, publisher_factory, dealer):
+    ep = bus_endpoint("p3")
+    pub = publisher_factory("p3", ep)
+    d = dealer(ep.snapshot)
+    d.send_multipart([b"GIMME", b"", b"x1"])
+    frames = _recv(d)
+    assert frames[:2] == [b"x1", snapshot.ERROR]
+    d.send_multipart([b"only one frame"])  # no request id to answer to: ignored
+    assert _request(d, snapshot.HELLO, "", b"ok")[-1][1] == snapshot.END
+    assert pub.counters["snapshot_errors"] == 2
+
+
+def test_ipc_run_dir_is_private(tmp_path):
+    d = tmp_path / "a" / "run"
+    ensure_private_dir(d)
+    assert stat.S_IMODE(os.stat(d).st_mode) == 0o700
+    os.chmod(d, 0o755)
+    ensure_private_dir(d)
+    assert stat.S_IMODE(os.stat(d).st_mode) == 0o700
+
+
+def test_publisher_binds_ipc_in_private_dir(tmp_path, publisher_factory):
+    from bus.endpoints import GatewayEndpoint
+
+    ep = GatewayEndpoint.ipc(tmp_path / "fresh", "gw")
+    publisher_factory("gw", ep)
+    assert stat.S_IMODE(os.stat(tmp_path / "fresh").st_mode) == 0o700
+    assert (tmp_path / "fresh" / "gw.pub").exists()
+
+
+def test_publish_never_blocks_without_subscribers(bus_endpoint, publisher_factory):
+    pub = publisher_factory("p4", bus_endpoint("p4"), sndhwm=10)
+    t0 = time.monotonic()
+    for _ in range(5000):
+        pub.publish(Trade("EX", "BTC-USDT", "buy", "1", "100", receipt_timestamp=1))
+    assert pub.seq("trades.EX.BTC-USDT.") == 5000
+    assert time.monotonic() - t0 < 10  # generous: only guards against blocking, not speed

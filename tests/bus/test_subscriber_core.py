@@ -1,0 +1,146 @@
+"""SubscriberCore (the sans-I/O sequence/book state machine) driven with hand-made frames, no sockets."""
+
+from __future__ import annotations
+
+import msgpack
+
+from bus import codec, snapshot
+from bus.subscriber import LOCAL_SEQ, SubscriberCore
+from cryptofeed_types.events import Gap, L2Delta, L2Snapshot, Reset, Status, Trade
+
+EPOCH = 1_000
+
+
+def frames(event, seq, epoch=EPOCH, gateway="gw"):
+    return list(codec.encode(event, gateway, epoch, seq, publish_ts=1))
+
+
+def delta(price, size="1"):
+    return L2Delta("EX", "BTC-USDT", [(price, size)], [], receipt_timestamp=1)
+
+
+def snap_item(rid, event, seq, epoch=EPOCH, gateway="gw"):
+    return [rid, *codec.encode(event, gateway, epoch, seq, publish_ts=1)]
+
+
+def end(rid, count, epoch=EPOCH, gateway="gw"):
+    return [rid, snapshot.END, msgpack.packb([codec.WIRE_VERSION, gateway, epoch, count])]
+
+
+def kinds(msgs):
+    return [type(m.event).__name__ for m in msgs]
+
+
+def joined_core():
+    """A core that said hello, saw gateway 'gw' on SUB and holds a live book at seq 10."""
+    core = SubscriberCore([""], [0])
+    core.start(0.0)
+    (_, hello), = core.outbox
+    core.outbox.clear()
+    assert hello[0] == snapshot.HELLO
+    assert core.on_snapshot(0, end(hello[2], 0), 0.0) == []
+    out = core.on_sub(frames(delta("99"), 11), 0.0)  # buffered: the book needs its snapshot first
+    assert out == []
+    (_, req), = core.outbox
+    core.outbox.clear()
+    assert req[:2] == [snapshot.SNAPSHOT, b""]
+    book = L2Snapshot("EX", "BTC-USDT", [("100", "1")], [("101", "2")], receipt_timestamp=1)
+    assert core.on_snapshot(0, snap_item(req[2], book, 10), 0.0) == []
+    out = core.on_snapshot(0, end(req[2], 1), 0.0)
+    assert kinds(out) == ["L2Snapshot", "L2Delta"]
+    assert [m.header.seq for m in out] == [10, 11]
+    return core
+
+
+def test_late_joiner_drops_buffered_deltas_at_or_below_snapshot_seq():
+    core = SubscriberCore([""], [0])
+    core.start(0.0)
+    rid_hello = core.outbox.pop()[1][2]
+    core.on_snapshot(0, end(rid_hello, 0), 0.0)
+    for seq, price in ((9, "90"), (10, "91"), (11, "92")):
+        core.on_sub(frames(delta(price), seq), 0.0)
+    rid = core.outbox.pop()[1][2]
+    book = L2Snapshot("EX", "BTC-USDT", [("91", "5")], [], receipt_timestamp=1)
+    core.on_snapshot(0, snap_item(rid, book, 10), 0.0)
+    out = core.on_snapshot(0, end(rid, 1), 0.0)
+    assert [(type(m.event).__name__, m.header.seq) for m in out] == [("L2Snapshot", 10), ("L2Delta", 11)]
+    assert core.book("EX", "BTC-USDT").snapshot() == ([("92", "1"), ("91", "5")], [])
+
+
+def test_gap_invalidates_book_and_resyncs_with_reset_then_snapshot():
+    core = joined_core()
+    out = core.on_sub(frames(delta("98"), 13), 0.0)  # 12 is missing
+    assert kinds(out) == ["Gap"]
+    gap = out[0].event
+    assert isinstance(gap, Gap) and (gap.expected, gap.received, gap.symbol, gap.channel) == (12, 13, "BTC-USDT", "book")
+    assert out[0].header.seq == LOCAL_SEQ
+    assert core.book("EX", "BTC-USDT") is None
+    (_, req), = core.outbox
+    assert req[:2] == [snapshot.SNAPSHOT, b"book.EX.BTC-USDT."]
+    core.outbox.clear()
+    core.on_sub(frames(delta("97"), 14), 0.0)
+    book = L2Snapshot("EX", "BTC-USDT", [("100", "3")], [], receipt_timestamp=1)
+    core.on_snapshot(0, snap_item(req[2], book, 13), 0.0)
+    out = core.on_snapshot(0, end(req[2], 1), 0.0)
+    assert kinds(out) == ["Reset", "L2Snapshot", "L2Delta"]
+    assert isinstance(out[0].event, Reset)
+    assert core.book("EX", "BTC-USDT").snapshot() == ([("100", "3"), ("97", "1")], [])
+    assert core.counters["gaps"] == 1 and core.counters["resyncs"] == 1
+
+
+def test_duplicates_are_dropped_and_non_book_gaps_reported():
+    core = joined_core()
+    assert core.on_sub(frames(delta("99"), 11), 0.0) == []
+    assert core.counters["duplicates"] == 1
+    t = Trade("EX", "BTC-USDT", "buy", "1", "100", receipt_timestamp=1)
+    assert kinds(core.on_sub(frames(t, 5), 0.0)) == ["Trade"]  # joining mid-stream is not a gap
+    out = core.on_sub(frames(t, 7), 0.0)
+    assert kinds(out) == ["Gap", "Trade"] and out[0].event.channel == "trades"
+
+
+def test_new_epoch_invalidates_and_restarts_from_seq_1():
+    core = joined_core()
+    out = core.on_sub(frames(L2Snapshot("EX", "BTC-USDT", [("50", "1")], [], receipt_timestamp=1), 1,
+                             epoch=EPOCH + 1), 0.0)
+    assert kinds(out) == ["Gap", "Reset", "L2Snapshot"]
+    assert "epoch" in out[0].event.reason
+    assert core.book("EX", "BTC-USDT").snapshot() == ([("50", "1")], [])
+    # The old incarnation's messages are refused.
+    assert core.on_sub(frames(delta("1"), 12), 0.0) == []
+    assert core.counters["old_epoch"] == 1
+
+
+def test_silence_reports_stale_then_connected():
+    core = joined_core()
+    assert core.tick(1.0) == []
+    out = core.tick(3.5)
+    assert kinds(out) == ["Status"] and out[0].event.state == "stale"
+    assert isinstance(out[0].event, Status) and out[0].event.exchange == "gw"
+    out = core.on_sub(frames(delta("99", "2"), 12), 4.0)
+    assert kinds(out) == ["Status", "L2Delta"] and out[0].event.state == "connected"
+
+
+def test_malformed_frames_are_counted_never_raised():
+    core = joined_core()
+    good = frames(delta("99", "2"), 12)
+    bad = [[b"x"], [b"book.EX.BTC-USDT.", b"\xc1", b"\xc1"], [good[0], good[1], b"\x92\x01"],
+           [b"trades.EX.BTC-USDT.", good[1], good[2]], [b"\xff.", good[1], good[2]], good + [b""],
+           [good[0], msgpack.packb([9, "gw", 1, 1, None, 1, 1]), good[2]]]
+    for f in bad:
+        assert core.on_sub(f, 0.0) == []
+    assert core.counters["junk"] == len(bad)
+    assert kinds(core.on_sub(good, 0.0)) == ["L2Delta"]
+    assert core.on_snapshot(0, [b"1", b"garbage"], 0.0) == []
+    assert core.counters["snapshot_junk"] == 1
+
+
+def test_snapshot_request_times_out_and_is_resent():
+    core = SubscriberCore([""], [0], request_timeout=2.0)
+    core.start(0.0)
+    first = core.outbox.pop()[1]
+    core.tick(1.0)
+    assert core.outbox == []
+    core.tick(2.5)
+    (_, again), = core.outbox
+    assert again[0] == snapshot.HELLO and again[2] != first[2]
+    assert core.counters["snapshot_timeouts"] == 1
