@@ -1,7 +1,7 @@
 """Benchmark of the bus against bare pyzmq PUB/SUB with the same frames, in the same run.
 
     python bench/bus.py            # default run, well under a minute
-    python bench/bus.py --events 200000 --seconds 2
+    python bench/bus.py --events 200000 --seconds 2 --repeat 5
 
 Throughput: one publisher (this process) -> 1, 2, 4 subscriber processes over ipc and tcp.
 "bus" is bus.publisher.Publisher -> bus.subscriber.Subscriber (decode to cryptofeed_types,
@@ -202,9 +202,10 @@ def pct(values: list[int], q: float) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--events", type=int, default=60_000, help="events per throughput run")
+    ap.add_argument("--events", type=int, default=40_000, help="events per throughput run")
     ap.add_argument("--seconds", type=float, default=1.0, help="duration of each latency run")
     ap.add_argument("--transports", default="ipc,tcp")
+    ap.add_argument("--repeat", type=int, default=3, help="throughput runs per cell (best is shown)")
     args = ap.parse_args()
     from loguru import logger
 
@@ -214,18 +215,21 @@ def main() -> None:
     try:
         size = sum(len(f) for f in b.frames[0])
         print(f"# bus benchmark: {os.cpu_count()} CPUs, payload ~{size} B per event (3 frames), "
-              f"{args.events} events per throughput run")
+              f"{args.events} events per throughput run, best of {args.repeat}")
         print("\n## Throughput (events/s received by the slowest subscriber)\n")
         print("| transport | subscribers | bus ev/s | bare pyzmq ev/s | bus/bare | bus publish ev/s | lost |")
         print("|---|---|---|---|---|---|---|")
         for transport in args.transports.split(","):
             for k in (1, 2, 4):
-                row = {}
-                for mode in ("bare", "bus"):
-                    t0, t_pub, res = b.run(mode, transport, k, args.events)
-                    rate = min(c / max(1e-9, (tl - t0) / 1e9) if c else 0.0 for c, tl, _ in res)
-                    lost = sum(args.events - c for c, _, _ in res)
-                    row[mode] = (rate, args.events / (t_pub / 1e9), lost)
+                row = {"bare": (0.0, 0.0, 0), "bus": (0.0, 0.0, 0)}
+                for _ in range(args.repeat):  # interleaved, best of N: the machine is shared
+                    for mode in ("bare", "bus"):
+                        t0, t_pub, res = b.run(mode, transport, k, args.events)
+                        rate = min(c / max(1e-9, (tl - t0) / 1e9) if c else 0.0 for c, tl, _ in res)
+                        lost = sum(args.events - c for c, _, _ in res)
+                        best = row[mode]
+                        row[mode] = (max(best[0], rate), max(best[1], args.events / (t_pub / 1e9)),
+                                     best[2] + lost)
                 print(f"| {transport} | {k} | {row['bus'][0]:,.0f} | {row['bare'][0]:,.0f} | "
                       f"{row['bus'][0] / row['bare'][0]:.0%} | {row['bus'][1]:,.0f} | "
                       f"{row['bus'][2]}/{row['bare'][2]} |", flush=True)

@@ -85,7 +85,24 @@ class Publisher:
         if self._pub is not None:
             raise RuntimeError("publisher already started")
         self.epoch = time.time_ns()
-        pub = self._ctx.socket(zmq.PUB)
+        try:
+            self._bind()
+        except Exception:
+            # e.g. the address is in use: leave nothing half-open behind the exception.
+            for sock in (self._pub, self._router):
+                if sock is not None:
+                    sock.close(linger=0)
+            self._pub = self._router = None
+            raise
+        self._wake_r, self._wake_w = os.pipe()
+        self._thread = threading.Thread(target=self._service, name=f"publisher-{self.gateway}", daemon=True)
+        self._thread.start()
+        logger.bind(gateway=self.gateway).info("publisher {} epoch {} on {} (snapshot {})",
+                                               self.gateway, self.epoch, self.bound_endpoint,
+                                               self.bound_snapshot_endpoint)
+
+    def _bind(self) -> None:
+        self._pub = pub = self._ctx.socket(zmq.PUB)
         pub.sndhwm = self.sndhwm
         pub.linger = self.linger_ms
         if self.curve is not None:
@@ -94,9 +111,8 @@ class Publisher:
         pub.bind(self.endpoint)
         # With a wildcard port ("tcp://127.0.0.1:*") this is the port the OS chose.
         self.bound_endpoint = pub.last_endpoint.decode()
-        self._pub = pub
         if self.snapshot_endpoint:
-            router = self._ctx.socket(zmq.ROUTER)
+            self._router = router = self._ctx.socket(zmq.ROUTER)
             router.sndhwm = max(self.sndhwm, 10_000)
             router.linger = 0
             # Unroutable or full replies raise instead of vanishing, so they are counted.
@@ -106,12 +122,6 @@ class Publisher:
             prepare_ipc(self.snapshot_endpoint)
             router.bind(self.snapshot_endpoint)
             self.bound_snapshot_endpoint = router.last_endpoint.decode()
-            self._router = router
-        self._wake_r, self._wake_w = os.pipe()
-        self._thread = threading.Thread(target=self._service, name=f"publisher-{self.gateway}", daemon=True)
-        self._thread.start()
-        logger.bind(gateway=self.gateway).info("publisher {} epoch {} on {} (snapshot {})",
-                                               self.gateway, self.epoch, self.endpoint, self.snapshot_endpoint)
 
     def close(self) -> None:
         """Stop the service thread and close the sockets (idempotent)."""

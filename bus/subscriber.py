@@ -12,7 +12,9 @@ Usage (blocking)::
 
 Structure: :class:`SubscriberCore` is a sans-I/O state machine (frames in, messages and
 snapshot requests out, no sockets, no clock of its own); :class:`Subscriber` and
-:class:`AsyncSubscriber` are thin drivers doing the ZeroMQ I/O around it. The rules it
+:class:`AsyncSubscriber` are thin drivers doing the ZeroMQ I/O around it. The books are
+kept by :class:`BookKeeper` from the messages as they are handed to the user, so
+``sub.book()`` always matches the last message received (the core reads ahead in batches). The rules it
 implements (normative text in docs/wire.md, "Snapshot service, heartbeats and recovery"):
 
 - per (gateway, topic) the sequence number must grow by exactly 1; a larger jump is a gap;
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Iterator, Sequence
 from types import TracebackType
 from typing import NamedTuple
@@ -47,10 +50,12 @@ from bus.codec import Header, WireError
 from bus.endpoints import GatewayEndpoint, as_endpoint
 from bus.security import CurveClient, apply_client
 from bus.snapshot import STATEFUL_CHANNELS
+from bus.topics import topic as make_topic
 from cryptofeed_types.book import OrderBook
 from cryptofeed_types.events import Event, Gap, Heartbeat, L2Delta, L2Snapshot, L3Snapshot, Reset, Status
 
 HEARTBEAT_PREFIX = "heartbeat."
+CONTROL_CHANNELS = frozenset({"heartbeat", "status", "gap", "reset"})
 _NB = int(zmq.NOBLOCK)
 _RCVMORE = int(zmq.RCVMORE)
 LOCAL_SEQ = 0
@@ -67,21 +72,20 @@ class Message(NamedTuple):
 class _Topic:
     """Sequence (and book) state of one topic of one gateway in its current epoch."""
 
-    __slots__ = ("topic", "stateful", "seq", "live", "had_valid", "buffer", "book", "channel", "exchange",
-                 "symbol")
+    __slots__ = ("topic", "stateful", "seq", "live", "had_valid", "buffer", "channel", "exchange", "symbol")
 
-    def __init__(self, topic: str, stateful: bool) -> None:
+    def __init__(self, topic: str, stateful: bool, event: Event | None = None) -> None:
         self.topic = topic
         self.stateful = stateful
         self.seq = 0
         self.live = False
         self.had_valid = False
         self.buffer: list[Message] = []
-        self.book: OrderBook | None = None
         parts = topic[:-1].split(".")
         self.channel = parts[0]
-        self.exchange = parts[1] if len(parts) > 1 else ""
-        self.symbol = parts[2] if len(parts) > 2 else None
+        # Names for Gap/Reset events: the event's own (topic keys are escaped), else the topic's.
+        self.exchange = getattr(event, "exchange", None) or (parts[1] if len(parts) > 1 else "")
+        self.symbol = getattr(event, "symbol", None) or (parts[2] if len(parts) > 2 else None)
 
 
 class _Gateway:
@@ -135,7 +139,7 @@ class SubscriberCore:
         self.counters: dict[str, int] = {
             "messages": 0, "delivered": 0, "junk": 0, "gaps": 0, "resyncs": 0, "duplicates": 0,
             "old_epoch": 0, "epochs": 0, "buffer_overflows": 0, "snapshot_requests": 0,
-            "snapshot_timeouts": 0, "snapshot_junk": 0, "stale": 0, "auth_failed": 0}
+            "snapshot_timeouts": 0, "snapshot_junk": 0, "stale": 0, "auth_failed": 0, "control_gaps": 0}
         self.gateways: dict[str, _Gateway] = {}
         self._endpoint_of: dict[str, int] = {}
         self._gateway_at: dict[int, str] = {}
@@ -232,7 +236,6 @@ class SubscriberCore:
             st.live = False
             st.seq = 0
             st.buffer = []
-            st.book = None
         gw.epoch = epoch
         for rid in [rid for rid, r in self._requests.items() if r.gateway == name]:
             del self._requests[rid]
@@ -273,7 +276,7 @@ class SubscriberCore:
                 self._request_gateway(gw, self.prefixes, now)
         st = gw.states.get(topic)
         if st is None:
-            st = gw.states[topic] = _Topic(topic, self.books and event.CHANNEL in STATEFUL_CHANNELS)
+            st = gw.states[topic] = _Topic(topic, self.books and event.CHANNEL in STATEFUL_CHANNELS, event)
         msg = Message(topic, header, event)
         seq = header.seq
         if not st.stateful:
@@ -283,7 +286,12 @@ class SubscriberCore:
                 self.counters["duplicates"] += 1
                 return out
             else:
-                out.append(self._gap_msg(gw, st, st.seq + 1, seq, "sequence gap"))
+                if st.channel in CONTROL_CHANNELS:
+                    # A lost heartbeat or status is no market data to repair: count it only
+                    # (a Gap with a nil symbol would mean a whole feed is invalid).
+                    self.counters["control_gaps"] += 1
+                else:
+                    out.append(self._gap_msg(gw, st, st.seq + 1, seq, "sequence gap"))
                 st.seq = seq
             if type(event) is Heartbeat:
                 self._check_tails(gw, event, now, out)
@@ -293,7 +301,7 @@ class SubscriberCore:
             return out
         if st.live:
             if seq == st.seq + 1:
-                self._apply(st, msg)
+                st.seq = seq
                 out.append(msg)
             elif seq <= st.seq:
                 self.counters["duplicates"] += 1
@@ -327,20 +335,9 @@ class SubscriberCore:
                 out.append(self._gap_msg(gw, st, st.seq + 1, seq, "tail loss (seen in heartbeat)"))
                 self._invalidate(gw, st, now)
 
-    def _apply(self, st: _Topic, msg: Message) -> None:
-        st.seq = msg.header.seq
-        book = st.book
-        if book is not None:
-            ev = msg.event
-            if type(ev) is L2Delta:
-                book.apply_delta(ev.bids_str, ev.asks_str, ev.sequence)
-            elif type(ev) is L2Snapshot:
-                book.apply_snapshot(ev.bids_str, ev.asks_str, ev.sequence)
-
     def _invalidate(self, gw: _Gateway, st: _Topic, now: float) -> None:
         st.live = False
         st.had_valid = True
-        st.book = None
         st.buffer = []
         self.counters["resyncs"] += 1
         self._request_gateway(gw, (st.topic,), now)
@@ -350,8 +347,7 @@ class SubscriberCore:
         if st.had_valid:
             out.append(self._reset_msg(gw, st, "rebuilt from snapshot"))
         st.live = True
-        st.book = OrderBook() if st.channel == "book" else None
-        self._apply(st, first)
+        st.seq = first.header.seq
         out.append(first)
         buffered, st.buffer = st.buffer, []
         for i, m in enumerate(buffered):
@@ -363,7 +359,7 @@ class SubscriberCore:
                 self._invalidate(gw, st, gw.last_seen)
                 st.buffer = buffered[i:]
                 return
-            self._apply(st, m)
+            st.seq = s
             out.append(m)
 
     # -- the snapshot service ----------------------------------------------------------------
@@ -406,7 +402,7 @@ class SubscriberCore:
             seen.add(item.topic)
             st = gw.states.get(item.topic)
             if st is None:
-                st = gw.states[item.topic] = _Topic(item.topic, item.event.CHANNEL in STATEFUL_CHANNELS)
+                st = gw.states[item.topic] = _Topic(item.topic, item.event.CHANNEL in STATEFUL_CHANNELS, item.event)
             msg = Message(item.topic, h, item.event)
             if st.stateful:
                 if not st.live:
@@ -434,17 +430,6 @@ class SubscriberCore:
 
     # -- queries -----------------------------------------------------------------------------
 
-    def book(self, exchange: str, symbol: str) -> OrderBook | None:
-        """The validated book of ``exchange``/``symbol`` (None while it is being resynced)."""
-        from bus.topics import topic as make_topic
-
-        name = make_topic("book", exchange, symbol)
-        for gw in self.gateways.values():
-            st = gw.states.get(name)
-            if st is not None and st.live and st.book is not None:
-                return st.book
-        return None
-
     def is_live(self, topic: str) -> bool:
         """True when every gateway publishing ``topic`` has it in sync."""
         states = [gw.states[topic] for gw in self.gateways.values() if topic in gw.states]
@@ -455,6 +440,46 @@ class SubscriberCore:
         gw = self.gateways.get(gateway)
         st = gw.states.get(topic) if gw else None
         return st.seq if st is not None and (st.live or not st.stateful) else 0
+
+
+class BookKeeper:
+    """The books of the messages a user has received, in the order received.
+
+    It follows only the delivered stream (``L2Snapshot`` replaces a book, ``L2Delta``
+    updates it, a ``Gap`` on a book invalidates it), so ``book()`` always matches the
+    last message returned to the user, never the messages decoded ahead of it. The core
+    guarantees that what it delivers is in sequence.
+    """
+
+    def __init__(self) -> None:
+        self._books: dict[str, dict[str, OrderBook]] = {}   # book topic -> gateway -> book
+
+    def on_delivered(self, m: Message) -> None:
+        ev = m.event
+        t = type(ev)
+        if t is L2Delta:
+            b = self._books.get(m.topic, {}).get(m.header.gateway)
+            if b is not None:
+                b.apply_delta(ev.bids_str, ev.asks_str, ev.sequence)
+        elif t is L2Snapshot:
+            b = OrderBook()
+            b.apply_snapshot(ev.bids_str, ev.asks_str, ev.sequence)
+            self._books.setdefault(m.topic, {})[m.header.gateway] = b
+        elif t is Gap and ev.channel == "book":
+            gw = m.header.gateway
+            if ev.symbol is not None:
+                self._books.get(make_topic("book", ev.exchange, ev.symbol), {}).pop(gw, None)
+            else:  # a feed-wide gap: every book of that exchange from that gateway
+                head = make_topic("book", ev.exchange)
+                for name, per_gw in self._books.items():
+                    if name.startswith(head):
+                        per_gw.pop(gw, None)
+
+    def book(self, exchange: str, symbol: str) -> OrderBook | None:
+        per_gw = self._books.get(make_topic("book", exchange, symbol))
+        if not per_gw:
+            return None
+        return next(iter(per_gw.values()))
 
 
 def _endpoints(endpoints: str | GatewayEndpoint | Sequence[str | GatewayEndpoint]) -> list[GatewayEndpoint]:
@@ -506,8 +531,8 @@ class _Driver:
         self.core = SubscriberCore(wanted, snap_idx, books=books, heartbeat_timeout=heartbeat_timeout,
                                    request_timeout=request_timeout)
         self.counters = self.core.counters
-        self._pending: list[Message] = []
-        self._pos = 0
+        self.books = BookKeeper() if books else None
+        self._pending: deque[Message] = deque()
         self.core.start(time.monotonic())
         self._flush()
 
@@ -524,6 +549,7 @@ class _Driver:
         """Read what is ready (bounded batches) and feed the core."""
         core = self.core
         pending = self._pending
+        before = len(pending)
         now = time.monotonic()
         if self._sub in ready:
             # recv + RCVMORE by hand: recv_multipart spends a third of its time on enum flags.
@@ -558,18 +584,20 @@ class _Driver:
                         logger.error("CURVE handshake refused by {} (our key is not allowed)",
                                      ev.get("endpoint"))
         pending.extend(core.tick(now))
+        core.counters["delivered"] += len(pending) - before
         self._flush()
 
     def _take(self) -> Message | None:
-        if self._pos < len(self._pending):
-            m = self._pending[self._pos]
-            self._pos += 1
-            if self._pos == len(self._pending):
-                self._pending.clear()
-                self._pos = 0
-            self.core.counters["delivered"] += 1
-            return m
-        return None
+        if not self._pending:
+            return None
+        m = self._pending.popleft()
+        if self.books is not None:
+            self.books.on_delivered(m)
+        return m
+
+    def pending(self) -> int:
+        """Messages already decoded and sequenced but not yet returned by ``recv``."""
+        return len(self._pending)
 
     def _wait_ms(self, deadline: float | None) -> int:
         now = time.monotonic()
@@ -578,7 +606,8 @@ class _Driver:
             t = deadline if t is None else min(t, deadline)
         if t is None:
             return -1
-        return max(0, int((t - now) * 1000) + 1)
+        ms = (t - now) * 1000
+        return 0 if ms <= 0 else int(ms) + 1
 
     def _sockets(self) -> list[zmq.Socket]:
         return [self._sub, *self._dealers, *self._monitors]
@@ -586,9 +615,10 @@ class _Driver:
     def book(self, exchange: str, symbol: str) -> OrderBook | None:
         """The validated book of exchange/symbol, None while unknown or being resynced.
 
-        The object is live: later ``recv`` calls keep updating it.
+        It reflects exactly the messages ``recv`` has returned so far (it is live: later
+        ``recv`` calls keep updating the same object until a gap replaces it).
         """
-        return self.core.book(exchange, symbol)
+        return self.books.book(exchange, symbol) if self.books is not None else None
 
     def close(self) -> None:
         if self._closed:
@@ -614,9 +644,8 @@ class Subscriber(_Driver):
 
     def recv(self, timeout: float | None = None) -> Message | None:
         """The next message, or None when ``timeout`` seconds pass without one."""
-        m = self._take()
-        if m is not None:
-            return m
+        if self._pending:
+            return self._take()
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             ready = {s for s, _ in self._poller.poll(self._wait_ms(deadline))}

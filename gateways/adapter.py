@@ -42,7 +42,9 @@ OPEN_INTEREST = "open_interest"
 LIQUIDATIONS = "liquidations"
 INDEX = "index"
 MARK = "mark"
-CHANNELS = (TRADES, L2_BOOK, TICKER, BBO_CHANNEL, CANDLES, FUNDING, OPEN_INTEREST, LIQUIDATIONS, INDEX, MARK)
+L3_BOOK = "l3_book"
+CHANNELS = (TRADES, L2_BOOK, L3_BOOK, TICKER, BBO_CHANNEL, CANDLES, FUNDING, OPEN_INTEREST, LIQUIDATIONS, INDEX,
+            MARK)
 
 # How many times one error reason is logged in full before it is only counted.
 _LOG_FIRST = 5

@@ -28,7 +28,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from cryptofeed_types import BBO, Gap, L2Delta, L2Snapshot, OrderBook, Reset
-
 from gateways.adapter import Output, Resync
 
 APPLY, STALE, GAP = 0, 1, 2

@@ -128,14 +128,14 @@ def _publisher_main(gateway: str, pub: str, snap: str | None, seed: int, symbols
                         time.sleep(ahead)
             results.put(("done", p.counters["messages"]))
         elif cmd[0] == "state":
-            results.put(("state", _state_of(p)))
+            results.put(("state", publisher_state(p)))
         elif cmd[0] == "stop":
             p.close()
             results.put(("stopped",))
             return
 
 
-def _state_of(publisher: Any) -> dict[str, Any]:
+def publisher_state(publisher: Any) -> dict[str, Any]:
     """Books (exact level strings) and per-topic sequence numbers of a publisher."""
     books = {}
     for topic, seq, _ts, _rts, body in publisher.state(""):
@@ -231,7 +231,8 @@ def drain_until(sub: Any, done: Callable[[], bool], timeout: float = 20.0,
     """
     got = []
     deadline = time.monotonic() + timeout
-    while not done():
+    # Also empty what the subscriber decoded ahead: its books follow delivered messages only.
+    while not (done() and not sub.pending()):
         left = deadline - time.monotonic()
         if left <= 0:
             raise AssertionError(f"condition not reached in {timeout} s; counters={sub.counters}")

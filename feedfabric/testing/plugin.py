@@ -25,4 +25,6 @@ def shared_data() -> Path:
 # --- bus fixtures (feedfabric.testing.bus) ---
 from feedfabric.testing.bus import bus_dir, bus_endpoint, publisher_factory, publisher_process, subscriber_factory  # noqa: E402,F401,I001
 # --- gateway fixtures (feedfabric.testing.exchange) ---
+from feedfabric.testing.exchange import loopback_exchange, recording_publisher  # noqa: E402,F401,I001
 # --- consumer fixtures (feedfabric.testing.consumers) ---
+from feedfabric.testing.consumers import postgres_server, redis_server  # noqa: E402,F401,I001

@@ -148,3 +148,13 @@ def test_publish_never_blocks_without_subscribers(bus_endpoint, publisher_factor
         pub.publish(Trade("EX", "BTC-USDT", "buy", "1", "100", receipt_timestamp=1))
     assert pub.seq("trades.EX.BTC-USDT.") == 5000
     assert time.monotonic() - t0 < 10  # generous: only guards against blocking, not speed
+
+
+def test_bind_failure_is_a_clear_error(bus_endpoint, publisher_factory):
+    from bus.publisher import Publisher
+
+    first = publisher_factory("p5", "tcp://127.0.0.1:*")
+    second = Publisher("p5b", first.bound_endpoint)
+    with pytest.raises(zmq.ZMQError, match="in use"):
+        second.start()
+    second.close()

@@ -16,7 +16,7 @@ from bus import codec
 from bus.endpoints import GatewayEndpoint
 from bus.security import CurveClient, CurveServer, generate_keypair
 from bus.subscriber import AsyncSubscriber
-from cryptofeed_types.events import Gap, Heartbeat, L2Delta, L2Snapshot, Reset, Status, Trade
+from cryptofeed_types.events import Gap, Heartbeat, L2Snapshot, Reset, Status, Trade
 from feedfabric.testing.bus import BookEventGenerator, books_match, drain_until
 
 SYMBOLS = ("BTC-USDT", "ETH-USDT", "SOL-USDT")
@@ -202,7 +202,7 @@ async def test_async_subscriber_late_joiner(bus_endpoint, publisher_factory):
 
         async def until(cond, timeout=20.0):
             async def loop():
-                while not cond():
+                while not cond() or sub.pending():
                     if publishing:
                         for ev in gen.events(2):  # the stream goes on while the subscriber joins
                             pub.publish(ev)
@@ -221,3 +221,31 @@ async def test_async_subscriber_late_joiner(bus_endpoint, publisher_factory):
         await until(lambda: caught_up(sub, state, "agw"))
         assert books_match(sub, state)
         assert kinds[0] is L2Snapshot and sub.counters["gaps"] == 0
+
+
+def test_one_subscriber_many_gateways(bus_endpoint, publisher_factory, subscriber_factory):
+    """Two gateways on their own endpoints: each snapshot comes from the right service."""
+    from feedfabric.testing.bus import publisher_state
+
+    pubs, gens = [], []
+    for i in (1, 2):
+        p = publisher_factory(f"gw{i}", bus_endpoint(f"gw{i}"), heartbeat_interval=0.1)
+        g = BookEventGenerator(exchange=f"EX{i}", seed=10 + i, symbols=SYMBOLS[:2])
+        for ev in [*g.initial(), *g.events(800)]:
+            p.publish(ev)
+        pubs.append(p)
+        gens.append(g)
+    sub = subscriber_factory([GatewayEndpoint(p.endpoint, p.snapshot_endpoint) for p in pubs], ["book."])
+
+    def live() -> bool:
+        return all(sub.book(f"EX{i}", s) is not None for i in (1, 2) for s in SYMBOLS[:2])
+
+    drain_until(sub, live)
+    for p, g in zip(pubs, gens, strict=True):
+        for ev in g.events(300):
+            p.publish(ev)
+    states = [publisher_state(p) for p in pubs]
+    drain_until(sub, lambda: all(caught_up(sub, st, f"gw{i}") for i, st in zip((1, 2), states, strict=True)))
+    for i, st in zip((1, 2), states, strict=True):
+        assert books_match(sub, st, exchange=f"EX{i}")
+    assert sub.counters["gaps"] == 0 and sub.counters["junk"] == 0

@@ -5,8 +5,8 @@ from __future__ import annotations
 import msgpack
 
 from bus import codec, snapshot
-from bus.subscriber import LOCAL_SEQ, SubscriberCore
-from cryptofeed_types.events import Gap, L2Delta, L2Snapshot, Reset, Status, Trade
+from bus.subscriber import LOCAL_SEQ, BookKeeper, SubscriberCore
+from cryptofeed_types.events import Gap, Heartbeat, L2Delta, L2Snapshot, Reset, Status, Trade
 
 EPOCH = 1_000
 
@@ -27,13 +27,38 @@ def end(rid, count, epoch=EPOCH, gateway="gw"):
     return [rid, snapshot.END, msgpack.packb([codec.WIRE_VERSION, gateway, epoch, count])]
 
 
+class Core(SubscriberCore):
+    """The core plus the BookKeeper a driver would feed with every delivered message."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.keeper = BookKeeper()
+
+    def _fed(self, out):
+        for m in out:
+            self.keeper.on_delivered(m)
+        return out
+
+    def on_sub(self, frames, now):
+        return self._fed(super().on_sub(frames, now))
+
+    def on_snapshot(self, endpoint, frames, now):
+        return self._fed(super().on_snapshot(endpoint, frames, now))
+
+    def tick(self, now):
+        return self._fed(super().tick(now))
+
+    def book(self, exchange, symbol):
+        return self.keeper.book(exchange, symbol)
+
+
 def kinds(msgs):
     return [type(m.event).__name__ for m in msgs]
 
 
 def joined_core():
     """A core that said hello, saw gateway 'gw' on SUB and holds a live book at seq 10."""
-    core = SubscriberCore([""], [0])
+    core = Core([""], [0])
     core.start(0.0)
     (_, hello), = core.outbox
     core.outbox.clear()
@@ -53,7 +78,7 @@ def joined_core():
 
 
 def test_late_joiner_drops_buffered_deltas_at_or_below_snapshot_seq():
-    core = SubscriberCore([""], [0])
+    core = Core([""], [0])
     core.start(0.0)
     rid_hello = core.outbox.pop()[1][2]
     core.on_snapshot(0, end(rid_hello, 0), 0.0)
@@ -96,6 +121,11 @@ def test_duplicates_are_dropped_and_non_book_gaps_reported():
     assert kinds(core.on_sub(frames(t, 5), 0.0)) == ["Trade"]  # joining mid-stream is not a gap
     out = core.on_sub(frames(t, 7), 0.0)
     assert kinds(out) == ["Gap", "Trade"] and out[0].event.channel == "trades"
+    # A lost heartbeat is counted, not reported as a (feed-wide) Gap.
+    hb = Heartbeat("gw", {}, {}, receipt_timestamp=1)
+    core.on_sub(frames(hb, 1), 0.0)
+    assert kinds(core.on_sub(frames(hb, 3), 0.0)) == ["Heartbeat"]  # no Gap before it
+    assert core.counters["control_gaps"] == 1 and core.counters["gaps"] == 1
 
 
 def test_new_epoch_invalidates_and_restarts_from_seq_1():
@@ -135,7 +165,7 @@ def test_malformed_frames_are_counted_never_raised():
 
 
 def test_snapshot_request_times_out_and_is_resent():
-    core = SubscriberCore([""], [0], request_timeout=2.0)
+    core = Core([""], [0], request_timeout=2.0)
     core.start(0.0)
     first = core.outbox.pop()[1]
     core.tick(1.0)

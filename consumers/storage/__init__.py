@@ -1,0 +1,1 @@
+"""Storage consumers: Parquet (embedded default, WAL-backed), Redis Streams and PostgreSQL."""

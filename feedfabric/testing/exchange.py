@@ -1,0 +1,88 @@
+"""Gateway test helpers and fixtures (registered in feedfabric.testing.plugin).
+
+- :class:`RecordingPublisher`: an in-memory stand-in for :class:`bus.publisher.Publisher`
+  (same ``publish`` / ``set_feed_state`` / ``count`` calls) that keeps every event and
+  lets async tests wait for a condition with a bounded timeout.
+- :func:`wait_until`: poll a condition inside the event loop, bounded.
+- fixtures: ``loopback_exchange`` (async factory: a started :class:`gateways.loopback.Loopback`
+  serving a capture, stopped at teardown), ``recording_publisher``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from cryptofeed_types import Status
+
+
+class RecordingPublisher:
+    """Collects published events (thread-safe enough for one asyncio thread)."""
+
+    def __init__(self, exchange: str = "") -> None:
+        self.exchange = exchange
+        self.events: list[Any] = []
+        self.counters: Counter[str] = Counter()
+        self.feeds: dict[str, str] = {}
+
+    def publish(self, event: Any) -> int:
+        self.events.append(event)
+        self.counters[f"kind.{event.KIND}"] += 1
+        return self.counters[f"kind.{event.KIND}"]
+
+    def set_feed_state(self, feed: str, state: str, reason: str | None = None) -> None:
+        self.feeds[feed] = state
+        self.publish(Status(self.exchange, feed, state, reason=reason, receipt_timestamp=time.time_ns()))
+
+    def count(self, name: str, n: int = 1) -> None:
+        self.counters[name] += n
+
+    def of_kind(self, kind: str) -> list[Any]:
+        return [e for e in self.events if e.KIND == kind]
+
+    def start(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+async def wait_until(condition: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
+    """Return as soon as ``condition()`` is true; TimeoutError (naming ``what``) after ``timeout`` s."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+def recording_publisher() -> RecordingPublisher:
+    return RecordingPublisher()
+
+
+@pytest_asyncio.fixture
+async def loopback_exchange() -> AsyncIterator[Callable[..., Any]]:
+    """``lb = await loopback_exchange(path_or_records, **kwargs)``: a started loopback exchange."""
+    from gateways.capture import read_capture
+    from gateways.loopback import Loopback
+
+    started: list[Loopback] = []
+
+    async def factory(capture: Any, **kwargs: Any) -> Loopback:
+        records = read_capture(capture) if isinstance(capture, (str, Path)) else capture
+        lb = Loopback(records, **kwargs)
+        await lb.start()
+        started.append(lb)
+        return lb
+
+    yield factory
+    for lb in started:
+        await lb.stop()

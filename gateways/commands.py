@@ -1,0 +1,208 @@
+"""Gateway tools as click commands (registered on the ``feedfabric`` CLI by feedfabric/cli.py):
+
+- ``record EXCHANGE -c CHANNELS -s SYMBOLS -o FILE.ffcap``: connect live and record every
+  frame and REST response (optionally also publish on the bus with ``--pub``);
+- ``replay CAPTURE``: replay any capture through its adapter (and a Publisher with ``--pub``),
+  at full speed or at the recorded pace; prints what came out;
+- ``exchanges``: the registered exchange adapters;
+- ``symbols EXCHANGE``: the exchange's instruments (live REST, or ``--capture`` offline).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from gateways import exchanges as registry
+
+
+def _split(text: str | None) -> list[str]:
+    return [x.strip() for x in (text or "").split(",") if x.strip()]
+
+
+def _urls(pairs: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        name, sep, url = pair.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{pair!r}: expected NAME=URL (e.g. ws=ws://127.0.0.1:9000)")
+        out[name] = url
+    return out
+
+
+class _NullPublisher:
+    """Counts instead of publishing (``record`` without ``--pub``)."""
+
+    def __init__(self) -> None:
+        self.counters: dict[str, int] = {}
+
+    def publish(self, event: Any) -> int:
+        self.counters[event.KIND] = self.counters.get(event.KIND, 0) + 1
+        return 0
+
+    def set_feed_state(self, feed: str, state: str, reason: str | None = None) -> None:
+        click.echo(f"{feed}: {state}{f' ({reason})' if reason else ''}", err=True)
+
+    def count(self, name: str, n: int = 1) -> None:
+        self.counters[name] = self.counters.get(name, 0) + n
+
+
+@click.command("record")
+@click.argument("exchange")
+@click.option("-c", "--channels", required=True, help="comma-separated channels, e.g. trades,l2_book")
+@click.option("-s", "--symbols", required=True, help="comma-separated normalized symbols, e.g. BTC-USDT")
+@click.option("-o", "--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="capture file to append to (.ffcap)")
+@click.option("--duration", type=float, default=None, help="stop after this many seconds (default: Ctrl-C)")
+@click.option("--pub", default=None, help="also publish on this PUB endpoint")
+@click.option("--url", "urls", multiple=True, help="override an exchange endpoint: NAME=URL (repeatable)")
+@click.option("--depth", type=int, default=0, help="REST snapshot depth")
+def record(exchange: str, channels: str, symbols: str, out: Path, duration: float | None, pub: str | None,
+           urls: tuple[str, ...], depth: int) -> None:
+    """Record EXCHANGE live into a feedfabric capture file."""
+    from gateways.process import Gateway, GatewayConfig
+
+    cfg = GatewayConfig(name=f"record-{exchange.lower()}", exchange=exchange, channels=_split(channels),
+                        symbols=_split(symbols), pub=pub or "inproc://unused", record=out, urls=_urls(urls),
+                        depth=depth)
+    publisher = None if pub else _NullPublisher()
+
+    async def amain() -> None:
+        gw = Gateway(cfg, publisher=publisher)
+        async with gw:
+            try:
+                await asyncio.wait_for(gw.wait(), duration)
+            except TimeoutError:
+                pass
+        assert gw.recorder is not None
+        click.echo(f"{out}: {gw.recorder.records} records in {gw.recorder.blocks} blocks", err=True)
+
+    try:
+        asyncio.run(amain())
+    except KeyboardInterrupt:
+        pass
+
+
+@click.command("replay")
+@click.argument("capture", type=click.Path(path_type=Path))
+@click.option("--exchange", default=None, help="adapter to use (default: the capture's exchange)")
+@click.option("--pub", default=None, help="publish on this PUB endpoint (default: only count)")
+@click.option("--snapshot", default=None, help="snapshot service endpoint (with --pub)")
+@click.option("--gateway", "gateway_name", default=None, help="gateway id on the bus (default: exchange, lowercase)")
+@click.option("--pace/--full-speed", default=False, help="reproduce the recorded timing")
+@click.option("--speed", type=float, default=1.0, help="with --pace: replay this many times faster")
+@click.option("--linger", type=float, default=0.0, help="with --pub: keep publishing heartbeats/snapshots this long")
+def replay(capture: Path, exchange: str | None, pub: str | None, snapshot: str | None, gateway_name: str | None,
+           pace: bool, speed: float, linger: float) -> None:
+    """Replay CAPTURE (feedfabric, cryptofeed or tardis format) through its adapter."""
+    import time
+
+    from gateways.capture import capture_format
+    from gateways.replay import replay_capture
+
+    try:
+        capture_format(capture)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="CAPTURE") from None
+    publisher = None
+    if pub:
+        from bus.publisher import Publisher
+        name = gateway_name or (exchange or capture.name.split(".")[0]).lower().replace(".", "_")
+        publisher = Publisher(name, pub, snapshot, exchange=exchange)
+        publisher.start()
+    t0 = time.perf_counter()
+    try:
+        result = replay_capture(capture, exchange=exchange, publisher=publisher, pace=pace, speed=speed)
+        elapsed = time.perf_counter() - t0
+        if publisher is not None and linger > 0:
+            time.sleep(linger)  # let late subscribers fetch snapshots before the publisher goes away
+    finally:
+        if publisher is not None:
+            publisher.close()
+    adapter = result.adapter
+    click.echo(f"{adapter.exchange}: {sum(result.records.values())} records, {result.event_count} events "
+               f"in {elapsed:.3f} s")
+    for kind, n in sorted(result.events_by_kind.items()):
+        click.echo(f"  {kind:15} {n}")
+    notable = {k: v for k, v in sorted(adapter.counters.items()) if k.startswith(("errors", "ignored", "book.gap"))}
+    for name, n in notable.items():
+        click.echo(f"  {name:30} {n}")
+    if result.unanswered:
+        click.echo(f"  {len(result.unanswered)} REST request(s) had no recorded response", err=True)
+    sys.exit(1 if adapter.counters.get("errors") else 0)
+
+
+@click.command("exchanges")
+def exchanges() -> None:
+    """List the exchange adapters."""
+    for name in registry.names():
+        try:
+            cls = registry.get(name)
+        except Exception as exc:  # noqa: BLE001 - one broken adapter must not hide the others
+            click.echo(f"{name:20} (unavailable: {exc})")
+            continue
+        doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+        click.echo(f"{name:20} {doc}")
+
+
+@click.command("symbols")
+@click.argument("exchange")
+@click.option("--capture", type=click.Path(path_type=Path), default=None,
+              help="read the instruments from a capture instead of the exchange")
+@click.option("--url", "urls", multiple=True, help="override an exchange endpoint: NAME=URL")
+@click.option("--grep", "pattern", default=None, help="only symbols containing this text")
+def symbols(exchange: str, capture: Path | None, urls: tuple[str, ...], pattern: str | None) -> None:
+    """List EXCHANGE's instruments: normalized symbol, exchange id, tick, lot, contract size."""
+    from gateways.adapter import Subscription
+
+    try:
+        cls = registry.get(exchange)
+    except KeyError as exc:
+        raise click.UsageError(str(exc.args[0])) from None
+    adapter = cls(Subscription({}), urls=_urls(urls) or None)
+    requests = adapter.instrument_requests()
+    bodies: dict[str, Any] = {}
+    if capture is not None:
+        from gateways.capture import REST, capture_format, read_capture
+        try:
+            capture_format(capture)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--capture") from None
+        from gateways.replay import RestPool
+        pool = RestPool()
+        for rec in read_capture(capture):
+            if rec.kind == REST:
+                pool.add(rec)
+        for fetch in requests:
+            rec = pool.take(fetch, loose=True)
+            if rec is None:
+                raise click.ClickException(f"{capture}: no recorded response for {fetch.url}")
+            bodies[fetch.url] = rec.data
+    else:
+        bodies = asyncio.run(_fetch_all([f.url for f in requests]))
+    syms = adapter.load_instruments(bodies)
+    for sym in sorted(syms, key=lambda s: s.normalized):
+        if pattern and pattern.upper() not in sym.normalized.upper():
+            continue
+        click.echo(f"{sym.normalized:28} {sym.exchange_symbol or '':24} tick={sym.tick_size} lot={sym.lot_size}"
+                   + (f" contract={sym.contract_size}" if sym.contract_size is not None else ""))
+
+
+async def _fetch_all(urls: list[str]) -> dict[str, str]:
+    import aiohttp
+
+    out: dict[str, str] = {}
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as session:
+        for url in urls:
+            async with session.get(url) as resp:
+                if resp.status != 200:
+                    raise click.ClickException(f"GET {url}: HTTP {resp.status}")
+                out[url] = await resp.text()
+    return out
+
+
+COMMANDS = [record, replay, exchanges, symbols]

@@ -1,0 +1,353 @@
+"""The asyncio driver: performs every I/O a sans-I/O adapter asks for and publishes its events.
+
+- websockets (``websockets.asyncio.client``) for streams: one task per
+  :class:`~gateways.adapter.ConnectionSpec`, reconnected forever with capped, jittered
+  exponential backoff; subscribe messages sent staggered (``subscribe_interval``);
+  websocket ping frames (``ping=None``) or an application ping message every
+  ``ping_interval``; a silence watchdog closes a connection that received nothing for
+  ``silence_timeout`` seconds.
+- aiohttp for REST, every request charged to a per-exchange weight budget
+  (:class:`RestBudget`, a token bucket of ``rest_weight_per_minute``), failures retried by
+  the adapter (``rest_failed``), never by a loop here.
+- Proxies (``http://`` for REST and websockets; ``socks5://`` where python-socks /
+  aiohttp-socks are installed), one for REST and one for websockets.
+- Publishes every event through the bus Publisher, and Status on connect/disconnect
+  (``publisher.set_feed_state(conn_id, ...)``); counters go to ``publisher.count``.
+- Optionally records every frame and REST response (:class:`~gateways.capture.CaptureWriter`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from loguru import logger
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import InvalidHandshake, InvalidURI, WebSocketException
+
+from gateways.adapter import Adapter, Close, ConnectionSpec, Fetch, Open, Output, Resync, Send
+
+
+@dataclass
+class DriverConfig:
+    """Connection behaviour; every value can be set from the gateway config."""
+
+    backoff_initial: float = 0.5     # first reconnect delay (s)
+    backoff_max: float = 30.0        # cap of the exponential backoff (s)
+    backoff_jitter: float = 0.5      # delay is multiplied by uniform(1 - jitter, 1)
+    stable_after: float = 10.0       # a connection up this long resets the backoff
+    open_timeout: float = 10.0
+    rest_timeout: float = 10.0
+    max_message_size: int = 1 << 24
+    ws_proxy: str | None = None      # None: no proxy (not even from the environment)
+    rest_proxy: str | None = None
+    instrument_retry: float = 5.0    # seconds between attempts to load instruments
+    silence_timeout: float | None = None   # overrides every spec's silence_timeout when set
+
+
+def backoff_delay(attempt: int, cfg: DriverConfig, rng: random.Random | None = None) -> float:
+    """Delay before reconnect number ``attempt`` (0-based): capped exponential, jittered."""
+    base = min(cfg.backoff_max, cfg.backoff_initial * (2 ** min(attempt, 30)))
+    r = (rng or random).uniform(1.0 - cfg.backoff_jitter, 1.0)
+    return base * r
+
+
+class RestBudget:
+    """Token bucket of request weight per minute (refilled continuously)."""
+
+    def __init__(self, per_minute: int, clock: Any = time.monotonic) -> None:
+        self.capacity = float(max(per_minute, 1))
+        self.rate = self.capacity / 60.0
+        self.tokens = self.capacity
+        self.clock = clock
+        self.updated = clock()
+        self.waited = 0.0
+        self._lock = asyncio.Lock()
+
+    def _refill(self) -> None:
+        now = self.clock()
+        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+
+    def try_acquire(self, weight: int) -> float:
+        """Take ``weight`` now and return 0, or return the seconds to wait before it is available."""
+        self._refill()
+        weight = min(float(weight), self.capacity)
+        if self.tokens >= weight:
+            self.tokens -= weight
+            return 0.0
+        return (weight - self.tokens) / self.rate
+
+    async def acquire(self, weight: int) -> None:
+        async with self._lock:  # FIFO: a heavy request is not starved by light ones
+            while True:
+                wait = self.try_acquire(weight)
+                if wait <= 0:
+                    return
+                self.waited += wait
+                await asyncio.sleep(wait)
+
+
+class Driver:
+    """Runs one adapter against the network. ``await driver.run()`` until ``stop()``."""
+
+    def __init__(self, adapter: Adapter, publisher: Any, *, config: DriverConfig | None = None,
+                 recorder: Any = None, instruments: Mapping[str, Any] | None = None) -> None:
+        self.adapter = adapter
+        self.publisher = publisher
+        self.config = config or DriverConfig()
+        self.recorder = recorder
+        self.preloaded_instruments = instruments
+        self.budget = RestBudget(adapter.rest_weight_per_minute)
+        self.counters: Counter[str] = Counter()
+        self.ws: dict[str, ClientConnection] = {}
+        self.connected = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._aux: set[asyncio.Task[Any]] = set()
+        self._session: aiohttp.ClientSession | None = None
+        self._rng = random.Random()
+
+    # ------------------------------------------------------------ lifecycle
+    async def run(self) -> None:
+        timeout = aiohttp.ClientTimeout(total=self.config.rest_timeout)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            self._session = session
+            try:
+                await self._load_instruments()
+                if self._stop.is_set():
+                    return
+                for spec in self.adapter.connections():
+                    self._start_connection(spec)
+                if self.adapter.timer_interval:
+                    self._spawn(self._timer(self.adapter.timer_interval))
+                await self._stop.wait()
+            finally:
+                await self._shutdown()
+                self._session = None
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def _shutdown(self) -> None:
+        tasks = list(self._tasks.values()) + list(self._aux)
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._tasks.clear()
+        self._aux.clear()
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro)
+        self._aux.add(task)
+        task.add_done_callback(self._aux.discard)
+        return task
+
+    def _count(self, name: str, n: int = 1) -> None:
+        self.counters[name] += n
+        count = getattr(self.publisher, "count", None)
+        if count is not None:
+            count(name, n)
+
+    # ------------------------------------------------------------ instruments
+    async def _load_instruments(self) -> None:
+        adapter = self.adapter
+        if self.preloaded_instruments is not None:
+            adapter.load_instruments(self.preloaded_instruments)
+            return
+        requests = adapter.instrument_requests()
+        while requests and not self._stop.is_set():
+            bodies: dict[str, Any] = {}
+            try:
+                for fetch in requests:
+                    status, body, _ = await self._get(fetch)
+                    if status != 200:
+                        raise RuntimeError(f"{fetch.url}: HTTP {status}")
+                    bodies[fetch.url] = body
+                adapter.load_instruments(bodies)
+                unknown = adapter.check_subscription()
+                if unknown:
+                    logger.warning("{}: subscribed symbols unknown to the exchange: {}", adapter.exchange, unknown)
+                    self._count("unknown_symbols", len(unknown))
+                return
+            except Exception as exc:  # noqa: BLE001 - retried until it works or we stop
+                self._count("instrument_errors")
+                logger.warning("{}: loading instruments failed ({}); retrying in {} s", adapter.exchange, exc,
+                               self.config.instrument_retry)
+                try:
+                    await asyncio.wait_for(self._stop.wait(), self.config.instrument_retry)
+                except TimeoutError:
+                    pass
+
+    # ------------------------------------------------------------ REST
+    async def _get(self, fetch: Fetch) -> tuple[int, str | None, int]:
+        await self.budget.acquire(fetch.weight)
+        assert self._session is not None
+        self._count("rest_requests")
+        try:
+            async with self._session.get(fetch.url, proxy=self.config.rest_proxy) as resp:
+                body = await resp.text()
+                status = resp.status
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            self._count("rest_errors")
+            logger.warning("{}: GET {} failed: {!r}", self.adapter.exchange, fetch.url, exc)
+            return 0, None, time.time_ns()
+        ts = time.time_ns()
+        if self.recorder is not None:
+            self.recorder.rest(ts, fetch.url, body)
+        if status == 429 or status == 418:
+            self._count("rest_rate_limited")
+            # The exchange says we exceeded its budget: empty ours so later requests wait.
+            self.budget.tokens = 0.0
+        return status, body, ts
+
+    async def _fetch(self, fetch: Fetch) -> None:
+        status, body, ts = await self._get(fetch)
+        await self.handle(self.adapter.on_rest(fetch, status, body, ts))
+
+    # ------------------------------------------------------------ outputs
+    async def handle(self, out: Output) -> None:
+        publish = self.publisher.publish
+        for ev in out.events:
+            publish(ev)
+        for action in out.actions:
+            if isinstance(action, Send):
+                await self._send(action.conn, action.payload)
+            elif isinstance(action, Fetch):
+                self._spawn(self._fetch(action))
+            elif isinstance(action, Resync):
+                self._count("resyncs")
+                await self.handle(self.adapter.resync(action.symbol, time.time_ns()))
+            elif isinstance(action, Close):
+                ws = self.ws.get(action.conn)
+                if ws is not None:
+                    self._count("closes_requested")
+                    await ws.close(reason=action.reason[:100])
+                if not action.reconnect:
+                    task = self._tasks.pop(action.conn, None)
+                    if task is not None:
+                        task.cancel()
+            elif isinstance(action, Open):
+                if action.spec.id not in self._tasks:
+                    self._start_connection(action.spec)
+
+    async def _send(self, conn: str, payload: str | bytes) -> None:
+        ws = self.ws.get(conn)
+        if ws is None:
+            self._count("send_dropped")
+            return
+        try:
+            await ws.send(payload)
+        except WebSocketException:
+            self._count("send_failed")
+            return
+        if self.recorder is not None:
+            self.recorder.send(conn, time.time_ns(), payload)
+
+    # ------------------------------------------------------------ websockets
+    def _start_connection(self, spec: ConnectionSpec) -> None:
+        self._tasks[spec.id] = asyncio.create_task(self._connection(spec), name=f"ws:{spec.id}")
+
+    async def _connection(self, spec: ConnectionSpec) -> None:
+        attempt = 0
+        cfg = self.config
+        while not self._stop.is_set():
+            started = time.monotonic()
+            reason = "closed"
+            try:
+                reason = await self._session_once(spec)
+            except asyncio.CancelledError:
+                raise
+            except (OSError, TimeoutError, InvalidURI, InvalidHandshake, WebSocketException) as exc:
+                reason = f"{type(exc).__name__}: {exc}"[:200]
+            except Exception as exc:  # noqa: BLE001 - never let one connection's bug end the gateway
+                reason = f"error {type(exc).__name__}: {exc}"[:200]
+                logger.exception("{} {}: unexpected error", self.adapter.exchange, spec.id)
+            if time.monotonic() - started >= cfg.stable_after:
+                attempt = 0
+            delay = backoff_delay(attempt, cfg, self._rng)
+            attempt += 1
+            self._count("reconnects")
+            logger.info("{} {}: {}; reconnecting in {:.2f} s", self.adapter.exchange, spec.id, reason, delay)
+            try:
+                await asyncio.wait_for(self._stop.wait(), delay)
+            except TimeoutError:
+                pass
+
+    async def _session_once(self, spec: ConnectionSpec) -> str:
+        cfg = self.config
+        adapter = self.adapter
+        ws_ping = spec.ping_interval if spec.ping is None else None
+        silence = cfg.silence_timeout if cfg.silence_timeout is not None else spec.silence_timeout
+        ws = await connect(spec.url, open_timeout=cfg.open_timeout, ping_interval=ws_ping,
+                           ping_timeout=ws_ping, max_size=cfg.max_message_size, compression="deflate",
+                           proxy=cfg.ws_proxy)
+        conn = spec.id
+        reason = "closed"
+        self.ws[conn] = ws
+        helpers: list[asyncio.Task[None]] = []
+        try:
+            ts = time.time_ns()
+            self._count("connects")
+            if self.recorder is not None:
+                self.recorder.connect(conn, ts, spec.url)
+            self.publisher.set_feed_state(conn, "connected")
+            self.connected.set()
+            await self.handle(adapter.on_open(conn, ts))
+            helpers.append(asyncio.create_task(self._subscribe(spec)))
+            if spec.ping is not None and spec.ping_interval:
+                helpers.append(asyncio.create_task(self._app_ping(spec)))
+            recv = ws.recv
+            on_message = adapter.on_message
+            recorder = self.recorder
+            while True:
+                try:
+                    msg = await asyncio.wait_for(recv(), silence)
+                except TimeoutError:
+                    self._count("silence_timeouts")
+                    reason = f"silent for {silence} s"
+                    break
+                ts = time.time_ns()
+                if recorder is not None:
+                    recorder.recv(conn, ts, msg)
+                await self.handle(on_message(conn, msg, ts))
+        except WebSocketException as exc:
+            reason = f"{type(exc).__name__}: {exc}"[:200]
+        finally:
+            for t in helpers:
+                t.cancel()
+            self.ws.pop(conn, None)
+            try:
+                await asyncio.wait_for(ws.close(), 2.0)
+            except (TimeoutError, WebSocketException, OSError):
+                pass
+            ts = time.time_ns()
+            if self.recorder is not None:
+                self.recorder.close_conn(conn, ts, reason)
+            self._count("disconnects")
+            self.publisher.set_feed_state(conn, "disconnected", reason)
+            await self.handle(adapter.on_close(conn, ts, reason))
+        return reason
+
+    async def _subscribe(self, spec: ConnectionSpec) -> None:
+        for i, msg in enumerate(spec.subscribe):
+            if i and spec.subscribe_interval:
+                await asyncio.sleep(spec.subscribe_interval)  # the exchange's message-rate limit
+            await self._send(spec.id, msg)
+
+    async def _app_ping(self, spec: ConnectionSpec) -> None:
+        assert spec.ping is not None and spec.ping_interval
+        while True:
+            await asyncio.sleep(spec.ping_interval)
+            await self._send(spec.id, spec.ping)
+
+    async def _timer(self, interval: float) -> None:
+        while True:
+            await self.handle(self.adapter.on_timer(time.time_ns()))
+            await asyncio.sleep(interval)

@@ -1,0 +1,58 @@
+"""Registry of exchange adapters: exchange id (as used in events and configs) → adapter class.
+
+Entries are ``"module:Class"`` strings imported on first use, so one exchange's module
+failing to import never breaks the others. To add an exchange, add one line to
+``_REGISTRY`` (see docs/adding-an-exchange.md).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from gateways.adapter import Adapter
+
+_REGISTRY: dict[str, str] = {
+    "BINANCE": "gateways.exchanges.binance:BinanceSpot",
+    "BINANCE_FUTURES": "gateways.exchanges.binance:BinanceFutures",
+    "BINANCE_DELIVERY": "gateways.exchanges.binance:BinanceDelivery",
+    # --- other exchanges: one line each, keep sorted by name below this comment
+    "BYBIT": "gateways.exchanges.bybit:BybitAdapter",
+    "COINBASE": "gateways.exchanges.coinbase:Coinbase",
+    "KRAKEN": "gateways.exchanges.kraken:Kraken",
+    "KRAKEN_FUTURES": "gateways.exchanges.kraken_futures:KrakenFutures",
+    "OKX": "gateways.exchanges.okx:OKXAdapter",
+}
+
+
+def register(name: str, target: str | type[Adapter]) -> None:
+    """Register an adapter at run time (e.g. a user's own exchange): a class or ``"module:Class"``."""
+    if isinstance(target, str):
+        _REGISTRY[name] = target
+    else:
+        _REGISTRY[name] = f"{target.__module__}:{target.__qualname__}"
+        _loaded[name] = target
+
+
+_loaded: dict[str, type[Adapter]] = {}
+
+
+def names() -> list[str]:
+    """Every registered exchange id, sorted."""
+    return sorted(_REGISTRY)
+
+
+def get(name: str) -> type[Adapter]:
+    """The adapter class of an exchange id (KeyError listing the known ids when unknown)."""
+    cls = _loaded.get(name)
+    if cls is not None:
+        return cls
+    try:
+        target = _REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown exchange {name!r}; known: {', '.join(names())}") from None
+    module, _, attr = target.partition(":")
+    cls = getattr(importlib.import_module(module), attr)
+    if not (isinstance(cls, type) and issubclass(cls, Adapter)):
+        raise TypeError(f"{target} is not an Adapter subclass")
+    _loaded[name] = cls
+    return cls

@@ -1,0 +1,182 @@
+"""The gateway process: one exchange adapter + the asyncio driver + the bus publisher.
+
+:class:`GatewayConfig` (pydantic) is everything one gateway needs: exchange, channels
+and symbols, depth, where to publish, exchange URL overrides (e.g. the loopback
+exchange), driver behaviour (backoff, proxies, silence timeout) and an optional capture
+file to record into. :class:`Gateway` runs it inside an event loop (tests, embedding);
+:func:`run_gateway` runs it as a process until SIGINT/SIGTERM.
+
+The adapter's counters (parse errors, ignored messages by reason, book gaps...) are
+copied into the publisher's heartbeat counters every ``counters_interval`` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from loguru import logger
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from gateways import exchanges
+from gateways.adapter import CHANNELS, Adapter, Subscription
+from gateways.driver import Driver, DriverConfig
+
+
+class GatewayConfig(BaseModel):
+    """One gateway. ``channels`` maps channel → symbols; ``symbols`` fills channels given as a list."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="gateway id on the bus (no '.' or ' ')")
+    exchange: str = Field(description="adapter name, see `feedfabric exchanges`")
+    channels: dict[str, list[str]] | list[str]
+    symbols: list[str] = Field(default_factory=list)
+    depth: int = Field(0, ge=0, description="REST snapshot depth (0: the adapter's default)")
+    candle_interval: str = "1m"
+    open_interest_interval: float = Field(60.0, gt=0)
+    pub: str = Field(description="PUB endpoint, e.g. ipc:///run/ff/binance.pub")
+    snapshot: str | None = None
+    urls: dict[str, str] = Field(default_factory=dict, description="exchange URL overrides by name (ws, rest)")
+    record: Path | None = Field(None, description="capture file to append every frame to (.ffcap)")
+    heartbeat_interval: float = Field(1.0, gt=0)
+    sndhwm: int = Field(100_000, ge=0)
+    counters_interval: float = Field(1.0, gt=0)
+    backoff_initial: float = Field(0.5, gt=0)
+    backoff_max: float = Field(30.0, gt=0)
+    silence_timeout: float | None = Field(None, gt=0)
+    ws_proxy: str | None = None
+    rest_proxy: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not v or "." in v or " " in v:
+            raise ValueError("a non-empty id without '.' or ' '")
+        return v
+
+    @field_validator("exchange")
+    @classmethod
+    def _exchange(cls, v: str) -> str:
+        if v not in exchanges.names():
+            raise ValueError(f"unknown exchange {v!r}; known: {', '.join(exchanges.names())}")
+        return v
+
+    @model_validator(mode="after")
+    def _channels(self) -> GatewayConfig:
+        if isinstance(self.channels, list):
+            if not self.symbols:
+                raise ValueError("channels given as a list need `symbols`")
+            self.channels = {ch: list(self.symbols) for ch in self.channels}
+        unknown = set(self.channels) - set(CHANNELS)
+        if unknown:
+            raise ValueError(f"unknown channels {sorted(unknown)}; known: {', '.join(CHANNELS)}")
+        return self
+
+    def subscription(self) -> Subscription:
+        assert isinstance(self.channels, dict)
+        return Subscription(self.channels, depth=self.depth, candle_interval=self.candle_interval,
+                            open_interest_interval=self.open_interest_interval)
+
+    def driver_config(self) -> DriverConfig:
+        cfg = DriverConfig(backoff_initial=self.backoff_initial, backoff_max=self.backoff_max,
+                           ws_proxy=self.ws_proxy, rest_proxy=self.rest_proxy, silence_timeout=self.silence_timeout)
+        return cfg
+
+    def make_adapter(self) -> Adapter:
+        return exchanges.get(self.exchange)(self.subscription(), urls=self.urls or None)
+
+
+class Gateway:
+    """A running gateway inside the current event loop: ``async with Gateway(cfg) as gw: ...``.
+
+    ``publisher`` may be given (tests); otherwise a bus Publisher is created and bound.
+    """
+
+    def __init__(self, config: GatewayConfig, *, publisher: Any = None, driver_config: DriverConfig | None = None
+                 ) -> None:
+        self.config = config
+        self.adapter = config.make_adapter()
+        self._own_publisher = publisher is None
+        if publisher is None:
+            from bus.publisher import Publisher
+            publisher = Publisher(config.name, config.pub, config.snapshot, sndhwm=config.sndhwm,
+                                  heartbeat_interval=config.heartbeat_interval, exchange=self.adapter.exchange)
+        self.publisher = publisher
+        self.recorder = None
+        if config.record is not None:
+            from gateways.capture import CaptureWriter
+            self.recorder = CaptureWriter(config.record, exchange=self.adapter.exchange,
+                                          channels=config.subscription().channels,
+                                          meta={"gateway": config.name, "depth": config.depth})
+        self.driver = Driver(self.adapter, publisher, config=driver_config or config.driver_config(),
+                             recorder=self.recorder)
+        self._task: asyncio.Task[None] | None = None
+        self._counters_task: asyncio.Task[None] | None = None
+        self._copied: Counter[str] = Counter()
+
+    async def start(self) -> Gateway:
+        if self._own_publisher:
+            self.publisher.start()
+        self._task = asyncio.create_task(self.driver.run(), name=f"gateway:{self.config.name}")
+        self._counters_task = asyncio.create_task(self._copy_counters())
+        return self
+
+    async def stop(self) -> None:
+        self.driver.stop()
+        for task in (self._task, self._counters_task):
+            if task is not None:
+                if task is self._counters_task:
+                    task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        self.copy_counters()
+        if self.recorder is not None:
+            self.recorder.close()
+        if self._own_publisher:
+            self.publisher.close()
+
+    async def __aenter__(self) -> Gateway:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def wait(self) -> None:
+        if self._task is not None:
+            await self._task
+
+    def copy_counters(self) -> None:
+        count = getattr(self.publisher, "count", None)
+        if count is None:
+            return
+        for name, value in self.adapter.counters.items():
+            delta = value - self._copied[name]
+            if delta:
+                count(f"adapter.{name}", delta)
+                self._copied[name] = value
+
+    async def _copy_counters(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.counters_interval)
+            self.copy_counters()
+
+
+async def _amain(config: GatewayConfig) -> None:
+    gw = Gateway(config)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, gw.driver.stop)
+    logger.info("gateway {} ({}) publishing on {}", config.name, config.exchange, config.pub)
+    async with gw:
+        await gw.wait()
+    logger.info("gateway {} stopped", config.name)
+
+
+def run_gateway(config: GatewayConfig | dict[str, Any]) -> None:
+    """Run one gateway in this process until SIGINT/SIGTERM."""
+    if not isinstance(config, GatewayConfig):
+        config = GatewayConfig.model_validate(config)
+    asyncio.run(_amain(config))

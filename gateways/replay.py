@@ -1,0 +1,278 @@
+"""Replay: feed a capture through the same adapter (and publisher) as the live gateway.
+
+Any capture :func:`gateways.capture.read_capture` reads works: ours (.ffcap), the
+cryptofeed 2.x and v3 captures and tardis message files. The adapter is chosen by the
+capture's exchange name (``CAPTURE_EXCHANGES`` maps other spellings) and subscribed to
+the recorded channels. REST requests the adapter makes are answered from the capture's
+REST responses (matched by path and query, host and ``limit`` ignored), delivered no
+earlier than they were recorded, so book sync sees the same interleaving as live.
+
+Full speed by default; ``pace=True`` sleeps to reproduce the recorded timing
+(``speed`` > 1 replays faster).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from loguru import logger
+
+from cryptofeed_types import Status
+from gateways import exchanges
+from gateways.adapter import Adapter, Close, Fetch, Open, Output, Resync, Send, Subscription
+from gateways.capture import CLOSE, CONNECT, HEADER, RECV, REST, SEND, Record, read_capture
+
+# Capture exchange name → registry name, where they differ.
+CAPTURE_EXCHANGES: dict[str, str] = {}
+
+_IGNORED_QUERY = frozenset({"limit"})
+
+
+def _url_key(url: str) -> tuple[str, frozenset[tuple[str, str]]]:
+    parts = urlsplit(url)
+    query = frozenset((k, v) for k, v in parse_qsl(parts.query) if k not in _IGNORED_QUERY and v != "")
+    return parts.path.rstrip("/"), query
+
+
+@dataclass
+class ReplayResult:
+    """What a replay did: the adapter (its books and counters), event counts, leftovers."""
+
+    adapter: Adapter
+    records: Counter[str] = field(default_factory=Counter)
+    events_by_kind: Counter[str] = field(default_factory=Counter)
+    events: list[Any] = field(default_factory=list)   # only with collect=True
+    unanswered: list[Fetch] = field(default_factory=list)
+    unused_rest: int = 0
+    actions: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def event_count(self) -> int:
+        return sum(self.events_by_kind.values())
+
+
+class RestPool:
+    """Recorded REST responses, answering the adapter's Fetches by URL (oldest first)."""
+
+    def __init__(self) -> None:
+        self._recs: list[tuple[tuple[str, frozenset[tuple[str, str]]], Record]] = []
+
+    def add(self, rec: Record) -> None:
+        self._recs.append((_url_key(rec.url or ""), rec))
+
+    def take(self, fetch: Fetch, *, loose: bool = False) -> Record | None:
+        """The oldest unused response for ``fetch`` (``loose``: the same path is enough)."""
+        key = _url_key(fetch.url)
+        for i, (k, rec) in enumerate(self._recs):
+            if k == key:
+                del self._recs[i]
+                return rec
+        if loose:
+            for i, (k, rec) in enumerate(self._recs):
+                if k[0] == key[0]:
+                    del self._recs[i]
+                    return rec
+        return None
+
+    def __len__(self) -> int:
+        return len(self._recs)
+
+
+class Replayer:
+    """Drives one adapter from a record stream (see the module docstring)."""
+
+    def __init__(self, adapter: Adapter | None = None, *, exchange: str | None = None,
+                 channels: Mapping[str, Iterable[str]] | None = None, publisher: Any = None,
+                 sink: Callable[[Any], None] | None = None, collect: bool = False,
+                 pace: bool = False, speed: float = 1.0, subscription_options: Mapping[str, Any] | None = None) -> None:
+        self.adapter = adapter
+        self.exchange = exchange
+        self.channels = channels
+        self.publisher = publisher
+        self.sink = sink
+        self.collect = collect
+        self.pace = pace
+        self.speed = speed
+        self.subscription_options = dict(subscription_options or {})
+        self.pool = RestPool()
+        self.pending: list[Fetch] = []
+        self.open: dict[str, str] = {}      # capture conn → adapter conn
+        self.result: ReplayResult | None = None
+        self._instruments_done = False
+        self._now = 0
+
+    # ---- setup
+    def _make_adapter(self, header: Mapping[str, Any]) -> Adapter:
+        name = self.exchange or header.get("exchange") or ""
+        name = CAPTURE_EXCHANGES.get(name, name)
+        cls = exchanges.get(name)
+        channels = self.channels if self.channels is not None else header.get("channels") or {}
+        sub = Subscription({ch: list(syms) for ch, syms in channels.items()}, **self.subscription_options)
+        return cls(sub)
+
+    def _load_instruments(self) -> None:
+        self._instruments_done = True
+        adapter = self.adapter
+        assert adapter is not None
+        bodies: dict[str, Any] = {}
+        for fetch in adapter.instrument_requests():
+            rec = self.pool.take(fetch, loose=True)
+            if rec is None:
+                adapter.count("replay.instruments_missing")
+                continue
+            bodies[rec.url or fetch.url] = rec.data
+        if bodies:
+            try:
+                adapter.load_instruments(bodies)
+            except Exception as exc:  # noqa: BLE001 - a bad capture must not stop the replay
+                adapter.count("replay.instruments_error")
+                logger.warning("{}: instruments from capture unusable: {}", adapter.exchange, exc)
+        unknown = adapter.check_subscription()
+        if unknown:
+            adapter.count("replay.unknown_symbols", len(unknown))
+
+    # ---- output handling
+    def _emit(self, out: Output) -> None:
+        result = self.result
+        assert result is not None
+        for ev in out.events:
+            result.events_by_kind[ev.KIND] += 1
+            if self.collect:
+                result.events.append(ev)
+            if self.publisher is not None:
+                self.publisher.publish(ev)
+            if self.sink is not None:
+                self.sink(ev)
+        if out.actions:
+            self._act(out.actions)
+
+    def _act(self, actions: list[Any]) -> None:
+        result = self.result
+        adapter = self.adapter
+        assert result is not None and adapter is not None
+        for action in actions:
+            if isinstance(action, Fetch):
+                result.actions["fetch"] += 1
+                rec = self.pool.take(action)
+                if rec is None:
+                    self.pending.append(action)
+                else:
+                    self._emit(adapter.on_rest(action, 200, rec.data, max(rec.ts, self._now)))
+            elif isinstance(action, Resync):
+                result.actions["resync"] += 1
+                self._emit(adapter.resync(action.symbol, self._now))
+            elif isinstance(action, Send):
+                result.actions["send"] += 1   # the capture holds what was really sent
+            elif isinstance(action, (Open, Close)):
+                result.actions[type(action).__name__.lower()] += 1
+
+    def _status(self, conn: str, state: str, reason: str | None = None) -> None:
+        adapter = self.adapter
+        assert adapter is not None
+        if self.publisher is not None:
+            self.publisher.set_feed_state(conn, state, reason)
+        elif self.sink is not None or self.collect:
+            ev = Status(adapter.exchange, conn, state, reason=reason, receipt_timestamp=self._now)
+            if self.collect and self.result is not None:
+                self.result.events.append(ev)
+            if self.sink is not None:
+                self.sink(ev)
+
+    def _answer_pending(self) -> None:
+        if not self.pending:
+            return
+        adapter = self.adapter
+        assert adapter is not None
+        still: list[Fetch] = []
+        for fetch in self.pending:
+            rec = self.pool.take(fetch)
+            if rec is None:
+                still.append(fetch)
+            else:
+                self.pending = still + self.pending[self.pending.index(fetch) + 1:]
+                self._emit(adapter.on_rest(fetch, 200, rec.data, max(rec.ts, self._now)))
+                self._answer_pending()
+                return
+        self.pending = still
+
+    def _open(self, cap_conn: str, url: str | None) -> str:
+        adapter = self.adapter
+        assert adapter is not None
+        if cap_conn in self.open:
+            conn = self.open[cap_conn]
+            self._emit(adapter.on_close(conn, self._now, "reconnect"))
+            self._status(conn, "disconnected", "reconnect")
+        try:
+            conn = adapter.match_connection(url or "") or cap_conn
+        except Exception:  # noqa: BLE001 - unknown symbols: connection specs can't be built
+            conn = cap_conn
+        self.open[cap_conn] = conn
+        self._status(conn, "connected")
+        self._emit(adapter.on_open(conn, self._now))
+        return conn
+
+    # ---- the loop
+    def run(self, records: Iterable[Record]) -> ReplayResult:
+        it = iter(records)
+        start_wall = time.monotonic()
+        first_ts: int | None = None
+        for rec in it:
+            kind = rec.kind
+            if kind == HEADER:
+                if self.adapter is None:
+                    self.adapter = self._make_adapter(rec.data or {})
+                self.result = ReplayResult(self.adapter)
+                self.result.records[HEADER] += 1
+                continue
+            if self.adapter is None:
+                raise ValueError("capture has no header record and no adapter was given")
+            if self.result is None:
+                self.result = ReplayResult(self.adapter)
+            self.result.records[kind] += 1
+            if rec.ts > self._now:
+                self._now = rec.ts
+            if self.pace and rec.ts:
+                if first_ts is None:
+                    first_ts = rec.ts
+                delay = (rec.ts - first_ts) / 1e9 / self.speed - (time.monotonic() - start_wall)
+                if delay > 0:
+                    time.sleep(delay)  # reproducing recorded pacing is the feature here
+            if kind == REST:
+                self.pool.add(rec)
+                if self._instruments_done:
+                    self._answer_pending()
+                continue
+            if not self._instruments_done:
+                self._load_instruments()
+            if kind == RECV:
+                conn = self.open.get(rec.conn)
+                if conn is None:
+                    conn = self._open(rec.conn, None)
+                self._emit(self.adapter.on_message(conn, rec.data, rec.ts))
+            elif kind == CONNECT:
+                self._open(rec.conn, rec.url)
+            elif kind == CLOSE:
+                conn = self.open.pop(rec.conn, None)
+                if conn is not None:
+                    self._emit(self.adapter.on_close(conn, rec.ts, rec.data or "closed"))
+                    self._status(conn, "disconnected", rec.data or None)
+            elif kind == SEND:
+                pass
+        if self.result is None:
+            raise ValueError("empty capture")
+        if not self._instruments_done and self.adapter is not None:
+            self._load_instruments()
+        self.result.unanswered = list(self.pending)
+        self.result.unused_rest = len(self.pool)
+        return self.result
+
+
+def replay_capture(path: str | Path, **kwargs: Any) -> ReplayResult:
+    """Replay one capture file/prefix (see :class:`Replayer` for the keyword arguments)."""
+    return Replayer(**kwargs).run(read_capture(path))

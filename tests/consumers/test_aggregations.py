@@ -1,0 +1,77 @@
+"""Aggregations: OHLCV against a group-by, throttle windows, renko bricks."""
+
+from __future__ import annotations
+
+import random
+from decimal import Decimal
+
+import pytest
+
+from consumers.aggregations import OHLCV, Renko, Throttle
+from consumers.aggregations.ohlcv import parse_interval
+from cryptofeed_types.events import BBO, L2Delta, Trade
+
+S = 1_000_000_000
+
+
+def _trades(n: int, seed: int = 3) -> list[Trade]:
+    rng = random.Random(seed)
+    t, out = 0, []
+    for i in range(n):
+        t += rng.randint(0, 3 * S)
+        out.append(Trade("EX", rng.choice(["A-B", "C-D"]), "buy", f"0.{rng.randint(1, 999):03d}",
+                         f"{rng.randint(90, 110)}.{rng.randint(0, 99):02d}", id=str(i), timestamp=t,
+                         receipt_timestamp=t + 5))
+    return out
+
+
+def test_ohlcv_equals_group_by() -> None:
+    trades = _trades(2000)
+    agg = OHLCV("10s")
+    bars = [c for t in trades for c in agg.on_trade(t)] + agg.flush(10**30)
+    groups: dict[tuple, list[Trade]] = {}
+    for t in trades:
+        groups.setdefault((t.symbol, t.timestamp // (10 * S)), []).append(t)
+    expected = {(sym, b * 10 * S): (g[0].price, max(x.price for x in g), min(x.price for x in g), g[-1].price,
+                                    sum((x.amount for x in g), Decimal(0)), len(g))
+                for (sym, b), g in groups.items()}
+    got = {(c.symbol, c.start): (c.open, c.high, c.low, c.close, c.volume, c.trades) for c in bars}
+    assert got == expected
+    assert all(c.stop - c.start == 10 * S and c.closed and c.interval == "10s" for c in bars)
+
+
+def test_ohlcv_late_trade_and_intervals() -> None:
+    agg = OHLCV("1m")
+    agg.on_trade(Trade("EX", "A-B", "buy", "1", "10", timestamp=120 * S, receipt_timestamp=0))
+    assert agg.on_trade(Trade("EX", "A-B", "buy", "1", "11", timestamp=30 * S, receipt_timestamp=0)) == []
+    assert agg.counters["late"] == 1
+    assert parse_interval("250ms") == 250_000_000 and parse_interval("1h") == 3600 * S
+    with pytest.raises(ValueError):
+        parse_interval("5 minutes")
+
+
+def test_throttle_last_value_per_window() -> None:
+    th = Throttle(1.0)
+    ev = [BBO("EX", "A-B", bid=str(i), ask=str(i + 1), receipt_timestamp=i) for i in range(5)]
+    assert th.offer("bbo.EX.A-B.", ev[0], 0) == [ev[0]]          # first passes at once
+    assert th.offer("bbo.EX.A-B.", ev[1], S // 4) == []
+    assert th.offer("bbo.EX.A-B.", ev[2], S // 2) == []
+    assert th.flush(S - 1) == []
+    assert th.flush(S) == [ev[2]]                                   # last value of the window
+    assert th.flush(3 * S) == []
+    assert th.offer("bbo.EX.A-B.", ev[3], 3 * S) == [ev[3]]
+    assert th.offer("book.EX.A-B.", L2Delta("EX", "A-B", (), (), receipt_timestamp=0), 3 * S) == []
+    assert th.counters["refused"] == 1 and th.counters["replaced"] == 1
+
+
+def test_renko_bricks() -> None:
+    r = Renko("10")
+    prices = ["100", "105", "109.99", "110", "95", "79", "100"]
+    bricks = []
+    for i, p in enumerate(prices):
+        bricks += r.on_trade(Trade("EX", "A-B", "buy", "1", p, timestamp=i, receipt_timestamp=i))
+    assert [(c.open, c.close) for c in bricks] == [
+        (Decimal(100), Decimal(110)), (Decimal(110), Decimal(100)), (Decimal(100), Decimal(90)),
+        (Decimal(90), Decimal(80)), (Decimal(80), Decimal(90)), (Decimal(90), Decimal(100))]
+    assert bricks[0].volume == Decimal(4) and bricks[0].trades == 4 and bricks[0].interval == "renko:10"
+    assert sum(c.volume for c in bricks) == Decimal(7)

@@ -1,0 +1,168 @@
+"""NBBO: the calculator against an independent brute-force computation, and the process on the bus."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from decimal import Decimal
+
+from bus.subscriber import Subscriber
+from consumers.nbbo import NBBOCalculator, NBBOConsumer
+from cryptofeed_types.events import BBO, NBBO, Gap, Reset, Status
+
+EXCHANGES = ("AAA", "BBB", "CCC")
+SYMBOLS = ("BTC-USDT", "ETH-USDT")
+
+
+def _bbo(rng: random.Random, ex: str, sym: str, t: int) -> BBO:
+    mid = 100 + rng.randint(-5, 5)
+    bid = Decimal(mid) - Decimal(rng.randint(0, 20)) / 10
+    ask = Decimal(mid) + Decimal(rng.randint(-2, 20)) / 10  # sometimes crossed on purpose
+    none_side = rng.random() < 0.05
+    return BBO(ex, sym, bid=None if none_side else str(bid), bid_size=None if none_side else str(rng.randint(1, 3)),
+               ask=str(ask), ask_size=str(rng.randint(1, 3)), timestamp=t, receipt_timestamp=t)
+
+
+def _stream(seed: int, n: int) -> list[tuple[str, object]]:
+    """(gateway, event) pairs: quotes, a gateway going stale and back, feed states, gaps/resets."""
+    rng = random.Random(seed)
+    out: list[tuple[str, object]] = []
+    for i in range(n):
+        r = rng.random()
+        ex = rng.choice(EXCHANGES)
+        gw = ex.lower()
+        sym = rng.choice(SYMBOLS)
+        if r < 0.85:
+            out.append((gw, _bbo(rng, ex, sym, i)))
+        elif r < 0.90:
+            out.append((gw, Status(gw, "gateway", rng.choice(["stale", "connected"]), receipt_timestamp=i)))
+        elif r < 0.94:
+            out.append((gw, Status(ex, "ws", rng.choice(["disconnected", "connected", "resyncing"]),
+                                   receipt_timestamp=i)))
+        elif r < 0.97:
+            out.append((gw, Gap(ex, rng.choice(["book", "bbo"]), "test", symbol=sym, receipt_timestamp=i)))
+        else:
+            out.append((gw, Reset(ex, "book", "test", symbol=sym, receipt_timestamp=i)))
+    return out
+
+
+def _expected(events: list[tuple[str, object]]) -> dict[str, tuple]:
+    """Brute force with Decimal, written independently of consumers.nbbo."""
+    quotes: dict[tuple[str, str], BBO] = {}
+    stale: set[str] = set()
+    feeds: dict[str, str] = {}
+    invalid: set[tuple[str, str]] = set()
+    for gw, ev in events:
+        if isinstance(ev, BBO):
+            quotes[(ev.exchange, ev.symbol)] = ev
+        elif isinstance(ev, Status) and ev.feed == "gateway":
+            (stale.add if ev.state == "stale" else stale.discard)(gw)
+        elif isinstance(ev, Status):
+            feeds[ev.exchange] = ev.state
+        elif isinstance(ev, Gap) and ev.channel == "book":
+            invalid.add((ev.exchange, ev.symbol))
+        elif isinstance(ev, Reset):
+            invalid.discard((ev.exchange, ev.symbol))
+    result = {}
+    for sym in SYMBOLS:
+        bids, asks = [], []
+        for (ex, s), q in quotes.items():
+            if s != sym or ex.lower() in stale or feeds.get(ex, "connected") != "connected" or (ex, s) in invalid:
+                continue
+            if q.bid is not None and q.ask is not None and q.bid >= q.ask:
+                continue
+            if q.bid is not None:
+                bids.append((q.bid, q.bid_size, ex))
+            if q.ask is not None:
+                asks.append((q.ask, q.ask_size, ex))
+        b = max(bids, key=lambda x: (x[0], x[1], [-ord(c) for c in x[2]]), default=None)
+        a = min(asks, key=lambda x: (x[0], -x[1], x[2]), default=None)
+        result[sym] = (b[0] if b else None, b[1] if b else None, b[2] if b else None,
+                       a[0] if a else None, a[1] if a else None, a[2] if a else None)
+    return result
+
+
+def _view(n: NBBO) -> tuple:
+    return (n.bid, n.bid_size, n.bid_exchange, n.ask, n.ask_size, n.ask_exchange)
+
+
+def test_nbbo_matches_brute_force_at_every_step() -> None:
+    events = _stream(7, 3000)
+    calc = NBBOCalculator()
+    published: dict[str, tuple] = {}
+    seen_stale = 0
+    for i, (gw, ev) in enumerate(events):
+        for n in calc.on_event(ev, gw):
+            assert published.get(n.symbol) != _view(n), "published although nothing changed"
+            published[n.symbol] = _view(n)
+        seen_stale += isinstance(ev, Status) and ev.state == "stale"
+        expected = _expected(events[: i + 1])
+        for sym in SYMBOLS:
+            if sym in published or expected[sym] != (None,) * 6:
+                assert published.get(sym) == expected[sym], (i, sym)
+    assert seen_stale > 5 and calc.counters["crossed_quotes"] > 0
+
+
+def test_stale_exchange_leaves_and_recovers() -> None:
+    calc = NBBOCalculator()
+    calc.on_bbo(BBO("AAA", "BTC-USDT", bid="101", bid_size="1", ask="102", ask_size="1", receipt_timestamp=1), "a")
+    calc.on_bbo(BBO("BBB", "BTC-USDT", bid="100", bid_size="2", ask="103", ask_size="2", receipt_timestamp=2), "b")
+    assert _view(calc.on_status(Status("a", "gateway", "stale", receipt_timestamp=3), "a")[0]) == (
+        Decimal(100), Decimal(2), "BBB", Decimal(103), Decimal(2), "BBB")
+    assert calc.on_bbo(BBO("AAA", "BTC-USDT", bid="101.5", bid_size="1", ask="102", ask_size="1",
+                           receipt_timestamp=4), "a") == []
+    back = calc.on_status(Status("a", "gateway", "connected", receipt_timestamp=5), "a")
+    assert _view(back[0])[:3] == (Decimal("101.5"), Decimal(1), "AAA")
+    assert calc.on_bbo(BBO("BBB", "BTC-USDT", bid="100", bid_size="2", ask="103", ask_size="2",
+                           receipt_timestamp=6), "b") == [], "unchanged NBBO must not be republished"
+
+
+def test_quote_equivalence_is_opt_in() -> None:
+    off, on = NBBOCalculator(), NBBOCalculator({"USDT": "USD"})
+    for calc in (off, on):
+        calc.on_bbo(BBO("AAA", "BTC-USD", bid="10", bid_size="1", ask="12", ask_size="1", receipt_timestamp=1))
+        calc.on_bbo(BBO("BBB", "BTC-USDT", bid="11", bid_size="1", ask="13", ask_size="1", receipt_timestamp=1))
+    assert set(off.last) == {"BTC-USD", "BTC-USDT"}
+    assert set(on.last) == {"BTC-USD"} and on.last["BTC-USD"][:3] == ("11", "1", "BBB")
+
+
+def test_nbbo_process_over_the_bus(bus_endpoint, publisher_factory) -> None:
+    """Two gateways publish bbo; one stops (goes stale): the NBBO moves to the other one."""
+    ep_a, ep_b, ep_n = bus_endpoint("ga"), bus_endpoint("gb"), bus_endpoint("nbbo")
+    pa = publisher_factory("ga", ep_a, heartbeat_interval=0.1)
+    pb = publisher_factory("gb", ep_b, heartbeat_interval=0.1)
+    consumer = NBBOConsumer("nbbo", [ep_a, ep_b], publish=ep_n, heartbeat_timeout=0.6, tick_interval=0.05)
+    thread = threading.Thread(target=consumer.run, daemon=True)
+    thread.start()
+    out = Subscriber(ep_n, ["nbbo."], books=False)
+    try:
+        latest: dict[str, NBBO] = {}
+
+        def wait_for(pred, timeout=10.0) -> None:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                if pred():
+                    return
+                pa.publish(BBO("AAA", "BTC-USDT", bid="101", bid_size="1", ask="102", ask_size="1",
+                               receipt_timestamp=time.time_ns())) if not stopped else None
+                pb.publish(BBO("BBB", "BTC-USDT", bid="100", bid_size="2", ask="101.5", ask_size="3",
+                               receipt_timestamp=time.time_ns()))
+                msg = out.recv(0.05)
+                while msg is not None:
+                    latest[msg.event.symbol] = msg.event
+                    msg = out.recv(0)
+            raise AssertionError(f"timed out; latest={latest}")
+
+        stopped = False
+        wait_for(lambda: "BTC-USDT" in latest and _view(latest["BTC-USDT"]) == (
+            Decimal(101), Decimal(1), "AAA", Decimal("101.5"), Decimal(3), "BBB"))
+        stopped = True
+        pa.close()
+        wait_for(lambda: latest["BTC-USDT"].bid_exchange == "BBB")
+        assert _view(latest["BTC-USDT"])[:3] == (Decimal(100), Decimal(2), "BBB")
+    finally:
+        consumer.stop()
+        thread.join(10)
+        out.close()
+    assert not thread.is_alive() and consumer.counters["errors"] == 0

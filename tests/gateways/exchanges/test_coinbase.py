@@ -1,0 +1,270 @@
+"""Coinbase Advanced Trade adapter with recorded bytes and no sockets (plus the legacy Pro recordings)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import orjson
+
+from cryptofeed_types import BBO, Gap, L2Delta, L2Snapshot, Reset, Symbol
+from gateways.adapter import Send, Subscription
+from gateways.capture import RECV, REST, read_capture
+from gateways.exchanges import get
+from gateways.exchanges.coinbase import Coinbase, iso_ns
+from gateways.replay import Replayer, replay_capture
+
+V3 = ("cryptofeed_v3", "COINBASE.jsonl")
+
+
+def _accounted(counters: Counter[str]) -> int:
+    return sum(v for k, v in counters.items()
+               if k.startswith(("ignored.", "errors.", "book.", "sequence.")) and k not in ("book.snapshots",))
+
+
+def _v3(shared: Path) -> Path:
+    return shared.joinpath(*V3)
+
+
+def _recv(shared: Path) -> list[dict]:
+    return [orjson.loads(r.data) for r in read_capture(_v3(shared)) if r.kind == RECV]
+
+
+def _products(shared: Path) -> dict[str, str]:
+    for rec in read_capture(_v3(shared)):
+        if rec.kind == REST:
+            return {rec.url: rec.data}
+    raise AssertionError("no products response in the capture")
+
+
+def test_registry_and_timestamps() -> None:
+    assert get("COINBASE") is Coinbase
+    assert iso_ns("2026-08-09T21:05:48.228568804Z") == 1786309548228568804
+    assert iso_ns("2026-08-09T21:05:42.5Z") == 1786309542500000000
+    assert iso_ns("2026-08-09T21:05:42Z") == 1786309542000000000
+
+
+def test_instruments(shared_data: Path) -> None:
+    cb = Coinbase(Subscription({}))
+    syms = cb.load_instruments(_products(shared_data))
+    assert len(syms) > 900
+    btc = cb.symbols["BTC-USD"]
+    assert btc.exchange_symbol == "BTC-USD" and str(btc.tick_size) == "0.01" and format(btc.lot_size, "f") == "0.00000001"
+    assert cb.from_exchange["ETH-USDC"].normalized == "ETH-USDC"
+    # The retired Pro /products list (cryptofeed 2021 recordings) parses too.
+    legacy = Coinbase(Subscription({}))
+    legacy.load_instruments({"u": b'[{"id":"SKL-EUR","base_currency":"SKL","quote_currency":"EUR",'
+                                  b'"quote_increment":"0.0001","base_increment":"0.1"}]'})
+    assert str(legacy.symbols["SKL-EUR"].tick_size) == "0.0001"
+
+
+def test_subscriptions_are_batched() -> None:
+    books = [f"C{i}-USD" for i in range(120)]
+    syms = [Symbol.parse(s, exchange_symbol=s) for s in books]
+    cb = Coinbase(Subscription({"l2_book": books, "trades": books, "ticker": books[:10]}), symbols=syms,
+                  urls={"ws": "ws://127.0.0.1:1"})
+    specs = cb.connections()
+    # Books in groups of 50 per connection (a connection's sequence gap resyncs only those), then the rest.
+    assert [len(s.streams) for s in specs] == [50, 50, 20, 130]
+    for spec in specs:
+        msgs = [orjson.loads(m) for m in spec.subscribe]
+        assert all(len(m["product_ids"]) <= 100 for m in msgs)
+        assert msgs[-1]["channel"] == "heartbeats"
+        assert spec.url == "ws://127.0.0.1:1" and spec.subscribe_interval >= 0.2
+        channels = {m["channel"] for m in msgs}
+        assert channels <= {"level2", "market_trades", "ticker", "heartbeats"}
+    assert sum(len(orjson.loads(m)["product_ids"]) for s in specs[:3] for m in s.subscribe
+               if orjson.loads(m)["channel"] == "level2") == 120
+
+
+def _naive_books(msgs: list[dict]) -> dict[str, tuple[list, list]]:
+    """The capture's truth, computed independently of the adapter and OrderBook."""
+    books: dict[str, tuple[dict, dict]] = {}
+    for m in msgs:
+        if m.get("channel") != "l2_data":
+            continue
+        for ev in m["events"]:
+            if ev["type"] == "snapshot":
+                books[ev["product_id"]] = ({}, {})
+            bids, asks = books[ev["product_id"]]
+            for u in ev["updates"]:
+                side = bids if u["side"] == "bid" else asks
+                if float(u["new_quantity"]) == 0:
+                    side.pop(float(u["price_level"]), None)
+                else:
+                    side[float(u["price_level"])] = (u["price_level"], u["new_quantity"])
+    return {pid: ([b[k] for k in sorted(b, reverse=True)], [a[k] for k in sorted(a)])
+            for pid, (b, a) in books.items()}
+
+
+def test_v3_capture_replay_every_message_accounted(shared_data: Path) -> None:
+    replayer = Replayer()
+    records = list(read_capture(_v3(shared_data)))
+    result = replayer.run(records[:1])
+    adapter = result.adapter
+    silent = []
+    for rec in records[1:]:
+        before = (result.event_count, _accounted(adapter.counters))
+        replayer.run([rec])
+        if rec.kind == RECV and (result.event_count, _accounted(adapter.counters)) == before:
+            silent.append(rec.data[:200])
+    assert silent == []
+    assert adapter.error_counts() == {}
+    assert adapter.counters["messages"] == sum(1 for r in records if r.kind == RECV)
+    assert adapter.counters["sequence.gaps"] == 0 and adapter.counters["ignored.heartbeat"] > 0
+    kinds = result.events_by_kind
+    for kind in ("trade", "ticker", "candle", "book_snapshot", "book_delta", "bbo"):
+        assert kinds[kind] > 0, kind
+    assert kinds["gap"] == 0 and kinds["reset"] == 0
+    truth = _naive_books(_recv(shared_data))
+    assert sorted(sb.symbol for sb in adapter.books) == ["BTC-USD", "ETH-USD"]
+    for sb in adapter.books:
+        assert sb.state == "synced" and not sb.book.is_crossed()
+        assert sb.book.snapshot() == truth[sb.exchange_symbol], sb.symbol
+
+
+def test_v3_trade_and_candle_fields(shared_data: Path) -> None:
+    result = replay_capture(_v3(shared_data), collect=True)
+    trades = [e for e in result.events if e.KIND == "trade"]
+    raw = [t for m in _recv(shared_data) if m["channel"] == "market_trades"
+           for ev in m["events"] if ev["type"] == "update" for t in ev["trades"]]
+    assert len(trades) == len(raw) > 0
+    for t, d in zip(trades, raw, strict=True):
+        # Advanced Trade's side is the maker's: a SELL prints at the ask, so the taker bought.
+        assert t.side == ("buy" if d["side"] == "SELL" else "sell")
+        assert (t.id, t.price_str, t.amount_str, t.exchange_symbol) == (d["trade_id"], d["price"], d["size"],
+                                                                         d["product_id"])
+        assert t.timestamp == iso_ns(d["time"])
+    candles = [e for e in result.events if e.KIND == "candle"]
+    assert candles and all(c.interval == "5m" and c.stop - c.start == 300 * 10**9 - 10**6 for c in candles)
+    tickers = [e for e in result.events if e.KIND == "ticker"]
+    assert all(t.bid is not None and t.ask is not None and t.bid <= t.ask for t in tickers)
+
+
+def test_legacy_pro_capture_matches_cryptofeed_reference(shared_data: Path) -> None:
+    """The 2021 Coinbase Pro recording (cryptofeed 2.5.0 digests in tests/gateways/reference)."""
+    from tools.cf_digest import compare, digest_events, load_reference
+    result = replay_capture(shared_data / "cryptofeed" / "COINBASE", collect=True)
+    assert result.adapter.error_counts() == {}
+    assert compare(load_reference("COINBASE"), digest_events(result.events, exchange="COINBASE")) == []
+
+
+def test_tardis_messages(shared_data: Path) -> None:
+    lines = [ln for ln in (shared_data / "tardis_messages" / "coinbase.jsonl").read_text().splitlines() if ln]
+    adapter = Coinbase(Subscription({}))
+    kinds: Counter[str] = Counter()
+    silent = []
+    for i, line in enumerate(lines):
+        acc = _accounted(adapter.counters)
+        out = adapter.on_message("tardis", line, i)
+        kinds.update(e.KIND for e in out.events)
+        if not out.events and _accounted(adapter.counters) == acc:
+            silent.append(line)
+    assert silent == []
+    # The only error: tardis' deliberately invalid size "0.-10000" in a snapshot.
+    assert adapter.error_counts() == {"errors.bad_level": 1}
+    assert kinds["trade"] == 1 and kinds["ticker"] == 3 and kinds["book_snapshot"] == 1
+
+
+# ---------------------------------------------------------------- integrity
+def _two_connections(shared: Path) -> list[tuple[str, dict]]:
+    """The capture split as if BTC-USD and ETH-USD books lived on two connections, each with its
+    own sequence_num; the rest (trades, tickers...) rides on connection B."""
+    seq = {"A": 0, "B": 0}
+    out: list[tuple[str, dict]] = []
+    for m in _recv(shared):
+        if m["channel"] == "l2_data":
+            conn = "A" if m["events"][0]["product_id"] == "BTC-USD" else "B"
+        else:
+            conn = "B"
+        m = dict(m, sequence_num=seq[conn])
+        seq[conn] += 1
+        out.append((conn, m))
+    return out
+
+
+def _feed(adapter: Coinbase, msgs: list[tuple[str, dict]]) -> list:
+    events = []
+    for conn, m in msgs:
+        out = adapter.on_message(conn, orjson.dumps(m), 1)
+        events += out.events
+        assert out.actions == []
+    return events
+
+
+def test_sequence_gap_resubscribes_the_books_of_that_connection_only(shared_data: Path) -> None:
+    msgs = _two_connections(shared_data)
+    adapter = Coinbase(Subscription({"l2_book": ["BTC-USD", "ETH-USD"], "trades": ["BTC-USD", "ETH-USD"]}))
+    a_idx = [i for i, (c, _) in enumerate(msgs) if c == "A"]
+    cut = a_idx[len(a_idx) // 2]
+    _feed(adapter, msgs[:cut])
+    assert adapter.books.state("BTC-USD") == adapter.books.state("ETH-USD") == "synced"
+    # Lose one message on connection A.
+    rest = msgs[cut + 1:]
+    conn, m = rest[0] if rest[0][0] == "A" else next(x for x in rest if x[0] == "A")
+    first_a = rest.index((conn, m))
+    _feed(adapter, rest[:first_a])
+    out = adapter.on_message("A", orjson.dumps(m), 2)
+    gaps = [e for e in out.events if isinstance(e, Gap)]
+    assert [(g.symbol, g.reason) for g in gaps] == [("BTC-USD", "sequence")]
+    assert gaps[0].expected == m["sequence_num"] - 1 and gaps[0].received == m["sequence_num"]
+    sent = [orjson.loads(a.payload) for a in out.actions if isinstance(a, Send)]
+    assert all(a.conn == "A" for a in out.actions)
+    assert [(s["type"], s["channel"], s["product_ids"]) for s in sent] == [
+        ("unsubscribe", "level2", ["BTC-USD"]), ("subscribe", "level2", ["BTC-USD"])]
+    assert adapter.books.state("BTC-USD") == "resyncing" and adapter.books.state("ETH-USD") == "synced"
+    # ETH-USD (connection B) keeps flowing; BTC-USD updates of the old subscription are dropped.
+    events = _feed(adapter, rest[first_a + 1:])
+    assert any(isinstance(e, L2Delta) and e.symbol == "ETH-USD" for e in events)
+    assert not any(e.symbol == "BTC-USD" for e in events if isinstance(e, (L2Delta, L2Snapshot)))
+    assert adapter.counters["ignored.book_waiting_snapshot"] > 0
+    # The resubscription's snapshot rebuilds BTC-USD: Reset, then the book.
+    snap = next(m for c, m in msgs if c == "A" and m["events"][0]["type"] == "snapshot")
+    nxt = adapter._next_seq["A"]
+    out = adapter.on_message("A", orjson.dumps(dict(snap, sequence_num=nxt)), 3)
+    assert [type(e) for e in out.events][:3] == [Reset, L2Snapshot, BBO]
+    assert adapter.books.state("BTC-USD") == "synced"
+    assert adapter.error_counts() == {}
+
+
+def test_crossed_book_resyncs_that_product_only(shared_data: Path) -> None:
+    msgs = _two_connections(shared_data)
+    adapter = Coinbase(Subscription({"l2_book": ["BTC-USD", "ETH-USD"]}))
+    _feed(adapter, msgs[:200])
+    best_ask = adapter.books.book("BTC-USD").best_ask()[0]
+    seq = adapter._next_seq["A"]
+    crossing = {"channel": "l2_data", "timestamp": "2026-08-09T21:06:00Z", "sequence_num": seq,
+                "events": [{"type": "update", "product_id": "BTC-USD", "updates": [
+                    {"side": "bid", "event_time": "2026-08-09T21:06:00Z", "price_level": best_ask,
+                     "new_quantity": "1"}]}]}
+    out = adapter.on_message("A", orjson.dumps(crossing), 5)
+    assert [(type(e), e.symbol, e.reason) for e in out.events] == [(Gap, "BTC-USD", "crossed")]
+    assert [orjson.loads(a.payload)["product_ids"] for a in out.actions] == [["BTC-USD"], ["BTC-USD"]]
+    events = _feed(adapter, msgs[200:400])
+    assert any(isinstance(e, L2Delta) and e.symbol == "ETH-USD" for e in events)
+    assert adapter.books.state("ETH-USD") == "synced"
+
+
+def test_disconnect_invalidates_the_books_of_that_connection(shared_data: Path) -> None:
+    msgs = _two_connections(shared_data)
+    adapter = Coinbase(Subscription({"l2_book": ["BTC-USD", "ETH-USD"]}))
+    _feed(adapter, msgs[:300])
+    out = adapter.on_close("A", 9, "dropped")
+    assert [(type(e), e.symbol) for e in out.events] == [(Gap, "BTC-USD")]
+    assert adapter.books.state("ETH-USD") == "synced"
+    adapter.on_open("A", 10)
+    assert "A" not in adapter._next_seq   # a new connection starts its own sequence
+
+
+def test_malformed_messages_are_counted_not_raised() -> None:
+    adapter = Coinbase(Subscription({}))
+    bad = [b"\x00\xff", "nope", "[1]", '{"channel":"l2_data","sequence_num":0,"events":[{"type":"update"}]}',
+           '{"channel":"whatever","sequence_num":1,"events":[]}',
+           '{"channel":"market_trades","sequence_num":2,"events":[{"type":"update","trades":[{"product_id":'
+           '"BTC-USD","trade_id":"1","price":"1","size":"1","side":"SIDEWAYS","time":"2026-01-01T00:00:00Z"}]}]}',
+           '{"type":"error","message":"failure"}']
+    for raw in bad:
+        assert adapter.on_message("c", raw, 1).events == []
+    assert adapter.counters["errors"] == len(bad)
+    errs = adapter.error_counts()
+    assert errs["errors.unknown_channel"] == 1 and errs["errors.bad_side"] == 1 and errs["errors.exchange_error"] == 1

@@ -1,0 +1,175 @@
+"""End to end through the loopback exchange: the real driver (websockets + aiohttp) and adapter.
+
+One gateway session runs through a drop, a silent connection, garbage frames and a sequence
+gap; each ends with the gateway reconnected or resynced, Status/Gap/Reset published, and the
+books (the adapter's and the ones rebuilt from the published events) equal to the truth.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from cryptofeed_types import OrderBook
+from feedfabric.testing.exchange import RecordingPublisher, wait_until
+from gateways.capture import read_capture
+from gateways.process import Gateway, GatewayConfig
+
+pytestmark = pytest.mark.timeout(90)
+
+
+def _published_books(events: list) -> dict[str, OrderBook | None]:
+    """Books as a bus consumer rebuilds them from the published events (None = invalid)."""
+    books: dict[str, OrderBook | None] = {}
+    for ev in events:
+        kind = ev.KIND
+        if kind == "book_snapshot":
+            book = OrderBook()
+            book.apply_snapshot(ev.bids_str, ev.asks_str, ev.sequence)
+            books[ev.symbol] = book
+        elif kind == "book_delta":
+            book = books.get(ev.symbol)
+            assert book is not None, f"delta for an invalid book {ev.symbol}"
+            book.apply_delta(ev.bids_str, ev.asks_str, ev.sequence)
+        elif kind == "gap" and ev.symbol is not None:
+            books[ev.symbol] = None
+    return books
+
+
+async def test_faults_end_to_end(shared_data: Path, loopback_exchange) -> None:
+    records = list(read_capture(shared_data / "cryptofeed" / "BINANCE_FUTURES"))
+    header = records[0].data
+    lb = await loopback_exchange(records)
+    cfg = GatewayConfig(name="bnf", exchange="BINANCE_FUTURES", channels=header["channels"], pub="inproc://unused",
+                        urls=lb.urls(), backoff_initial=0.05, backoff_max=0.2, silence_timeout=0.5)
+    pub = RecordingPublisher("BINANCE_FUTURES")
+    gw = Gateway(cfg, publisher=pub)
+    adapter = gw.adapter
+    books = adapter.books
+    symbols = header["channels"]["l2_book"]
+    xs = {s: s.split("-")[0] + "USDT" for s in symbols}
+
+    def all_synced() -> bool:
+        return len(list(books)) == len(symbols) and all(sb.state == "synced" for sb in books)
+
+    def matches_truth(sym: str) -> bool:
+        sb = books.get(sym)
+        return sb is not None and sb.state == "synced" and sb.book.snapshot() == lb.profile.truth_book(xs[sym])
+
+    async with gw:
+        await lb.wait_subscribed()
+        assert lb.errors == []                     # the subscribe messages are the capture's streams
+        lb.release(400)
+        await lb.wait_sent()
+        await wait_until(all_synced, 10, "initial sync")
+        assert pub.feeds == {"BINANCE_FUTURES.0": "connected"}
+        assert all(r.endswith("limit=1000") for r in lb.rest_requests if "/depth" in r)
+
+        # Garbage: counted parse errors, nothing else changes.
+        await lb.garbage()
+        await wait_until(lambda: adapter.counters["errors"] >= 3, 5, "garbage counted")
+        assert lb.connections == 1 and all_synced() and pub.of_kind("gap") == []
+
+        # Sequence gap on one symbol: Gap + resync of that symbol only.
+        sushi = "SUSHI-USDT-PERP"
+        lb.break_sequence("SUSHIUSDT")
+        lb.release(300)
+        await lb.wait_sent()
+        await wait_until(lambda: any(g.symbol == sushi for g in pub.of_kind("reset")) and all_synced(), 10,
+                         "SUSHI resynced")
+        assert [g.symbol for g in pub.of_kind("gap")] == [sushi]
+        assert pub.of_kind("gap")[0].reason == "sequence"
+        assert lb.connections == 1
+
+        # Dropped connection: Status disconnected/connected, Gap for every book, all resynced.
+        await lb.drop()
+        await wait_until(lambda: lb.connections == 2 and any(c.subscribed.is_set() for c in lb._clients), 10,
+                         "reconnected")
+        lb.release(300)
+        await lb.wait_sent()
+        await wait_until(all_synced, 10, "resync after drop")
+        states = [(e.feed, e.state) for e in pub.of_kind("status")]
+        assert ("BINANCE_FUTURES.0", "disconnected") in states and states[-1] == ("BINANCE_FUTURES.0", "connected")
+        gaps = pub.of_kind("gap")
+        assert sorted(g.symbol for g in gaps[1:]) == sorted(symbols)
+
+        # Silent connection: the watchdog reconnects.
+        lb.silence()
+        await wait_until(lambda: gw.driver.counters["silence_timeouts"] >= 1, 5, "silence detected")
+        lb.resume()
+        await wait_until(lambda: lb.connections == 3 and any(c.subscribed.is_set() for c in lb._clients), 10,
+                         "reconnected after silence")
+
+        # The rest of the capture; books end equal to the truth.
+        lb.release(None)
+        await lb.wait_sent()
+        await wait_until(lambda: all(matches_truth(s) for s in symbols), 15, "books equal to the truth")
+        published = _published_books(pub.events)
+        for sym in symbols:
+            book = published[sym]
+            assert book is not None, sym
+            assert book.snapshot() == lb.profile.truth_book(xs[sym]), sym
+
+    # Stopping the gateway closes its connection: the books are announced invalid.
+    assert all(book is None for book in _published_books(pub.events).values())
+
+    assert lb.errors == []
+    assert pub.of_kind("trade") and pub.of_kind("ticker") and pub.of_kind("candle")
+    assert {r.symbol for r in pub.of_kind("reset")} == set(symbols)
+    errors = adapter.error_counts()
+    assert set(errors) <= {"errors.parse.JSONDecodeError", "errors.not_an_object"}, errors
+    assert adapter.counters["ignored.subscribe_ack"] > 0
+
+
+async def test_through_the_bus(shared_data: Path, loopback_exchange, bus_endpoint) -> None:
+    """A real Publisher and a bus subscriber: Status, Gap and Reset arrive as messages and the
+    subscriber's validated books equal the truth after a dropped connection."""
+    from bus.subscriber import AsyncSubscriber
+
+    records = list(read_capture(shared_data / "cryptofeed" / "BINANCE"))
+    channels = records[0].data["channels"]
+    lb = await loopback_exchange(records)
+    ep = bus_endpoint("binance")
+    cfg = GatewayConfig(name="binance", exchange="BINANCE", channels=channels, pub=ep.pub, snapshot=ep.snapshot,
+                        urls=lb.urls(), backoff_initial=0.05, backoff_max=0.2, silence_timeout=5)
+    symbols = channels["l2_book"]
+    seen: list = []
+    async with AsyncSubscriber(ep, ["book.", "status.", "gap.", "reset.", "trades."],
+                               heartbeat_timeout=10) as sub, Gateway(cfg) as gw:
+        async def pump(condition, what: str, timeout: float = 10.0) -> None:
+            async def loop() -> None:
+                while not condition():
+                    msg = await sub.recv(0.05)
+                    if msg is not None:
+                        seen.append(msg)
+            try:
+                await asyncio.wait_for(loop(), timeout)
+            except TimeoutError:
+                raise TimeoutError(f"timed out waiting for {what}") from None
+
+        def kinds() -> set[str]:
+            return {m.event.KIND for m in seen}
+
+        await lb.wait_subscribed()
+        lb.release(150)
+        await pump(lambda: all(sb.state == "synced" for sb in gw.adapter.books) and len(list(gw.adapter.books))
+                   == len(symbols) and "book_snapshot" in kinds(), "initial books")
+        await lb.drop()
+        await pump(lambda: lb.connections == 2 and {"gap", "status"} <= kinds(), "gap after drop")
+        lb.release(None)
+        await lb.wait_sent()
+
+        def books_ok() -> bool:
+            for s in symbols:
+                book = sub.book("BINANCE", s)
+                if book is None or book.snapshot() != lb.profile.truth_book(s.replace("-", "")):
+                    return False
+            return True
+
+        await pump(lambda: "reset" in kinds() and books_ok(), "subscriber books equal to the truth", 15)
+    states = [(m.event.feed, m.event.state) for m in seen if m.event.KIND == "status"]
+    assert ("BINANCE.0", "connected") in states and ("BINANCE.0", "disconnected") in states
+    assert {m.topic for m in seen if m.event.KIND == "gap"} == {f"gap.BINANCE.{s}." for s in symbols}
+    assert lb.errors == []

@@ -1,0 +1,155 @@
+"""`feedfabric check` and bus.topology: every broken topology gets its field path and reason."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from bus.topology import Issue, TopologyError, interpolate, load_topology, parse_topology
+from feedfabric.cli import main
+
+GOOD = """
+run_dir: /tmp/ff-topology-test
+gateways:
+  binance:
+    exchange: BINANCE
+    channels: [trades, l2_book]
+    symbols: [BTC-USDT]
+  coinbase:
+    exchange: COINBASE
+    channels: [trades]
+    symbols: all
+consumers:
+  nbbo:
+    kind: nbbo
+  store:
+    kind: parquet
+    sources: [binance, nbbo]
+    prefixes: [trades., nbbo.]
+    path: ./data
+"""
+
+
+def issues_of(text: str, env: dict[str, str] | None = None) -> list[Issue]:
+    with pytest.raises(TopologyError) as info:
+        parse_topology(textwrap.dedent(text), source="t.yaml", env=env or {})
+    return info.value.issues
+
+
+def test_good_topology_and_derived_endpoints() -> None:
+    topo = parse_topology(GOOD, env={})
+    assert topo.gateways["coinbase"].symbols is None          # 'all'
+    assert topo.source_names("nbbo") == ["binance", "coinbase"]
+    ep = topo.gateway_endpoint("binance")
+    assert ep.pub == "ipc:///tmp/ff-topology-test/binance.pub"
+    assert ep.snapshot == "ipc:///tmp/ff-topology-test/binance.snap"
+    assert topo.gateway_endpoint("store").snapshot is None    # storage publishes heartbeats only
+    assert len(topo.ipc_paths()) == 2 + 2 + 2 + 1
+
+
+BROKEN = [
+    # (what is wrong, replacement applied to GOOD, expected path, expected reason fragment, expected line)
+    ("unknown key", ("    symbols: [BTC-USDT]\n", "    symbols: [BTC-USDT]\n    sybmols: [ETH-USDT]\n"),
+     "gateways.binance.sybmols", "unknown key", 8),
+    ("bad channel", ("channels: [trades, l2_book]", "channels: [trades, l2_bok]"),
+     "gateways.binance.channels[1]", "unknown channel 'l2_bok'", 6),
+    ("symbol not normalized", ("symbols: [BTC-USDT]", "symbols: [BTC-USDT, eth-usdt]"),
+     "gateways.binance.symbols[1]", "write 'ETH-USDT'", 7),
+    ("missing field", ("    exchange: COINBASE\n", ""), "gateways.coinbase.exchange", "required field is missing", 8),
+    ("unknown consumer kind", ("kind: nbbo", "kind: nbb0"), "consumers.nbbo.kind", "unknown consumer kind 'nbb0'", 14),
+    ("prefix without terminator", ("prefixes: [trades., nbbo.]", "prefixes: [trades, nbbo.]"),
+     "consumers.store.prefixes[0]", "must end with '.'", 18),
+    ("unknown source", ("sources: [binance, nbbo]", "sources: [binance, okx]"),
+     "consumers.store.sources[1]", "no gateway or publishing consumer named 'okx'", 17),
+    ("consumer is its own source", ("sources: [binance, nbbo]", "sources: [binance, store]"),
+     "consumers.store.sources[1]", "cannot subscribe to itself", 17),
+    ("source publishes nothing", ("kind: nbbo", "kind: nbbo\n    sources: [store]"),
+     "consumers.nbbo.sources[0]", "'store' is a parquet consumer, which publishes nothing", 15),
+    ("bad endpoint", ("    symbols: [BTC-USDT]\n", "    symbols: [BTC-USDT]\n    pub: udp://1.2.3.4:5\n"),
+     "gateways.binance.pub", "must start with ipc:// or tcp://", 8),
+    ("duplicate endpoint", ("    symbols: all\n", "    symbols: all\n    pub: ipc:///tmp/ff-topology-test/binance.pub\n"),
+     "gateways.coinbase.pub", "also used by gateways.binance.pub", 12),
+    ("wrong type", ("run_dir: /tmp/ff-topology-test", "run_dir: /tmp/ff-topology-test\nlog_level: LOUD"),
+     "log_level", "Input should be", 3),
+    ("negative pace", ("    symbols: all\n", "    symbols: all\n    replay: {path: x.ffcap, pace: -1}\n"),
+     "gateways.coinbase.replay.pace", "greater than or equal to 0", 12),
+    ("unknown exchange", ("exchange: COINBASE", "exchange: NOSUCHEX"),
+     "gateways.coinbase.exchange", "unknown exchange 'NOSUCHEX'", 9),
+    ("ipc path too long", ("run_dir: /tmp/ff-topology-test", "run_dir: /tmp/" + "x" * 120),
+     "run_dir", "unix sockets allow", None),
+]
+
+
+@pytest.mark.parametrize("what,edit,path,reason,line", BROKEN, ids=[b[0] for b in BROKEN])
+def test_broken_topology_reports_path_and_reason(what: str, edit: tuple[str, str], path: str, reason: str,
+                                                 line: int | None) -> None:
+    old, new = edit
+    assert old in GOOD, what
+    issues = issues_of(GOOD.replace(old, new, 1))
+    match = [i for i in issues if i.path == path]
+    assert match, f"{what}: no issue at {path}: {issues}"
+    assert reason in match[0].message, match[0]
+    if line is not None:
+        assert match[0].line == line, match[0]
+
+
+def test_all_errors_reported_at_once() -> None:
+    text = GOOD.replace("channels: [trades, l2_book]", "channels: [tradez]").replace("kind: nbbo", "kind: x")
+    paths = {i.path for i in issues_of(text)}
+    assert {"gateways.binance.channels[0]", "consumers.nbbo.kind"} <= paths
+
+
+def test_env_interpolation() -> None:
+    text = GOOD.replace("path: ./data", "path: ${DATA_DIR:-/srv/data}")
+    topo = parse_topology(text.replace("run_dir: /tmp/ff-topology-test", "run_dir: ${RUN}"),
+                          env={"RUN": "/tmp/ffenv"})
+    assert str(topo.run_dir) == "/tmp/ffenv"
+    assert str(topo.consumers["store"].path) == "/srv/data"
+    issues = issues_of(GOOD.replace("path: ./data", "path: ${NOT_SET_ANYWHERE}"))
+    assert issues[0].path == "consumers.store.path"
+    assert "NOT_SET_ANYWHERE is not set" in issues[0].message
+    data, errors = interpolate({"a": ["x$${y}", "${A}-${B:-b}"]}, {"A": "1"})
+    assert data == {"a": ["x${y}", "1-b"]} and errors == []
+
+
+def test_secrets_are_not_echoed() -> None:
+    secret = "S" * 39
+    issues = issues_of(GOOD + f"security:\n  curve:\n    server_secret_key: {secret}\n"
+                       f"    server_public_key: {'P' * 40}\n")
+    assert issues[0].path == "security.curve.server_secret_key"
+    assert secret not in str(issues)
+
+
+def test_yaml_syntax_error_has_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("gateways:\n  binance: {exchange: BINANCE\n")
+    with pytest.raises(TopologyError) as info:
+        load_topology(bad)
+    assert "YAML syntax error" in info.value.issues[0].message and info.value.issues[0].line
+
+
+def test_cli_check(tmp_path: Path) -> None:
+    good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"
+    good.write_text(GOOD)
+    bad.write_text(GOOD.replace("channels: [trades, l2_book]", "channels: [trades, l2_bok]")
+                   .replace("kind: nbbo", "kind: nbb0"))
+    runner = CliRunner()
+    ok = runner.invoke(main, ["check", str(good)])
+    assert ok.exit_code == 0, ok.output
+    assert "OK — 2 gateway(s), 2 consumer(s)" in ok.output
+    res = runner.invoke(main, ["check", str(bad)])
+    assert res.exit_code == 1
+    assert f"{bad}:6: gateways.binance.channels[1]: unknown channel 'l2_bok'" in res.output
+    assert f"{bad}:14: consumers.nbbo.kind: unknown consumer kind 'nbb0'" in res.output
+    assert "2 errors" in res.output
+
+
+def test_shipped_topologies_are_valid(monkeypatch: pytest.MonkeyPatch) -> None:
+    root = Path(__file__).resolve().parents[2]
+    load_topology(root / "topology.yaml", env={})
+    env = {"FEEDFABRIC_DEMO_RUN": "/tmp/x", "FEEDFABRIC_DEMO_DIR": "/tmp/y", "FEEDFABRIC_DEMO_CAPTURES": "/tmp/z"}
+    topo = load_topology(root / "feedfabric" / "data" / "demo.yaml", env=env)
+    assert set(topo.gateways) == {"binance", "coinbase", "kraken"}
