@@ -60,6 +60,47 @@ def consumer_class(kind: str) -> type:
     return _load(CONSUMER_CLASSES[kind], f"consumer kind {kind!r}")
 
 
+def curve_server(topo: Topology, endpoint: str) -> Any:
+    """A CurveServer for a tcp ``endpoint`` when the topology configures CURVE (None otherwise)."""
+    curve = topo.security.curve
+    if curve is None or not endpoint.startswith("tcp://"):
+        return None
+    if curve.server_secret_key is None or curve.server_public_key is None:
+        raise RunError(f"security.curve: server_public_key and server_secret_key are needed to bind {endpoint} "
+                       "with CURVE")
+    from bus.security import CurveServer
+
+    return CurveServer(curve.server_public_key.get_secret_value(), curve.server_secret_key.get_secret_value(),
+                       frozenset(curve.allowed_clients))
+
+
+def curve_client(topo: Topology, consumer: str) -> Any:
+    """A CurveClient for a consumer whose sources are tcp endpoints, when CURVE is configured."""
+    curve = topo.security.curve
+    eps = topo.source_endpoints(consumer)
+    tcp = [e.pub.startswith("tcp://") for e in eps]
+    if curve is None or not any(tcp):
+        return None
+    if not all(tcp):
+        raise RunError(f"consumers.{consumer}.sources: with CURVE, a consumer's sources must all be tcp "
+                       "(one client key pair serves all its connections)")
+    if curve.client_secret_key is None or curve.server_public_key is None:
+        raise RunError("security.curve: client_public_key/client_secret_key and server_public_key are needed "
+                       f"by consumer {consumer} (its sources are tcp)")
+    from bus.security import CurveClient
+
+    return CurveClient(curve.client_public_key.get_secret_value(), curve.client_secret_key.get_secret_value(),
+                       curve.server_public_key.get_secret_value())
+
+
+def _check_gateway_support(topo: Topology, name: str) -> None:
+    cfg = topo.gateways[name]
+    if cfg.checksum != "resync":
+        # Adapters verify checksums and resync on failure; softer policies are not implemented yet.
+        raise RunError(f"gateways.{name}.checksum: {cfg.checksum!r} is not supported by the gateways yet "
+                       "(only 'resync')")
+
+
 def _stop_on_signals(stop: Callable[[], None]) -> None:
     def handler(signum: int, frame: Any) -> None:
         logger.info("{} received, stopping", signal.Signals(signum).name)
@@ -74,8 +115,15 @@ def build_consumer(topo: Topology, name: str) -> Any:
     """The consumer object of topology entry ``name`` (not yet running)."""
     cfg: ConsumerConfig = topo.consumers[name]
     cls = consumer_class(cfg.kind)
-    common: dict[str, Any] = {"publish": topo.gateway_endpoint(name), "heartbeat_interval": cfg.heartbeat_interval,
+    own = topo.gateway_endpoint(name)
+    if topo.security.curve is not None and own.pub.startswith("tcp://"):
+        raise RunError(f"consumers.{name}.pub: CURVE on a consumer's own tcp PUB is not supported yet; "
+                       "use ipc, or tcp without security.curve")
+    common: dict[str, Any] = {"publish": own, "heartbeat_interval": cfg.heartbeat_interval,
                               "heartbeat_timeout": cfg.heartbeat_timeout}
+    client = curve_client(topo, name)
+    if client is not None:
+        common["subscriber_options"] = {"curve": client}
     sources = topo.source_endpoints(name)
     try:
         if cfg.kind in STORAGE_KINDS:
@@ -139,6 +187,7 @@ def run_gateway(topo: Topology, name: str, *, duration: float | None = None) -> 
         timer.daemon = True
         timer.start()
     log = logger.bind(gateway=name, exchange=cfg.exchange)
+    _check_gateway_support(topo, name)
     if cfg.replay is not None:
         return _replay_gateway(topo, name, stop, log)
     return _live_gateway(topo, name, stop, log)
@@ -183,7 +232,14 @@ def _live_gateway(topo: Topology, name: str, stop: threading.Event, log: Any) ->
     cfg = topo.gateways[name]
 
     async def amain() -> None:
-        gw = Gateway(config)
+        from bus.publisher import Publisher
+
+        # Our own Publisher, so CURVE from the topology applies to tcp endpoints.
+        pub = Publisher(name, config.pub, config.snapshot, sndhwm=config.sndhwm,
+                        heartbeat_interval=config.heartbeat_interval, exchange=cfg.exchange,
+                        curve=curve_server(topo, config.pub))
+        pub.start()
+        gw = Gateway(config, publisher=pub)
         async with gw:
             stop_metrics = (serve_metrics(cfg.metrics_port, name, lambda: gw.publisher.counters)
                             if cfg.metrics_port else None)
@@ -195,6 +251,7 @@ def _live_gateway(topo: Topology, name: str, stop: threading.Event, log: Any) ->
             finally:
                 if stop_metrics:
                     stop_metrics()
+        pub.close()
 
     log.info("gateway {} ({}) live, publishing on {}", name, cfg.exchange, config.pub)
     asyncio.run(amain())
@@ -224,7 +281,7 @@ def _replay_gateway(topo: Topology, name: str, stop: threading.Event, log: Any) 
     if cfg.book_depth:
         options["depth"] = cfg.book_depth
     pub = Publisher(name, ep.pub, ep.snapshot, sndhwm=cfg.sndhwm, heartbeat_interval=cfg.heartbeat_interval,
-                    exchange=cfg.exchange)
+                    exchange=cfg.exchange, curve=curve_server(topo, ep.pub))
     pub.start()
     stop_metrics = serve_metrics(cfg.metrics_port, name, lambda: pub.counters) if cfg.metrics_port else None
 

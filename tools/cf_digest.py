@@ -11,7 +11,8 @@ Gateway tests call::
 
 Per channel and symbol the digest holds the event count and, for every field, the
 number of non-empty values, a sha256 over the ordered list of canonical values and
-one short hash per block of ``CHUNK`` rows (so a difference is located). Trades:
+one short hash per block of ``CHUNK`` rows (so a difference is located); per channel,
+``filled`` says which fields are set in all, some or none of the events. Trades:
 side, amount, price, id, type, timestamp. Ticker: bid, ask, timestamp. Candles:
 start, stop, interval, trades, open, high, low, close, volume, closed, timestamp.
 Funding: rate, mark_price, next_funding_time, predicted_rate, timestamp. Open
@@ -224,6 +225,11 @@ def book_digest(bids: Iterable[Iterable[Any]], asks: Iterable[Iterable[Any]], *,
             "sha256": _sha(_levels_text(cb, ca)) if complete else None, "depth_sha256": depth}
 
 
+def _filled(nonnull: int, events: int) -> str:
+    # A human-readable summary only; compare() works per symbol from the counts.
+    return "none" if nonnull == 0 else "all" if nonnull == events else "some"
+
+
 class _Builder:
     """Collects canonical rows per (channel, key) and final books, then renders the digest."""
 
@@ -257,6 +263,9 @@ class _Builder:
                             "fields": {f: _field_digest(v) for f, v in e["cols"].items()}}
                         for k, e in sorted(self.rows.get(ch, {}).items())}
             entry: dict[str, Any] = {"events": sum(s["count"] for s in syms.values()), "symbols": syms}
+            if ch != BOOK:
+                entry["filled"] = {f: _filled(sum(s["fields"][f]["nonnull"] for s in syms.values()), entry["events"])
+                                   for f in ROW_FIELDS[ch]}
             if ch in self.timestamps:
                 entry["timestamp_sources"] = dict(sorted(self.timestamps[ch].items()))
             out[ch] = entry

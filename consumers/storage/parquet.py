@@ -48,6 +48,7 @@ from cryptofeed_types.events import Event, L2Delta, L2Snapshot, L3Delta, L3Snaps
 _REC = struct.Struct("<II")   # payload length, crc32(payload)
 ROW, STATE = 0, 1
 BOOK_KINDS = (L2Snapshot, L2Delta, L3Snapshot, L3Delta)
+_BOOK_TYPES = frozenset(BOOK_KINDS)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -68,7 +69,6 @@ class WAL:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.fsync = fsync
         self.pending: list[list] = []
-        self.pending_tag = ROW
         self.first_lsn = 0
         self.fh: Any = None
         self._packer = msgpack.Packer()
@@ -285,7 +285,7 @@ class ParquetStore:
                 snap = self._snapshot_row(topic, header, event)
                 if snap is not None:
                     part.rows.append(snap)
-        if isinstance(event, BOOK_KINDS):
+        if type(event) in _BOOK_TYPES:
             self._track_book(topic, header, event)
         part.rows.append(row)
         if len(part.rows) >= self.row_group_rows:

@@ -33,19 +33,36 @@ def columns(channel: str) -> list[tuple[str, str]]:
     return list(META_COLS) + [(n, PG_TYPES[t]) for n, t in R.CHANNEL_FIELDS[channel].items()]
 
 
+_PLANS: dict[type, tuple[tuple[str, ...], tuple[tuple[str, str], ...]]] = {}
+
+
+def _plan(cls: type) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
+    """(channel field names in column order, fields needing conversion) of an event class."""
+    plan = _PLANS.get(cls)
+    if plan is None:
+        fields = R.CHANNEL_FIELDS[cls.CHANNEL]
+        special = tuple((n, t) for n, t in cls.TYPES.items() if t in ("levels", "orders", "map"))
+        plan = _PLANS[cls] = (tuple(fields), special)
+    return plan
+
+
 def to_record(topic: str, header: Header, event: Event) -> tuple[str, tuple]:
     """(channel, values in column order) for one message."""
-    row = R.to_row(topic, header, event)
-    channel = event.CHANNEL
-    types = R.CHANNEL_FIELDS[channel]
-    values = [row["gateway_id"], row["epoch"], row["seq"], topic, row["kind"], row["timestamp"],
-              row["receipt_timestamp"]]
-    for name, typ in types.items():
-        v = row.get(name)
-        if v is not None and typ in ("levels", "orders"):
-            v = orjson.dumps(v).decode()
-        values.append(v)
-    return channel, tuple(values)
+    body = event.wire_body()
+    names, special = _plan(type(event))
+    for name, typ in special:
+        v = body.get(name)
+        if v is None:
+            continue
+        if typ == "levels":
+            body[name] = orjson.dumps([{"price": p, "size": q} for p, q in v]).decode()
+        elif typ == "orders":
+            body[name] = orjson.dumps([{"id": i, "side": sd, "price": p, "size": q} for i, sd, p, q in v]).decode()
+        else:
+            body[name] = orjson.dumps(v, option=orjson.OPT_NON_STR_KEYS).decode()
+    get = body.get
+    return event.CHANNEL, (header.gateway, header.epoch, header.seq, topic, body["kind"], event.timestamp,
+                           event.receipt_timestamp, *[get(n) for n in names])
 
 
 class PostgresBackend:

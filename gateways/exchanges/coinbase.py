@@ -238,6 +238,9 @@ class Coinbase(Adapter):
         symbols += [s for s, c in self._book_conn.items() if c == conn and s in self.books and s not in symbols]
         self.books.invalidate_all(f"disconnected: {reason}" if reason else "disconnected", out, symbols=symbols,
                                   receipt_timestamp=ts, resync=False)
+        for sym in symbols:
+            # The reconnection subscribes them afresh.
+            self._resub_at.pop(sym, None)
 
     def handle_message(self, conn: str, raw: str | bytes, ts: int, out: Output) -> None:
         self._now = ts

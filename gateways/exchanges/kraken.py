@@ -148,8 +148,14 @@ class Kraken(Adapter):
         return sym
 
     def set_symbols(self, symbols: Iterable[Symbol]) -> None:
+        symbols = list(symbols)
         super().set_symbols(symbols)
         self._specs = None
+        for sym in symbols:
+            # Symbols installed without AssetPairs (a cache, a config): precision from tick/lot size.
+            if sym.normalized not in self._precision and sym.tick_size is not None and sym.lot_size is not None:
+                self._precision[sym.normalized] = (max(0, -sym.tick_size.as_tuple().exponent),
+                                                   max(0, -sym.lot_size.as_tuple().exponent))
 
     def _symbol(self, name: str) -> Symbol:
         """A v2 name (``BTC/USD``) or v1 wsname (``XBT/USD``) → Symbol."""
@@ -489,6 +495,9 @@ class Kraken(Adapter):
         symbols = [s for s, c in self._book_conn.items() if c == conn and s in self.books]
         self.books.invalidate_all(f"disconnected: {reason}" if reason else "disconnected", out, symbols=symbols,
                                   receipt_timestamp=ts, resync=False)
+        for sym in symbols:
+            # The reconnection subscribes them afresh.
+            self._resub_at.pop(sym, None)
 
 
 def _fmt(v: Any, decimals: int) -> str:

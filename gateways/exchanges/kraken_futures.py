@@ -400,4 +400,7 @@ class KrakenFutures(Adapter):
         symbols = [s for s, c in self._book_conn.items() if c == conn and s in self.books]
         self.books.invalidate_all(f"disconnected: {reason}" if reason else "disconnected", out, symbols=symbols,
                                   receipt_timestamp=ts, resync=False)
+        for sym in symbols:
+            # The reconnection subscribes them afresh.
+            self._resub_at.pop(sym, None)
 

@@ -36,11 +36,12 @@ import pytest
 from bus.endpoints import GatewayEndpoint
 from bus.publisher import Publisher
 from bus.subscriber import Subscriber
-from cryptofeed_types.events import Event, L2Delta
+from bus.topics import topic
+from cryptofeed_types.events import Event, L2Delta, L2Snapshot
 from feedfabric.testing.bus import BookEventGenerator
+from gateways.replay import replay_capture
 
-PREFIXES = ("book.TESTEX.", "trades.TESTEX.", "ticker.TESTEX.", "bbo.TESTEX.")
-SYMBOLS = ("BTC-USDT", "ETH-USDT")
+GATEWAY = "gw-e2e"
 WAIT = 30.0
 
 Lines = list[dict[str, Any]]
@@ -103,9 +104,9 @@ class ClientProcess(Collector):
 class PythonSubscriber(Collector):
     """bus.subscriber.Subscriber in a thread, producing the same canonical lines."""
 
-    def __init__(self, endpoint: GatewayEndpoint) -> None:
+    def __init__(self, endpoint: GatewayEndpoint, prefixes: list[str]) -> None:
         super().__init__("python")
-        self.sub = Subscriber(endpoint, PREFIXES, heartbeat_timeout=600)
+        self.sub = Subscriber(endpoint, prefixes, heartbeat_timeout=600)
         self.done = threading.Event()
         self.add({"type": "ready"})
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -121,14 +122,15 @@ class PythonSubscriber(Collector):
                       "timestamp": h.timestamp, "receipt_timestamp": h.receipt_timestamp,
                       "event": orjson.loads(orjson.dumps(m.event.wire_body()))})
 
-    def stop(self) -> None:
+    def stop(self, books: list[tuple[str, str]] = ()) -> None:  # type: ignore[override]
+        """Stop, then print the books of ``books`` ((exchange, symbol), sorted by topic)."""
         self.done.set()
         self.thread.join(timeout=10)
-        for sym in SYMBOLS:
-            book = self.sub.book("TESTEX", sym)
+        for exchange, symbol in books:
+            book = self.sub.book(exchange, symbol)
             if book is not None:
                 bids, asks = book.snapshot()
-                self.add({"type": "book", "gateway": "gw-e2e", "topic": f"book.TESTEX.{sym}.",
+                self.add({"type": "book", "gateway": GATEWAY, "topic": topic("book", exchange, symbol),
                           "bids": [list(x) for x in bids], "asks": [list(x) for x in asks]})
         self.add({"type": "end", "counters": dict(self.sub.counters)})
         self.sub.close()
@@ -142,14 +144,16 @@ def _has_topics(topics: set[str]) -> Callable[[Lines], bool]:
     return lambda lines: topics <= {x["topic"] for x in _msgs(lines)}
 
 
-def _rebuilt(symbol: str, nth: int) -> Callable[[Lines], bool]:
-    """The nth Reset of symbol's book has been followed by its fresh book_snapshot."""
+def _rebuilt(exchange: str, symbol: str, nth: int) -> Callable[[Lines], bool]:
+    """The nth Reset of a book has been followed by its fresh book_snapshot."""
+    reset, book = topic("reset", exchange, symbol), topic("book", exchange, symbol)
+
     def pred(lines: Lines) -> bool:
         resets = 0
         for x in _msgs(lines):
-            if x["topic"] == f"reset.TESTEX.{symbol}.":
+            if x["topic"] == reset:
                 resets += 1
-            elif resets >= nth and x["topic"] == f"book.TESTEX.{symbol}." and x["event"]["kind"] == "book_snapshot":
+            elif resets >= nth and x["topic"] == book and x["event"]["kind"] == "book_snapshot":
                 return True
         return False
     return pred
@@ -196,37 +200,43 @@ def _end(lines: Lines) -> dict[str, Any]:
     return ends[-1]["counters"]
 
 
-@pytest.fixture
-def endpoint(tmp_path: Path) -> GatewayEndpoint:
-    run = Path(f"/tmp/ffe2e-{time.time_ns()}")  # short: unix socket paths are limited to 107 bytes
-    run.mkdir(mode=0o700)
-    yield GatewayEndpoint.ipc(run, "gw")
-    for p in run.iterdir():
-        p.unlink()
-    run.rmdir()
+def _lost_delta(pub: Publisher, book_topic: str, template: Event) -> L2Delta:
+    """A delta on ``book_topic`` that changes its best bid's size (or adds a level)."""
+    body = next(b for t, _s, _ts, _rts, b in pub.state(book_topic) if t == book_topic)
+    price = body["bids"][0][0] if body["bids"] else "0.001"
+    return L2Delta(template.exchange, template.symbol, [(price, "0.123")], [],
+                   exchange_symbol=template.exchange_symbol, receipt_timestamp=time.time_ns())
 
 
-def test_python_node_and_c_subscribers_agree(node_client: Path, c_client: Path, endpoint: GatewayEndpoint) -> None:
-    gen = BookEventGenerator(symbols=SYMBOLS, seed=7, depth=10)
-    pub = Publisher("gw-e2e", endpoint.pub, endpoint.snapshot, heartbeat_interval=3600)
+def run_side_by_side(node_client: Path, c_client: Path, endpoint: GatewayEndpoint, events: list[Event],
+                     n_history: int) -> None:
+    """The scenario of the module docstring on ``events``: ``n_history`` before the join, the
+    rest split in three live phases around a sequence gap and a tail loss."""
+    history, live = events[:n_history], events[n_history:]
+    k = len(live) // 3
+    phases = [live[:k], live[k:2 * k], live[2 * k:]]
+    prefixes = sorted({e.topic().split(".")[0] + "." for e in events})
+    books = sorted({e.topic(): e for e in history if e.CHANNEL == "book"}.items())
+    assert books, "the history must contain a book"
+    gap_topic, gap_ev = books[0]
+    tail_topic, tail_ev = books[1] if len(books) > 1 else books[0]
+    pub = Publisher(GATEWAY, endpoint.pub, endpoint.snapshot, heartbeat_interval=3600)
     pub.start()
     clients: list[Collector] = []
     try:
         # 1. history before anyone listens
-        for ev in gen.initial():
-            pub.publish(ev)
-        for ev in gen.events(60):
+        for ev in history:
             pub.publish(ev)
         args = ["--pub", endpoint.pub, "--snapshot", endpoint.snapshot, "--heartbeat-timeout", "600"]
-        for p in PREFIXES:
+        for p in prefixes:
             args += ["--prefix", p]
-        clients = [PythonSubscriber(endpoint),
+        clients = [PythonSubscriber(endpoint, prefixes),
                    ClientProcess("node", ["node", str(node_client / "examples" / "subscribe.js"), *args]),
                    ClientProcess("c", [str(c_client / "ff_subscribe"), *args])]
-        history = {t for p in PREFIXES for t, *_ in pub.state(p)}
-        assert {f"book.TESTEX.{s}." for s in SYMBOLS} <= history
+        stateful = {t for p in prefixes for t, *_ in pub.state(p)}
+        at_join = {t: pub.seq(t) for t in stateful}
 
-        def phase(pred: Callable[[Lines], bool], what: str, nudge: Callable[[], None] | None = None) -> None:
+        def phase(pred: Callable[[Lines], bool], what: str, nudge: Callable[[], Any] | None = None) -> None:
             deadline = time.monotonic() + WAIT
             for c in clients:
                 while not c.holds(pred):
@@ -239,66 +249,88 @@ def test_python_node_and_c_subscribers_agree(node_client: Path, c_client: Path, 
                     c.wait(pred, 0.1)
 
         # The clients ask for snapshots once the stream flows: heartbeats make it flow.
-        phase(_has_topics(history), "late join (snapshots of every topic)", nudge=pub.heartbeat)
+        phase(_has_topics(stateful), "late join (snapshots of every stateful topic)", nudge=pub.heartbeat)
 
-        # 2. live
-        for ev in gen.events(150):
+        # 2. live, then 3. a lost delta revealed by the next one
+        for ev in phases[0]:
             pub.publish(ev)
-        # 3. a lost delta, revealed by the next one
-        _lose(pub, L2Delta("TESTEX", "BTC-USDT", [("990.00", "1.5000")], [], receipt_timestamp=time.time_ns()))
-        pub.publish(L2Delta("TESTEX", "BTC-USDT", [("989.00", "2.25")], [("1012.00", "0")],
-                            receipt_timestamp=time.time_ns()))
-        phase(_rebuilt("BTC-USDT", 1), "recovery of BTC-USDT after a gap")
+        _lose(pub, _lost_delta(pub, gap_topic, gap_ev))
+        pub.publish(_lost_delta(pub, gap_topic, gap_ev))
+        phase(_rebuilt(gap_ev.exchange, gap_ev.symbol, 1), f"recovery of {gap_topic} after a gap")
 
-        # 4. live
-        for ev in gen.events(100):
+        # 4. live, then 5. a lost last delta revealed only by a heartbeat
+        for ev in phases[1]:
             pub.publish(ev)
-        # 5. a lost last delta, revealed only by a heartbeat
-        _lose(pub, L2Delta("TESTEX", "ETH-USDT", [], [("1011.00", "7")], receipt_timestamp=time.time_ns()))
+        _lose(pub, _lost_delta(pub, tail_topic, tail_ev))
         pub.heartbeat()
-        phase(_rebuilt("ETH-USDT", 1), "recovery of ETH-USDT after a tail loss")
+        phase(_rebuilt(tail_ev.exchange, tail_ev.symbol, 2 if tail_topic == gap_topic else 1),
+              f"recovery of {tail_topic} after a tail loss")
 
         # 6. live, to the end
-        for ev in gen.events(100):
+        for ev in phases[2]:
             pub.publish(ev)
-        last = {t: pub.seq(t) for t in {t for p in PREFIXES for t, *_ in pub.state(p)} | history}
-        last.update({t: pub.seq(t) for t in pub._seqs if t.startswith(PREFIXES)})
+        # (topics seen only before the join are not served by the snapshot service: trades, status...)
+        last = {t: pub.seq(t) for t in {e.topic() for e in live} | stateful}
         phase(_caught_up(last), "the last sequence number of every topic")
         truth = {t: body for t, _seq, _ts, _rts, body in pub.state("book.")}
     finally:
+        book_names = sorted({(e.exchange, e.symbol) for e in events if e.CHANNEL == "book"},
+                            key=lambda x: topic("book", *x))
         for c in clients:
-            c.stop()
+            if isinstance(c, PythonSubscriber):
+                c.stop(book_names)
+            else:
+                c.stop()
         pub.close()
 
     py, node, c = clients
     for client in clients:
         assert not client.errors, f"{client.name} printed non-JSON lines: {client.errors[:3]}"
+        if isinstance(client, ClientProcess):
+            assert client.proc.returncode == 0, f"{client.name} exited {client.proc.returncode}: {client.stderr()}"
 
     # The same messages, per topic and in order, from all three.
     want = _by_topic(py.lines)
-    assert set(want) >= {f"gap.TESTEX.{s}." for s in SYMBOLS} | {f"reset.TESTEX.{s}." for s in SYMBOLS}
-    gaps = [x["event"] for s in SYMBOLS for x in want[f"gap.TESTEX.{s}."]]
-    assert [(g["symbol"], g["reason"]) for g in gaps] == [("BTC-USDT", "sequence gap"),
-                                                          ("ETH-USDT", "tail loss (seen in heartbeat)")]
-    for s in SYMBOLS:  # late joiners start from a snapshot, not from the first delta
-        first = want[f"book.TESTEX.{s}."][0]
-        assert first["event"]["kind"] == "book_snapshot" and first["seq"] > 1
+    assert sum(map(len, want.values())) >= len(live), "fewer messages than were published live"
+    gaps = [x["event"] for t, xs in want.items() if t.startswith("gap.") for x in xs]
+    assert sorted((topic("book", g["exchange"], g["symbol"]), g["reason"]) for g in gaps) == sorted(
+        [(gap_topic, "sequence gap"), (tail_topic, "tail loss (seen in heartbeat)")])
+    for t in stateful:  # late joiners start from the snapshot service, not from the stream
+        first = want[t][0]
+        assert first["seq"] == at_join[t], first
+        assert not t.startswith("book.") or first["event"]["kind"] == "book_snapshot", first
     for other in (node, c):
         got = _by_topic(other.lines)
         assert sorted(got) == sorted(want), f"{other.name}: different topics"
-        for topic in want:
-            assert got[topic] == want[topic], f"{other.name} differs from Python on {topic}"
+        for t in want:
+            assert got[t] == want[t], f"{other.name} differs from Python on {t}"
 
     # The same final books, equal to the publisher's own.
-    books = _books(py.lines)
-    assert [b["topic"] for b in books] == [f"book.TESTEX.{s}." for s in SYMBOLS]
-    for b in books:
+    final = _books(py.lines)
+    assert {b["topic"] for b in final} == {t for t in truth if t.startswith(tuple(prefixes))}
+    for b in final:
         assert b["bids"] == [list(x) for x in truth[b["topic"]]["bids"]]
         assert b["asks"] == [list(x) for x in truth[b["topic"]]["asks"]]
-    assert _books(node.lines) == books
-    assert _books(c.lines) == books
+    assert _books(node.lines) == final
+    assert _books(c.lines) == final
 
     for other in (node, c):
         counters = _end(other.lines)
         assert counters["gaps"] == 2 and counters["resyncs"] == 2, (other.name, counters)
         assert counters["junk"] == 0 and counters["duplicates"] == 0, (other.name, counters)
+
+
+def test_generated_stream(node_client: Path, c_client: Path, bus_endpoint: Callable[..., GatewayEndpoint]) -> None:
+    gen = BookEventGenerator(symbols=("BTC-USDT", "ETH-USDT"), seed=7, depth=10)
+    events = gen.initial() + list(gen.events(410))
+    run_side_by_side(node_client, c_client, bus_endpoint("gw"), events, n_history=62)
+
+
+@pytest.mark.shared_data
+def test_replayed_capture(node_client: Path, c_client: Path, bus_endpoint: Callable[..., GatewayEndpoint],
+                          shared_data: Path) -> None:
+    """A real Binance futures capture, replayed through the gateway adapter, as the stream."""
+    events = replay_capture(shared_data / "cryptofeed" / "BINANCE_FUTURES", collect=True).events
+    assert len(events) > 1000
+    first_book = next(i for i, e in enumerate(events) if type(e) is L2Snapshot)
+    run_side_by_side(node_client, c_client, bus_endpoint("gw"), events, n_history=max(300, first_book + 50))

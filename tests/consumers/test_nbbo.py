@@ -47,28 +47,36 @@ def _stream(seed: int, n: int) -> list[tuple[str, object]]:
     return out
 
 
-def _expected(events: list[tuple[str, object]]) -> dict[str, tuple]:
-    """Brute force with Decimal, written independently of consumers.nbbo."""
-    quotes: dict[tuple[str, str], BBO] = {}
-    stale: set[str] = set()
-    feeds: dict[str, str] = {}
-    invalid: set[tuple[str, str]] = set()
-    for gw, ev in events:
+class Reference:
+    """Brute-force NBBO with Decimal, written independently of consumers.nbbo."""
+
+    def __init__(self) -> None:
+        self.quotes: dict[tuple[str, str], BBO] = {}
+        self.gateway_of: dict[str, str] = {}
+        self.stale: set[str] = set()
+        self.feeds: dict[tuple[str, str], str] = {}
+        self.invalid: set[tuple[str, str]] = set()
+
+    def apply(self, gw: str, ev: object) -> None:
         if isinstance(ev, BBO):
-            quotes[(ev.exchange, ev.symbol)] = ev
+            self.quotes[(ev.exchange, ev.symbol)] = ev
+            self.gateway_of[ev.exchange] = gw
         elif isinstance(ev, Status) and ev.feed == "gateway":
-            (stale.add if ev.state == "stale" else stale.discard)(gw)
+            (self.stale.add if ev.state == "stale" else self.stale.discard)(gw)
         elif isinstance(ev, Status):
-            feeds[ev.exchange] = ev.state
-        elif isinstance(ev, Gap) and ev.channel == "book":
-            invalid.add((ev.exchange, ev.symbol))
+            self.feeds[(ev.exchange, ev.feed)] = ev.state
+        elif isinstance(ev, Gap) and ev.channel in ("book", "l3"):
+            self.invalid.add((ev.exchange, ev.symbol))
         elif isinstance(ev, Reset):
-            invalid.discard((ev.exchange, ev.symbol))
-    result = {}
-    for sym in SYMBOLS:
+            self.invalid.discard((ev.exchange, ev.symbol))
+
+    def nbbo(self, sym: str) -> tuple:
         bids, asks = [], []
-        for (ex, s), q in quotes.items():
-            if s != sym or ex.lower() in stale or feeds.get(ex, "connected") != "connected" or (ex, s) in invalid:
+        for (ex, s), q in self.quotes.items():
+            if s != sym or self.gateway_of[ex] in self.stale or (ex, s) in self.invalid:
+                continue
+            if any(st in ("disconnected", "resyncing", "stale", "error")
+                   for (fx, _), st in self.feeds.items() if fx == ex):
                 continue
             if q.bid is not None and q.ask is not None and q.bid >= q.ask:
                 continue
@@ -78,9 +86,29 @@ def _expected(events: list[tuple[str, object]]) -> dict[str, tuple]:
                 asks.append((q.ask, q.ask_size, ex))
         b = max(bids, key=lambda x: (x[0], x[1], [-ord(c) for c in x[2]]), default=None)
         a = min(asks, key=lambda x: (x[0], -x[1], x[2]), default=None)
-        result[sym] = (b[0] if b else None, b[1] if b else None, b[2] if b else None,
-                       a[0] if a else None, a[1] if a else None, a[2] if a else None)
-    return result
+        return (b[0] if b else None, b[1] if b else None, b[2] if b else None,
+                a[0] if a else None, a[1] if a else None, a[2] if a else None)
+
+
+def _check_stream(events: list[tuple[str, object]]) -> tuple[NBBOCalculator, list[NBBO]]:
+    """Feed both; after every event the published NBBO of every symbol equals the reference."""
+    calc, ref = NBBOCalculator(), Reference()
+    published: dict[str, tuple] = {}
+    history: list[NBBO] = []
+    symbols: set[str] = set()
+    for i, (gw, ev) in enumerate(events):
+        for n in calc.on_event(ev, gw):
+            assert published.get(n.symbol) != _view(n), "published although nothing changed"
+            published[n.symbol] = _view(n)
+            history.append(n)
+        ref.apply(gw, ev)
+        if isinstance(ev, BBO):
+            symbols.add(ev.symbol)
+        for sym in symbols:
+            expected = ref.nbbo(sym)
+            if sym in published or expected != (None,) * 6:
+                assert published.get(sym) == expected, (i, sym)
+    return calc, history
 
 
 def _view(n: NBBO) -> tuple:
@@ -89,19 +117,35 @@ def _view(n: NBBO) -> tuple:
 
 def test_nbbo_matches_brute_force_at_every_step() -> None:
     events = _stream(7, 3000)
-    calc = NBBOCalculator()
-    published: dict[str, tuple] = {}
-    seen_stale = 0
-    for i, (gw, ev) in enumerate(events):
-        for n in calc.on_event(ev, gw):
-            assert published.get(n.symbol) != _view(n), "published although nothing changed"
-            published[n.symbol] = _view(n)
-        seen_stale += isinstance(ev, Status) and ev.state == "stale"
-        expected = _expected(events[: i + 1])
-        for sym in SYMBOLS:
-            if sym in published or expected[sym] != (None,) * 6:
-                assert published.get(sym) == expected[sym], (i, sym)
-    assert seen_stale > 5 and calc.counters["crossed_quotes"] > 0
+    calc, _ = _check_stream(events)
+    assert sum(isinstance(ev, Status) and ev.state == "stale" for _, ev in events) > 5
+    assert calc.counters["crossed_quotes"] > 0 and calc.counters["nbbo"] > 100
+
+
+def test_nbbo_over_replayed_captures_with_a_stale_exchange(shared_data) -> None:
+    """Real bbo streams of several exchanges (each capture rebased to start at 0 and merged),
+    with one gateway going stale for the middle third."""
+    from gateways.replay import replay_capture
+
+    streams = []
+    for ex in ("BYBIT", "BINANCE_DELIVERY", "KRAKEN_FUTURES", "COINBASE", "KRAKEN"):
+        evs = [e for e in replay_capture(shared_data / "cryptofeed" / ex, collect=True).events
+               if isinstance(e, (BBO, Status, Gap, Reset))]
+        if not evs:
+            continue
+        t0 = evs[0].receipt_timestamp
+        streams += [(e.receipt_timestamp - t0, i, ex.lower(), e) for i, e in enumerate(evs)]
+    streams.sort(key=lambda x: (x[0], x[1]))
+    merged = [(gw, ev) for _, _, gw, ev in streams]
+    assert sum(isinstance(e, BBO) for _, e in merged) > 1000
+    third = len(merged) // 3
+    merged.insert(2 * third, ("binance_delivery", Status("binance_delivery", "gateway", "connected",
+                                                         receipt_timestamp=0)))
+    merged.insert(third, ("binance_delivery", Status("binance_delivery", "gateway", "stale", receipt_timestamp=0)))
+    _, history = _check_stream(merged)
+    # Two exchanges quote the same perpetuals: their NBBO really moved between exchanges.
+    shared = [n for n in history if n.symbol in ("EOS-USD-PERP", "XRP-USD-PERP")]
+    assert len({n.bid_exchange for n in shared} | {n.ask_exchange for n in shared}) >= 2
 
 
 def test_stale_exchange_leaves_and_recovers() -> None:

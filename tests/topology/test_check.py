@@ -153,3 +153,20 @@ def test_shipped_topologies_are_valid(monkeypatch: pytest.MonkeyPatch) -> None:
     env = {"FEEDFABRIC_DEMO_RUN": "/tmp/x", "FEEDFABRIC_DEMO_DIR": "/tmp/y", "FEEDFABRIC_DEMO_CAPTURES": "/tmp/z"}
     topo = load_topology(root / "feedfabric" / "data" / "demo.yaml", env=env)
     assert set(topo.gateways) == {"binance", "coinbase", "kraken"}
+
+
+def test_docs_two_host_example_validates_on_both_hosts() -> None:
+    import re
+
+    from feedfabric.runner import curve_client, curve_server
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "topology.md").read_text()
+    example = re.findall(r"```yaml\n(.*?)```", doc, re.S)[-1]
+    pub, client = "P" * 40, "C" * 40
+    host_a = parse_topology(example, env={"FF_SERVER_PUBLIC": pub, "FF_SERVER_SECRET": "S" * 40,
+                                          "FF_CLIENT_PUBLIC": client})
+    server = curve_server(host_a, host_a.gateway_endpoint("binance").pub)
+    assert server is not None and server.allowed_clients == frozenset({client.encode()})
+    host_b = parse_topology(example, env={"FF_SERVER_PUBLIC": pub, "FF_CLIENT_PUBLIC": client,
+                                          "FF_CLIENT_SECRET": "T" * 40})
+    assert curve_client(host_b, "storage").server_key == pub.encode()

@@ -17,7 +17,7 @@ import orjson
 
 from bus.codec import encode
 from cryptofeed_types import EVENT_CLASSES, Event, Gap, Heartbeat, L2Delta, Status, Trade
-from feedfabric.testing.types import RECEIPT_TS, sample_events
+from feedfabric.testing.types import RECEIPT_TS, sample_event, sample_events
 
 OUT = Path(__file__).with_name("wire_v1.json")
 GATEWAY = "binance-1"
@@ -122,10 +122,10 @@ def vectors() -> list[dict]:
         invalid("body/decimal-leading-dot", [t, h, body_with(amount=".5")], "invalid trade"),
         invalid("body/str-field-as-bin", [t, h, body_with(side=b"buy")], "invalid trade"),
         invalid("body/int-field-as-str", [b"book.BINANCE.BTC-USDT.", h,
-                                          msgpack.packb(event_json(sample_events()[4]) | {"sequence": "12"})],
+                                          msgpack.packb(event_json(sample_event("book_delta")) | {"sequence": "12"})],
                 "invalid book_delta"),
         invalid("body/level-of-three", [b"book.BINANCE.BTC-USDT.", h,
-                                        msgpack.packb(event_json(sample_events()[4]) | {"bids": [["1", "2", "3"]]})],
+                                        msgpack.packb(event_json(sample_event("book_delta")) | {"bids": [["1", "2", "3"]]})],
                 "invalid book_delta"),
     ]
     kinds = {v["event"]["kind"] for v in out if not v.get("invalid")}

@@ -218,12 +218,15 @@ def test_sequence_gap_resubscribes_the_books_of_that_connection_only(shared_data
     assert any(isinstance(e, L2Delta) and e.symbol == "ETH-USD" for e in events)
     assert not any(e.symbol == "BTC-USD" for e in events if isinstance(e, (L2Delta, L2Snapshot)))
     assert adapter.counters["ignored.book_waiting_snapshot"] > 0
+    assert adapter.on_timer(2 + 31 * 10**9).actions[0] == Send("A", orjson.dumps(
+        {"type": "unsubscribe", "product_ids": ["BTC-USD"], "channel": "level2"}).decode())
     # The resubscription's snapshot rebuilds BTC-USD: Reset, then the book.
     snap = next(m for c, m in msgs if c == "A" and m["events"][0]["type"] == "snapshot")
     nxt = adapter._next_seq["A"]
     out = adapter.on_message("A", orjson.dumps(dict(snap, sequence_num=nxt)), 3)
     assert [type(e) for e in out.events][:3] == [Reset, L2Snapshot, BBO]
     assert adapter.books.state("BTC-USD") == "synced"
+    assert adapter.on_timer(100 * 10**9).actions == []
     assert adapter.error_counts() == {}
 
 

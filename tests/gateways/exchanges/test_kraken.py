@@ -293,10 +293,11 @@ def test_v2_bad_checksum_on_snapshot_resubscribes(shared_data: Path) -> None:
 
 
 def test_v2_other_channels() -> None:
-    sym = Symbol.parse("BTC-USD", exchange_symbol="BTC/USD")
+    # Installed without AssetPairs: the precision comes from tick and lot size.
+    sym = Symbol.parse("BTC-USD", exchange_symbol="BTC/USD", tick_size="0.1", lot_size="0.00000001")
     adapter = Kraken(Subscription({"trades": ["BTC-USD"], "ticker": ["BTC-USD"], "candles": ["BTC-USD"],
                                    "bbo": ["BTC-USD"]}), symbols=[sym])
-    adapter._precision["BTC-USD"] = (1, 8)
+    assert adapter._precision["BTC-USD"] == (1, 8)
     msgs = [
         {"channel": "trade", "type": "update", "data": [{"symbol": "BTC/USD", "side": "sell", "price": 45285.2,
                                                          "qty": 0.001, "ord_type": "market", "trade_id": 4665906,

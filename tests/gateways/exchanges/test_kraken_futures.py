@@ -188,6 +188,10 @@ def test_sequence_gap_resyncs_that_product_only(shared_data: Path) -> None:
     assert [(a.conn, orjson.loads(a.payload)) for a in out.actions if isinstance(a, Send)] == [
         ("KRAKEN_FUTURES.0", {"event": "unsubscribe", "feed": "book", "product_ids": ["PI_ETHUSD"]}),
         ("KRAKEN_FUTURES.0", {"event": "subscribe", "feed": "book", "product_ids": ["PI_ETHUSD"]})]
+    # No snapshot within 30 s: the timer resubscribes again (a lost request must not leave it waiting forever).
+    assert adapter.on_timer(3 + 10 * 10**9).actions == []
+    retry = adapter.on_timer(3 + 31 * 10**9).actions
+    assert [orjson.loads(a.payload)["event"] for a in retry] == ["unsubscribe", "subscribe"]
     # LTC keeps publishing while ETH waits for its new snapshot.
     later = msgs[nxt + 1:]
     events = []
@@ -206,6 +210,7 @@ def test_sequence_gap_resyncs_that_product_only(shared_data: Path) -> None:
     assert all(isinstance(e, BBO) for e in out.events[2:])
     for m in later[stop:]:
         adapter.on_message("KRAKEN_FUTURES.0", orjson.dumps(m), 6)
+    assert adapter.on_timer(100 * 10**9).actions == []     # synced again: nothing pending
     # Both books end equal to the capture's truth.
     for name, pid in (("ETH-USD-PERP", "PI_ETHUSD"), ("LTC-USD-PERP", "PI_LTCUSD")):
         b, a, seq = _naive(msgs, pid)

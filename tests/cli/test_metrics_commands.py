@@ -1,0 +1,51 @@
+"""Prometheus endpoint of a process, and the per-process commands' argument errors."""
+
+from __future__ import annotations
+
+import socket
+import urllib.request
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from feedfabric.cli import main
+from feedfabric.metrics import serve_metrics
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_metrics_endpoint_exports_counters() -> None:
+    counters = {"messages": 5, "channel.trades": 3, "feeds": {"x": 1}}
+    port = _free_port()
+    stop = serve_metrics(port, "binance", lambda: counters)
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        counters["messages"] = 9
+        again = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    finally:
+        stop()
+    assert 'feedfabric_up{process="binance"} 1.0' in text
+    assert 'feedfabric_counter_total{name="messages",process="binance"} 5.0' in text
+    assert 'feedfabric_counter_total{name="channel.trades",process="binance"} 3.0' in text
+    assert "feeds" not in text                                     # non-numeric values are skipped
+    assert 'feedfabric_counter_total{name="messages",process="binance"} 9.0' in again
+
+
+def test_process_commands_reject_unknown_names(tmp_path: Path) -> None:
+    topo = tmp_path / "t.yaml"
+    topo.write_text("run_dir: /tmp/ffx\ngateways:\n  a:\n    exchange: BINANCE\n    channels: [trades]\n"
+                    "    symbols: [BTC-USDT]\n")
+    runner = CliRunner()
+    res = runner.invoke(main, ["gateway", "b", "-t", str(topo)])
+    assert res.exit_code == 2 and "no gateway 'b' in the topology (gateways: a)" in res.output
+    res = runner.invoke(main, ["consumer", "a", "-t", str(topo)])
+    assert res.exit_code == 2 and "no consumer 'a'" in res.output
+    res = runner.invoke(main, ["up", str(topo), "--only", "zzz"])
+    assert res.exit_code == 2 and "no process named zzz" in res.output
+    topo.write_text("gateways: {a: {exchange: BINANCE}}\n")
+    res = runner.invoke(main, ["gateway", "a", "-t", str(topo)])
+    assert res.exit_code == 2 and "gateways.a.channels: required field is missing" in res.output
