@@ -169,16 +169,23 @@ def tap(prefix: str, topology: str | None, sources: tuple[str, ...], endpoint: t
 
 @main.command()
 @topology_option
+@click.option("-s", "--source", "sources", multiple=True, help="only these gateways/consumers (repeatable)")
 @click.option("--once", is_flag=True, help="print the table once (after a few heartbeats) and exit")
 @click.option("--interval", type=float, default=1.0, help="refresh period of the live table")
 @click.option("--wait", type=float, default=2.5, help="with --once: how long to listen at most")
-def status(topology: str | None, once: bool, interval: float, wait: float) -> None:
+def status(topology: str | None, sources: tuple[str, ...], once: bool, interval: float, wait: float) -> None:
     """Live table of every process: heartbeat age, event rate, lag, gaps, resyncs, reconnects."""
     from feedfabric.status import status as run_status
 
     topo, _ = _load(topology)
     roles = {n: "gateway" for n in topo.gateways} | {n: f"consumer/{c.kind}" for n, c in topo.consumers.items()}
-    sys.exit(run_status(topo.all_endpoints(), roles, once=once, interval=interval, wait=wait))
+    bad = [s for s in sources if s not in roles]
+    if bad:
+        raise click.UsageError(f"unknown process {', '.join(bad)} (known: {', '.join(roles)})")
+    if sources:
+        roles = {n: r for n, r in roles.items() if n in sources}
+    eps = {n: e for n, e in topo.all_endpoints().items() if n in roles}
+    sys.exit(run_status(eps, roles, once=once, interval=interval, wait=wait))
 
 
 @main.command()

@@ -11,6 +11,7 @@ custom collector read at scrape time, so the hot path pays nothing:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -43,8 +44,12 @@ class CountersCollector(Collector):
 
 
 def serve_metrics(port: int, process: str, read: Callable[[], Mapping[str, Any]],
-                  addr: str = "127.0.0.1") -> Callable[[], None]:
-    """Serve ``/metrics`` on ``addr:port``; returns a function that stops the server."""
+                  addr: str | None = None) -> Callable[[], None]:
+    """Serve ``/metrics`` on ``addr:port``; returns a function that stops the server.
+
+    ``addr`` defaults to ``$FEEDFABRIC_METRICS_ADDR`` or 127.0.0.1 (``0.0.0.0`` in containers).
+    """
+    addr = addr or os.environ.get("FEEDFABRIC_METRICS_ADDR") or "127.0.0.1"
     registry = CollectorRegistry()
     registry.register(CountersCollector(process, read))
     server, thread = start_http_server(port, addr=addr, registry=registry)

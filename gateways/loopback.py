@@ -217,7 +217,7 @@ class Loopback:
         app = web.Application()
         app.router.add_get(self.profile.ws_path, self._ws_handler)
         app.router.add_route("GET", "/{tail:.*}", self._rest_handler)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
@@ -233,7 +233,9 @@ class Loopback:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
         for c in list(self._clients):
-            await c.ws.close()
+            transport = c.request.transport
+            if transport is not None:
+                transport.abort()
         if self._runner is not None:
             await self._runner.cleanup()
 

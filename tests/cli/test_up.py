@@ -115,7 +115,7 @@ def test_up_restart_resync_and_clean_stop(tmp_path: Path, sim_captures: Path, sh
         book = books.book("BINANCE", "BTC-USDT")
         assert book is not None and book.best_bid() is not None and not book.is_crossed()
         # The NBBO consumer resynced too: it quotes Binance again (it left the NBBO when stale).
-        _recv_until(nbbo, lambda m: isinstance(m.event, NBBO) and m.header.publish_timestamp > snap.header.timestamp
+        _recv_until(nbbo, lambda m: isinstance(m.event, NBBO) and m.header.publish_timestamp > snap.header.publish_timestamp
                     and "BINANCE" in (m.event.bid_exchange, m.event.ask_exchange), 30)
         all_pids = [int(p) for p in re.findall(r"\(pid (\d+)\)", up.output())]
 

@@ -140,3 +140,25 @@ def test_kill_9_mid_stream_loses_nothing_acknowledged(tmp_path: Path, bus_endpoi
     first = min(seqs)
     assert set(range(first, first + acked_first)) <= seqs, "an acknowledged row is missing"
     assert not list(root.rglob("*.tmp"))
+
+
+def test_readers_of_docs_storage_md(tmp_path: Path) -> None:
+    """The read-back recipes of docs/storage.md (pyarrow, pandas, DuckDB) work and stay exact."""
+    import duckdb
+    import pyarrow.dataset as ds
+
+    store = ParquetStore(tmp_path, fsync=False)
+    for i, p in enumerate(["30238.80", "30238.81", "0.000000000000000001"], 1):
+        store.write("trades.BINANCE.BTC-USDT.", _hdr(i), Trade("BINANCE", "BTC-USDT", "buy", "0.5", p,
+                                                                receipt_timestamp=1_700_000_000_000_000_000 + i))
+    store.close()
+    root = str(tmp_path)
+    table = ds.dataset(f"{root}/trades", format="parquet").to_table()
+    assert table.column("price").to_pylist() == ["30238.80", "30238.81", "0.000000000000000001"]
+    df = table.to_pandas()
+    from decimal import Decimal
+    assert df["price"].map(Decimal).sum() == Decimal("60477.610000000000000001")
+    rows = duckdb.sql(f"""
+        SELECT symbol, CAST(price AS DECIMAL(38, 18)) AS price, receipt_timestamp
+        FROM read_parquet('{root}/trades/*/*/*/*.parquet') ORDER BY seq""").fetchall()
+    assert rows[2][1] == Decimal("0.000000000000000001") and rows[0][0] == "BTC-USDT"

@@ -20,7 +20,7 @@
  * Messages made locally (Gap, Reset, Status) carry sequence number 0.
  */
 
-const { decode, topicOf, topicPart, WireError } = require('./codec')
+const { decode, topicOf, topicPart, unpack, WireError } = require('./codec')
 const { OrderBook } = require('./book')
 
 const HEARTBEAT_PREFIX = 'heartbeat.'
@@ -455,7 +455,6 @@ class BookKeeper {
 
 /** Decode one snapshot-service reply: {type:'item', requestId, topic, header, event} or {type:'end', ...}. */
 function decodeReply (frames) {
-  const { unpack } = require('./codec')
   if (frames.length === 4) {
     const m = decode(frames.slice(1))
     return { type: 'item', requestId: Buffer.from(frames[0]).toString('latin1'), ...m }

@@ -110,7 +110,7 @@ class Subscriber {
     try {
       for await (const frames of this._sub) this._deliver(this.core.onSub(frames, monotonic()))
     } catch (err) {
-      if (!this._closed) throw err
+      if (!this._closed) this._fatal(err)
     }
   }
 
@@ -118,8 +118,16 @@ class Subscriber {
     try {
       for await (const frames of sock) this._deliver(this.core.onSnapshot(i, frames, monotonic()))
     } catch (err) {
-      if (!this._closed) throw err
+      if (!this._closed) this._fatal(err)
     }
+  }
+
+  // A socket failed (not a bad message: those are counted by the core). Nothing more
+  // can arrive, so say why and end the stream rather than hang.
+  _fatal (err) {
+    this.core.log(`socket failed, closing the subscriber: ${err.message}`)
+    this.error = err
+    this.close()
   }
 
   /** The next message, or null after `timeout` seconds (undefined: wait forever). */

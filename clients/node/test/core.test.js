@@ -1,0 +1,80 @@
+'use strict'
+/**
+ * The sans-I/O subscriber core on hand-made frames: late join through the snapshot service,
+ * a sequence gap and its recovery, duplicates, junk and a publisher restart.
+ */
+
+const test = require('node:test')
+const assert = require('node:assert')
+const { encode } = require('@msgpack/msgpack')
+const { SubscriberCore, BookKeeper } = require('../lib/core')
+
+const TOPIC = 'book.EX.A-B.'
+const pack = (v) => Buffer.from(encode(v, { useBigInt64: true }))
+
+function frames (seq, kind, bids, epoch = 10n) {
+  const body = { kind, exchange: 'EX', symbol: 'A-B', bids, asks: [['101', '1']], sequence: null, checksum: null, exchange_symbol: null }
+  return [Buffer.from(TOPIC), pack([1, 'gw', epoch, BigInt(seq), null, 5n, 6n]), pack(body)]
+}
+
+const end = (rid, count, epoch = 10n) => [Buffer.from(rid), Buffer.from('END'), pack([1, 'gw', epoch, count])]
+const takeRequest = (core) => {
+  const [ep, [kind, prefix, rid]] = core.outbox.shift()
+  return { ep, kind: kind.toString(), prefix: prefix.toString(), rid: rid.toString() }
+}
+const summary = (msgs) => msgs.map((m) => `${m.event.kind}:${m.header.seq}` + (m.event.kind === 'gap' ? `:${m.event.expected}-${m.event.received}` : ''))
+
+test('late join, gap, duplicate, junk and restart', () => {
+  const core = new SubscriberCore(['book.'], [0], { log: null })
+  const books = new BookKeeper()
+  const deliver = (msgs) => { msgs.forEach((m) => books.onDelivered(m)); return summary(msgs) }
+  core.start(0)
+  const hello = takeRequest(core)
+  assert.deepStrictEqual([hello.kind, hello.prefix], ['HELLO', ''])
+  assert.deepStrictEqual(core.onSnapshot(0, end(hello.rid, 0n), 0), [])
+
+  // Late join: deltas 5..7 are buffered until the snapshot (seq 6) arrives.
+  assert.deepStrictEqual(deliver(core.onSub(frames(5, 'book_delta', [['99', '1']]), 0)), [])
+  const req = takeRequest(core)
+  assert.deepStrictEqual([req.kind, req.prefix], ['SNAPSHOT', 'book.'])
+  core.onSub(frames(6, 'book_delta', [['98', '1']]), 0)
+  core.onSub(frames(7, 'book_delta', [['97', '2.50']]), 0)
+  assert.strictEqual(core.outbox.length, 0, 'one request covers the topic')
+  const item = [Buffer.from(req.rid), ...frames(6, 'book_snapshot', [['100', '1'], ['98', '1']])]
+  assert.deepStrictEqual(core.onSnapshot(0, item, 0), [])
+  assert.deepStrictEqual(deliver(core.onSnapshot(0, end(req.rid, 1n), 0)), ['book_snapshot:6', 'book_delta:7'])
+  assert.deepStrictEqual(books.book('EX', 'A-B').snapshot().bids, [['100', '1'], ['98', '1'], ['97', '2.50']])
+
+  // A gap: reported, the book dropped and asked for again; then Reset + fresh snapshot.
+  assert.deepStrictEqual(deliver(core.onSub(frames(9, 'book_delta', [['96', '1']]), 0)), ['gap:0:8-9'])
+  assert.strictEqual(books.book('EX', 'A-B'), null)
+  const again = takeRequest(core)
+  assert.strictEqual(again.prefix, TOPIC)
+  core.onSnapshot(0, [Buffer.from(again.rid), ...frames(9, 'book_snapshot', [['95', '3']])], 0)
+  assert.deepStrictEqual(deliver(core.onSnapshot(0, end(again.rid, 1n), 0)), ['reset:0', 'book_snapshot:9'])
+  assert.deepStrictEqual(books.book('EX', 'A-B').snapshot().bids, [['95', '3']])
+
+  // Duplicates and junk are counted and skipped.
+  assert.deepStrictEqual(core.onSub(frames(9, 'book_delta', [['1', '1']]), 0), [])
+  assert.deepStrictEqual(core.onSub([Buffer.from(TOPIC), Buffer.from([0xc1]), Buffer.from([0x80])], 0), [])
+  assert.strictEqual(core.counters.duplicates, 1)
+  assert.strictEqual(core.counters.junk, 1)
+
+  // The publisher restarts: the live book is reported lost; seq 1 needs no snapshot.
+  assert.deepStrictEqual(deliver(core.onSub(frames(1, 'book_delta', [['90', '1']], 11n), 1)),
+    ['gap:0:null-null', 'reset:0', 'book_delta:1'])
+  assert.strictEqual(core.counters.epochs, 1)
+})
+
+test('a silent gateway becomes stale and a request times out into a retry', () => {
+  const core = new SubscriberCore(['book.'], [0], { heartbeatTimeout: 3, requestTimeout: 2, log: null })
+  core.start(0)
+  const hello = takeRequest(core)
+  assert.deepStrictEqual(core.tick(2.5), [])
+  const retry = takeRequest(core)
+  assert.notStrictEqual(retry.rid, hello.rid)
+  assert.strictEqual(core.counters.snapshot_timeouts, 1)
+  core.onSnapshot(0, end(retry.rid, 0n), 2.5)
+  const out = core.tick(6)
+  assert.deepStrictEqual(out.map((m) => [m.topic, m.event.state]), [['status.gw.gateway.', 'stale']])
+})
