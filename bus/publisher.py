@@ -1,8 +1,9 @@
 """The publisher: a gateway's PUB socket, per-topic sequencing, heartbeats and its snapshot service.
 
-Every message gets the gateway id, the epoch (``time.time_ns()`` at :meth:`Publisher.start`)
-and a per-topic sequence number that grows by exactly 1 per topic per epoch, starting at 1.
-Sends never block: a PUB socket drops messages for a subscriber whose high-water mark is
+The socket is an XPUB (the same as PUB for subscribers) so that each new subscription is
+greeted with a heartbeat at once. Every message gets the gateway id, the epoch
+(``time.time_ns()`` at :meth:`Publisher.start`) and a per-topic sequence number that grows
+by exactly 1 per topic per epoch, starting at 1. Sends never block: a PUB socket drops messages for a subscriber whose high-water mark is
 reached (libzmq does this silently, per subscriber), and the subscriber sees the drop as a
 sequence gap and recovers from the snapshot service. If libzmq ever reports ``EAGAIN`` we
 count it in ``dropped``.
@@ -35,6 +36,7 @@ from cryptofeed_types.events import Event, Heartbeat, Status
 
 _SNDMORE_NB = zmq.SNDMORE | zmq.NOBLOCK
 _NB = zmq.NOBLOCK
+_SUBSCRIPTION_CHECK = 0.05  # seconds between looks at new subscriptions
 
 
 class Publisher:
@@ -102,7 +104,12 @@ class Publisher:
                                                self.bound_snapshot_endpoint)
 
     def _bind(self) -> None:
-        self._pub = pub = self._ctx.socket(zmq.PUB)
+        # XPUB rather than PUB: identical for subscribers, but it tells us when one subscribes,
+        # so we greet it with a heartbeat at once (a subscriber joins on its first message
+        # from us, which would otherwise take up to a heartbeat interval).
+        self._pub = pub = self._ctx.socket(zmq.XPUB)
+        pub.setsockopt(zmq.XPUB_VERBOSE, 1)
+        pub.rcvhwm = 10_000
         pub.sndhwm = self.sndhwm
         pub.linger = self.linger_ms
         if self.curve is not None:
@@ -238,18 +245,40 @@ class Publisher:
         next_hb = time.monotonic()
         while not self._stop.is_set():
             now = time.monotonic()
-            if now >= next_hb:
+            greet = self._new_subscribers()
+            if now >= next_hb or greet:
                 try:
                     self.heartbeat()
                 except Exception as exc:  # a heartbeat failure must not stop the service
                     self.counters["errors"] += 1
                     log.error("heartbeat failed: {}", exc)
-                next_hb = now + self.heartbeat_interval
-            events = dict(poller.poll(max(0.0, next_hb - time.monotonic()) * 1000))
+                if now >= next_hb:
+                    next_hb = now + self.heartbeat_interval
+            # The XPUB is shared with publishing threads, so it is never polled here (that
+            # would need the lock while blocking); subscriptions are collected every 50 ms.
+            timeout = min(max(0.0, next_hb - time.monotonic()), _SUBSCRIPTION_CHECK)
+            events = dict(poller.poll(timeout * 1000))
             if self._stop.is_set():
                 break
             if self._router is not None and events.get(self._router):
                 self._answer(log)
+
+    def _new_subscribers(self) -> bool:
+        """Drain the XPUB's subscription messages; True if anyone subscribed."""
+        subscribed = False
+        with self._lock:
+            pub = self._pub
+            if pub is None:
+                return False
+            while True:
+                try:
+                    msg = pub.recv(zmq.NOBLOCK)
+                except zmq.Again:
+                    return subscribed
+                except zmq.ZMQError:
+                    return subscribed
+                if msg[:1] == b"\x01":
+                    subscribed = True
 
     def _answer(self, log) -> None:
         router = self._router

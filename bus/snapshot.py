@@ -109,27 +109,35 @@ class StateStore:
         elif cls.SCALAR:
             self.last[topic] = (event, seq)
 
+    def topics(self, prefix: str) -> list[str]:
+        """Every topic with state under ``prefix``."""
+        return [t for d in (self.books, self.l3, self.last) for t in d if t.startswith(prefix)]
+
+    def item(self, topic: str) -> tuple[str, int, int | None, int, dict] | None:
+        """``(topic, seq, timestamp, receipt_timestamp, body)`` of one topic's state, or None."""
+        st = self.books.get(topic)
+        if st is not None:
+            bids, asks = st.book.snapshot()
+            ev = st.last
+            return (topic, st.seq, ev.timestamp, ev.receipt_timestamp, {
+                "kind": "book_snapshot", "exchange": ev.exchange, "symbol": ev.symbol,
+                "bids": bids, "asks": asks, "sequence": st.book.sequence, "checksum": None,
+                "exchange_symbol": ev.exchange_symbol})
+        st3 = self.l3.get(topic)
+        if st3 is not None:
+            return (topic, st3.seq, st3.timestamp, st3.receipt_timestamp, {
+                "kind": "l3_snapshot", "exchange": st3.exchange, "symbol": st3.symbol,
+                "orders": list(st3.orders.values()), "sequence": st3.sequence,
+                "exchange_symbol": st3.exchange_symbol})
+        last = self.last.get(topic)
+        if last is not None:
+            event, seq = last
+            return (topic, seq, event.timestamp, event.receipt_timestamp, event.wire_body())
+        return None
+
     def collect(self, prefix: str) -> list[tuple[str, int, int | None, int, dict]]:
-        """``(topic, seq, timestamp, receipt_timestamp, body)`` for every topic under ``prefix``."""
-        out: list[tuple[str, int, int | None, int, dict]] = []
-        for topic, st in self.books.items():
-            if topic.startswith(prefix):
-                bids, asks = st.book.snapshot()
-                ev = st.last
-                out.append((topic, st.seq, ev.timestamp, ev.receipt_timestamp, {
-                    "kind": "book_snapshot", "exchange": ev.exchange, "symbol": ev.symbol,
-                    "bids": bids, "asks": asks, "sequence": st.book.sequence, "checksum": None,
-                    "exchange_symbol": ev.exchange_symbol}))
-        for topic, st3 in self.l3.items():
-            if topic.startswith(prefix):
-                out.append((topic, st3.seq, st3.timestamp, st3.receipt_timestamp, {
-                    "kind": "l3_snapshot", "exchange": st3.exchange, "symbol": st3.symbol,
-                    "orders": list(st3.orders.values()), "sequence": st3.sequence,
-                    "exchange_symbol": st3.exchange_symbol}))
-        for topic, (event, seq) in self.last.items():
-            if topic.startswith(prefix):
-                out.append((topic, seq, event.timestamp, event.receipt_timestamp, event.wire_body()))
-        return out
+        """:meth:`item` for every topic under ``prefix``."""
+        return [x for x in map(self.item, self.topics(prefix)) if x is not None]
 
 
 class Request(NamedTuple):
@@ -167,15 +175,21 @@ def serve(request: Request, store: StateStore, lock: threading.Lock, gateway: st
           epoch: int) -> list[list[bytes]]:
     """The reply messages (frames without the ROUTER identity) to one request.
 
-    Only the copy of the state happens under ``lock``; encoding happens outside it so
-    that publishing is held up for as short a time as possible.
+    Only the copy of each topic's state happens under ``lock`` (one topic at a time);
+    encoding happens outside it, so publishing is held up as briefly as possible.
     """
     rid = request.request_id
-    if request.kind == HELLO:
-        items = []
-    else:
+    items = []
+    if request.kind != HELLO:
         with lock:
-            items = store.collect(request.prefix)
+            topics = store.topics(request.prefix)
+        # One topic per lock hold: a reply of many large books never stalls publishing for
+        # long, and each item is still one consistent (state, seq) pair.
+        for topic in topics:
+            with lock:
+                item = store.item(topic)
+            if item is not None:
+                items.append(item)
     now = time.time_ns()
     replies: list[list[bytes]] = []
     with _pack_lock:

@@ -28,7 +28,6 @@ from bus.publisher import Publisher
 from bus.subscriber import Message, Subscriber
 from cryptofeed_types.events import Event
 
-Sources = "str | GatewayEndpoint | Sequence[str | GatewayEndpoint]"
 
 
 class Consumer:

@@ -201,6 +201,10 @@ class NBBOConsumer(Consumer):
     """The nbbo process: bbo + control topics of many gateways in, ``nbbo.<SYMBOL>.`` out."""
 
     default_prefixes = ("bbo.", "status.", "gap.", "reset.")
+    # Not for books (none subscribed): the snapshot service also serves each gateway's last
+    # bbo values, so a (re)started NBBO process is complete at once instead of waiting for
+    # every symbol's top of book to move.
+    books = True
 
     def __init__(self, name: str, sources: Any, prefixes: Sequence[str] | None = None, *,
                  quote_equivalence: Mapping[str, str] | None = None, **kwargs: Any) -> None:

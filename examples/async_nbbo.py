@@ -12,7 +12,7 @@ from consumers.user import AsyncFeed
 
 
 async def main(source: str) -> None:
-    async with AsyncFeed(source, ["nbbo."], books=False) as feed:
+    async with AsyncFeed(source, ["nbbo."]) as feed:
         async for n in feed.events():
             print(f"{n.symbol}: {n.bid_str} ({n.bid_exchange}) / {n.ask_str} ({n.ask_exchange})")
 

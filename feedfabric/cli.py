@@ -83,7 +83,11 @@ def up(file: str | None, only: tuple[str, ...]) -> None:
         sup = Supervisor(topo, path, only=only or None)
     except KeyError as exc:
         raise click.UsageError(str(exc.args[0])) from None
-    sys.exit(sup.run())
+    try:
+        sys.exit(sup.run())
+    except RuntimeError as exc:
+        click.echo(f"feedfabric up: {exc}", err=True)
+        sys.exit(1)
 
 
 def _process_logging(topo, name: str) -> None:

@@ -16,7 +16,7 @@ What it does:
 
 from __future__ import annotations
 
-import os
+import re
 import shutil
 import tempfile
 import time
@@ -31,6 +31,7 @@ from cryptofeed_types.events import NBBO, Heartbeat
 
 SAMPLE_DATA = Path(__file__).resolve().parent.parent / "sample_data"
 CAPTURES = ("binance", "coinbase", "kraken")
+_DEMO_VAR = re.compile(r"\$\{(FEEDFABRIC_DEMO_[A-Z]+)(?::-([^}]*))?\}")
 
 
 def demo_yaml() -> str:
@@ -69,20 +70,23 @@ def run_demo(data_dir: Path | None = None, *, timeout: float = 60.0, regenerate:
     work = Path(data_dir).absolute() if data_dir else Path(tempfile.mkdtemp(prefix="feedfabric-demo-"))
     work.mkdir(parents=True, exist_ok=True)
     # ipc socket paths must stay short (unix socket limit), so the run dir is its own temp dir.
-    run_dir = Path(tempfile.mkdtemp(prefix="ffdemo-"))
+    run_dir = work / "run"
+    if len(str(run_dir)) > 80:
+        run_dir = Path(tempfile.mkdtemp(prefix="ffdemo-"))
     caps = captures_dir(work, regenerate)
     env = {"FEEDFABRIC_DEMO_DIR": str(work), "FEEDFABRIC_DEMO_RUN": str(run_dir),
            "FEEDFABRIC_DEMO_CAPTURES": str(caps), "FEEDFABRIC_DEMO_PACE": str(pace)}
+    # A self-contained copy (demo variables filled in): the user can run it again with `up`.
     topo_file = work / "demo-topology.yaml"
-    topo_file.write_text(demo_yaml())
+    topo_file.write_text(_DEMO_VAR.sub(lambda m: env.get(m.group(1), m.group(2) or ""), demo_yaml()))
     try:
-        topo = parse_topology(topo_file.read_text(), source=str(topo_file), env={**os.environ, **env})
+        topo = parse_topology(topo_file.read_text(), source=str(topo_file))
     except TopologyError as exc:
         echo(str(exc), err=True)
         return 2
     echo(f"feedfabric demo — offline: {len(topo.gateways)} replaying gateways -> NBBO -> Parquet\n"
          f"  work dir  {work}\n  topology  {topo_file} (the embedded demo.yaml)\n  captures  {caps}\n")
-    sup = Supervisor(topo, topo_file, extra_env=env)
+    sup = Supervisor(topo, topo_file)
     nbbo_count = 0
     shown = 0
     finished: set[str] = set()
@@ -117,7 +121,8 @@ def run_demo(data_dir: Path | None = None, *, timeout: float = 60.0, regenerate:
         sup.say("interrupted", "demo")
     finally:
         sup.stop()
-        shutil.rmtree(run_dir, ignore_errors=True)
+        if run_dir.name.startswith("ffdemo-"):
+            shutil.rmtree(run_dir, ignore_errors=True)
     data = work / "data"
     files, rows = _parquet_summary(data) if data.exists() else ([], {})
     echo("")
@@ -132,9 +137,9 @@ What to look at:
   python -c "import pyarrow.parquet as pq; print(pq.read_table('{example}').to_pandas().head())"
   python -c "import duckdb; print(duckdb.sql(\\"select exchange, symbol, count(*) from read_parquet('{data}/trades/**/*.parquet', hive_partitioning=false) group by all\\"))"
   less {work / 'logs'}/nbbo.log            # one log per process (also binance.log, storage.log, ...)
-  feedfabric up {topo_file}                # run it yourself (set the FEEDFABRIC_DEMO_* variables first),
-  feedfabric tap nbbo. -t {topo_file}      #   then watch NBBO updates live from another terminal,
-  feedfabric status -t {topo_file}         #   or the health table of every process.
+  feedfabric up {topo_file}      # run the same fabric yourself; in another terminal:
+  feedfabric tap nbbo. -t {topo_file}      #   NBBO updates live (tap trades. / book.BINANCE. ...)
+  feedfabric status -t {topo_file}         #   the health table of every process
   docs/topology.md explains the topology file; topology.yaml is the live (network) one.""")
     ok = bool(files) and nbbo_count > 0
     if not ok:

@@ -2,14 +2,17 @@
 
 This module maps a topology entry onto the code that does the work:
 
-- a gateway goes to the gateway engineer's process (``gateways.process``), live or, with
-  ``replay: {path, pace}``, from a capture;
-- a consumer goes to the class of its ``kind`` (``consumers.nbbo.NBBOConsumer``,
-  ``consumers.storage...``, ``consumers.aggregations...``), constructed with the sources'
-  endpoints, its prefixes, its own PUB endpoint and its ``options`` as keyword arguments.
+- a live gateway runs ``gateways.process.Gateway`` (adapter + asyncio driver) with a bus
+  Publisher made here (so CURVE from the topology applies to tcp endpoints);
+- a replaying gateway (``replay: {path, pace, loop, start_delay}``) runs
+  ``gateways.replay.Replayer`` on the capture, publishing through a Publisher; when the
+  capture ends it keeps heartbeating and serving its books until stopped;
+- a consumer is the class of its ``kind`` (:data:`CONSUMER_CLASSES`), constructed with the
+  sources' endpoints, its prefixes, its own PUB endpoint and its ``options`` as keyword
+  arguments (storage kinds: ``options`` configure the store).
 
-Both get logging (feedfabric.logs), an optional Prometheus endpoint (feedfabric.metrics)
-and a clean stop on SIGINT/SIGTERM.
+Each gets an optional Prometheus endpoint (feedfabric.metrics) and stops cleanly on
+SIGINT/SIGTERM. Logging is set up by the CLI (feedfabric.logs).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from loguru import logger
 from bus.security import ensure_private_dir
 from bus.topology import ConsumerConfig, GatewayConfig, Topology
 
-# kind -> candidate "module:Class" targets (first importable wins; modules land independently).
+# kind -> "module:Class" candidates, imported on use (first importable wins).
 CONSUMER_CLASSES: dict[str, tuple[str, ...]] = {
     "nbbo": ("consumers.nbbo:NBBOConsumer",),
     "parquet": ("consumers.storage.consumer:StorageConsumer",),

@@ -21,6 +21,7 @@ supervisor leaves no orphan behind.
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import os
 import signal
 import subprocess
@@ -86,6 +87,7 @@ class Supervisor:
         self.cfg = topology.supervisor
         self._stop = threading.Event()
         self._print_lock = threading.Lock()
+        self._lock_fd: int | None = None
         names = [*topology.consumers, *topology.gateways]
         unknown = [n for n in (only or ()) if n not in names]
         if unknown:
@@ -132,9 +134,26 @@ class Supervisor:
         child.reader.start()
         self.say(f"started {child.role} {child.name} (pid {proc.pid})")
 
+    def _lock(self) -> None:
+        """Refuse to run twice on one run directory (a second bind would steal the ipc sockets)."""
+        if self._lock_fd is not None:
+            return
+        path = self.topology.run_dir / ".supervisor.lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            other = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise RuntimeError(f"another `feedfabric up` (pid {other}) is running on {self.topology.run_dir}") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._lock_fd = fd
+
     def start(self, names: Sequence[str] | None = None) -> None:
         """Start the processes ``names`` (default: all not yet running)."""
         ensure_private_dir(self.topology.run_dir)
+        self._lock()
         self.topology.log_dir.mkdir(parents=True, exist_ok=True)
         for child in self.children.values():
             if (names is None or child.name in names) and child.proc is None:
@@ -211,6 +230,8 @@ class Supervisor:
                 code = child.proc.returncode
                 self.say(f"stopped {child.name} (pid {child.pid}, exit {code})")
                 child.proc = None
+        if self._lock_fd is None:
+            return  # never started (e.g. another supervisor owns the run directory): touch nothing
         removed = 0
         for path in self.topology.ipc_paths():
             try:
@@ -220,4 +241,7 @@ class Supervisor:
                 pass
             except OSError as exc:
                 logger.warning("cannot remove {}: {}", path, exc)
+        (self.topology.run_dir / ".supervisor.lock").unlink(missing_ok=True)
+        os.close(self._lock_fd)
+        self._lock_fd = None
         self.say(f"all processes stopped; {removed} leftover ipc socket(s) removed")

@@ -110,6 +110,7 @@ struct ff_subscriber {
     unsigned long next_rid;
     msgq out;
     kept_book *kept;
+    zmq_pollitem_t *items; /* SUB, then each DEALER */
 };
 
 static double monotonic(void) {
@@ -732,6 +733,14 @@ ff_subscriber *ff_subscriber_new(const ff_endpoint *eps, size_t neps, const char
         }
         s->dealers[s->ndealers++] = d;
     }
+    s->items = calloc(s->ndealers + 1, sizeof *s->items);
+    if (!s->items) abort();
+    s->items[0].socket = s->sub;
+    s->items[0].events = ZMQ_POLLIN;
+    for (size_t i = 0; i < s->ndealers; i++) {
+        s->items[i + 1].socket = s->dealers[i];
+        s->items[i + 1].events = ZMQ_POLLIN;
+    }
     double now = monotonic();
     if (s->books)
         for (size_t i = 0; i < s->ndealers; i++) send_request(s, (int)i, NULL, 1, "", now);
@@ -781,14 +790,7 @@ static void pump(ff_subscriber *s, const zmq_pollitem_t *items) {
 
 ff_msg *ff_subscriber_recv(ff_subscriber *s, int timeout_ms) {
     double deadline = timeout_ms >= 0 ? monotonic() + timeout_ms / 1000.0 : 0;
-    zmq_pollitem_t *items = calloc(s->ndealers + 1, sizeof *items);
-    if (!items) abort();
-    items[0].socket = s->sub;
-    items[0].events = ZMQ_POLLIN;
-    for (size_t i = 0; i < s->ndealers; i++) {
-        items[i + 1].socket = s->dealers[i];
-        items[i + 1].events = ZMQ_POLLIN;
-    }
+    zmq_pollitem_t *items = s->items;
     ff_msg *m = NULL;
     for (;;) {
         if ((m = q_pop(&s->out))) break;
@@ -803,7 +805,6 @@ ff_msg *ff_subscriber_recv(ff_subscriber *s, int timeout_ms) {
         if ((m = q_pop(&s->out))) break;
         if (timeout_ms >= 0 && monotonic() >= deadline) break;
     }
-    free(items);
     if (m) {
         s->counters[FFC_DELIVERED]++;
         if (s->books) on_delivered(s, m);
@@ -924,5 +925,6 @@ void ff_subscriber_close(ff_subscriber *s) {
     for (size_t i = 0; i < s->nprefixes; i++) free(s->prefixes[i]);
     free(s->prefixes);
     free(s->dealers);
+    free(s->items);
     free(s);
 }

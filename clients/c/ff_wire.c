@@ -115,7 +115,7 @@ static int utf8_valid(const unsigned char *s, size_t n) {
 }
 
 /* What Python's msgpack.unpackb(raw=False, strict_map_key=True) accepts: UTF-8 strs,
- * map keys str or bin, no ext types. */
+ * map keys str (bin keys, which it would take, never occur), no ext types. */
 static int obj_acceptable(const msgpack_object *o, int depth) {
     if (depth > 64) return 0;
     switch (o->type) {
@@ -130,7 +130,7 @@ static int obj_acceptable(const msgpack_object *o, int depth) {
     case MSGPACK_OBJECT_MAP:
         for (uint32_t i = 0; i < o->via.map.size; i++) {
             const msgpack_object *k = &o->via.map.ptr[i].key;
-            if (k->type != MSGPACK_OBJECT_STR && k->type != MSGPACK_OBJECT_BIN) return 0;
+            if (k->type != MSGPACK_OBJECT_STR) return 0;
             if (!obj_acceptable(k, depth + 1) || !obj_acceptable(&o->via.map.ptr[i].val, depth + 1)) return 0;
         }
         return 1;
@@ -139,8 +139,78 @@ static int obj_acceptable(const msgpack_object *o, int depth) {
     }
 }
 
+static uint64_t be(const unsigned char *p, int n) {
+    uint64_t v = 0;
+    for (int i = 0; i < n; i++) v = (v << 8) | p[i];
+    return v;
+}
+
+/* msgpack-c allocates a container's elements from its declared count before reading them:
+ * a 5-byte "array of 2^32 items" would ask for ~100 GB. Walk the encoding first and refuse
+ * any count that the remaining bytes cannot hold (every item takes at least one byte), so
+ * memory stays proportional to the frame size. */
+static int mp_plausible(const unsigned char *p, size_t n) {
+    size_t i = 0;
+    uint64_t pending = 1;
+    while (pending) {
+        if (i >= n) return 0;
+        pending--;
+        unsigned c = p[i++];
+        uint64_t len = 0, items = 0;
+        int hdr = 0;
+        if (c <= 0x7f || c >= 0xe0) {
+        } else if (c <= 0x8f) {
+            items = 2 * (uint64_t)(c & 0x0f);
+        } else if (c <= 0x9f) {
+            items = c & 0x0f;
+        } else if (c <= 0xbf) {
+            len = c & 0x1f;
+        } else {
+            switch (c) {
+            case 0xc0: case 0xc2: case 0xc3: break;
+            case 0xc4: case 0xd9: hdr = 1; break;
+            case 0xc5: case 0xda: hdr = 2; break;
+            case 0xc6: case 0xdb: hdr = 4; break;
+            case 0xc7: hdr = 1; len = 1; break;
+            case 0xc8: hdr = 2; len = 1; break;
+            case 0xc9: hdr = 4; len = 1; break;
+            case 0xca: len = 4; break;
+            case 0xcb: len = 8; break;
+            case 0xcc: case 0xd0: len = 1; break;
+            case 0xcd: case 0xd1: len = 2; break;
+            case 0xce: case 0xd2: len = 4; break;
+            case 0xcf: case 0xd3: len = 8; break;
+            case 0xd4: len = 2; break;
+            case 0xd5: len = 3; break;
+            case 0xd6: len = 5; break;
+            case 0xd7: len = 9; break;
+            case 0xd8: len = 17; break;
+            case 0xdc: case 0xdd: case 0xde: case 0xdf: {
+                int w = (c == 0xdc || c == 0xde) ? 2 : 4;
+                if ((size_t)w > n - i) return 0;
+                items = be(p + i, w) * ((c >= 0xde) ? 2 : 1);
+                i += (size_t)w;
+                break;
+            }
+            default: return 0; /* 0xc1: never used */
+            }
+        }
+        if (hdr) {
+            if ((size_t)hdr > n - i) return 0;
+            len += be(p + i, hdr);
+            i += (size_t)hdr;
+        }
+        if (len > n - i) return 0;
+        i += (size_t)len;
+        pending += items;
+        if (pending > n - i) return 0;
+    }
+    return 1;
+}
+
 static int unpack_all(msgpack_unpacked *u, const char *data, size_t len) {
     size_t off = 0;
+    if (!mp_plausible((const unsigned char *)data, len)) return 0;
     if (msgpack_unpack_next(u, data, len, &off) != MSGPACK_UNPACK_SUCCESS || off != len) return 0;
     return obj_acceptable(&u->data, 0);
 }

@@ -16,8 +16,10 @@ _REGISTRY: dict[str, str] = {
     "BINANCE_FUTURES": "gateways.exchanges.binance:BinanceFutures",
     "BINANCE_DELIVERY": "gateways.exchanges.binance:BinanceDelivery",
     # --- other exchanges: one line each, keep sorted by name below this comment
+    "BITMEX": "gateways.exchanges.bitmex:BitMEX",
     "BYBIT": "gateways.exchanges.bybit:BybitAdapter",
     "COINBASE": "gateways.exchanges.coinbase:Coinbase",
+    "DERIBIT": "gateways.exchanges.deribit:Deribit",
     "KRAKEN": "gateways.exchanges.kraken:Kraken",
     "KRAKEN_FUTURES": "gateways.exchanges.kraken_futures:KrakenFutures",
     "OKX": "gateways.exchanges.okx:OKXAdapter",

@@ -158,3 +158,28 @@ def test_bind_failure_is_a_clear_error(bus_endpoint, publisher_factory):
     with pytest.raises(zmq.ZMQError, match="in use"):
         second.start()
     second.close()
+
+
+def test_publish_from_several_threads_keeps_per_topic_seq_exact(bus_endpoint, publisher_factory, dealer):
+    import threading
+
+    ep = bus_endpoint("p6")
+    pub = publisher_factory("p6", ep, heartbeat_interval=0.01)  # the service thread is busy too
+    d = dealer(ep.snapshot)
+    got: list[list[int]] = [[], []]
+
+    def run(i: int) -> None:
+        for k in range(2000):
+            got[i].append(pub.publish(L2Delta("EX", "BTC-USDT", [(str(100 + k % 7), str(i + 1))], [],
+                                              receipt_timestamp=1)))
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in (0, 1)]
+    for t in threads:
+        t.start()
+    replies = [_request(d, snapshot.SNAPSHOT, "book.", b"%d" % n) for n in range(5)]  # served meanwhile
+    for t in threads:
+        t.join()
+    assert sorted(got[0] + got[1]) == list(range(1, 4001))
+    for r in replies:
+        assert snapshot.decode_reply(r[-1]).count in (0, 1)
+    assert pub.seq("book.EX.BTC-USDT.") == 4000 and pub.state("book.")[0][1] == 4000

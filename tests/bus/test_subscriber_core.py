@@ -174,3 +174,13 @@ def test_snapshot_request_times_out_and_is_resent():
     (_, again), = core.outbox
     assert again[0] == snapshot.HELLO and again[2] != first[2]
     assert core.counters["snapshot_timeouts"] == 1
+
+
+def test_books_false_is_a_plain_sequenced_stream():
+    core = Core([""], [0], books=False)
+    core.start(0.0)
+    assert core.outbox == []  # no snapshot service traffic at all
+    out = core.on_sub(frames(delta("99"), 40), 0.0)
+    assert kinds(out) == ["L2Delta"]  # delivered at once, no book, no buffering
+    out = core.on_sub(frames(delta("98"), 42), 0.0)
+    assert kinds(out) == ["Gap", "L2Delta"] and core.outbox == []

@@ -6,6 +6,7 @@ import socket
 import urllib.request
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from feedfabric.cli import main
@@ -49,3 +50,33 @@ def test_process_commands_reject_unknown_names(tmp_path: Path) -> None:
     topo.write_text("gateways: {a: {exchange: BINANCE}}\n")
     res = runner.invoke(main, ["gateway", "a", "-t", str(topo)])
     assert res.exit_code == 2 and "gateways.a.channels: required field is missing" in res.output
+
+
+def test_consumers_built_from_topology(tmp_path: Path, short_run_dir: Path) -> None:
+    from bus.topology import parse_topology
+    from consumers.aggregations.ohlcv import OHLCVConsumer
+    from feedfabric.runner import RunError, build_consumer
+
+    text = f"""
+run_dir: {short_run_dir}
+gateways: {{x: {{exchange: BINANCE, channels: [trades], symbols: [BTC-USDT]}}}}
+consumers:
+  bars: {{kind: ohlcv, options: {{interval: 5s}}}}
+  bad: {{kind: ohlcv, options: {{no_such_option: 1}}}}
+  store: {{kind: parquet, path: {tmp_path}/data, options: {{checkpoint_interval: 3}}}}
+"""
+    topo = parse_topology(text, env={})
+    bars = build_consumer(topo, "bars")
+    try:
+        assert isinstance(bars, OHLCVConsumer) and bars.agg.interval == "5s"
+        assert bars.prefixes == ("trades.",)          # the kind's default prefixes
+        assert bars.publisher is not None and bars.publisher.endpoint == f"ipc://{short_run_dir}/bars.pub"
+    finally:
+        bars.close()
+    store = build_consumer(topo, "store")
+    try:
+        assert store.store.checkpoint_interval == 3 and str(store.store.root) == f"{tmp_path}/data"
+    finally:
+        store.close()
+    with pytest.raises(RunError, match="consumers.bad.options: .*no_such_option"):
+        build_consumer(topo, "bad")

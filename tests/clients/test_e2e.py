@@ -1,7 +1,8 @@
 """Python, Node and C subscribers side by side on one publisher: identical streams and books.
 
-A real :class:`bus.publisher.Publisher` (ipc, snapshot service) is driven by a seeded
-stream of book deltas, trades, tickers and BBOs in phases:
+A real :class:`bus.publisher.Publisher` (ipc, snapshot service) is driven in phases by a
+stream of events: a seeded generator of book deltas, trades, tickers and BBOs, or a real
+Binance futures capture replayed through its gateway adapter (``shared_data``):
 
 1. history published before anyone subscribes (the clients are late joiners and must
    start from the snapshot service);
@@ -16,6 +17,7 @@ that where a heartbeat falls in the stream is part of the script, not of timing.
 waits until all three subscribers have caught up, so a snapshot reply never races live
 traffic and the delivered streams must be equal message for message. Every client prints
 one canonical JSON line per message (docs/clients.md); Python builds the same lines.
+A last test connects the three to two publishers at once.
 """
 
 from __future__ import annotations
@@ -104,7 +106,7 @@ class ClientProcess(Collector):
 class PythonSubscriber(Collector):
     """bus.subscriber.Subscriber in a thread, producing the same canonical lines."""
 
-    def __init__(self, endpoint: GatewayEndpoint, prefixes: list[str]) -> None:
+    def __init__(self, endpoint: GatewayEndpoint | list[GatewayEndpoint], prefixes: list[str]) -> None:
         super().__init__("python")
         self.sub = Subscriber(endpoint, prefixes, heartbeat_timeout=600)
         self.done = threading.Event()
@@ -122,6 +124,11 @@ class PythonSubscriber(Collector):
                       "timestamp": h.timestamp, "receipt_timestamp": h.receipt_timestamp,
                       "event": orjson.loads(orjson.dumps(m.event.wire_body()))})
 
+    def gateway_of(self, book_topic: str) -> str:
+        gws = {x["gateway"] for x in _msgs(self.lines) if x["topic"] == book_topic}
+        assert len(gws) == 1, (book_topic, gws)
+        return gws.pop()
+
     def stop(self, books: list[tuple[str, str]] = ()) -> None:  # type: ignore[override]
         """Stop, then print the books of ``books`` ((exchange, symbol), sorted by topic)."""
         self.done.set()
@@ -130,7 +137,8 @@ class PythonSubscriber(Collector):
             book = self.sub.book(exchange, symbol)
             if book is not None:
                 bids, asks = book.snapshot()
-                self.add({"type": "book", "gateway": GATEWAY, "topic": topic("book", exchange, symbol),
+                self.add({"type": "book", "gateway": self.gateway_of(topic("book", exchange, symbol)),
+                          "topic": topic("book", exchange, symbol),
                           "bids": [list(x) for x in bids], "asks": [list(x) for x in asks]})
         self.add({"type": "end", "counters": dict(self.sub.counters)})
         self.sub.close()
@@ -334,3 +342,58 @@ def test_replayed_capture(node_client: Path, c_client: Path, bus_endpoint: Calla
     assert len(events) > 1000
     first_book = next(i for i, e in enumerate(events) if type(e) is L2Snapshot)
     run_side_by_side(node_client, c_client, bus_endpoint("gw"), events, n_history=max(300, first_book + 50))
+
+
+def test_two_gateways(node_client: Path, c_client: Path, bus_endpoint: Callable[..., GatewayEndpoint]) -> None:
+    """One subscriber, two publishers (each with its snapshot service): HELLO maps endpoints to
+    gateways, each gateway's books join late and stay correct, streams stay identical."""
+    eps = [bus_endpoint("gwa"), bus_endpoint("gwb")]
+    gens = [BookEventGenerator(exchange="EXA", symbols=("BTC-USDT",), seed=1, depth=5),
+            BookEventGenerator(exchange="EXB", symbols=("BTC-USDT", "ETH-USDT"), seed=2, depth=5)]
+    pubs = [Publisher(name, ep.pub, ep.snapshot, heartbeat_interval=3600) for name, ep in zip(("gwa", "gwb"), eps,
+                                                                                                strict=True)]
+    prefixes = ["book.", "trades.", "ticker.", "bbo."]
+    clients: list[Collector] = []
+    try:
+        for pub, gen in zip(pubs, gens, strict=True):
+            pub.start()
+            for ev in gen.initial() + list(gen.events(40)):
+                pub.publish(ev)
+        args = []
+        for ep in eps:
+            args += ["--pub", ep.pub, "--snapshot", ep.snapshot]
+        args += ["--heartbeat-timeout", "600"] + [x for p in prefixes for x in ("--prefix", p)]
+        py = PythonSubscriber(eps, prefixes)
+        clients = [py, ClientProcess("node", ["node", str(node_client / "examples" / "subscribe.js"), *args]),
+                   ClientProcess("c", [str(c_client / "ff_subscribe"), *args])]
+        stateful = {t for pub in pubs for p in prefixes for t, *_ in pub.state(p)}
+        deadline = time.monotonic() + WAIT
+        for c in clients:
+            while not c.holds(_has_topics(stateful)):
+                assert time.monotonic() < deadline, f"{c.name}: late join on two gateways not reached"
+                for pub in pubs:
+                    pub.heartbeat()
+                c.wait(_has_topics(stateful), 0.1)
+        for _ in range(60):
+            for pub, gen in zip(pubs, gens, strict=True):
+                pub.publish(gen.next())
+        last = {t: pub.seq(t) for pub in pubs for t in pub._seqs if t.startswith(tuple(prefixes))}
+        for c in clients:
+            assert c.wait(_caught_up(last), WAIT), f"{c.name}: did not catch up"
+    finally:
+        for c in clients:
+            if isinstance(c, PythonSubscriber):
+                c.stop([("EXA", "BTC-USDT"), ("EXB", "BTC-USDT"), ("EXB", "ETH-USDT")])
+            else:
+                c.stop()
+        for pub in pubs:
+            pub.close()
+    py, node, c = clients
+    want = _by_topic(py.lines)
+    assert {x["gateway"] for xs in want.values() for x in xs} == {"gwa", "gwb"}
+    for other in (node, c):
+        assert _by_topic(other.lines) == want, f"{other.name} differs from Python"
+        assert _end(other.lines)["gaps"] == 0
+    books = _books(py.lines)
+    assert len(books) == 3
+    assert _books(node.lines) == books and _books(c.lines) == books

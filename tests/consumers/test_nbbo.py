@@ -205,6 +205,10 @@ def test_nbbo_process_over_the_bus(bus_endpoint, publisher_factory) -> None:
         pa.close()
         wait_for(lambda: latest["BTC-USDT"].bid_exchange == "BBB")
         assert _view(latest["BTC-USDT"])[:3] == (Decimal(100), Decimal(2), "BBB")
+        # A late joiner gets the current NBBO from the consumer's snapshot service at once.
+        with Subscriber(ep_n, ["nbbo."]) as late:
+            msg = late.recv(10)
+            assert msg is not None and _view(msg.event) == _view(latest["BTC-USDT"])
     finally:
         consumer.stop()
         thread.join(10)

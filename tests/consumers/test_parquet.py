@@ -9,11 +9,12 @@ import sys
 import time
 from pathlib import Path
 
+import orjson
 import pyarrow.parquet as pq
 import pytest
 
 from bus.codec import WIRE_VERSION, Header
-from consumers.storage.parquet import ParquetStore, read_events
+from consumers.storage.parquet import WAL, ParquetStore, read_events
 from cryptofeed_types.book import OrderBook
 from cryptofeed_types.events import L2Delta, L2Snapshot, Trade
 from feedfabric.testing.types import sample_events
@@ -102,7 +103,7 @@ def test_kill_9_mid_stream_loses_nothing_acknowledged(tmp_path: Path, bus_endpoi
     pub = publisher_factory("src", src, heartbeat_interval=0.1)
     cmd = [sys.executable, "-m", "consumers.storage.consumer", "--name", "store", "--root", str(root),
            "--source", f"{src.pub},{src.snapshot}", "--prefix", "trades.", "--publish", own.pub,
-           "--heartbeat-interval", "0.1", "--checkpoint-interval", "0.3"]
+           "--heartbeat-interval", "0.1", "--checkpoint-interval", "60"]
 
     def run_until_acked(target: int, kill: bool) -> int:
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -131,6 +132,10 @@ def test_kill_9_mid_stream_loses_nothing_acknowledged(tmp_path: Path, bus_endpoi
         return acked
 
     acked_first = run_until_acked(3000, kill=True)
+    # No checkpoint ran yet (interval 60 s): every acknowledged row must come back from the WAL.
+    assert not (root / "_checkpoint.json").exists() or \
+        orjson.loads((root / "_checkpoint.json").read_bytes())["lsn"] == 0
+    assert sum(1 for _ in WAL(root / "_wal", fsync=False).records()) >= acked_first
     # Acknowledged rows are WAL lsns 1..acked_first, the same order as their seqs in this epoch.
     run_until_acked(1, kill=False)   # restart: recovery, then a clean stop
     rows = [r for r, _ in read_events(root)]
@@ -162,3 +167,28 @@ def test_readers_of_docs_storage_md(tmp_path: Path) -> None:
         SELECT symbol, CAST(price AS DECIMAL(38, 18)) AS price, receipt_timestamp
         FROM read_parquet('{root}/trades/*/*/*/*.parquet') ORDER BY seq""").fetchall()
     assert rows[2][1] == Decimal("0.000000000000000001") and rows[0][0] == "BTC-USDT"
+
+
+def test_crash_between_checkpoint_commit_and_renames(tmp_path: Path, monkeypatch) -> None:
+    import consumers.storage.parquet as P
+
+    store = ParquetStore(tmp_path)
+    for i in range(20):
+        sym = "A-B" if i % 2 else "C-D"
+        store.write(f"trades.EX.{sym}.", _hdr(i + 1), Trade("EX", sym, "buy", "1", str(i), receipt_timestamp=1))
+    real_replace = os.replace
+
+    def crash_on_data_rename(src, dst) -> None:
+        if str(src).endswith(".parquet.tmp"):
+            raise KeyboardInterrupt("simulated crash after the commit point")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(P.os, "replace", crash_on_data_rename)
+    with pytest.raises(KeyboardInterrupt):
+        store.checkpoint()
+    monkeypatch.setattr(P.os, "replace", real_replace)
+    assert list(tmp_path.rglob("*.parquet.tmp")) and not list(tmp_path.rglob("*.parquet"))
+    ParquetStore(tmp_path).close()   # recovery finishes the committed renames, replays nothing twice
+    seqs = sorted(r["seq"] for r, _ in read_events(tmp_path))
+    assert seqs == list(range(1, 21))
+    assert not list(tmp_path.rglob("*.tmp"))

@@ -170,3 +170,17 @@ def test_docs_two_host_example_validates_on_both_hosts() -> None:
     host_b = parse_topology(example, env={"FF_SERVER_PUBLIC": pub, "FF_CLIENT_PUBLIC": client,
                                           "FF_CLIENT_SECRET": "T" * 40})
     assert curve_client(host_b, "storage").server_key == pub.encode()
+
+
+def test_environment_settings_override_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bus.topology import Settings
+
+    f = tmp_path / "t.yaml"
+    f.write_text(GOOD)
+    monkeypatch.setenv("FEEDFABRIC_RUN_DIR", "/tmp/ff-settings")
+    monkeypatch.setenv("FEEDFABRIC_TOPOLOGY", str(f))
+    settings = Settings()
+    assert settings.topology == f
+    topo = load_topology(settings.topology, settings=settings)
+    assert str(topo.run_dir) == "/tmp/ff-settings"
+    assert CliRunner().invoke(main, ["check"]).exit_code == 0      # finds the file through the environment

@@ -35,6 +35,8 @@ async function main () {
   const endpoints = args.pubs.map((pub, i) => ({ pub, snapshot: args.snaps[i] || null }))
   const sub = new Subscriber(endpoints, args.prefixes, { heartbeatTimeout: args.heartbeatTimeout })
   const out = (line) => process.stdout.write(line + '\n')
+  // A reader that went away (| head) ends the program quietly.
+  process.stdout.on('error', (err) => { if (err.code === 'EPIPE') process.exit(0); throw err })
   let finished = false
   const finish = () => {
     if (finished) return

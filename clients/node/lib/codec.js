@@ -32,12 +32,29 @@ class WireFloat {
   constructor (value) { this.value = value }
 }
 
+const fatalUtf8 = new TextDecoder('utf-8', { fatal: true })
+
+// Also refuses what the reference decoder (msgpack-python, raw=False, strict_map_key)
+// refuses and @msgpack/msgpack would let through: str that is not UTF-8 (it substitutes
+// U+FFFD), map keys that are not str; ext types (never on the wire) are refused too.
 class StrictDecoder extends Decoder {
   readF32 () { return new WireFloat(super.readF32()) }
   readF64 () { return new WireFloat(super.readF64()) }
+  decodeUtf8String (byteLength, headerOffset) {
+    const start = this.pos + headerOffset
+    if (this.bytes.byteLength >= start + byteLength) fatalUtf8.decode(this.bytes.subarray(start, start + byteLength))
+    return super.decodeUtf8String(byteLength, headerOffset)
+  }
+
+  decodeExtension () { throw new TypeError('msgpack ext types are not part of the wire') }
 }
 
-const decoder = new StrictDecoder({ useBigInt64: true })
+const strKeysOnly = (key) => {
+  if (typeof key === 'string') return key
+  throw new TypeError('map keys must be str')
+}
+
+const decoder = new StrictDecoder({ useBigInt64: true, mapKeyConverter: strKeysOnly })
 
 function unpack (frame, what) {
   if (!(frame instanceof Uint8Array)) throw new WireError(`${what}: expected bytes`)

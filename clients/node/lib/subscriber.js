@@ -125,7 +125,7 @@ class Subscriber {
   // A socket failed (not a bad message: those are counted by the core). Nothing more
   // can arrive, so say why and end the stream rather than hang.
   _fatal (err) {
-    this.core.log(`socket failed, closing the subscriber: ${err.message}`)
+    if (this.core.log) this.core.log(`socket failed, closing the subscriber: ${err.message}`)
     this.error = err
     this.close()
   }
