@@ -125,12 +125,13 @@ def bare_rate(lines: list, runs: int) -> float:
 
 
 # ----------------------------------------------------------------------------- cryptofeed
-def cf_rate(cf_python: str | None, path: Path, runs: int) -> dict[str, Any]:
+def cf_rate(cf_python: str | None, path: Path, runs: int, playback: bool = False) -> dict[str, Any]:
     if not cf_python or not Path(cf_python).exists():
         return {"error": f"cryptofeed interpreter {cf_python} not found"}
     best: dict[str, Any] | None = None
+    extra = ["--playback"] if playback else []
     for _ in range(runs):
-        p = subprocess.run([cf_python, str(ROOT / "bench" / "_cf_replay.py"), str(path)],
+        p = subprocess.run([cf_python, str(ROOT / "bench" / "_cf_replay.py"), *extra, str(path)],
                            capture_output=True, text=True, timeout=300)
         try:
             res = json.loads(p.stdout.strip().splitlines()[-1])
@@ -160,28 +161,24 @@ def _subscriber(commands: Any, results: Any) -> None:
         while sub.recv(timeout=5) is None:
             pass
         results.put(("ready",))
-        count, t_last, expected, kinds = 0, 0.0, None, Counter()
-        idle_since = None
+        count, expected, kinds = 0, None, Counter()
+        t_last = time.monotonic()
         while True:
             m = sub.recv(timeout=0.05)
-            if m is None:
-                if expected is None:
-                    try:
-                        expected = commands.get_nowait()[1]
-                    except queue.Empty:
-                        pass
-                now = time.monotonic()
-                idle_since = idle_since or now
-                if expected is not None and (count >= expected or now - idle_since > 2.0):
-                    break
-                continue
-            idle_since = None
-            if m.topic.startswith("heartbeat."):
-                continue
-            count += 1
-            kinds[m.event.KIND] += 1
-            t_last = time.monotonic()
-            if expected is not None and count >= expected:
+            if m is not None and not m.topic.startswith("heartbeat."):
+                count += 1
+                kinds[m.event.KIND] += 1
+                t_last = time.monotonic()
+                if expected is None or count < expected:
+                    continue
+            if expected is None:
+                try:
+                    expected = commands.get_nowait()[1]
+                except queue.Empty:
+                    continue
+            # The subscriber may legitimately deliver fewer (a snapshot reply replaces deltas it
+            # covers): stop at the count, or after 1 s without data once the publisher is done.
+            if count >= expected or time.monotonic() - t_last > 1.0:
                 break
         counters = {k: v for k, v in sub.counters.items() if v}
         sub.close()
@@ -254,14 +251,34 @@ class Pipeline:
 
     def best(self, records: list, n_messages: int, runs: int) -> dict[str, Any]:
         best = None
+        no_pub = float("inf")
         for _ in range(runs):
             r = self.run(records, n_messages)
             if best is None or r["seconds"] < best["seconds"]:
                 best = r
+            no_pub = min(no_pub, adapter_only(records))
         assert best is not None
         best["rate"] = best["messages"] / best["seconds"]
         best["event_rate"] = best["events"] / best["seconds"]
+        best["no_publish_rate"] = n_messages / no_pub
         return best
+
+
+def adapter_only(records: list) -> float:
+    """Seconds from first to last event with no publisher: parse → normalize → book only."""
+    from gateways.replay import Replayer
+
+    stamp = [0.0, 0.0]
+    clock = time.monotonic
+
+    def sink(event: Any) -> None:
+        t = clock()
+        if not stamp[0]:
+            stamp[0] = t
+        stamp[1] = t
+
+    Replayer(sink=sink).run(records)
+    return stamp[1] - stamp[0]
 
 
 def profile(records: list, top: int = 25) -> None:
@@ -285,9 +302,15 @@ def profile(records: list, top: int = 25) -> None:
 
 
 # ----------------------------------------------------------------------------- RSS
-def _rss_now_kb() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
+def _proc_status_kb(field: str) -> int:
+    # VmHWM rather than getrusage's ru_maxrss: Linux keeps ru_maxrss across execve, so a
+    # child started from this (large) process would report the parent's peak; VmHWM belongs
+    # to the new address space.
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
 
 
 def generated_stream(n_books: int, depth: int, updates: int, seed: int = 7) -> Iterator[Any]:
@@ -328,10 +351,13 @@ def generated_stream(n_books: int, depth: int, updates: int, seed: int = 7) -> I
 def rss_child(mode: str, n_books: int, depth: int, updates: int) -> None:
     """Runs in a fresh interpreter: the gateway's imports and a started publisher, then (mode
     'books') the generated stream; prints peak and current RSS in KiB as JSON."""
+    from loguru import logger
+
     from bus.publisher import Publisher
     from gateways import exchanges
     from gateways.replay import Replayer
 
+    logger.remove()
     exchanges.get("KRAKEN_FUTURES")
     d = tempfile.mkdtemp(prefix="ffgwrss-", dir="/tmp")
     pub = Publisher("rss", f"ipc://{d}/p.pub", f"ipc://{d}/p.snap", sndhwm=1000)
@@ -342,17 +368,15 @@ def rss_child(mode: str, n_books: int, depth: int, updates: int) -> None:
             res = Replayer(publisher=pub).run(generated_stream(n_books, depth, updates))
             books = res.adapter.books
             sizes = []
-            for name in books:
-                bk = books.get(name) if hasattr(books, "get") else None
-                book = getattr(bk, "book", bk)
-                if book is not None and hasattr(book, "snapshot"):
-                    b, a = book.snapshot()
-                    sizes.append(len(b) + len(a))
-            out.update(events=res.event_count, books=len(sizes) or None,
+            for sb in books:  # SymbolBook entries
+                b, a = sb.book.snapshot()
+                sizes.append((len(b) + len(a)) / 2)
+            out.update(events=res.event_count, books=len(sizes),
                        mean_levels=(sum(sizes) / len(sizes)) if sizes else None,
                        publisher_books=len(pub.store.books), dropped=pub.counters["dropped"])
-        out["rss_now_kb"] = _rss_now_kb()
-        out["maxrss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        out["rss_now_kb"] = _proc_status_kb("VmRSS")
+        out["maxrss_kb"] = _proc_status_kb("VmHWM")
+        out["ru_maxrss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     finally:
         pub.close()
         shutil.rmtree(d, ignore_errors=True)
@@ -392,6 +416,8 @@ def main() -> None:
     ap.add_argument("--cf-python-v3", default=str(ROOT.parent / ".venv-cf" / "bin" / "python"),
                     help="interpreter with cryptofeed 2.5.0 for the cryptofeed_v3/ captures")
     ap.add_argument("--no-cf", action="store_true", help="skip cryptofeed")
+    ap.add_argument("--cf-playback", action="store_true",
+                    help="also time cryptofeed's whole playback() (2.x captures; setup and file reading included)")
     ap.add_argument("--no-rss", action="store_true", help="skip the 100-book RSS measurement")
     ap.add_argument("--books", type=int, default=100)
     ap.add_argument("--depth", type=int, default=1000, help="levels per side of each generated book")
@@ -405,8 +431,10 @@ def main() -> None:
         rss_child(args.rss_child, args.books, args.depth, args.updates)
         return
 
-    from gateways.capture import read_capture
     from loguru import logger
+
+    from gateways.capture import read_capture
+
     logger.remove()  # the replay logs connection changes; keep the bench output readable
     logger.add(sys.stderr, level="WARNING")
 
@@ -430,14 +458,14 @@ def main() -> None:
     print("file reading excluded: records are loaded in memory before timing; rates are best of "
           f"{args.runs} runs; messages/s = websocket messages in")
     print()
-    header = (f"{'capture':<17}{'msgs':>6}{'events':>7}  {'ours msg/s':>11}{'ours ev/s':>11}{'cf msg/s':>11}"
+    header = (f"{'capture':<17}{'msgs':>6}{'events':>7}  {'ours msg/s':>11}{'ours ev/s':>11}{'no-pub':>9}{'cf msg/s':>11}"
               f"{'bare msg/s':>12}  {'ours/cf':>8}{'ours/bare':>10}  notes")
     print(header)
     print("-" * len(header))
     results = []
     pipe = Pipeline()
     try:
-        for ex, path, count in chosen:
+        for ex, path, _count in chosen:
             records = list(read_capture(path))
             lines = message_lines(records)
             ours = pipe.best(records, len(lines), args.runs)
@@ -447,6 +475,11 @@ def main() -> None:
                 cf = cf_rate(args.cf_python_v3 if ex in V3 else args.cf_python, path, args.runs)
             bare = bare_rate(lines, args.runs)
             notes = []
+            if args.cf_playback and not args.no_cf and ex not in V3:
+                pb = cf_rate(args.cf_python, path, args.runs, playback=True)
+                cf["playback"] = pb
+                notes.append(f"cf playback() {_fmt(pb.get('rate'))} msg/s" if pb.get("rate")
+                             else f"cf playback(): {pb.get('error', '')[:40]}")
             if ours["received"] != ours["published"]:
                 notes.append(f"subscriber got {ours['received']}/{ours['published']}")
             if ours["dropped"]:
@@ -461,6 +494,7 @@ def main() -> None:
                     notes.append(f"cf lacks {','.join(cf['unsupported_channels'])}")
             cf_r = cf.get("rate")
             print(f"{ex:<17}{len(lines):>6}{ours['events']:>7}  {_fmt(ours['rate']):>11}{_fmt(ours['event_rate']):>11}"
+                  f"{_fmt(ours['no_publish_rate']):>9}"
                   f"{_fmt(cf_r):>11}{_fmt(bare):>12}  {_ratio(ours['rate'], cf_r):>8}{_ratio(ours['rate'], bare):>10}"
                   f"  {'; '.join(notes)}", flush=True)
             results.append({"exchange": ex, "capture": str(path), "ours": ours, "cryptofeed": cf, "bare_rate": bare})

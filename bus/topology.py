@@ -134,6 +134,8 @@ class ReplayConfig(_Strict):
     pace: float = Field(0.0, ge=0.0, description="0 = as fast as possible, 1 = recorded pace, 2 = twice as fast")
     loop: bool = Field(False, description="start again at the end of the capture")
     start_delay: float = Field(0.0, ge=0.0, description="seconds between binding and replaying (consumers connect)")
+    start_at: float | None = Field(None, ge=0.0, description="unix time (s) at which to begin replaying: gateways "
+                                   "given the same value replay their captures in step (after start_delay)")
 
 
 class CurveConfig(_Strict):

@@ -29,7 +29,6 @@ from bus.subscriber import Message, Subscriber
 from cryptofeed_types.events import Event
 
 
-
 class Consumer:
     """Base class of every consumer process; see the module docstring."""
 

@@ -75,7 +75,9 @@ def run_demo(data_dir: Path | None = None, *, timeout: float = 60.0, regenerate:
         run_dir = Path(tempfile.mkdtemp(prefix="ffdemo-"))
     caps = captures_dir(work, regenerate)
     env = {"FEEDFABRIC_DEMO_DIR": str(work), "FEEDFABRIC_DEMO_RUN": str(run_dir),
-           "FEEDFABRIC_DEMO_CAPTURES": str(caps), "FEEDFABRIC_DEMO_PACE": str(pace)}
+           "FEEDFABRIC_DEMO_CAPTURES": str(caps), "FEEDFABRIC_DEMO_PACE": str(pace),
+           # Every gateway begins replaying at this instant, so the venues' quotes stay in step.
+           "FEEDFABRIC_DEMO_START": f"{time.time() + 3.0:.3f}"}
     # A self-contained copy (demo variables filled in): the user can run it again with `up`.
     topo_file = work / "demo-topology.yaml"
     topo_file.write_text(_DEMO_VAR.sub(lambda m: env.get(m.group(1), m.group(2) or ""), demo_yaml()))

@@ -17,6 +17,8 @@ SIGINT/SIGTERM. Logging is set up by the CLI (feedfabric.logs).
 
 from __future__ import annotations
 
+import time
+
 import importlib
 import signal
 import threading
@@ -297,6 +299,9 @@ def _replay_gateway(topo: Topology, name: str, stop: threading.Event, log: Any) 
     try:
         if replay.start_delay:
             stop.wait(replay.start_delay)
+        if replay.start_at is not None:
+            # Paced replays of several venues only make a sensible NBBO when they start together.
+            stop.wait(max(0.0, replay.start_at - time.time()))
         passes = 0
         while not stop.is_set():
             passes += 1

@@ -10,7 +10,8 @@ The model (all randomness from ``random.Random(seed)``, timestamps from a fixed 
 same seed gives the same messages):
 
 - each asset (BTC, ETH) has a mid price doing a random walk in ticks; every exchange quotes
-  around it with its own small, slowly wandering offset (so the NBBO changes hands);
+  around it (bid below, ask above) with its own random half-spread and tick, so the NBBO
+  changes hands but is never crossed;
 - each exchange book keeps ``depth`` levels a side, a few ticks apart; every step (50-150 ms)
   the book is re-targeted around the new mid and a few sizes change; the difference
   old → new is the exchange's delta message (size 0 = removed level);
@@ -90,11 +91,16 @@ class Book:
         a = min(self.asks)
         return b, self.bids[b], a, self.asks[a]
 
-    def retarget(self, mid: int, rng: random.Random) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    def retarget(self, mid: int, rng: random.Random, min_half: int = 0) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
         """Move the book around ``mid``; returns the changed (price, qty) levels, qty 0 = removed."""
-        half = self.tick * rng.randint(1, 2)
+        # Every venue quotes strictly around the shared mid (bid below, ask above), so the
+        # cross-venue NBBO is never crossed; who holds the best price still changes,
+        # because each venue's half-spread and tick rounding differ from step to step.
+        # The half-spread is at least one step of the mid's random walk, so venues that lag
+        # each other by a step (they are not in lockstep) still do not cross.
+        half = max(self.tick * rng.randint(1, 2), min_half + self.tick * rng.randint(0, 2))
         top_bid = (mid - half) // self.tick * self.tick
-        top_ask = top_bid + self.tick * rng.randint(1, 3)
+        top_ask = -((-(mid + half)) // self.tick) * self.tick
         want_b = {top_bid - i * self.tick for i in range(self.depth)}
         want_a = {top_ask + i * self.tick for i in range(self.depth)}
         changes = []
@@ -376,15 +382,13 @@ class Simulator:
                                      "seed": self.seed, "seconds": self.seconds}) as w:
                 ex = cls(w, ASSETS, self.depth)
                 ex.begin(START_NS)
-                offset = {a.base: rng.randint(-3, 3) * a.vol // 2 for a in ASSETS}
                 started: set[str] = set()
                 next_ticker = START_NS + 1_000_000_000
                 last = {a.base: a.mid for a in ASSETS}
+                vols = {a.base: a.vol for a in ASSETS}
                 for ts, base, mid in self.steps(steps_rng):
                     ts += n * 7_000_000 + rng.randint(0, 3_000_000)  # exchanges are not in lockstep
-                    if rng.random() < 0.05:
-                        offset[base] += rng.choice((-1, 1)) * max(1, ex.tick)
-                    bids, asks = ex.books[base].retarget(mid + offset[base], rng)
+                    bids, asks = ex.books[base].retarget(mid, rng, min_half=vols[base])
                     first = base not in started
                     started.add(base)
                     ex.book(base, ts, bids, asks, first)

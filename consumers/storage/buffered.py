@@ -40,7 +40,7 @@ class BufferedWriter:
         self.buffer: deque[Any] = deque()
         self.counters = {"queued": 0, "acknowledged": 0, "dropped": 0, "write_errors": 0, "reconnects": 0,
                          "batches": 0, "buffered": 0, "lost_at_close": 0}
-        self._cond = threading.Condition()
+        self._wake = threading.Event()
         self._stop = threading.Event()
         self._connected = False
         self._last_drop_log = 0.0
@@ -49,30 +49,35 @@ class BufferedWriter:
         self._thread.start()
 
     def put(self, row: Any) -> bool:
-        """Queue one row; False (and counted in ``dropped``) when the buffer is full."""
-        with self._cond:
-            if len(self.buffer) >= self.max_buffer:
-                self.counters["dropped"] += 1
-                now = time.monotonic()
-                if now - self._last_drop_log > 5:
-                    self._last_drop_log = now
-                    self.log.error("{}: buffer full ({} rows), dropping; {} dropped so far", self.name,
-                                   self.max_buffer, self.counters["dropped"])
-                return False
-            self.buffer.append(row)
-            self.counters["queued"] += 1
-            if len(self.buffer) >= self.batch_size:
-                self._cond.notify()
+        """Queue one row; False (and counted in ``dropped``) when the buffer is full.
+
+        Lock-free on purpose: only this (the consumer's) thread appends and counts ``queued``
+        and ``dropped``, only the writer thread pops; ``deque`` appends/pops are atomic.
+        """
+        buf = self.buffer
+        if len(buf) >= self.max_buffer:
+            self.counters["dropped"] += 1
+            now = time.monotonic()
+            if now - self._last_drop_log > 5:
+                self._last_drop_log = now
+                self.log.error("{}: buffer full ({} rows), dropping; {} dropped so far", self.name,
+                               self.max_buffer, self.counters["dropped"])
+            return False
+        buf.append(row)
+        self.counters["queued"] += 1
+        if len(buf) >= self.batch_size and not self._wake.is_set():
+            self._wake.set()
         return True
 
     def _take(self) -> list[Any]:
-        with self._cond:
-            if len(self.buffer) < self.batch_size and not self._stop.is_set():
-                self._cond.wait(self.flush_interval)
-            n = min(len(self.buffer), self.batch_size)
-            batch = [self.buffer.popleft() for _ in range(n)]
-            self.counters["buffered"] = len(self.buffer)
-            return batch
+        buf = self.buffer
+        if len(buf) < self.batch_size and not self._stop.is_set():
+            self._wake.wait(self.flush_interval)
+        self._wake.clear()
+        n = min(len(buf), self.batch_size)
+        batch = [buf.popleft() for _ in range(n)]
+        self.counters["buffered"] = len(buf)
+        return batch
 
     def _run(self) -> None:
         batch: list[Any] = []
@@ -101,9 +106,8 @@ class BufferedWriter:
                 delay = min(delay * 2, self.backoff_max)
                 self.counters["reconnects"] += 1
                 continue
-            with self._cond:
-                self.counters["acknowledged"] += len(batch)
-                self.counters["batches"] += 1
+            self.counters["acknowledged"] += len(batch)
+            self.counters["batches"] += 1
             batch = []
             retry = False
             delay = self.backoff_initial
@@ -138,6 +142,5 @@ class BufferedWriter:
         self.wait_idle(timeout)
         self._give_up = True
         self._stop.set()
-        with self._cond:
-            self._cond.notify()
+        self._wake.set()
         self._thread.join(timeout + 5)

@@ -7,10 +7,12 @@ Layout under ``root``::
     _wal/wal-<first lsn>.log                                          the write-ahead log
     _checkpoint.json                                                  the last committed generation
 
-Durability (docs/storage.md): every row gets a log sequence number (lsn) and is appended to
-the WAL; :meth:`ParquetStore.commit` writes and **fsyncs** the WAL and returns the highest
-lsn now durable — that is what "acknowledged" means. Rows also go to per-partition buffers
-and, in row groups, to hidden ``.tmp`` Parquet files. :meth:`ParquetStore.checkpoint` (every
+Durability (docs/storage.md): every message gets a log sequence number (lsn) and its row
+waits in its partition's buffer; :meth:`ParquetStore.commit` turns each buffer into an Arrow
+table, appends them all to the WAL as **one** record (Arrow IPC batches), **fsyncs** it and
+returns the highest lsn now durable — that is what "acknowledged" means. The same tables are
+later written, as row groups of about ``row_group_rows``, into hidden ``.tmp`` Parquet files
+(so each row is converted once, as a bare pyarrow writer would). :meth:`ParquetStore.checkpoint` (every
 ``checkpoint_interval`` s, and at close) closes and fsyncs those files, then atomically
 writes ``_checkpoint.json`` naming the covered lsn and the renames to do — the commit point
 — then renames every ``.tmp`` to its final name and starts a fresh WAL segment. After a
@@ -37,6 +39,7 @@ from typing import Any
 
 import msgpack
 import orjson
+import pyarrow as pa
 import pyarrow.parquet as pq
 from loguru import logger
 
@@ -60,16 +63,19 @@ def _fsync_dir(path: Path) -> None:
 
 
 class WAL:
-    """Append-only segments of CRC-framed msgpack records, one per commit (group commit):
-    ``[tag, first_lsn, [[topic, row], ...]]`` with rows from rows.to_row and consecutive lsns.
-    A torn record (crash mid-write) was never acknowledged and is cut off on recovery."""
+    """Append-only segments of CRC-framed msgpack records, one per commit (group commit).
+
+    ``[ROW, first_lsn, count, [[partition key, Arrow IPC record batch], ...]]`` holds the
+    ``count`` messages with lsns ``first_lsn ..`` as Arrow batches of their partitions (the
+    very tables the Parquet files are then written from: nothing is converted twice);
+    ``[STATE, 0, 0, [[topic, row], ...]]`` holds the stored books at the head of a segment.
+    A torn record (crash mid-write) was never acknowledged and is cut off on recovery.
+    """
 
     def __init__(self, directory: Path, fsync: bool = True) -> None:
         self.dir = directory
         self.dir.mkdir(parents=True, exist_ok=True)
         self.fsync = fsync
-        self.pending: list[list] = []
-        self.first_lsn = 0
         self.fh: Any = None
         self._packer = msgpack.Packer()
         self.path: Path | None = None
@@ -77,7 +83,7 @@ class WAL:
     def segments(self) -> list[Path]:
         return sorted(self.dir.glob("wal-*.log"))
 
-    def records(self) -> Iterator[tuple[int, int, str, dict]]:
+    def records(self) -> Iterator[list]:
         """Every intact record in lsn order; a torn tail (crash mid-write) is cut off."""
         for seg in self.segments():
             data = seg.read_bytes()
@@ -89,9 +95,7 @@ class WAL:
                     break
                 pos += _REC.size + n
                 good = pos
-                tag, first, entries = msgpack.unpackb(payload)
-                for i, (topic, row) in enumerate(entries):
-                    yield (first + i if tag == ROW else 0), tag, topic, row
+                yield msgpack.unpackb(payload)
             if good < len(data):
                 logger.warning("WAL {}: cutting {} torn bytes at {}", seg.name, len(data) - good, good)
                 with open(seg, "r+b") as fh:
@@ -105,21 +109,14 @@ class WAL:
         if self.fsync:
             _fsync_dir(self.dir)
 
-    def append(self, lsn: int, topic: str, row: dict) -> None:
-        if not self.pending:
-            self.first_lsn = lsn
-        self.pending.append([topic, row])
-
-    def sync(self, tag: int = ROW) -> None:
-        """Write what was appended as one record and fsync it."""
-        if self.pending:
-            payload = self._packer.pack([tag, self.first_lsn, self.pending])
-            self.pending = []
-            self.fh.write(_REC.pack(len(payload), zlib.crc32(payload)))
-            self.fh.write(payload)
-            self.fh.flush()
-            if self.fsync:
-                os.fsync(self.fh.fileno())
+    def write(self, record: list) -> None:
+        """Append one record and fsync it."""
+        payload = self._packer.pack(record)
+        self.fh.write(_REC.pack(len(payload), zlib.crc32(payload)))
+        self.fh.write(payload)
+        self.fh.flush()
+        if self.fsync:
+            os.fsync(self.fh.fileno())
 
     def drop_before(self, keep: Path) -> None:
         for seg in self.segments():
@@ -128,19 +125,20 @@ class WAL:
 
     def close(self) -> None:
         if self.fh is not None:
-            self.sync()
             self.fh.close()
             self.fh = None
 
 
 class _Partition:
-    __slots__ = ("key", "channel", "dir", "rows", "writer", "tmp", "final")
+    __slots__ = ("key", "channel", "dir", "pending", "tables", "table_rows", "writer", "tmp", "final")
 
     def __init__(self, key: tuple[str, str, str, str], root: Path, gen: int) -> None:
         self.key = key
         self.channel = key[0]
         self.dir = root.joinpath(*key)
-        self.rows: list[dict[str, Any]] = []
+        self.pending: list[dict[str, Any]] = []     # rows not yet in the WAL
+        self.tables: list[pa.Table] = []             # in the WAL, not yet in the Parquet file
+        self.table_rows = 0
         self.writer: pq.ParquetWriter | None = None
         self.tmp = self.dir / f".part-{gen:08d}.parquet.tmp"
         self.final = self.dir / f"part-{gen:08d}.parquet"
@@ -185,6 +183,7 @@ class ParquetStore:
         self.lsn = 0
         self.acked = 0
         self.gen = 1
+        self._dirty: list[_Partition] = []      # partitions with rows not yet logged
         self._last_checkpoint = time.monotonic()
         self._recover()
 
@@ -204,19 +203,33 @@ class ParquetStore:
             stray.unlink()   # never committed: its rows are in the WAL above `done`
         self.lsn = self.acked = done
         replayed = 0
-        for lsn, tag, topic, row in self.wal.records():
-            event = R.from_row(row)
-            header = Header(WIRE_VERSION, row["gateway_id"], row["epoch"], row["seq"], row["timestamp"],
-                            row["receipt_timestamp"], None)
+        for tag, first, count, entries in self.wal.records():
             if tag == STATE:
-                self._set_book(topic, header, event)
+                for topic, row in entries:
+                    self._set_book(topic, _header_of(row), R.from_row(row))
                 continue
-            self.lsn = max(self.lsn, lsn)
-            if lsn > done:
-                self._add(topic, header, event, row)
-                replayed += 1
-            elif isinstance(event, BOOK_KINDS):
-                self._track_book(topic, header, event)
+            last = first + count - 1
+            self.lsn = max(self.lsn, last)
+            replay = last > done   # records are whole commits: a checkpoint never splits one
+            for key, data in entries:
+                key = tuple(key)
+                channel = key[0]
+                books = channel in R.BOOK_CHANNELS
+                if not (replay or books):
+                    continue
+                batch = pa.ipc.read_record_batch(pa.py_buffer(data), R.SCHEMAS[channel])
+                if books:
+                    # The store's books follow every stored row, replayed or already in files.
+                    for row in batch.to_pylist():
+                        self._track_book(row["topic"], _header_of(row), R.from_row(row))
+                if replay:
+                    part = self.partitions.get(key)
+                    if part is None:
+                        part = self.partitions[key] = _Partition(key, self.root, self.gen)
+                    part.tables.append(pa.Table.from_batches([batch]))
+                    part.table_rows += batch.num_rows
+            if replay:
+                replayed += count
         self.acked = self.lsn
         self.counters["recovered"] = replayed
         self.counters["acknowledged"] = self.acked
@@ -276,42 +289,56 @@ class ParquetStore:
 
     # -- writing -------------------------------------------------------------------------------
 
-    def _add(self, topic: str, header: Header, event: Event, row: dict[str, Any]) -> None:
+    def write(self, topic: str, header: Header, event: Event) -> int:
+        """Buffer one message; returns its lsn (acknowledged after the next :meth:`commit`)."""
+        self.lsn += 1
         key = R.partition_of(topic, event)
         part = self.partitions.get(key)
         if part is None:
             part = self.partitions[key] = _Partition(key, self.root, self.gen)
-            if type(event) is L2Delta or type(event) is L3Delta:
+        if not part.pending:
+            self._dirty.append(part)
+            if part.table_rows == 0 and part.writer is None and (type(event) is L2Delta or type(event) is L3Delta):
+                # The first row of a book file: start the file with the book as it stands.
                 snap = self._snapshot_row(topic, header, event)
                 if snap is not None:
-                    part.rows.append(snap)
+                    part.pending.append(snap)
         if type(event) in _BOOK_TYPES:
             self._track_book(topic, header, event)
-        part.rows.append(row)
-        if len(part.rows) >= self.row_group_rows:
-            self._flush_partition(part)
-
-    def write(self, topic: str, header: Header, event: Event) -> int:
-        """Log and buffer one message; returns its lsn (durable after the next :meth:`commit`)."""
-        self.lsn += 1
-        row = R.to_row(topic, header, event)
-        self.wal.append(self.lsn, topic, row)
-        self._add(topic, header, event, row)
-        self.counters["rows"] += 1
+        part.pending.append(R.to_row(topic, header, event))
         return self.lsn
 
     def commit(self) -> int:
-        """fsync the WAL; returns the highest acknowledged lsn (= rows acknowledged so far in total)."""
-        self.wal.sync()
+        """Log every buffered row (one WAL record, fsync); returns the highest acknowledged lsn."""
+        if self.lsn == self.acked:
+            return self.acked
+        entries = []
+        flush = []
+        for part in self._dirty:
+            table = R.to_table(part.channel, part.pending)
+            part.pending = []
+            key = list(part.key)
+            for batch in table.to_batches():
+                entries.append([key, batch.serialize().to_pybytes()])
+            part.tables.append(table)
+            part.table_rows += table.num_rows
+            if part.table_rows >= self.row_group_rows:
+                flush.append(part)
+        self._dirty = []
+        self.wal.write([ROW, self.acked + 1, self.lsn - self.acked, entries])
         self.acked = self.lsn
-        self.counters["acknowledged"] = self.acked
+        self.counters["rows"] = self.counters["acknowledged"] = self.acked
+        for part in flush:
+            self._flush_partition(part)
         return self.acked
 
     def _flush_partition(self, part: _Partition) -> None:
-        if not part.rows:
+        """Write the partition's logged tables into its (hidden) Parquet file as one row group."""
+        if not part.tables:
             return
-        table = R.to_table(part.channel, part.rows)
-        part.rows = []
+        table = part.tables[0] if len(part.tables) == 1 else pa.concat_tables(part.tables)
+        part.tables = []
+        part.table_rows = 0
         if part.writer is None:
             part.dir.mkdir(parents=True, exist_ok=True)
             part.writer = pq.ParquetWriter(part.tmp, table.schema, compression=self.compression)
@@ -365,11 +392,13 @@ class ParquetStore:
         self.gen += 1
         # A fresh WAL segment that starts with the books' state, so the old ones can go.
         self.wal.open_segment(self.acked + 1)
+        state = []
         for topic, (h, book) in self.books.items():
             ev = self._state_event(topic, book)
             if ev is not None:
-                self.wal.append(0, topic, R.to_row(topic, h, ev))
-        self.wal.sync(STATE)
+                state.append([topic, R.to_row(topic, h, ev)])
+        if state:
+            self.wal.write([STATE, 0, 0, state])
         self.wal.drop_before(self.wal.path)
 
     @staticmethod
@@ -387,6 +416,11 @@ class ParquetStore:
         """Checkpoint everything and close the WAL."""
         self.checkpoint()
         self.wal.close()
+
+
+def _header_of(row: dict[str, Any]) -> Header:
+    return Header(WIRE_VERSION, row["gateway_id"], row["epoch"], row["seq"], row["timestamp"],
+                  row["receipt_timestamp"], None)
 
 
 def _orders(ev: Event) -> tuple:

@@ -42,6 +42,7 @@ def _channel_fields() -> dict[str, dict[str, str]]:
 
 
 CHANNEL_FIELDS: dict[str, dict[str, str]] = _channel_fields()
+BOOK_CHANNELS = frozenset({"book", "l3"})
 SCHEMAS: dict[str, pa.Schema] = {
     ch: pa.schema(list(META) + [(n, ARROW_TYPES[t]) for n, t in fields.items()])
     for ch, fields in CHANNEL_FIELDS.items()}

@@ -97,9 +97,9 @@ from gateways.books import GAP, SYNCED, Books, no_rule
 EXCHANGE = "BITMEX"
 WS = "ws"
 
-# BitMEX accepts many topics per subscribe request; the connection's request budget
-# (the welcome message's "limit") is small, so few, large batches, spaced out.
-BATCH = 50
+# BitMEX rejects a subscribe request of more than 20 args ("Too many args sent. Max length
+# is 20"); the connection's request budget (the welcome message's "limit") is small: space them out.
+BATCH = 20
 SUBSCRIBE_INTERVAL = 0.5
 PING_INTERVAL = 15.0  # BitMEX answers the text "ping" with "pong"; silence is how dead links show
 
@@ -112,6 +112,7 @@ CANDLE_INTERVALS: dict[str, tuple[str, int]] = {
 }
 _BIN_TO_INTERVAL = {b: (name, length) for name, (b, length) in CANDLE_INTERVALS.items()}
 
+_MS = 1_000_000
 _INSTRUMENT_CHANNELS = (FUNDING, OPEN_INTEREST, MARK, INDEX)
 _PERP_GUESS = re.compile(r"^([A-Z0-9]+?)(USDT|USDC|USD|EUR)$")
 _FUTURE_GUESS = re.compile(r"^([A-Z0-9]+?)(USDT|USDC|USD)?([FGHJKMNQUVXZ])(\d\d)$")
@@ -211,7 +212,7 @@ def guess_symbol(xs: str) -> Symbol | None:
 
 
 class BitMEX(Adapter):
-    """BitMEX public market data (see the module docstring)."""
+    """BitMEX perpetuals, futures and spot: trades, full L2 book, quotes, instrument stats, liquidations."""
 
     exchange: ClassVar[str] = EXCHANGE
     urls: ClassVar[Mapping[str, str]] = {
@@ -286,10 +287,11 @@ class BitMEX(Adapter):
                 add(topic, TICKER if s in self._wanted.get(TICKER, ()) else BBO_CHANNEL, s)
         for channel in _INSTRUMENT_CHANNELS:
             for s in sub.symbols(channel):
-                if self.symbols[s].kind == SPOT or (channel == FUNDING and self.symbols[s].kind != PERPETUAL):
+                topic = f"instrument:{self.exchange_symbol(s)}"
+                kind = self.symbols[s].kind
+                if kind == SPOT or (channel == FUNDING and kind != PERPETUAL):
                     self.count(f"subscription.unsupported.{channel}")
                     continue
-                topic = f"instrument:{self.exchange_symbol(s)}"
                 if topic not in seen:
                     add(topic, channel, s)
         if sub.symbols(CANDLES):
@@ -580,7 +582,7 @@ class BitMEX(Adapter):
             # A bin's timestamp is its END (BitMEX labels bins by close time).
             end = iso_ns(d["timestamp"])
             volume = d.get("homeNotional")
-            out.events.append(Candle(EXCHANGE, symbol, end - length, end - 1, name, d["open"], d["close"],
+            out.events.append(Candle(EXCHANGE, symbol, end - length, end - _MS, name, d["open"], d["close"],
                                      d["high"], d["low"], volume if volume is not None else d["volume"],
                                      trades=d.get("trades"), closed=True, exchange_symbol=xs, timestamp=end,
                                      receipt_timestamp=ts))

@@ -16,7 +16,7 @@ funding        ``ticker.<i>.<iv>`` (perpetuals)     Funding (rate = funding_8h, 
 open_interest  ``ticker.<i>.<iv>``                  OpenInterest (open_interest)
 index          ``ticker.<i>.<iv>``                  IndexPrice (index_price)
 mark           ``ticker.<i>.<iv>``                  MarkPrice (mark_price)
-liquidations   ``trades.<i>.<iv>``                  Liquidation (trades flagged ``liquidation``)
+liquidations   ``trades.<i>.<iv>``                  Liquidation (trades flagged ``liquidation``: T/M/MT)
 candles        ``chart.trades.<i>.<resolution>``    Candle (closed = None: Deribit does not say)
 =============  ===================================  =================================================
 
@@ -55,6 +55,7 @@ import dataclasses
 import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, ClassVar
 
 import orjson
@@ -100,10 +101,10 @@ from gateways.books import SYNCED, Books, prev_rule
 EXCHANGE = "DERIBIT"
 WS = "ws"
 
-# Deribit's public (non-matching-engine) requests are rate limited by credits (about 20/s
-# sustained): subscribe in few messages of many channels, a little apart.
+# Deribit charges each subscribe request 3000 credits from a 30000 pool refilled at ~10000/s
+# (about 3 requests/s sustained, bursts of 10): few messages of many channels, 0.3 s apart.
 BATCH = 100
-SUBSCRIBE_INTERVAL = 0.2
+SUBSCRIBE_INTERVAL = 0.3
 HEARTBEAT_INTERVAL = 10  # seconds; Deribit's minimum
 CURRENCIES = ("BTC", "ETH", "USDC", "USDT")
 
@@ -111,7 +112,7 @@ _MS = 1_000_000
 _MONTHS = {m: i + 1 for i, m in enumerate(("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT",
                                            "NOV", "DEC"))}
 _CF_MONTHS = "FGHJKMNQUVXZ"
-_CF_OPTION = re.compile(r"^([A-Z0-9]+)-([0-9.]+)-(\d\d)([FGHJKMNQUVXZ])(\d{1,2})-(call|put)$")
+_CF_OPTION = re.compile(r"^([A-Z0-9]+)-([0-9.]+)-(?:(\d\d)([FGHJKMNQUVXZ])(\d{1,2})|(20\d{6}))-(call|put)$")
 
 # normalized candle interval -> (Deribit resolution, length in ns)
 CANDLE_INTERVALS: dict[str, tuple[str, int]] = {
@@ -121,6 +122,8 @@ CANDLE_INTERVALS: dict[str, tuple[str, int]] = {
     "12h": ("720", 43200 * 10**9), "1d": ("1D", 86400 * 10**9),
 }
 _RES_TO_INTERVAL = {res: (name, length) for name, (res, length) in CANDLE_INTERVALS.items()}
+_OPPOSITE = {"buy": "sell", "sell": "buy"}
+_COMBO_TAG = re.compile(r"^[A-Z]+\d*$")
 _TICKER_CHANNELS = (TICKER, FUNDING, OPEN_INTEREST, INDEX, MARK)
 
 
@@ -130,6 +133,12 @@ def _ns(ms: Any) -> int | None:
 
 def _num(v: Any) -> str | None:
     return None if v is None else dec_str(v)
+
+
+def _strike(v: Any) -> str:
+    """A strike in its shortest exact form: 8000.0 -> '8000', '0.50' -> '0.5'."""
+    d = Decimal(dec_str(v)).normalize()
+    return format(d, "f")
 
 
 def _expiry(text: str) -> str:
@@ -155,10 +164,16 @@ def symbol_from_name(name: str, **metadata: Any) -> Symbol:
     if len(parts) == 2:
         return Symbol(base, quote, FUTURE, expiry=_expiry(parts[1]), exchange_symbol=name, **metadata)
     if len(parts) == 4 and parts[3] in ("C", "P"):
-        strike = parts[2].replace("d", ".")
+        strike = _strike(parts[2].replace("d", "."))
         return Symbol(base, quote, OPTION, expiry=_expiry(parts[1]), strike=strike, option_type=parts[3],
                       exchange_symbol=name, **metadata)
     raise ValueError(f"not a Deribit instrument: {name!r}")
+
+
+def is_combo(name: str) -> bool:
+    """Combo instruments: 'BTC-FS-30SEP22_PERP', 'BTC-STRD-30SEP22-20000', 'BTC-CSR12-16SEP22-21000_23000'."""
+    parts = name.split("-")
+    return len(parts) >= 3 and _COMBO_TAG.match(parts[1]) is not None
 
 
 def symbol_from_instrument(row: Mapping[str, Any]) -> Symbol | None:
@@ -183,22 +198,23 @@ def symbol_from_instrument(row: Mapping[str, Any]) -> Symbol | None:
     if kind == "future":
         return Symbol(base, quote, FUTURE, expiry=expiry, exchange_symbol=name, **meta)
     option_type = {"call": "C", "put": "P"}[row["option_type"]]
-    return Symbol(base, quote, OPTION, expiry=expiry, strike=dec_str(row["strike"]), option_type=option_type,
+    return Symbol(base, quote, OPTION, expiry=expiry, strike=_strike(row["strike"]), option_type=option_type,
                   exchange_symbol=name, **meta)
 
 
 def cryptofeed_option_key(text: str) -> tuple[str, str, str, str] | None:
-    """cryptofeed's option spelling 'BTC-8000-21U24-put' -> ('BTC', '20210924', '8000', 'P')."""
+    """cryptofeed's option spelling 'BTC-8000-21U24-put' -> ('BTC', '20210924', '8000', 'P');
+    also with the date already expanded ('BTC-8000-20210924-put', as the capture reader gives it)."""
     m = _CF_OPTION.match(text)
     if m is None:
         return None
-    base, strike, yy, month, day, kind = m.groups()
-    expiry = f"20{yy}{_CF_MONTHS.index(month) + 1:02d}{int(day):02d}"
-    return base, expiry, dec_str(strike), "C" if kind == "call" else "P"
+    base, strike, yy, month, day, full, kind = m.groups()
+    expiry = full or f"20{yy}{_CF_MONTHS.index(month) + 1:02d}{int(day):02d}"
+    return base, expiry, _strike(strike), "C" if kind == "call" else "P"
 
 
 class Deribit(Adapter):
-    """Deribit public market data (see the module docstring)."""
+    """Deribit perpetuals, futures, options and spot: trades, L2 book (change ids), ticker stats, quotes."""
 
     exchange: ClassVar[str] = EXCHANGE
     urls: ClassVar[Mapping[str, str]] = {
@@ -233,7 +249,9 @@ class Deribit(Adapter):
     def parse_instruments(self, url: str, body: str | bytes) -> list[Symbol]:
         doc = orjson.loads(body)
         if "result" not in doc:
-            raise AdapterError("instruments_error", f"{url}: {doc.get('error')}")
+            # One unknown currency must not stop the others from loading.
+            self.count("instruments.error_response")
+            return []
         out = []
         for row in doc["result"]:
             try:
@@ -251,7 +269,7 @@ class Deribit(Adapter):
         super().set_symbols(symbols)
         for sym in symbols:
             if sym.kind == OPTION:
-                self._option_keys[(sym.base, sym.expiry, dec_str(sym.strike), sym.option_type)] = sym.normalized
+                self._option_keys[(sym.base, sym.expiry, _strike(sym.strike), sym.option_type)] = sym.normalized
         if hasattr(self, "books"):
             self._resolve_subscription()
 
@@ -305,11 +323,12 @@ class Deribit(Adapter):
             add(f"book.{self.exchange_symbol(s)}.{iv}", L2_BOOK, s)
         for channel in _TICKER_CHANNELS:
             for s in sub.symbols(channel):
+                name = self.exchange_symbol(s)
                 kind = self.symbols[s].kind
                 if (channel == FUNDING and kind != PERPETUAL) or (channel != TICKER and kind == SPOT):
                     self.count(f"subscription.unsupported.{channel}")
                     continue
-                add(f"ticker.{self.exchange_symbol(s)}.{iv}", channel, s)
+                add(f"ticker.{name}.{iv}", channel, s)
         for s in sorted(self._bbo_only):
             add(f"quote.{self.exchange_symbol(s)}", BBO_CHANNEL, s)
         if sub.symbols(CANDLES):
@@ -363,6 +382,10 @@ class Deribit(Adapter):
 
     def _on_subscription(self, conn: str, channel: str, data: Any, ts: int, out: Output) -> None:
         kind, _, rest = channel.partition(".")
+        name = rest.split(".", 2)[1 if kind == "chart" else 0]
+        if name not in self.from_exchange and is_combo(name):
+            self.ignore("combo_instrument")  # strategies (straddles, spreads...): no normalized form
+            return
         if kind == "book":
             self._on_book(data, ts, out)
         elif kind == "trades":
@@ -424,10 +447,16 @@ class Deribit(Adapter):
                 out.events.append(Trade(EXCHANGE, symbol, d["direction"], d["amount"], d["price"],
                                         id=str(d["trade_id"]), exchange_symbol=name, timestamp=tstamp,
                                         receipt_timestamp=ts))
-            if d.get("liquidation") and self._wants(LIQUIDATIONS, symbol):
-                out.events.append(Liquidation(EXCHANGE, symbol, d["direction"], d["amount"], d["price"],
-                                              id=str(d["trade_id"]), status="filled", exchange_symbol=name,
-                                              timestamp=tstamp, receipt_timestamp=ts))
+            liq = d.get("liquidation")
+            if liq and self._wants(LIQUIDATIONS, symbol):
+                # 'T': the taker was liquidated (its order has the trade's direction), 'M': the maker
+                # (the opposite side), 'MT': both.
+                taker = d["direction"]
+                sides = ([taker] if "T" in liq else []) + ([_OPPOSITE[taker]] if "M" in liq else [])
+                for side in sides:
+                    out.events.append(Liquidation(EXCHANGE, symbol, side, d["amount"], d["price"],
+                                                  id=str(d["trade_id"]), status="filled", exchange_symbol=name,
+                                                  timestamp=tstamp, receipt_timestamp=ts))
         if len(out.events) == n:
             self.ignore("trades_unsubscribed")
 
@@ -482,6 +511,6 @@ class Deribit(Adapter):
             raise AdapterError("candle_channel", rest)
         label, length = interval
         start = int(d["tick"]) * _MS
-        out.events.append(Candle(EXCHANGE, self._symbol(name).normalized, start, start + length - 1, label,
+        out.events.append(Candle(EXCHANGE, self._symbol(name).normalized, start, start + length - _MS, label,
                                  d["open"], d["close"], d["high"], d["low"], d["volume"], exchange_symbol=name,
                                  timestamp=None, receipt_timestamp=ts))
