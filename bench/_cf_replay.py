@@ -154,16 +154,22 @@ def install_rest(cap: Capture, stats: dict) -> None:
     from cryptofeed.connection import HTTPAsyncConn, HTTPSync
 
     symbol_rest = list(cap.symbol_rest)
+    try:
+        # cryptofeed decodes REST JSON with yapic.json, which turns ISO dates into datetimes
+        # (BitMEX expiries rely on that); use the same decoder.
+        from yapic import json as cf_json
+    except ImportError:  # pragma: no cover - older cryptofeed
+        cf_json = json
 
     def sync_read(self, address, params=None, headers=None, json_=False, text=True, uuid=None, **kw):
         for i, (url, body) in enumerate(symbol_rest):
             if url == address:
                 del symbol_rest[i]
-                return json.loads(body)
+                return cf_json.loads(body)
         if not symbol_rest:
             raise RuntimeError(f"no recorded REST response for {address}")
         stats.setdefault("symbol_url_fallbacks", []).append(address)
-        return json.loads(symbol_rest.pop(0)[1])
+        return cf_json.loads(symbol_rest.pop(0)[1])
 
     async def async_read(self, address, *a, **kw):
         bodies = cap.stream_rest.get(address)
@@ -325,7 +331,8 @@ def time_playback(prefix: str) -> dict:
     finally:
         os.chdir(cwd)
         shutil.rmtree(stage, ignore_errors=True)
-    return {"exchange": ex, "messages": res["messages_processed"], "seconds": seconds, "mode": "playback"}
+    return {"exchange": ex, "messages": res["messages_processed"], "seconds": seconds, "mode": "playback",
+            "callbacks": res.get("callbacks")}
 
 
 def main() -> None:

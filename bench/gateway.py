@@ -480,6 +480,8 @@ def main() -> None:
                 cf["playback"] = pb
                 notes.append(f"cf playback() {_fmt(pb.get('rate'))} msg/s" if pb.get("rate")
                              else f"cf playback(): {pb.get('error', '')[:40]}")
+                if pb.get("callbacks") and cf.get("callbacks") and pb["callbacks"] != cf["callbacks"]:
+                    notes.append("cf harness and playback() callback counts DIFFER")
             if ours["received"] != ours["published"]:
                 notes.append(f"subscriber got {ours['received']}/{ours['published']}")
             if ours["dropped"]:

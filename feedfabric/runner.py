@@ -17,11 +17,10 @@ SIGINT/SIGTERM. Logging is set up by the CLI (feedfabric.logs).
 
 from __future__ import annotations
 
-import time
-
 import importlib
 import signal
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
