@@ -1,9 +1,10 @@
 """Benchmark of the whole gateway pipeline against cryptofeed and bare JSON parsing, same run.
 
-    python bench/gateway.py                     # six biggest captures, ~1-2 minutes
+    python bench/gateway.py                     # six biggest captures, ~20 s here
     python bench/gateway.py --captures KRAKEN,BYBIT --runs 5
     python bench/gateway.py --no-rss            # skip the 100-book memory measurement
     python bench/gateway.py --profile KRAKEN    # cProfile of our pipeline on one capture
+    python bench/gateway.py --cf-playback       # also time cryptofeed's whole playback() (setup included)
 
 Captures: the six with the most websocket messages among the issue's exchanges (BINANCE,
 BINANCE_FUTURES, BINANCE_DELIVERY, KRAKEN, KRAKEN_FUTURES, OKX, BITMEX, DERIBIT in
@@ -40,7 +41,6 @@ import argparse
 import cProfile
 import json
 import multiprocessing as mp
-import os
 import pstats
 import queue
 import random

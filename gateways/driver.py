@@ -94,6 +94,27 @@ class RestBudget:
                 await asyncio.sleep(wait)
 
 
+class _Watchdog:
+    """Aborts a websocket that received nothing for ``timeout`` seconds."""
+
+    def __init__(self, ws: ClientConnection, timeout: float) -> None:
+        self.ws = ws
+        self.timeout = timeout
+        self.last = time.monotonic()
+        self.fired = False
+
+    async def run(self) -> None:
+        step = max(min(self.timeout / 4, 1.0), 0.01)
+        while True:
+            await asyncio.sleep(step)
+            if time.monotonic() - self.last >= self.timeout:
+                self.fired = True
+                transport = getattr(self.ws, "transport", None)
+                if transport is not None:
+                    transport.abort()   # no close handshake with a dead peer
+                return
+
+
 class Driver:
     """Runs one adapter against the network. ``await driver.run()`` until ``stop()``."""
 
@@ -149,6 +170,13 @@ class Driver:
         task.add_done_callback(self._aux.discard)
         return task
 
+    async def _sleep_or_stop(self, delay: float) -> None:
+        try:
+            async with asyncio.timeout(delay):
+                await self._stop.wait()
+        except TimeoutError:
+            pass
+
     def _count(self, name: str, n: int = 1) -> None:
         self.counters[name] += n
         count = getattr(self.publisher, "count", None)
@@ -180,10 +208,7 @@ class Driver:
                 self._count("instrument_errors")
                 logger.warning("{}: loading instruments failed ({}); retrying in {} s", adapter.exchange, exc,
                                self.config.instrument_retry)
-                try:
-                    await asyncio.wait_for(self._stop.wait(), self.config.instrument_retry)
-                except TimeoutError:
-                    pass
+                await self._sleep_or_stop(self.config.instrument_retry)
 
     # ------------------------------------------------------------ REST
     async def _get(self, fetch: Fetch) -> tuple[int, str | None, int]:
@@ -275,10 +300,7 @@ class Driver:
             attempt += 1
             self._count("reconnects")
             logger.info("{} {}: {}; reconnecting in {:.2f} s", self.adapter.exchange, spec.id, reason, delay)
-            try:
-                await asyncio.wait_for(self._stop.wait(), delay)
-            except TimeoutError:
-                pass
+            await self._sleep_or_stop(delay)
 
     async def _session_once(self, spec: ConnectionSpec) -> str:
         cfg = self.config
@@ -292,6 +314,7 @@ class Driver:
         reason = "closed"
         self.ws[conn] = ws
         helpers: list[asyncio.Task[None]] = []
+        watchdog: _Watchdog | None = None
         try:
             ts = time.time_ns()
             self._count("connects")
@@ -303,28 +326,34 @@ class Driver:
             helpers.append(asyncio.create_task(self._subscribe(spec)))
             if spec.ping is not None and spec.ping_interval:
                 helpers.append(asyncio.create_task(self._app_ping(spec)))
-            recv = ws.recv
+            watchdog = _Watchdog(ws, silence)
+            helpers.append(asyncio.create_task(watchdog.run()))
             on_message = adapter.on_message
             recorder = self.recorder
-            while True:
-                try:
-                    msg = await asyncio.wait_for(recv(), silence)
-                except TimeoutError:
-                    self._count("silence_timeouts")
-                    reason = f"silent for {silence} s"
-                    break
+            handle = self.handle
+            # No timeout wrapper around recv(): the watchdog task aborts a silent connection
+            # (asyncio.wait_for on 3.11 can swallow a cancellation racing a message).
+            async for msg in ws:
                 ts = time.time_ns()
+                watchdog.last = time.monotonic()
                 if recorder is not None:
                     recorder.recv(conn, ts, msg)
-                await self.handle(on_message(conn, msg, ts))
+                await handle(on_message(conn, msg, ts))
+            if watchdog.fired:
+                self._count("silence_timeouts")
+                reason = f"silent for {silence} s"
         except WebSocketException as exc:
             reason = f"{type(exc).__name__}: {exc}"[:200]
+            if watchdog is not None and watchdog.fired:
+                self._count("silence_timeouts")
+                reason = f"silent for {silence} s"
         finally:
             for t in helpers:
                 t.cancel()
             self.ws.pop(conn, None)
             try:
-                await asyncio.wait_for(ws.close(), 2.0)
+                async with asyncio.timeout(2.0):
+                    await ws.close()
             except (TimeoutError, WebSocketException, OSError):
                 pass
             ts = time.time_ns()

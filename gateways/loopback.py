@@ -294,19 +294,17 @@ class Loopback:
         self._skip.add(exchange_symbol)
 
     async def wait_subscribed(self, timeout: float = 10.0) -> None:
-        async def _wait() -> None:
+        async with asyncio.timeout(timeout):
             while not any(c.subscribed.is_set() for c in self._clients):
                 await asyncio.sleep(0.01)
-        await asyncio.wait_for(_wait(), timeout)
 
     async def wait_sent(self, timeout: float = 30.0) -> None:
         """Until every released message has been passed (sent or skipped)."""
-        async def _wait() -> None:
+        async with asyncio.timeout(timeout):
             while self._limit is None or self.cursor < min(self._limit, len(self.messages)):
                 if self._limit is None and self.cursor >= len(self.messages):
                     return
                 await asyncio.sleep(0.01)
-        await asyncio.wait_for(_wait(), timeout)
 
     # ---- websocket side
     async def _ws_handler(self, request: web.Request) -> web.WebSocketResponse:

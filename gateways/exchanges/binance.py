@@ -243,7 +243,7 @@ class _Binance(Adapter):
             specs.append(ConnectionSpec(
                 id=f"{self.exchange}.{n}", url=f"{self.url['ws']}/stream", subscribe=tuple(messages),
                 subscribe_interval=1.0 / self.messages_per_second, ping=None, ping_interval=20.0,
-                silence_timeout=30.0, streams=tuple((ch, sym) for _, ch, sym in chunk)))
+                silence_timeout=60.0, streams=tuple((ch, sym) for _, ch, sym in chunk)))
         return specs
 
     # ------------------------------------------------------------ websocket messages

@@ -269,3 +269,23 @@ def test_open_interest_polling() -> None:
     out = adapter.on_rest(fetch, 200, b'{"openInterest":"10659.509","symbol":"BTCUSDT","time":1589437530011}', 2)
     (oi,) = out.events
     assert oi.open_interest_str == "10659.509" and oi.symbol == "BTC-USDT-PERP" and oi.timestamp == 1589437530011000000
+
+
+def test_book_ticker_and_24h_ticker() -> None:
+    from cryptofeed_types import Symbol
+    sym = Symbol.parse("BTC-USDT", exchange_symbol="BTCUSDT")
+    raw = ('{"stream":"btcusdt@bookTicker","data":{"u":1127645101,"s":"BTCUSDT","b":"8010.00000000",'
+           '"B":"0.14245900","a":"8012.15000000","A":"0.03120100"}}')
+    # bbo subscribed without l2_book: the exchange's book ticker is the BBO.
+    only_bbo = BinanceSpot(Subscription({"bbo": ["BTC-USDT"]}), symbols=[sym])
+    (bbo,) = only_bbo.on_message("c", raw, 5).events
+    assert bbo.KIND == "bbo" and bbo.bid_str == "8010.00000000" and bbo.ask_size_str == "0.03120100"
+    assert bbo.sequence == 1127645101 and bbo.receipt_timestamp == 5
+    # With l2_book the BBO comes from the validated book; the ticker channel gets Ticker.
+    both = BinanceSpot(Subscription({"ticker": ["BTC-USDT"], "l2_book": ["BTC-USDT"]}), symbols=[sym])
+    (ticker,) = both.on_message("c", raw, 5).events
+    assert ticker.KIND == "ticker" and ticker.bid_str == "8010.00000000" and ticker.ask_str == "8012.15000000"
+    raw24 = ('{"stream":"btcusdt@ticker","data":{"e":"24hrTicker","E":1569805259092,"s":"BTCUSDT","c":"8011",'
+             '"b":"8010","a":"8012","v":"20014582.5"}}')
+    (t24,) = both.on_message("c", raw24, 6).events
+    assert (t24.last_str, t24.volume_str, t24.timestamp) == ("8011", "20014582.5", 1569805259092000000)

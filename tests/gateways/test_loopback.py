@@ -145,7 +145,8 @@ async def test_through_the_bus(shared_data: Path, loopback_exchange, bus_endpoin
                     if msg is not None:
                         seen.append(msg)
             try:
-                await asyncio.wait_for(loop(), timeout)
+                async with asyncio.timeout(timeout):
+                    await loop()
             except TimeoutError:
                 raise TimeoutError(f"timed out waiting for {what}") from None
 
@@ -173,3 +174,15 @@ async def test_through_the_bus(shared_data: Path, loopback_exchange, bus_endpoin
     assert ("BINANCE.0", "connected") in states and ("BINANCE.0", "disconnected") in states
     assert {m.topic for m in seen if m.event.KIND == "gap"} == {f"gap.BINANCE.{s}." for s in symbols}
     assert lb.errors == []
+
+
+async def test_loopback_checks_subscriptions(shared_data: Path, loopback_exchange) -> None:
+    """A gateway subscribing streams the capture never had is reported by the loopback."""
+    records = list(read_capture(shared_data / "cryptofeed" / "BINANCE"))
+    channels = {ch: syms + ["ETH-BTC"] for ch, syms in records[0].data["channels"].items()}
+    lb = await loopback_exchange(records)
+    cfg = GatewayConfig(name="bn", exchange="BINANCE", channels=channels, pub="inproc://unused", urls=lb.urls())
+    async with Gateway(cfg, publisher=RecordingPublisher("BINANCE")):
+        await wait_until(lambda: lb.subscribe_messages, 10, "a subscribe message")
+        await wait_until(lambda: lb.errors, 5, "the subscription check")
+    assert any("unexpected streams" in e and "ethbtc@aggTrade" in e for e in lb.errors)
