@@ -138,7 +138,7 @@ class Driver:
     # ------------------------------------------------------------ lifecycle
     async def run(self) -> None:
         timeout = aiohttp.ClientTimeout(total=self.config.rest_timeout)
-        async with aiohttp.ClientSession(timeout=timeout) as session:
+        async with aiohttp.ClientSession(timeout=timeout, connector=self._rest_connector()) as session:
             self._session = session
             try:
                 await self._load_instruments()
@@ -155,6 +155,23 @@ class Driver:
 
     def stop(self) -> None:
         self._stop.set()
+
+    def _rest_connector(self) -> aiohttp.BaseConnector | None:
+        """SOCKS proxies need aiohttp-socks (aiohttp itself speaks only HTTP proxies)."""
+        proxy = self.config.rest_proxy
+        if not proxy or not proxy.startswith("socks"):
+            return None
+        try:
+            from aiohttp_socks import ProxyConnector  # type: ignore[import-not-found]
+        except ImportError:
+            raise RuntimeError(f"rest_proxy {proxy.split('@')[-1]!r}: SOCKS proxies need the aiohttp-socks "
+                               "package (pip install aiohttp-socks)") from None
+        return ProxyConnector.from_url(proxy)
+
+    @property
+    def _http_proxy(self) -> str | None:
+        proxy = self.config.rest_proxy
+        return proxy if proxy and not proxy.startswith("socks") else None
 
     async def _shutdown(self) -> None:
         tasks = list(self._tasks.values()) + list(self._aux)
@@ -216,7 +233,7 @@ class Driver:
         assert self._session is not None
         self._count("rest_requests")
         try:
-            async with self._session.get(fetch.url, proxy=self.config.rest_proxy) as resp:
+            async with self._session.get(fetch.url, proxy=self._http_proxy) as resp:
                 body = await resp.text()
                 status = resp.status
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:

@@ -191,28 +191,37 @@ class _Binance(Adapter):
 
     # ------------------------------------------------------------ connections
     def _streams(self) -> list[tuple[str, str, str]]:
-        """(stream name, channel, normalized symbol) for the whole subscription."""
+        """(stream name, channel, normalized symbol) for the whole subscription.
+
+        Symbols the instruments don't know are left out (counted as ``subscription.unknown_symbol``
+        and logged once by the driver), so one bad symbol never blocks the others.
+        """
         sub = self.subscription
         out: list[tuple[str, str, str]] = []
-        for sym in sub.symbols(TRADES):
-            out.append((f"{self.exchange_symbol(sym).lower()}@aggTrade", TRADES, sym))
-        for sym in sub.symbols(L2_BOOK):
-            out.append((f"{self.exchange_symbol(sym).lower()}@depth@100ms", L2_BOOK, sym))
-        ticker_like = list(dict.fromkeys(sub.symbols(TICKER) + sub.symbols(BBO_CHANNEL)))
-        for sym in ticker_like:
-            out.append((f"{self.exchange_symbol(sym).lower()}@bookTicker", TICKER, sym))
-        for sym in sub.symbols(CANDLES):
-            out.append((f"{self.exchange_symbol(sym).lower()}@kline_{sub.candle_interval}", CANDLES, sym))
+
+        def ids(*channels: str) -> list[tuple[str, str]]:
+            syms = list(dict.fromkeys(s for ch in channels for s in sub.symbols(ch)))
+            known = [(s, self.to_exchange[s]) for s in syms if s in self.to_exchange]
+            if len(known) != len(syms):
+                self.count("subscription.unknown_symbol", len(syms) - len(known))
+            return known
+
+        for sym, xs in ids(TRADES):
+            out.append((f"{xs.lower()}@aggTrade", TRADES, sym))
+        for sym, xs in ids(L2_BOOK):
+            out.append((f"{xs.lower()}@depth@100ms", L2_BOOK, sym))
+        for sym, xs in ids(TICKER, BBO_CHANNEL):
+            out.append((f"{xs.lower()}@bookTicker", TICKER, sym))
+        for sym, xs in ids(CANDLES):
+            out.append((f"{xs.lower()}@kline_{sub.candle_interval}", CANDLES, sym))
         if self.futures:
-            mark_like = list(dict.fromkeys(sub.symbols(FUNDING) + sub.symbols(MARK)
-                                           + ([] if self.inverse else sub.symbols(INDEX))))
-            for sym in mark_like:
-                out.append((f"{self.exchange_symbol(sym).lower()}@markPrice@1s", MARK, sym))
-            for sym in sub.symbols(LIQUIDATIONS):
-                out.append((f"{self.exchange_symbol(sym).lower()}@forceOrder", LIQUIDATIONS, sym))
+            for sym, xs in ids(FUNDING, MARK, *(() if self.inverse else (INDEX,))):
+                out.append((f"{xs.lower()}@markPrice@1s", MARK, sym))
+            for sym, xs in ids(LIQUIDATIONS):
+                out.append((f"{xs.lower()}@forceOrder", LIQUIDATIONS, sym))
             if self.inverse:
-                for sym in sub.symbols(INDEX):
-                    pair = self.exchange_symbol(sym).split("_")[0]
+                for sym, xs in ids(INDEX):
+                    pair = xs.split("_")[0]
                     if pair not in self._pair_symbols:
                         out.append((f"{pair.lower()}@indexPrice@1s", INDEX, sym))
                     self._pair_symbols.setdefault(pair, []).append(sym)

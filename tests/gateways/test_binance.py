@@ -289,3 +289,13 @@ def test_book_ticker_and_24h_ticker() -> None:
              '"b":"8010","a":"8012","v":"20014582.5"}}')
     (t24,) = both.on_message("c", raw24, 6).events
     assert (t24.last_str, t24.volume_str, t24.timestamp) == ("8011", "20014582.5", 1569805259092000000)
+
+
+def test_unknown_subscribed_symbol_is_left_out() -> None:
+    from cryptofeed_types import Symbol
+    sym = Symbol.parse("BTC-USDT", exchange_symbol="BTCUSDT")
+    adapter = BinanceSpot(Subscription({"trades": ["BTC-USDT", "NOPE-USDT"]}), symbols=[sym])
+    assert adapter.check_subscription() == ["NOPE-USDT"]
+    (spec,) = adapter.connections()
+    assert spec.streams == (("trades", "BTC-USDT"),)
+    assert adapter.counters["subscription.unknown_symbol"] == 1

@@ -43,7 +43,7 @@ async def test_faults_end_to_end(shared_data: Path, loopback_exchange) -> None:
     header = records[0].data
     lb = await loopback_exchange(records)
     cfg = GatewayConfig(name="bnf", exchange="BINANCE_FUTURES", channels=header["channels"], pub="inproc://unused",
-                        urls=lb.urls(), backoff_initial=0.05, backoff_max=0.2, silence_timeout=0.5)
+                        urls=lb.urls(), backoff_initial=0.05, backoff_max=0.2, silence_timeout=1.5)
     pub = RecordingPublisher("BINANCE_FUTURES")
     gw = Gateway(cfg, publisher=pub)
     adapter = gw.adapter
@@ -186,3 +186,65 @@ async def test_loopback_checks_subscriptions(shared_data: Path, loopback_exchang
         await wait_until(lambda: lb.subscribe_messages, 10, "a subscribe message")
         await wait_until(lambda: lb.errors, 5, "the subscription check")
     assert any("unexpected streams" in e and "ethbtc@aggTrade" in e for e in lb.errors)
+
+
+class _HttpProxy:
+    """A minimal HTTP proxy (CONNECT tunnels and absolute-form requests) that counts what it relays."""
+
+    def __init__(self) -> None:
+        self.connects = 0
+        self.forwards = 0
+        self.server: asyncio.AbstractServer | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        method, target, _ = head.split(b"\r\n", 1)[0].split(b" ", 2)
+        if method == b"CONNECT":
+            self.connects += 1
+            host, port = target.decode().rsplit(":", 1)
+            up_r, up_w = await asyncio.open_connection(host, int(port))
+            writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        else:
+            self.forwards += 1
+            hostport = target.split(b"/")[2].decode()
+            host, port = hostport.rsplit(":", 1)
+            up_r, up_w = await asyncio.open_connection(host, int(port))
+            up_w.write(head)
+        await asyncio.gather(self._pipe(reader, up_w), self._pipe(up_r, writer))
+
+
+async def test_http_proxies(shared_data: Path, loopback_exchange) -> None:
+    """Websocket (CONNECT) and REST (absolute-form) traffic both go through the configured proxy."""
+    proxy = _HttpProxy()
+    await proxy.start()
+    records = list(read_capture(shared_data / "cryptofeed" / "BINANCE"))
+    lb = await loopback_exchange(records)
+    url = f"http://127.0.0.1:{proxy.port}"
+    cfg = GatewayConfig(name="bn", exchange="BINANCE", channels=records[0].data["channels"], pub="inproc://unused",
+                        urls=lb.urls(), ws_proxy=url, rest_proxy=url)
+    gw = Gateway(cfg, publisher=RecordingPublisher("BINANCE"))
+    async with gw:
+        await lb.wait_subscribed()
+        lb.release(None)
+        await wait_until(lambda: sum(sb.state == "synced" for sb in gw.adapter.books) == 4, 10, "books via proxy")
+    # Relayed connections (keep-alive reuses one for several requests): the websocket tunnel and
+    # the REST requests (instruments + 4 snapshots).
+    assert proxy.connects >= 1 and proxy.forwards >= 1
+    assert len(lb.rest_requests) == 5
+    assert proxy.server is not None
+    proxy.server.close()
