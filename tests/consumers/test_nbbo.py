@@ -179,7 +179,9 @@ def test_nbbo_process_over_the_bus(bus_endpoint, publisher_factory) -> None:
     consumer = NBBOConsumer("nbbo", [ep_a, ep_b], publish=ep_n, heartbeat_timeout=0.6, tick_interval=0.05)
     thread = threading.Thread(target=consumer.run, daemon=True)
     thread.start()
-    out = Subscriber(ep_n, ["nbbo."], books=False)
+    # books=True (the default) also fetches last values on join: the first NBBO may be
+    # published before this subscription is active, and an unchanged NBBO is not repeated.
+    out = Subscriber(ep_n, ["nbbo."])
     try:
         latest: dict[str, NBBO] = {}
 
@@ -196,7 +198,7 @@ def test_nbbo_process_over_the_bus(bus_endpoint, publisher_factory) -> None:
                 while msg is not None:
                     latest[msg.event.symbol] = msg.event
                     msg = out.recv(0)
-            raise AssertionError(f"timed out; latest={latest}")
+            raise AssertionError(f"timed out; latest={latest} out={dict(out.counters)} consumer={dict(consumer.counters)}")
 
         stopped = False
         wait_for(lambda: "BTC-USDT" in latest and _view(latest["BTC-USDT"]) == (
