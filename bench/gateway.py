@@ -30,7 +30,7 @@ Ratios printed: ours/cryptofeed (goal >= 3) and ours/bare (goal >= 1/3), message
 
 RSS: a child process replays a generated Kraken Futures stream that keeps 100 books of
 --depth levels per side (snapshot + updates that keep the depth), with the publisher
-attached (it keeps its own copy of every book for the snapshot service), and prints its peak
+attached (its snapshot service serves the adapter's books: no second copy), and prints its peak
 and current RSS; a second child with the same imports and a started publisher but no data
 gives the baseline.
 """
@@ -515,7 +515,7 @@ def main() -> None:
             print(f"RSS: failed: {empty.get('error') or books.get('error')}")
         else:
             print(f"RSS, {args.books} books x {args.depth} levels/side generated (Kraken Futures stream, "
-                  f"{books.get('events')} events; publisher keeps its own copy for snapshots): "
+                  f"{books.get('events')} events; the publisher serves the adapter's books, no copy): "
                   f"peak {books['maxrss_kb'] / 1024:.1f} MiB, now {books['rss_now_kb'] / 1024:.1f} MiB; "
                   f"same imports + publisher, no data: peak {empty['maxrss_kb'] / 1024:.1f} MiB, "
                   f"now {empty['rss_now_kb'] / 1024:.1f} MiB; books add "

@@ -3,7 +3,8 @@
 A publisher keeps, per topic, the state a late joiner needs: the full L2 book
 (``book.`` topics), the L3 order book (``l3.`` topics) and the last value of scalar
 topics (ticker, bbo, funding, open interest, index, mark), each with the per-topic
-sequence number it includes. A subscriber asks a ROUTER socket for a topic prefix and
+sequence number it includes (a gateway may instead let it serve its own L2 books:
+:meth:`StateStore.share_books`, then no copy is kept). A subscriber asks a ROUTER socket for a topic prefix and
 gets one message per matching topic, then an end marker. docs/wire.md ("Snapshot
 service, heartbeats and recovery") is the normative description:
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import NamedTuple
 
 import msgpack
@@ -41,15 +43,22 @@ MAX_REQUEST_ID = 64
 STATEFUL_CHANNELS = frozenset({"book", "l3"})
 
 
+# A book provider: normalized symbol -> the gateway's own OrderBook of it, or None while
+# there is no book to serve (never built yet).
+BookProvider = Callable[[str], "OrderBook | None"]
+
+
 class _Book:
     # ``last``: the last event applied, for its names and timestamps (one reference is
-    # cheaper on the publishing path than copying five fields).
-    __slots__ = ("book", "seq", "last")
+    # cheaper on the publishing path than copying five fields). ``provider``: set when the
+    # gateway shares its own books (see StateStore.share_books); ``book`` is then unused.
+    __slots__ = ("book", "seq", "last", "provider")
 
-    def __init__(self) -> None:
-        self.book = OrderBook()
+    def __init__(self, provider: BookProvider | None = None) -> None:
+        self.book = OrderBook() if provider is None else None
         self.seq = 0
         self.last: Event | None = None
+        self.provider = provider
 
 
 class _L3:
@@ -72,6 +81,26 @@ class StateStore:
         self.books: dict[str, _Book] = {}
         self.l3: dict[str, _L3] = {}
         self.last: dict[str, tuple[Event, int]] = {}
+        self.providers: dict[str, BookProvider] = {}
+
+    def share_books(self, exchange: str, provider: BookProvider) -> None:
+        """Serve the L2 books of ``exchange`` from ``provider`` instead of a mirrored copy.
+
+        Why this is correct although the gateway's book may run ahead of what was
+        published: the gateway applies an update to its book *before* publishing it, so a
+        snapshot taken between the two contains delta N+1 (or a few more) while being
+        labelled with the last published sequence N. L2 deltas carry absolute sizes per
+        level, so they are idempotent: the subscriber re-applies N+1.. on top of that
+        snapshot and ends with exactly the gateway's book (levels cut off by a depth limit
+        are published as deletes, so those re-apply the same way). Reads are consistent
+        because OrderBook's methods are compiled Cython running under the GIL: no Python
+        bytecode runs inside ``snapshot()`` or ``apply_delta()``, so the gateway thread can
+        not interleave a partial update with a read (and even a torn read, between the bid
+        and ask sides, would only mix whole absolute-size levels, which the re-applied
+        deltas overwrite). Saves the second copy of every book (CPU per update and memory).
+        Call before publishing the exchange's first book event.
+        """
+        self.providers[exchange] = provider
 
     def apply(self, event: Event, topic: str, seq: int) -> None:
         """Record a published event (only stateful and scalar kinds change anything)."""
@@ -79,11 +108,12 @@ class StateStore:
         if cls is L2Delta or cls is L2Snapshot:
             st = self.books.get(topic)
             if st is None:
-                st = self.books[topic] = _Book()
-            if cls is L2Delta:
-                st.book.apply_delta(event.bids_str, event.asks_str, event.sequence)
-            else:
-                st.book.apply_snapshot(event.bids_str, event.asks_str, event.sequence)
+                st = self.books[topic] = _Book(self.providers.get(event.exchange))
+            if st.provider is None:
+                if cls is L2Delta:
+                    st.book.apply_delta(event.bids_str, event.asks_str, event.sequence)
+                else:
+                    st.book.apply_snapshot(event.bids_str, event.asks_str, event.sequence)
             st.seq = seq
             st.last = event
         elif cls is L3Delta or cls is L3Snapshot:
@@ -117,11 +147,15 @@ class StateStore:
         """``(topic, seq, timestamp, receipt_timestamp, body)`` of one topic's state, or None."""
         st = self.books.get(topic)
         if st is not None:
-            bids, asks = st.book.snapshot()
             ev = st.last
+            book = st.book if st.provider is None else st.provider(ev.symbol)
+            if book is None:
+                return None
+            sequence = book.sequence
+            bids, asks = book.snapshot()
             return (topic, st.seq, ev.timestamp, ev.receipt_timestamp, {
                 "kind": "book_snapshot", "exchange": ev.exchange, "symbol": ev.symbol,
-                "bids": bids, "asks": asks, "sequence": st.book.sequence, "checksum": None,
+                "bids": bids, "asks": asks, "sequence": sequence, "checksum": None,
                 "exchange_symbol": ev.exchange_symbol})
         st3 = self.l3.get(topic)
         if st3 is not None:

@@ -10,6 +10,7 @@ from cryptofeed_types.book import BookSide, OrderBook, kraken_checksum, okx_chec
 from cryptofeed_types.events import (
     BBO,
     EVENT_CLASSES,
+    NBBO,
     Balance,
     Candle,
     Event,
@@ -23,7 +24,6 @@ from cryptofeed_types.events import (
     L3Delta,
     L3Snapshot,
     Liquidation,
-    NBBO,
     MarkPrice,
     OpenInterest,
     OrderInfo,

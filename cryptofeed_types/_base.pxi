@@ -56,7 +56,12 @@ cpdef str dec_str(object v):
     elif type(v) is int:
         return str(v)
     elif type(v) is float:
-        d = Decimal(repr(v))
+        r = repr(v)
+        # The shortest repr is already the exact plain text unless it has an exponent
+        # (or is nan/inf): Decimal + format would give these same characters back.
+        if _plain_decimal(r):
+            return r
+        d = Decimal(r)
     else:
         raise TypeError(f"expected a decimal string or number, got {type(v).__name__}")
     if not d.is_finite():

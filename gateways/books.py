@@ -80,7 +80,7 @@ class SymbolBook:
     """The book of one symbol and its sync state."""
 
     __slots__ = ("symbol", "exchange_symbol", "book", "state", "buffer", "bridging", "top", "published",
-                 "resyncs")
+                 "resyncs", "retired")
 
     def __init__(self, symbol: str, exchange_symbol: str | None, max_depth: int, max_buffer: int) -> None:
         self.symbol = symbol
@@ -92,6 +92,8 @@ class SymbolBook:
         self.top: tuple[Any, Any] | None = None
         self.published = False  # a valid book was published (so a rebuild is announced by Reset)
         self.resyncs = 0
+        # The last valid book while this one is rebuilt: what the snapshot service serves meanwhile.
+        self.retired: OrderBook | None = None
 
 
 class Books:
@@ -141,6 +143,25 @@ class Books:
     def book(self, symbol: str) -> OrderBook:
         return self._books[symbol].book
 
+    def shared_book(self, symbol: str) -> OrderBook | None:
+        """The book the bus snapshot service serves for ``symbol`` (``Publisher.share_books``).
+
+        The live book while it is valid; while it is being rebuilt, the last valid one (the
+        same thing a mirrored copy of the published stream would hold: late joiners get it
+        and then the Reset + L2Snapshot of the rebuild); None before the first valid book.
+        """
+        sb = self._books.get(symbol)
+        if sb is None:
+            return None
+        return sb.book if sb.state == SYNCED else sb.retired
+
+    def _retire(self, sb: SymbolBook) -> None:
+        # A fresh object rather than clear(): the snapshot service may keep reading the old
+        # one (shared_book) until the rebuilt book is valid.
+        if sb.state == SYNCED:
+            sb.retired = sb.book
+        sb.book = OrderBook(self.max_depth)
+
     # ---- snapshot
     def snapshot(self, symbol: str, bids: Levels, asks: Levels, sequence: int | None, out: Output, *,
                  timestamp: int | None = None, receipt_timestamp: int = 0, checksum: int | None = None) -> bool:
@@ -150,6 +171,10 @@ class Books:
         buffered deltas, fails its checksum or is crossed): a new resync is requested.
         """
         sb = self._books.get(symbol) or self.add(symbol)
+        if sb.state == SYNCED:
+            # Until this snapshot is validated, the snapshot service keeps serving the book it replaces.
+            self._retire(sb)
+            sb.state = RESYNCING
         book = sb.book
         book.apply_snapshot(bids, asks, sequence)
         if checksum is not None and self.checksum is not None and self.checksum(book) != checksum:
@@ -177,6 +202,7 @@ class Books:
                                     receipt_timestamp=receipt_timestamp))
             self.counters["book.resets"] += 1
         sb.state = SYNCED
+        sb.retired = None
         sb.published = True
         snap_bids, snap_asks = book.snapshot()
         out.events.append(L2Snapshot(self.exchange, symbol, snap_bids, snap_asks, sequence=book.sequence,
@@ -188,7 +214,7 @@ class Books:
 
     def _bad_snapshot(self, sb: SymbolBook, reason: str, out: Output, rts: int) -> bool:
         self.counters[f"book.{reason}"] += 1
-        sb.book.clear()
+        self._retire(sb)
         sb.buffer.clear()
         sb.state = RESYNCING if sb.published else WAITING
         sb.top = None
@@ -223,7 +249,17 @@ class Books:
                             received=first if first is not None else prev, timestamp=timestamp,
                             receipt_timestamp=receipt_timestamp)
             return GAP
-        book.apply_delta(bids, asks, last)
+        if self.max_depth:
+            cut_bids, cut_asks = book.apply_delta_cut(bids, asks, last)
+            # Levels pushed past max_depth leave our book: publish them as deletes, or
+            # subscribers (whose books have no depth limit) would keep them forever. Appended
+            # after the update's own levels, so a level it set and that was cut ends deleted.
+            if cut_bids:
+                bids = [*bids, *[(p, "0") for p in cut_bids]]
+            if cut_asks:
+                asks = [*asks, *[(p, "0") for p in cut_asks]]
+        else:
+            book.apply_delta(bids, asks, last)
         sb.bridging = False
         if checksum is not None and self.checksum is not None and self.checksum(book) != checksum:
             self.invalidate(symbol, "checksum", out, timestamp=timestamp, receipt_timestamp=receipt_timestamp)
@@ -249,8 +285,8 @@ class Books:
         if sb.published and sb.state == SYNCED:
             out.events.append(Gap(self.exchange, self.channel, reason, symbol=symbol, expected=expected,
                                   received=received, timestamp=timestamp, receipt_timestamp=receipt_timestamp))
+        self._retire(sb)
         sb.state = RESYNCING if sb.published else WAITING
-        sb.book.clear()
         sb.buffer.clear()
         sb.top = None
         sb.bridging = False
@@ -285,3 +321,17 @@ class Books:
                               ask=None if ask is None else ask[0], ask_size=None if ask is None else ask[1],
                               sequence=book.sequence, exchange_symbol=sb.exchange_symbol, timestamp=ts,
                               receipt_timestamp=rts))
+
+
+def share_books(adapter: Any, publisher: Any) -> bool:
+    """Let ``publisher``'s snapshot service serve ``adapter.books`` instead of mirroring them.
+
+    True when done: the adapter keeps its L2 books in a :class:`Books` (every L2 event it
+    publishes comes from there) and the publisher supports ``share_books``.
+    """
+    books = getattr(adapter, "books", None)
+    share = getattr(publisher, "share_books", None)
+    if not isinstance(books, Books) or share is None:
+        return False
+    share(books.exchange, books.shared_book)
+    return True

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from gateways import exchanges
 from gateways.adapter import CHANNELS, Adapter, Subscription
+from gateways.books import share_books
 from gateways.driver import Driver, DriverConfig
 
 
@@ -106,6 +107,7 @@ class Gateway:
             publisher = Publisher(config.name, config.pub, config.snapshot, sndhwm=config.sndhwm,
                                   heartbeat_interval=config.heartbeat_interval, exchange=self.adapter.exchange)
         self.publisher = publisher
+        share_books(self.adapter, publisher)  # its snapshot service serves the adapter's own books
         self.recorder = None
         if config.record is not None:
             from gateways.capture import CaptureWriter

@@ -26,6 +26,7 @@ from loguru import logger
 from cryptofeed_types import Status
 from gateways import exchanges
 from gateways.adapter import Adapter, Close, Fetch, Open, Output, Resync, Send, Subscription
+from gateways.books import share_books
 from gateways.capture import CLOSE, CONNECT, HEADER, RECV, REST, SEND, Record, read_capture
 
 # Capture exchange name → registry name, where they differ.
@@ -120,6 +121,8 @@ class Replayer:
         self._instruments_done = True
         adapter = self.adapter
         assert adapter is not None
+        if self.publisher is not None:
+            share_books(adapter, self.publisher)
         bodies: dict[str, Any] = {}
         for fetch in adapter.instrument_requests():
             rec = self.pool.take(fetch, loose=True)

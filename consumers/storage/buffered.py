@@ -64,7 +64,11 @@ class BufferedWriter:
                                self.max_buffer, self.counters["dropped"])
             return False
         buf.append(row)
-        self.counters["queued"] += 1
+        counters = self.counters
+        counters["queued"] += 1
+        # Kept current on both sides: while the server is down the writer thread takes no
+        # batch, and the figure heartbeats report must still grow with the backlog.
+        counters["buffered"] = len(buf)
         if len(buf) >= self.batch_size and not self._wake.is_set():
             self._wake.set()
         return True

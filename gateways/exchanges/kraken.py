@@ -448,10 +448,10 @@ class Kraken(Adapter):
                 bids += part.get("b", ())
                 if "c" in part:
                     checksum = int(part["c"])
-        for lv in bids:
-            latest = max(latest, epoch_str_ns(lv[2]))
-        for lv in asks:
-            latest = max(latest, epoch_str_ns(lv[2]))
+        if len(bids) + len(asks) == 1:  # the common update: one level
+            latest = epoch_str_ns((bids or asks)[0][2])
+        elif bids or asks:
+            latest = max(map(epoch_str_ns, [lv[2] for lv in bids] + [lv[2] for lv in asks]))
         b = [(lv[0], lv[1]) for lv in bids]
         a = [(lv[0], lv[1]) for lv in asks]
         t = latest or None
