@@ -4,8 +4,9 @@ Bars are aligned on multiples of the interval since the Unix epoch, by the trade
 timestamp (its receipt timestamp when the exchange gives none). A bar is emitted as a closed
 :class:`Candle` (``interval`` like ``'1m'`` or ``'250ms'``, ``closed=True``) when the first
 trade of a later bar arrives, or when :meth:`OHLCV.flush` sees wall time past its end plus a
-grace delay (for quiet markets). A trade older than the open bar is counted as ``late`` and
-ignored: a bar once emitted is never changed. Prices and volumes stay exact (Decimal).
+grace delay (for quiet markets). A trade older than the open bar, or belonging to a bar
+already emitted (also one that :meth:`OHLCV.flush` closed by wall clock), is counted as
+``late`` and ignored: a bar once emitted is never changed, nor emitted twice. Prices and volumes stay exact (Decimal).
 """
 
 from __future__ import annotations
@@ -51,10 +52,13 @@ class OHLCV:
         self.ns = parse_interval(interval)
         self.grace_ns = int(grace * 1e9)
         self.bars: dict[tuple[str, str], _Bar] = {}
+        # Start of the last bar emitted per key: a trade at or before it is late.
+        self.emitted: dict[tuple[str, str], int] = {}
         self.counters = {"trades": 0, "bars": 0, "late": 0}
 
     def _candle(self, key: tuple[str, str], bar: _Bar) -> Candle:
         self.counters["bars"] += 1
+        self.emitted[key] = bar.start
         return Candle(key[0], key[1], bar.start, bar.start + self.ns, self.interval, str(bar.open), str(bar.close),
                       str(bar.high), str(bar.low), str(bar.volume), trades=bar.trades, closed=True,
                       timestamp=bar.start + self.ns, receipt_timestamp=bar.last_ts)
@@ -67,6 +71,9 @@ class OHLCV:
         key = (t.exchange, t.symbol)
         price, amount = t.price, t.amount
         bar = self.bars.get(key)
+        if bar is None and start <= self.emitted.get(key, -1):
+            self.counters["late"] += 1
+            return []
         if bar is None or start > bar.start:
             self.bars[key] = _Bar(start, price, amount, t.receipt_timestamp)
             return [self._candle(key, bar)] if bar is not None else []

@@ -50,6 +50,20 @@ def test_ohlcv_late_trade_and_intervals() -> None:
         parse_interval("5 minutes")
 
 
+def test_ohlcv_bar_closed_by_flush_is_never_emitted_again() -> None:
+    agg = OHLCV("1m", grace=2.0)
+    agg.on_trade(Trade("EX", "A-B", "buy", "1", "10", timestamp=60 * S, receipt_timestamp=0))
+    (first,) = agg.flush(123 * S)          # wall clock past the bar's end + grace
+    assert (first.start, first.trades) == (60 * S, 1)
+    # A straggler of that same minute (a delayed feed) must not open and later emit a second bar.
+    assert agg.on_trade(Trade("EX", "A-B", "buy", "1", "11", timestamp=90 * S, receipt_timestamp=0)) == []
+    assert agg.counters["late"] == 1 and agg.flush(10**30) == []
+    # The next minute opens normally.
+    agg.on_trade(Trade("EX", "A-B", "buy", "2", "12", timestamp=121 * S, receipt_timestamp=0))
+    (nxt,) = agg.flush(10**30)
+    assert (nxt.start, nxt.open, nxt.volume) == (120 * S, Decimal("12"), Decimal("2"))
+
+
 def test_throttle_last_value_per_window() -> None:
     th = Throttle(1.0)
     ev = [BBO("EX", "A-B", bid=str(i), ask=str(i + 1), receipt_timestamp=i) for i in range(5)]
