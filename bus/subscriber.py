@@ -466,6 +466,14 @@ class SubscriberCore:
 
     # -- queries -----------------------------------------------------------------------------
 
+    def ready(self, gateway: str) -> bool:
+        """True once ``gateway``'s stream flows on the SUB socket (our subscriptions are
+        active) and no snapshot request to it is outstanding: from here on, everything it
+        publishes is delivered in order (what a test or a start-up barrier waits for)."""
+        gw = self.gateways.get(gateway)
+        return gw is not None and gw.seen_on_sub and not any(
+            r.gateway in (gateway, None) for r in self._requests.values())
+
     def is_live(self, topic: str) -> bool:
         """True when every gateway publishing ``topic`` has it in sync."""
         states = [gw.states[topic] for gw in self.gateways.values() if topic in gw.states]

@@ -110,8 +110,8 @@ def test_one_publisher_four_subscribers_get_everything_in_order(bus_endpoint, pu
                                                                 subscriber_factory):
     pp = publisher_process("gw", bus_endpoint("gw"), options={"heartbeat_interval": 0.2})
     subs = [subscriber_factory(pp.endpoint, [""]) for _ in range(4)]
-    for s in subs:  # a heartbeat proves each subscription is active before we publish
-        drain_until(s, lambda s=s: "gw" in s.core.gateways)
+    for s in subs:  # a heartbeat proves each subscription is active, and its snapshot is answered
+        drain_until(s, lambda s=s: s.core.ready("gw"))
     pp.initial()
     pp.publish_async(4000)
     seqs = [dict() for _ in subs]
@@ -147,7 +147,7 @@ def test_curve_unlisted_client_gets_nothing_listed_gets_everything(bus_endpoint,
     good = subscriber_factory(pp.endpoint, [""], curve=CurveClient(good_pub, good_sec, server_pub))
     bad = subscriber_factory(pp.endpoint, [""], curve=CurveClient(bad_pub, bad_sec, server_pub))
     plain = subscriber_factory(pp.endpoint, [""])  # no CURVE at all
-    drain_until(good, lambda: "gw" in good.core.gateways)
+    drain_until(good, lambda: good.core.ready("gw"))
     drain_until(bad, lambda: bad.counters["auth_failed"] >= 1)
     pp.initial()
     pp.publish(1000)
