@@ -96,6 +96,8 @@ def decode_header(frame: bytes) -> Header:
         raise WireError(f"header: unsupported wire version {version!r}")
     if type(gateway) is not str or type(epoch) is not int or type(seq) is not int:
         raise WireError("header: gateway must be str, epoch and seq int")
+    if epoch < 0 or seq < 0:
+        raise WireError("header: epoch and seq must be unsigned (uint64)")
     if (ts is not None and type(ts) is not int) or type(rts) is not int or type(pts) is not int:
         raise WireError("header: timestamps must be integer nanoseconds")
     return _new_header(Header, h)

@@ -244,7 +244,10 @@ class SubscriberCore:
             return gw
         if epoch == gw.epoch:
             return gw
-        if epoch < gw.epoch:
+        if epoch < gw.epoch and not gw.stale:
+            # An old incarnation still talking (e.g. a late message): drop it. Once the known
+            # epoch has gone silent (stale), a smaller epoch is taken as a restart anyway: a
+            # publisher whose clock stepped back must not be ignored forever.
             self.counters["old_epoch"] += 1
             return None
         # The publisher restarted: its sequences and state start over.

@@ -332,6 +332,8 @@ def _decode_frames(frames):
         raise _wire_error(f"header: unsupported wire version {version!r}")
     if type(gateway) is not str or type(epoch) is not int or type(seq) is not int:
         raise _wire_error("header: gateway must be str, epoch and seq int")
+    if epoch < 0 or seq < 0:
+        raise _wire_error("header: epoch and seq must be unsigned (uint64)")
     if (ts is not None and type(ts) is not int) or type(rts) is not int or type(pts) is not int:
         raise _wire_error("header: timestamps must be integer nanoseconds")
     header = tuple.__new__(_header_cls, hl)

@@ -140,6 +140,33 @@ def test_new_epoch_invalidates_and_restarts_from_seq_1():
     assert core.counters["old_epoch"] == 1
 
 
+def test_smaller_epoch_after_silence_is_a_restart_with_a_clock_stepped_back():
+    core = joined_core()
+    assert core.on_sub(frames(delta("1"), 1, epoch=EPOCH - 1), 0.0) == []   # live gateway: refused
+    assert core.counters["old_epoch"] == 1
+    assert kinds(core.tick(3.5)) == ["Status"]                              # the known epoch went silent
+    out = core.on_sub(frames(L2Snapshot("EX", "BTC-USDT", [("7", "1")], [], receipt_timestamp=1), 1,
+                             epoch=EPOCH - 1), 4.0)
+    assert "Reset" in kinds(out) and core.gateways["gw"].epoch == EPOCH - 1
+    assert core.book("EX", "BTC-USDT").snapshot() == ([("7", "1")], [])
+    assert core.counters["old_epoch"] == 1
+
+
+def test_negative_epoch_or_seq_is_junk():
+    core = joined_core()
+    for epoch, seq in ((-5, 12), (EPOCH, -1)):
+        f = list(codec.encode(delta("1"), "gw", 0, 0, publish_ts=1))
+        f[1] = msgpack.packb([codec.WIRE_VERSION, "gw", epoch, seq, None, 1, 1])
+        assert core.on_sub(f, 0.0) == []
+        try:
+            codec.decode_header(f[1])
+        except codec.WireError:
+            pass
+        else:
+            raise AssertionError("negative header integer accepted")
+    assert core.counters["junk"] == 2
+
+
 def test_silence_reports_stale_then_connected():
     core = joined_core()
     assert core.tick(1.0) == []
