@@ -37,7 +37,7 @@ import itertools
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Iterator, Sequence
-from types import TracebackType
+from types import MappingProxyType, TracebackType
 from typing import NamedTuple
 
 import zmq
@@ -51,8 +51,18 @@ from bus.endpoints import GatewayEndpoint, as_endpoint
 from bus.security import CurveClient, apply_client
 from bus.snapshot import STATEFUL_CHANNELS
 from bus.topics import topic as make_topic
-from cryptofeed_types.book import OrderBook
-from cryptofeed_types.events import Event, Gap, Heartbeat, L2Delta, L2Snapshot, L3Snapshot, Reset, Status
+from cryptofeed_types.book import OrderBook, is_zero
+from cryptofeed_types.events import (
+    Event,
+    Gap,
+    Heartbeat,
+    L2Delta,
+    L2Snapshot,
+    L3Delta,
+    L3Snapshot,
+    Reset,
+    Status,
+)
 
 try:  # direct libzmq receive (bus/_zmqio.pyx); without it, the plain pyzmq path below
     from bus._zmqio import AVAILABLE as _HAVE_ZMQIO
@@ -500,6 +510,8 @@ class BookKeeper:
 
     def __init__(self) -> None:
         self._books: dict[str, dict[str, OrderBook]] = {}   # book topic -> gateway -> book
+        # l3 topic -> gateway -> {order id: (order id, side, price, size)} (exact strings)
+        self._l3: dict[str, dict[str, dict[str, tuple[str, str, str, str]]]] = {}
 
     def on_delivered(self, m: Message) -> None:
         ev = m.event
@@ -514,13 +526,22 @@ class BookKeeper:
             b = OrderBook()
             b.apply_snapshot(ev.bids_str, ev.asks_str, ev.sequence)
             self._books.setdefault(m.topic, {})[m.header.gateway] = b
-        elif t is Gap and ev.channel == "book":
+        elif t is L3Delta:
+            orders = self._l3.get(m.topic, {}).get(m.header.gateway)
+            if orders is not None:
+                _apply_orders(orders, ev.orders_str)
+        elif t is L3Snapshot:
+            orders = {}
+            _apply_orders(orders, ev.orders_str)
+            self._l3.setdefault(m.topic, {})[m.header.gateway] = orders
+        elif t is Gap and (ev.channel == "book" or ev.channel == "l3"):
             gw = m.header.gateway
+            books = self._books if ev.channel == "book" else self._l3
             if ev.symbol is not None:
-                self._books.get(make_topic("book", ev.exchange, ev.symbol), {}).pop(gw, None)
+                books.get(make_topic(ev.channel, ev.exchange, ev.symbol), {}).pop(gw, None)
             else:  # a feed-wide gap: every book of that exchange from that gateway
-                head = make_topic("book", ev.exchange)
-                for name, per_gw in self._books.items():
+                head = make_topic(ev.channel, ev.exchange)
+                for name, per_gw in books.items():
                     if name.startswith(head):
                         per_gw.pop(gw, None)
 
@@ -529,6 +550,24 @@ class BookKeeper:
         if not per_gw:
             return None
         return next(iter(per_gw.values()))
+
+
+    def l3_book(self, exchange: str, symbol: str) -> MappingProxyType | None:
+        """The resting orders of exchange/symbol, ``{order id: (order id, side, price, size)}``
+        (exact strings, read-only view), or None while unknown or being resynced."""
+        per_gw = self._l3.get(make_topic("l3", exchange, symbol))
+        if not per_gw:
+            return None
+        return MappingProxyType(next(iter(per_gw.values())))
+
+
+def _apply_orders(orders: dict[str, tuple[str, str, str, str]], rows: Sequence[tuple[str, str, str, str]]) -> None:
+    # The same rule as the publisher's snapshot state (bus.snapshot): size 0 removes the order.
+    for row in rows:
+        if is_zero(row[3]):
+            orders.pop(row[0], None)
+        else:
+            orders[row[0]] = row
 
 
 def _endpoints(endpoints: str | GatewayEndpoint | Sequence[str | GatewayEndpoint]) -> list[GatewayEndpoint]:
@@ -674,6 +713,12 @@ class _Driver:
         ``recv`` calls keep updating the same object until a gap replaces it).
         """
         return self.books.book(exchange, symbol) if self.books is not None else None
+
+    def l3_book(self, exchange: str, symbol: str) -> MappingProxyType | None:
+        """The validated order-level (L3) book of exchange/symbol as a read-only mapping
+        ``{order id: (order id, side, price, size)}``, None while unknown or being resynced;
+        like :meth:`book`, it follows exactly the messages ``recv`` has returned."""
+        return self.books.l3_book(exchange, symbol) if self.books is not None else None
 
     def close(self) -> None:
         if self._closed:
