@@ -25,6 +25,8 @@ feed = Feed(source, ["book.", "gap."])
 
 def on_book(ev: L2Delta | L2Snapshot) -> None:
     book = feed.book(ev.exchange, ev.symbol)   # validated: never a book with a hole in it
+    if book is None:                           # only from this feed's own books (books=True)
+        return
     bid, ask = book.best_bid(), book.best_ask()
     if bid and ask:
         print(f"{ev.exchange} {ev.symbol} {bid[0]} / {ask[0]}")

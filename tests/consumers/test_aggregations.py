@@ -89,3 +89,60 @@ def test_renko_bricks() -> None:
         (Decimal(90), Decimal(80)), (Decimal(80), Decimal(90)), (Decimal(90), Decimal(100))]
     assert bricks[0].volume == Decimal(4) and bricks[0].trades == 4 and bricks[0].interval == "renko:10"
     assert sum(c.volume for c in bricks) == Decimal(7)
+
+
+@pytest.mark.timeout(60)
+def test_aggregation_consumers_on_the_bus(bus_endpoint, publisher_factory) -> None:
+    """OHLCV and renko as processes would run them: trades in over the bus, candles out on their
+    own PUBs, equal to the pure calculators over the same trades."""
+    import threading
+    import time
+
+    from bus.subscriber import Subscriber
+    from consumers.aggregations import OHLCVConsumer, RenkoConsumer
+    from cryptofeed_types.events import Candle
+    from feedfabric.testing.bus import drain_until
+
+    src = bus_endpoint("tgw")
+    pub = publisher_factory("tgw", src, heartbeat_interval=0.05)
+    # Exchange times in the future: no bar is closed by the wall clock during the test, so the
+    # bars emitted are exactly those closed by later trades (deterministic).
+    hour = 3600 * S
+    base = (time.time_ns() // hour + 240) * hour
+    rng = random.Random(11)
+    trades = [Trade("EX", rng.choice(["A-B", "C-D"]), "buy", f"0.{rng.randint(1, 99):02d}",
+                    f"{rng.randint(90, 110)}.{rng.randint(0, 9)}", id=str(i), timestamp=base + i * 20 * S,
+                    receipt_timestamp=i) for i in range(600)]
+    pure_ohlcv, pure_renko = OHLCV("1h"), Renko("5")
+    want_bars = [c for t in trades for c in pure_ohlcv.on_trade(t)]
+    want_bricks = [c for t in trades for c in pure_renko.on_trade(t)]
+    assert len(want_bars) >= 4 and len(want_bricks) >= 4
+
+    consumers = [OHLCVConsumer("ohlcv", src, interval="1h", publish=bus_endpoint("ohlcv"), heartbeat_interval=0.05),
+                 RenkoConsumer("renko", src, size="5", publish=bus_endpoint("renko"), heartbeat_interval=0.05)]
+    threads = [threading.Thread(target=c.run, daemon=True) for c in consumers]
+    outs = [Subscriber(bus_endpoint(c.name), ["candles."], heartbeat_timeout=30) for c in consumers]
+    try:
+        for t in threads:
+            t.start()
+        for c, out in zip(consumers, outs, strict=True):
+            drain_until(out, lambda out=out, c=c: out.core.ready(c.name))
+            deadline = time.monotonic() + 20
+            while not c.subscriber.core.ready("tgw"):   # the consumer thread's own subscription
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+        for t in trades:
+            pub.publish(t)
+        got: list[list[Candle]] = [[], []]
+        for out, want, bag in zip(outs, (want_bars, want_bricks), got, strict=True):
+            drain_until(out, lambda bag=bag, want=want: len(bag) >= len(want),
+                        on_message=lambda m, bag=bag: bag.append(m.event) if type(m.event) is Candle else None)
+        for bag, want in zip(got, (want_bars, want_bricks), strict=True):
+            assert [c.to_dict() for c in bag] == [c.to_dict() for c in want]
+    finally:
+        for c in consumers:
+            c.stop()
+        for t in threads:
+            t.join(10)
+        for out in outs:
+            out.close()
