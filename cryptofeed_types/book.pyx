@@ -225,17 +225,7 @@ cdef class OrderBook:
 
     cpdef void apply_delta(self, object bids, object asks, object sequence=None):
         """Apply level changes (size 0 = delete)."""
-        cdef BookSide side = self.bids
-        for lvl in bids:
-            side.set(lvl[0], lvl[1])
-        side = self.asks
-        for lvl in asks:
-            side.set(lvl[0], lvl[1])
-        if self.max_depth > 0:
-            self.bids.truncate(self.max_depth)
-            self.asks.truncate(self.max_depth)
-        if sequence is not None:
-            self.sequence = sequence
+        self.apply_delta_cut(bids, asks, sequence)
 
     cpdef tuple apply_delta_cut(self, object bids, object asks, object sequence=None):
         """``apply_delta``, returning the prices ``max_depth`` cut off: (bid prices, ask prices),
