@@ -5,7 +5,13 @@ cryptofeed 2.x and v3 captures and tardis message files. The adapter is chosen b
 capture's exchange name (``CAPTURE_EXCHANGES`` maps other spellings) and subscribed to
 the recorded channels. REST requests the adapter makes are answered from the capture's
 REST responses (matched by path and query, host and ``limit`` ignored), delivered no
-earlier than they were recorded, so book sync sees the same interleaving as live.
+earlier than they were recorded, so book sync sees the same interleaving as live, and with
+their recorded HTTP status (a recorded 429 or 5xx is replayed as that failure; records
+without a status, as in older captures, are 200s).
+
+A capture may hold several sessions (a writer reopened the file, e.g. after a crash): each
+later ``header`` record ends the connections of the session before it (``on_close``, as
+the restart did live) and reloads the instruments; the results cover the whole file.
 
 Full speed by default; ``pace=True`` sleeps to reproduce the recorded timing
 (``speed`` > 1 replays faster).
@@ -50,7 +56,9 @@ class ReplayResult:
     events_by_kind: Counter[str] = field(default_factory=Counter)
     events: list[Any] = field(default_factory=list)   # only with collect=True
     unanswered: list[Fetch] = field(default_factory=list)
+    abandoned: list[Fetch] = field(default_factory=list)  # pending when their session ended
     unused_rest: int = 0
+    sessions: int = 0
     actions: Counter[str] = field(default_factory=Counter)
 
     @property
@@ -91,8 +99,13 @@ class Replayer:
     def __init__(self, adapter: Adapter | None = None, *, exchange: str | None = None,
                  channels: Mapping[str, Iterable[str]] | None = None, publisher: Any = None,
                  sink: Callable[[Any], None] | None = None, collect: bool = False,
-                 pace: bool = False, speed: float = 1.0, subscription_options: Mapping[str, Any] | None = None) -> None:
+                 pace: bool = False, speed: float = 1.0, subscription_options: Mapping[str, Any] | None = None,
+                 start_at: float | None = None) -> None:
         self.adapter = adapter
+        # Paced replay: the wall-clock instant (time.time()) the first record belongs to. Several
+        # venues replayed with one start_at stay in step even when one process starts late: it
+        # catches up (no sleeps until it is on schedule) instead of lagging the others.
+        self.start_at = start_at
         self.exchange = exchange
         self.channels = channels
         self.publisher = publisher
@@ -106,6 +119,7 @@ class Replayer:
         self.open: dict[str, str] = {}      # capture conn → adapter conn
         self.result: ReplayResult | None = None
         self._instruments_done = False
+        self._shared = False
         self._now = 0
 
     # ---- setup
@@ -121,11 +135,16 @@ class Replayer:
         self._instruments_done = True
         adapter = self.adapter
         assert adapter is not None
-        if self.publisher is not None:
+        if self.publisher is not None and not self._shared:
+            self._shared = True
             share_books(adapter, self.publisher)
         bodies: dict[str, Any] = {}
         for fetch in adapter.instrument_requests():
             rec = self.pool.take(fetch, loose=True)
+            while rec is not None and not _ok(rec):
+                # Live, the driver retried after a failed instruments request: the next response is the retry.
+                adapter.count("replay.instruments_failed_response")
+                rec = self.pool.take(fetch, loose=True)
             if rec is None:
                 adapter.count("replay.instruments_missing")
                 continue
@@ -166,7 +185,7 @@ class Replayer:
                 if rec is None:
                     self.pending.append(action)
                 else:
-                    self._emit(adapter.on_rest(action, 200, rec.data, max(rec.ts, self._now)))
+                    self._emit(adapter.on_rest(action, _status(rec), rec.data, max(rec.ts, self._now)))
             elif isinstance(action, Resync):
                 result.actions["resync"] += 1
                 self._emit(adapter.resync(action.symbol, self._now))
@@ -199,7 +218,7 @@ class Replayer:
                 still.append(fetch)
             else:
                 self.pending = still + self.pending[self.pending.index(fetch) + 1:]
-                self._emit(adapter.on_rest(fetch, 200, rec.data, max(rec.ts, self._now)))
+                self._emit(adapter.on_rest(fetch, _status(rec), rec.data, max(rec.ts, self._now)))
                 self._answer_pending()
                 return
         self.pending = still
@@ -220,18 +239,37 @@ class Replayer:
         self._emit(adapter.on_open(conn, self._now))
         return conn
 
+    def _end_session(self) -> None:
+        """A later header: the capture was reopened (a restarted gateway). Its connections are gone."""
+        adapter = self.adapter
+        result = self.result
+        assert adapter is not None and result is not None
+        for conn in list(self.open.values()):
+            self._emit(adapter.on_close(conn, self._now, "capture session ended"))
+            self._status(conn, "disconnected", "capture session ended")
+        self.open.clear()
+        result.abandoned.extend(self.pending)
+        self.pending = []
+        self._instruments_done = False  # the restarted gateway loaded them again
+
     # ---- the loop
     def run(self, records: Iterable[Record]) -> ReplayResult:
         it = iter(records)
         start_wall = time.monotonic()
+        if self.start_at is not None:
+            start_wall -= time.time() - self.start_at
         first_ts: int | None = None
         for rec in it:
             kind = rec.kind
             if kind == HEADER:
-                if self.adapter is None:
-                    self.adapter = self._make_adapter(rec.data or {})
-                self.result = ReplayResult(self.adapter)
+                if self.result is None:
+                    if self.adapter is None:
+                        self.adapter = self._make_adapter(rec.data or {})
+                    self.result = ReplayResult(self.adapter)
+                else:
+                    self._end_session()
                 self.result.records[HEADER] += 1
+                self.result.sessions += 1
                 continue
             if self.adapter is None:
                 raise ValueError("capture has no header record and no adapter was given")
@@ -274,6 +312,15 @@ class Replayer:
         self.result.unanswered = list(self.pending)
         self.result.unused_rest = len(self.pool)
         return self.result
+
+
+def _ok(rec: Record) -> bool:
+    return rec.status is None or rec.status == 200
+
+
+def _status(rec: Record) -> int:
+    """The HTTP status to replay (records without one, as in older captures and other formats: 200)."""
+    return 200 if rec.status is None else rec.status
 
 
 def replay_capture(path: str | Path, **kwargs: Any) -> ReplayResult:
