@@ -27,7 +27,8 @@
 
 const char *const ff_counter_names[FFC_N] = {
     "messages", "delivered", "junk", "unknown_kind", "gaps", "resyncs", "duplicates", "old_epoch", "epochs",
-    "buffer_overflows", "snapshot_requests", "snapshot_timeouts", "snapshot_junk", "stale"};
+    "buffer_overflows", "snapshot_requests", "snapshot_timeouts", "snapshot_junk", "stale",
+    "control_gaps"};
 
 typedef struct {
     ff_msg *head, *tail;
@@ -149,6 +150,11 @@ static topic_st *topic_find(gw_st *gw, const char *topic) {
 
 static int channel_stateful(const char *topic) {
     return strncmp(topic, "book.", 5) == 0 || strncmp(topic, "l3.", 3) == 0;
+}
+
+static int channel_control(const char *topic) {
+    return strncmp(topic, "heartbeat.", 10) == 0 || strncmp(topic, "status.", 7) == 0 ||
+           strncmp(topic, "gap.", 4) == 0 || strncmp(topic, "reset.", 6) == 0;
 }
 
 static char *obj_strdup(const msgpack_object *o) {
@@ -479,7 +485,10 @@ static void on_sub(ff_subscriber *s, const ff_frame *frames, size_t n, double no
             ff_msg_free(m);
             return;
         } else {
-            emit_gap_or_reset(s, gw, t, 1, 1, t->seq + 1, 1, seq, "sequence gap");
+            /* A gap in a control topic is counted only: a Gap with a nil symbol would declare a
+               whole feed invalid. */
+            if (channel_control(m->topic)) s->counters[FFC_CONTROL_GAPS]++;
+            else emit_gap_or_reset(s, gw, t, 1, 1, t->seq + 1, 1, seq, "sequence gap");
             t->seq = seq;
         }
         if (strcmp(m->kind->kind, "heartbeat") == 0) {

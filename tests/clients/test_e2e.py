@@ -1,8 +1,7 @@
 """Python, Node and C subscribers side by side on one publisher: identical streams and books.
 
 A real :class:`bus.publisher.Publisher` (ipc, snapshot service) is driven in phases by a
-stream of events: a seeded generator of book deltas, trades, tickers and BBOs, or a real
-Binance futures capture replayed through its gateway adapter (``shared_data``):
+seeded generator of book deltas, trades, tickers and BBOs:
 
 1. history published before anyone subscribes (the clients are late joiners and must
    start from the snapshot service);
@@ -17,7 +16,12 @@ that where a heartbeat falls in the stream is part of the script, not of timing.
 waits until all three subscribers have caught up, so a snapshot reply never races live
 traffic and the delivered streams must be equal message for message. Every client prints
 one canonical JSON line per message (docs/clients.md); Python builds the same lines.
-A last test connects the three to two publishers at once.
+
+Further cases: a real Binance futures capture replayed through the gateway path
+(:class:`gateways.replay.Replayer` driving the exchange adapter and a Publisher whose
+snapshot service serves the adapter's own books) with the three subscribers connected
+before the replay starts; two publishers at once; a publisher restart (new epoch) on the
+same endpoints.
 """
 
 from __future__ import annotations
@@ -39,9 +43,10 @@ from bus.endpoints import GatewayEndpoint
 from bus.publisher import Publisher
 from bus.subscriber import Subscriber
 from bus.topics import topic
-from cryptofeed_types.events import Event, L2Delta, L2Snapshot
+from cryptofeed_types.events import Event, Heartbeat, L2Delta
 from feedfabric.testing.bus import BookEventGenerator
-from gateways.replay import replay_capture
+from gateways.capture import read_capture
+from gateways.replay import Replayer, replay_capture
 
 GATEWAY = "gw-e2e"
 WAIT = 30.0
@@ -167,11 +172,13 @@ def _rebuilt(exchange: str, symbol: str, nth: int) -> Callable[[Lines], bool]:
     return pred
 
 
-def _caught_up(last: dict[str, int]) -> Callable[[Lines], bool]:
+def _caught_up(last: dict[str, int], epoch: int | None = None) -> Callable[[Lines], bool]:
+    """Every topic of ``last`` delivered up to its sequence number (only messages of ``epoch``, if given)."""
     def pred(lines: Lines) -> bool:
         seen: dict[str, int] = {}
         for x in _msgs(lines):
-            seen[x["topic"]] = max(seen.get(x["topic"], 0), x["seq"])
+            if epoch is None or x["epoch"] == epoch:
+                seen[x["topic"]] = max(seen.get(x["topic"], 0), x["seq"])
         return all(seen.get(t, 0) >= s for t, s in last.items())
     return pred
 
@@ -186,10 +193,16 @@ def _lose(pub: Publisher, event: Event) -> None:
         pub.store.apply(event, topic, seq)
 
 
-def _by_topic(lines: Lines) -> dict[str, Lines]:
-    """Messages grouped per topic in arrival order; locally made ones (seq 0) without clocks."""
+def _by_topic(lines: Lines, since: dict[int, int] | None = None) -> dict[str, Lines]:
+    """Messages grouped per topic in arrival order; locally made ones (seq 0) without clocks.
+
+    ``since`` maps an epoch to the first heartbeat every client was confirmed to receive
+    (:func:`_confirm`): the heartbeats before it depend on when each client connected.
+    """
     out: dict[str, Lines] = defaultdict(list)
     for x in _msgs(lines):
+        if since and x["topic"].startswith("heartbeat.") and x["seq"] < since.get(x["epoch"], 0):
+            continue
         x = dict(x)
         if x["seq"] == 0:
             x.pop("timestamp")
@@ -216,6 +229,98 @@ def _lost_delta(pub: Publisher, book_topic: str, template: Event) -> L2Delta:
                    exchange_symbol=template.exchange_symbol, receipt_timestamp=time.time_ns())
 
 
+# -- the three subscribers ------------------------------------------------------------------
+
+def _start_clients(node_client: Path, c_client: Path, endpoints: list[GatewayEndpoint],
+                   prefixes: list[str]) -> list[Collector]:
+    """Python, Node and C subscribers on ``endpoints`` (in this order)."""
+    args: list[str] = []
+    for ep in endpoints:
+        assert ep.snapshot is not None
+        args += ["--pub", ep.pub, "--snapshot", ep.snapshot]
+    args += ["--heartbeat-timeout", "600"] + [x for p in prefixes for x in ("--prefix", p)]
+    return [PythonSubscriber(endpoints if len(endpoints) > 1 else endpoints[0], prefixes),
+            ClientProcess("node", ["node", str(node_client / "examples" / "subscribe.js"), *args]),
+            ClientProcess("c", [str(c_client / "ff_subscribe"), *args])]
+
+
+def _phase(clients: list[Collector], pred: Callable[[Lines], bool], what: str,
+           nudge: Callable[[], Any] | None = None) -> None:
+    """Wait until ``pred`` holds for every client (calling ``nudge`` meanwhile), or fail saying where each is."""
+    deadline = time.monotonic() + WAIT
+    for c in clients:
+        while not c.holds(pred):
+            if time.monotonic() > deadline:
+                tail = "\n".join(json.dumps(x)[:300] for x in c.lines[-5:])
+                err = c.stderr() if isinstance(c, ClientProcess) else ""
+                pytest.fail(f"{c.name}: {what} not reached in {WAIT} s; last lines:\n{tail}\n{err}")
+            if nudge is not None:
+                nudge()
+            c.wait(pred, 0.1)
+
+
+def _confirm(clients: list[Collector], pub: Publisher) -> int:
+    """Heartbeats until every client delivered one of ``pub``'s current epoch (its subscriptions
+    are then active), then one more that all must deliver: its sequence number.
+
+    The clients need ``heartbeat.`` among their prefixes. From the returned heartbeat on, every
+    client receives everything ``pub`` sends.
+    """
+    hb_topic = topic("heartbeat", pub.gateway)
+
+    def seen(min_seq: int) -> Callable[[Lines], bool]:
+        return lambda lines: any(x["topic"] == hb_topic and x["epoch"] == pub.epoch and x["seq"] >= min_seq
+                                 for x in _msgs(lines))
+    _phase(clients, seen(1), f"a heartbeat of epoch {pub.epoch}", nudge=pub.heartbeat)
+    first = pub.heartbeat()
+    _phase(clients, seen(first), f"heartbeat {first} of epoch {pub.epoch}")
+    return first
+
+
+def _stop(clients: list[Collector], books: list[tuple[str, str]]) -> None:
+    """Stop every client; they print their final books (Python: those of ``books``) and counters."""
+    for c in clients:
+        if isinstance(c, PythonSubscriber):
+            c.stop(sorted(books, key=lambda x: topic("book", *x)))
+        else:
+            c.stop()
+
+
+def _check_identical(clients: list[Collector], since: dict[int, int] | None = None) -> dict[str, Lines]:
+    """The clients ran cleanly and delivered the same messages per topic, in the same order,
+    and the same final books. Returns Python's messages by topic."""
+    for client in clients:
+        assert not client.errors, f"{client.name} printed non-JSON lines: {client.errors[:3]}"
+        if isinstance(client, ClientProcess):
+            assert client.proc.returncode == 0, f"{client.name} exited {client.proc.returncode}: {client.stderr()}"
+    py, *others = clients
+    want = _by_topic(py.lines, since)
+    for other in others:
+        got = _by_topic(other.lines, since)
+        assert sorted(got) == sorted(want), f"{other.name}: different topics"
+        for t in want:
+            assert got[t] == want[t], f"{other.name} differs from Python on {t}"
+        assert _books(other.lines) == _books(py.lines), f"{other.name}: different final books"
+    return want
+
+
+def _check_books(py: Collector, truth: dict[str, dict], prefixes: list[str]) -> None:
+    """Python's final books (hence everyone's) are the publisher's own."""
+    final = _books(py.lines)
+    assert {b["topic"] for b in final} == {t for t in truth if t.startswith(tuple(prefixes))}
+    for b in final:
+        assert b["bids"] == [list(x) for x in truth[b["topic"]]["bids"]], b["topic"]
+        assert b["asks"] == [list(x) for x in truth[b["topic"]]["asks"]], b["topic"]
+
+
+def _gaps(want: dict[str, Lines]) -> list[tuple[str, str]]:
+    """(book topic, reason) of every Gap delivered, sorted."""
+    gaps = [x["event"] for t, xs in want.items() if t.startswith("gap.") for x in xs]
+    return sorted((topic("book", g["exchange"], g["symbol"]), g["reason"]) for g in gaps)
+
+
+# -- the cases ------------------------------------------------------------------------------
+
 def run_side_by_side(node_client: Path, c_client: Path, endpoint: GatewayEndpoint, events: list[Event],
                      n_history: int) -> None:
     """The scenario of the module docstring on ``events``: ``n_history`` before the join, the
@@ -235,94 +340,48 @@ def run_side_by_side(node_client: Path, c_client: Path, endpoint: GatewayEndpoin
         # 1. history before anyone listens
         for ev in history:
             pub.publish(ev)
-        args = ["--pub", endpoint.pub, "--snapshot", endpoint.snapshot, "--heartbeat-timeout", "600"]
-        for p in prefixes:
-            args += ["--prefix", p]
-        clients = [PythonSubscriber(endpoint, prefixes),
-                   ClientProcess("node", ["node", str(node_client / "examples" / "subscribe.js"), *args]),
-                   ClientProcess("c", [str(c_client / "ff_subscribe"), *args])]
+        clients = _start_clients(node_client, c_client, [endpoint], prefixes)
         stateful = {t for p in prefixes for t, *_ in pub.state(p)}
         at_join = {t: pub.seq(t) for t in stateful}
 
-        def phase(pred: Callable[[Lines], bool], what: str, nudge: Callable[[], Any] | None = None) -> None:
-            deadline = time.monotonic() + WAIT
-            for c in clients:
-                while not c.holds(pred):
-                    if time.monotonic() > deadline:
-                        tail = "\n".join(json.dumps(x)[:300] for x in c.lines[-5:])
-                        err = c.stderr() if isinstance(c, ClientProcess) else ""
-                        pytest.fail(f"{c.name}: {what} not reached in {WAIT} s; last lines:\n{tail}\n{err}")
-                    if nudge is not None:
-                        nudge()
-                    c.wait(pred, 0.1)
-
         # The clients ask for snapshots once the stream flows: heartbeats make it flow.
-        phase(_has_topics(stateful), "late join (snapshots of every stateful topic)", nudge=pub.heartbeat)
+        _phase(clients, _has_topics(stateful), "late join (snapshots of every stateful topic)", nudge=pub.heartbeat)
 
         # 2. live, then 3. a lost delta revealed by the next one
         for ev in phases[0]:
             pub.publish(ev)
         _lose(pub, _lost_delta(pub, gap_topic, gap_ev))
         pub.publish(_lost_delta(pub, gap_topic, gap_ev))
-        phase(_rebuilt(gap_ev.exchange, gap_ev.symbol, 1), f"recovery of {gap_topic} after a gap")
+        _phase(clients, _rebuilt(gap_ev.exchange, gap_ev.symbol, 1), f"recovery of {gap_topic} after a gap")
 
         # 4. live, then 5. a lost last delta revealed only by a heartbeat
         for ev in phases[1]:
             pub.publish(ev)
         _lose(pub, _lost_delta(pub, tail_topic, tail_ev))
         pub.heartbeat()
-        phase(_rebuilt(tail_ev.exchange, tail_ev.symbol, 2 if tail_topic == gap_topic else 1),
-              f"recovery of {tail_topic} after a tail loss")
+        _phase(clients, _rebuilt(tail_ev.exchange, tail_ev.symbol, 2 if tail_topic == gap_topic else 1),
+               f"recovery of {tail_topic} after a tail loss")
 
         # 6. live, to the end
         for ev in phases[2]:
             pub.publish(ev)
         # (topics seen only before the join are not served by the snapshot service: trades, status...)
         last = {t: pub.seq(t) for t in {e.topic() for e in live} | stateful}
-        phase(_caught_up(last), "the last sequence number of every topic")
+        _phase(clients, _caught_up(last), "the last sequence number of every topic")
         truth = {t: body for t, _seq, _ts, _rts, body in pub.state("book.")}
     finally:
-        book_names = sorted({(e.exchange, e.symbol) for e in events if e.CHANNEL == "book"},
-                            key=lambda x: topic("book", *x))
-        for c in clients:
-            if isinstance(c, PythonSubscriber):
-                c.stop(book_names)
-            else:
-                c.stop()
+        _stop(clients, list({(e.exchange, e.symbol) for e in events if e.CHANNEL == "book"}))
         pub.close()
 
-    py, node, c = clients
-    for client in clients:
-        assert not client.errors, f"{client.name} printed non-JSON lines: {client.errors[:3]}"
-        if isinstance(client, ClientProcess):
-            assert client.proc.returncode == 0, f"{client.name} exited {client.proc.returncode}: {client.stderr()}"
-
-    # The same messages, per topic and in order, from all three.
-    want = _by_topic(py.lines)
+    want = _check_identical(clients)
     assert sum(map(len, want.values())) >= len(live), "fewer messages than were published live"
-    gaps = [x["event"] for t, xs in want.items() if t.startswith("gap.") for x in xs]
-    assert sorted((topic("book", g["exchange"], g["symbol"]), g["reason"]) for g in gaps) == sorted(
-        [(gap_topic, "sequence gap"), (tail_topic, "tail loss (seen in heartbeat)")])
+    assert _gaps(want) == sorted([(gap_topic, "sequence gap"), (tail_topic, "tail loss (seen in heartbeat)")])
     for t in stateful:  # late joiners start from the snapshot service, not from the stream
         first = want[t][0]
         assert first["seq"] == at_join[t], first
         assert not t.startswith("book.") or first["event"]["kind"] == "book_snapshot", first
-    for other in (node, c):
-        got = _by_topic(other.lines)
-        assert sorted(got) == sorted(want), f"{other.name}: different topics"
-        for t in want:
-            assert got[t] == want[t], f"{other.name} differs from Python on {t}"
-
-    # The same final books, equal to the publisher's own.
-    final = _books(py.lines)
-    assert {b["topic"] for b in final} == {t for t in truth if t.startswith(tuple(prefixes))}
-    for b in final:
-        assert b["bids"] == [list(x) for x in truth[b["topic"]]["bids"]]
-        assert b["asks"] == [list(x) for x in truth[b["topic"]]["asks"]]
-    assert _books(node.lines) == final
-    assert _books(c.lines) == final
-
-    for other in (node, c):
+    _check_books(clients[0], truth, prefixes)
+    for other in clients[1:]:
         counters = _end(other.lines)
         assert counters["gaps"] == 2 and counters["resyncs"] == 2, (other.name, counters)
         assert counters["junk"] == 0 and counters["duplicates"] == 0, (other.name, counters)
@@ -334,14 +393,108 @@ def test_generated_stream(node_client: Path, c_client: Path, bus_endpoint: Calla
     run_side_by_side(node_client, c_client, bus_endpoint("gw"), events, n_history=62)
 
 
+class ScriptedPublisher(Publisher):
+    """A Publisher with a test script around every event but heartbeats: ``before(event)``
+    returns True when the script took the event over (it was lost: it is not sent), and
+    ``after(event)`` runs once the event is sent. Both run in the publishing thread, so a
+    script that waits there pauses whatever drives the publisher (here a replay)."""
+
+    def __init__(self, *args: Any, before: Callable[[Event], bool], after: Callable[[Event], None],
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.before, self.after = before, after
+
+    def publish(self, event: Event) -> int:
+        if type(event) is Heartbeat:
+            return super().publish(event)
+        if self.before(event):
+            return self.seq(event.topic())
+        seq = super().publish(event)
+        self.after(event)
+        return seq
+
+
 @pytest.mark.shared_data
-def test_replayed_capture(node_client: Path, c_client: Path, bus_endpoint: Callable[..., GatewayEndpoint],
-                          shared_data: Path) -> None:
-    """A real Binance futures capture, replayed through the gateway adapter, as the stream."""
-    events = replay_capture(shared_data / "cryptofeed" / "BINANCE_FUTURES", collect=True).events
-    assert len(events) > 1000
-    first_book = next(i for i, e in enumerate(events) if type(e) is L2Snapshot)
-    run_side_by_side(node_client, c_client, bus_endpoint("gw"), events, n_history=max(300, first_book + 50))
+def test_replayed_capture_through_the_gateway(node_client: Path, c_client: Path,
+                                              bus_endpoint: Callable[..., GatewayEndpoint],
+                                              shared_data: Path) -> None:
+    """A real Binance futures capture through the gateway path: the Replayer drives the exchange
+    adapter and a Publisher (whose snapshot service serves the adapter's own books, as in a live
+    gateway) while the three subscribers, connected and confirmed before the replay starts,
+    live through a lost delta (sequence gap) and a lost last delta (seen in a heartbeat)."""
+    capture = shared_data / "cryptofeed" / "BINANCE_FUTURES"
+    # A dry run (no publisher) tells what the adapter will publish, to place the two losses.
+    dry = replay_capture(capture, collect=True)
+    planned = dry.events
+    assert len(planned) > 1000
+    deltas = [e.topic() for e in planned if type(e) is L2Delta]
+    book_topics = sorted(set(deltas))
+    assert len(book_topics) >= 2, book_topics
+    gap_topic, tail_topic = book_topics[:2]
+    gap_n = 20                                   # the 20th delta of gap_topic is lost, the 21st reveals it
+    revealed_at = [i for i, t in enumerate(deltas) if t == gap_topic][gap_n]
+    # the tail loss comes after the gap was repaired (a heartbeat in between would reveal both)
+    tail_n = next(n for n, i in enumerate((i for i, t in enumerate(deltas) if t == tail_topic), 1)
+                  if i > revealed_at + 10)
+    prefixes = sorted({e.topic().split(".")[0] + "." for e in planned} | {"heartbeat."})
+    books = list({(e.exchange, e.symbol) for e in planned if e.CHANNEL == "book"})
+
+    ep = bus_endpoint("gw")
+    counts: dict[str, int] = defaultdict(int)
+    clients: list[Collector] = []
+
+    def recovered(ev: Event, what: str) -> None:
+        _phase(clients, _rebuilt(ev.exchange, ev.symbol, 1), f"recovery of {ev.topic()} after {what}")
+
+    def before(ev: Event) -> bool:
+        if type(ev) is not L2Delta:
+            return False
+        t = ev.topic()
+        counts[t] += 1
+        if t == gap_topic and counts[t] == gap_n:
+            _lose(pub, ev)
+            return True
+        if t == tail_topic and counts[t] == tail_n:
+            _lose(pub, ev)
+            pub.heartbeat()                      # its book_seqs shows the loss
+            recovered(ev, "a tail loss")
+            return True
+        return False
+
+    def after(ev: Event) -> None:
+        if type(ev) is L2Delta and ev.topic() == gap_topic and counts[gap_topic] == gap_n + 1:
+            recovered(ev, "a gap")               # the replay waits: snapshots never race the stream
+
+    pub = ScriptedPublisher(GATEWAY, ep.pub, ep.snapshot, heartbeat_interval=3600, exchange="BINANCE_FUTURES",
+                            before=before, after=after)
+    pub.start()
+    try:
+        clients = _start_clients(node_client, c_client, [ep], prefixes)
+        since = {pub.epoch: _confirm(clients, pub)}
+        result = Replayer(publisher=pub).run(read_capture(capture))
+        assert result.events_by_kind == dry.events_by_kind and not result.unanswered
+        assert pub.store.providers, "the snapshot service should serve the adapter's books"
+        last = {t: pub.seq(t) for t in pub._seqs}
+        _phase(clients, _caught_up(last), "the last sequence number of every topic")
+        truth = {t: body for t, _seq, _ts, _rts, body in pub.state("book.")}
+    finally:
+        _stop(clients, books)
+        pub.close()
+
+    want = _check_identical(clients, since)
+    assert _gaps(want) == sorted([(gap_topic, "sequence gap"), (tail_topic, "tail loss (seen in heartbeat)")])
+    for t, n in last.items():   # connected from the start: every topic complete from seq 1
+        seqs = [x["seq"] for x in want[t]]
+        if t.startswith("book."):
+            assert want[t][0]["seq"] == 1 and want[t][0]["event"]["kind"] == "book_snapshot", want[t][0]
+            assert seqs[-1] == n and seqs == sorted(set(seqs)), t
+        elif not t.startswith("heartbeat."):
+            assert seqs == list(range(1, n + 1)), t
+    _check_books(clients[0], truth, prefixes)
+    for other in clients[1:]:
+        counters = _end(other.lines)
+        assert counters["gaps"] == 2 and counters["resyncs"] == 2, (other.name, counters)
+        assert counters["junk"] == 0 and counters["duplicates"] == 0, (other.name, counters)
 
 
 def test_two_gateways(node_client: Path, c_client: Path, bus_endpoint: Callable[..., GatewayEndpoint]) -> None:
@@ -359,41 +512,74 @@ def test_two_gateways(node_client: Path, c_client: Path, bus_endpoint: Callable[
             pub.start()
             for ev in gen.initial() + list(gen.events(40)):
                 pub.publish(ev)
-        args = []
-        for ep in eps:
-            args += ["--pub", ep.pub, "--snapshot", ep.snapshot]
-        args += ["--heartbeat-timeout", "600"] + [x for p in prefixes for x in ("--prefix", p)]
-        py = PythonSubscriber(eps, prefixes)
-        clients = [py, ClientProcess("node", ["node", str(node_client / "examples" / "subscribe.js"), *args]),
-                   ClientProcess("c", [str(c_client / "ff_subscribe"), *args])]
+        clients = _start_clients(node_client, c_client, eps, prefixes)
         stateful = {t for pub in pubs for p in prefixes for t, *_ in pub.state(p)}
-        deadline = time.monotonic() + WAIT
-        for c in clients:
-            while not c.holds(_has_topics(stateful)):
-                assert time.monotonic() < deadline, f"{c.name}: late join on two gateways not reached"
-                for pub in pubs:
-                    pub.heartbeat()
-                c.wait(_has_topics(stateful), 0.1)
+        _phase(clients, _has_topics(stateful), "late join on two gateways",
+               nudge=lambda: [pub.heartbeat() for pub in pubs])
         for _ in range(60):
             for pub, gen in zip(pubs, gens, strict=True):
                 pub.publish(gen.next())
         last = {t: pub.seq(t) for pub in pubs for t in pub._seqs if t.startswith(tuple(prefixes))}
-        for c in clients:
-            assert c.wait(_caught_up(last), WAIT), f"{c.name}: did not catch up"
+        _phase(clients, _caught_up(last), "the last sequence number of every topic")
     finally:
-        for c in clients:
-            if isinstance(c, PythonSubscriber):
-                c.stop([("EXA", "BTC-USDT"), ("EXB", "BTC-USDT"), ("EXB", "ETH-USDT")])
-            else:
-                c.stop()
+        _stop(clients, [("EXA", "BTC-USDT"), ("EXB", "BTC-USDT"), ("EXB", "ETH-USDT")])
         for pub in pubs:
             pub.close()
-    py, node, c = clients
-    want = _by_topic(py.lines)
+    want = _check_identical(clients)
     assert {x["gateway"] for xs in want.values() for x in xs} == {"gwa", "gwb"}
-    for other in (node, c):
-        assert _by_topic(other.lines) == want, f"{other.name} differs from Python"
+    for other in clients[1:]:
         assert _end(other.lines)["gaps"] == 0
-    books = _books(py.lines)
-    assert len(books) == 3
-    assert _books(node.lines) == books and _books(c.lines) == books
+    assert len(_books(clients[0].lines)) == 3
+
+
+def test_publisher_restart(node_client: Path, c_client: Path, bus_endpoint: Callable[..., GatewayEndpoint]) -> None:
+    """The publisher is closed and a new one (same gateway id, new epoch, other books) starts on
+    the same endpoints: each client reports a Gap for every book it held, forgets the old
+    sequences, rebuilds the republished book (Reset, then the new book_snapshot at seq 1) and
+    drops the book the new incarnation does not publish."""
+    ep = bus_endpoint("gw")
+    prefixes = ["bbo.", "book.", "heartbeat.", "ticker.", "trades."]
+    first_gen = BookEventGenerator(symbols=("BTC-USDT", "ETH-USDT"), seed=3, depth=6)
+    second_gen = BookEventGenerator(symbols=("BTC-USDT",), seed=4, depth=6)   # no ETH-USDT after the restart
+    first = Publisher(GATEWAY, ep.pub, ep.snapshot, heartbeat_interval=3600)
+    first.start()
+    pubs = [first]
+    clients: list[Collector] = []
+    since: dict[int, int] = {}
+    try:
+        clients = _start_clients(node_client, c_client, [ep], prefixes)
+        since[first.epoch] = _confirm(clients, first)
+        for ev in first_gen.initial() + list(first_gen.events(80)):
+            first.publish(ev)
+        _phase(clients, _caught_up(dict(first._seqs), first.epoch), "the end of the first epoch")
+        first.close()
+
+        second = Publisher(GATEWAY, ep.pub, ep.snapshot, heartbeat_interval=3600)
+        second.start()
+        pubs.append(second)
+        assert second.epoch > first.epoch
+        since[second.epoch] = _confirm(clients, second)   # the clients saw the restart here
+        for ev in second_gen.initial() + list(second_gen.events(80)):
+            second.publish(ev)
+        _phase(clients, _caught_up(dict(second._seqs), second.epoch), "the end of the second epoch")
+        truth = {t: body for t, _seq, _ts, _rts, body in second.state("book.")}
+    finally:
+        _stop(clients, [("TESTEX", "BTC-USDT"), ("TESTEX", "ETH-USDT")])
+        for pub in pubs:
+            pub.close()
+
+    want = _check_identical(clients, since)
+    restarted = "publisher restarted (new epoch)"
+    assert _gaps(want) == [("book.TESTEX.BTC-USDT.", restarted), ("book.TESTEX.ETH-USDT.", restarted)]
+    btc = [x for x in want["book.TESTEX.BTC-USDT."] if x["epoch"] == second.epoch]
+    assert btc[0]["seq"] == 1 and btc[0]["event"]["kind"] == "book_snapshot"
+    assert [x["event"]["reason"] for x in want["reset.TESTEX.BTC-USDT."]] == ["rebuilt from snapshot"]
+    # a restart Gap carries the epoch of the books it invalidates
+    assert {x["epoch"] for t in ("gap.TESTEX.BTC-USDT.", "gap.TESTEX.ETH-USDT.") for x in want[t]} == {first.epoch}
+    _check_books(clients[0], truth, prefixes)
+    assert [b["topic"] for b in _books(clients[0].lines)] == ["book.TESTEX.BTC-USDT."]
+    for other in clients[1:]:
+        counters = _end(other.lines)
+        assert counters["epochs"] == 1 and counters["gaps"] == 2 and counters["old_epoch"] == 0, (other.name,
+                                                                                                 counters)
+        assert counters["junk"] == 0 and counters["duplicates"] == 0, (other.name, counters)

@@ -25,6 +25,8 @@ const { OrderBook } = require('./book')
 
 const HEARTBEAT_PREFIX = 'heartbeat.'
 const STATEFUL = new Set(['book', 'l3'])
+// A gap in these is counted only: a Gap with a nil symbol would declare a whole feed invalid.
+const CONTROL = new Set(['heartbeat', 'status', 'gap', 'reset'])
 const SNAPSHOT = 'SNAPSHOT'
 const HELLO = 'HELLO'
 
@@ -80,7 +82,7 @@ class SubscriberCore {
     this.counters = {
       messages: 0, delivered: 0, junk: 0, unknown_kind: 0, gaps: 0, resyncs: 0, duplicates: 0,
       old_epoch: 0, epochs: 0, buffer_overflows: 0, snapshot_requests: 0, snapshot_timeouts: 0,
-      snapshot_junk: 0, stale: 0
+      snapshot_junk: 0, stale: 0, control_gaps: 0
     }
     this.gateways = new Map()
     this.endpointOf = new Map()
@@ -244,7 +246,8 @@ class SubscriberCore {
         this.counters.duplicates++
         return out
       } else {
-        out.push(this._gapMsg(gw, st, st.seq + 1n, seq, 'sequence gap'))
+        if (CONTROL.has(st.channel)) this.counters.control_gaps++
+        else out.push(this._gapMsg(gw, st, st.seq + 1n, seq, 'sequence gap'))
         st.seq = seq
       }
       if (event.kind === 'heartbeat') {

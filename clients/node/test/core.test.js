@@ -78,3 +78,19 @@ test('a silent gateway becomes stale and a request times out into a retry', () =
   const out = core.tick(6)
   assert.deepStrictEqual(out.map((m) => [m.topic, m.event.state]), [['status.gw.gateway.', 'stale']])
 })
+
+test('a gap in a control topic is counted, a gap in a plain topic reported', () => {
+  const core = new SubscriberCore(['status.', 'trades.'], [0], { log: null })
+  core.start(0)
+  const hdr = (seq) => pack([1, 'gw', 10n, BigInt(seq), null, 5n, 6n])
+  const status = (seq) => [Buffer.from('status.EX.ws.'), hdr(seq),
+    pack({ kind: 'status', exchange: 'EX', feed: 'ws', state: 'connected', reason: null })]
+  const trade = (seq) => [Buffer.from('trades.EX.A-B.'), hdr(seq),
+    pack({ kind: 'trade', exchange: 'EX', symbol: 'A-B', side: 'buy', amount: '1', price: '2', id: null, type: null, exchange_symbol: null })]
+  assert.deepStrictEqual(summary(core.onSub(status(1), 0)), ['status:1'])
+  assert.deepStrictEqual(summary(core.onSub(status(3), 0)), ['status:3'])
+  assert.strictEqual(core.counters.control_gaps, 1)
+  assert.deepStrictEqual(summary(core.onSub(trade(1), 0)), ['trade:1'])
+  assert.deepStrictEqual(summary(core.onSub(trade(3), 0)), ['gap:0:2-3', 'trade:3'])
+  assert.strictEqual(core.counters.gaps, 1)
+})
