@@ -19,10 +19,9 @@ Per capture, three rates on the same messages (messages/s = websocket messages i
   Time runs from the first to the last publish (instrument loading before the first
   message is excluded); the subscriber's count and last-receive time are reported too, so a
   loss or a slow drain shows. Events/s is also printed (one message gives 0..n events).
-- **cryptofeed**: bench/_cf_replay.py under cryptofeed's own interpreter (--cf-python): the
-  same messages, pre-loaded, fed to cryptofeed's connection handlers with no-op callbacks.
-  The v3 captures (today's Bybit v5 / Coinbase Advanced Trade formats) need cryptofeed 2.5.0
-  (--cf-python-v3); 2.4.0 only knows the retired formats.
+- **cryptofeed**: bench/_cf_replay.py under cryptofeed's own interpreter (--cf-python, and
+  --cf-python-v3 for the v3 captures; both default to a cryptofeed 2.5.0 venv at ../.venv-cf):
+  the same messages, pre-loaded, fed to cryptofeed's connection handlers with no-op callbacks.
 - **bare**: orjson.loads of each message line, nothing else.
 
 Each rate is the best of --runs runs (the machine is shared; best-of is the least noisy).
@@ -63,7 +62,7 @@ import orjson  # noqa: E402
 SAMPLE = ROOT.parent / "shared" / "sample_data"
 LEGACY = ("BINANCE", "BINANCE_FUTURES", "BINANCE_DELIVERY", "KRAKEN", "KRAKEN_FUTURES", "OKX", "BITMEX", "DERIBIT")
 V3 = ("BYBIT", "COINBASE")
-CF_VENV_HELP = "python3 -m venv .venv-cf240 && .venv-cf240/bin/pip install cryptofeed==2.4.0"
+CF_VENV_HELP = "python3.12 -m venv .venv-cf && .venv-cf/bin/pip install cryptofeed==2.5.0"
 CF_V3_VENV_HELP = "python3.12 -m venv .venv-cf && .venv-cf/bin/pip install cryptofeed==2.5.0"
 HWM = 1_000_000
 
@@ -411,8 +410,9 @@ def main() -> None:
     ap.add_argument("--captures", help="comma-separated exchanges (default: the --count biggest)")
     ap.add_argument("--count", type=int, default=6, help="how many captures by default")
     ap.add_argument("--runs", type=int, default=3, help="runs per measurement; the best is kept")
-    ap.add_argument("--cf-python", default=str(ROOT.parent / ".venv-cf240" / "bin" / "python"),
-                    help="interpreter with cryptofeed 2.4.0 for the cryptofeed/ captures")
+    ap.add_argument("--cf-python", default=str(ROOT.parent / ".venv-cf" / "bin" / "python"),
+                    help="interpreter with cryptofeed for the cryptofeed/ captures (default: the same "
+                         "cryptofeed 2.5.0 venv as --cf-python-v3, the issue's reference version)")
     ap.add_argument("--cf-python-v3", default=str(ROOT.parent / ".venv-cf" / "bin" / "python"),
                     help="interpreter with cryptofeed 2.5.0 for the cryptofeed_v3/ captures")
     ap.add_argument("--no-cf", action="store_true", help="skip cryptofeed")
