@@ -63,7 +63,7 @@ SAMPLE = ROOT.parent / "shared" / "sample_data"
 LEGACY = ("BINANCE", "BINANCE_FUTURES", "BINANCE_DELIVERY", "KRAKEN", "KRAKEN_FUTURES", "OKX", "BITMEX", "DERIBIT")
 V3 = ("BYBIT", "COINBASE")
 CF_VENV_HELP = "python3.12 -m venv .venv-cf && .venv-cf/bin/pip install cryptofeed==2.5.0"
-CF_V3_VENV_HELP = "python3.12 -m venv .venv-cf && .venv-cf/bin/pip install cryptofeed==2.5.0"
+CF_V3_VENV_HELP = CF_VENV_HELP
 HWM = 1_000_000
 
 
