@@ -16,11 +16,16 @@ one short hash per block of ``CHUNK`` rows (so a difference is located); per cha
 side, amount, price, id, type, timestamp. Ticker: bid, ask, timestamp. Candles:
 start, stop, interval, trades, open, high, low, close, volume, closed, timestamp.
 Funding: rate, mark_price, next_funding_time, predicted_rate, timestamp. Open
-interest: open_interest, timestamp. For ``l2_book`` only the FINAL book per symbol
+interest: open_interest, timestamp. Liquidations: side, quantity, price, id, status,
+timestamp. Index: price, timestamp. For ``l2_book`` only the FINAL book per symbol
 counts: its depth per side, best bid/ask (price, size), a sha256 over all levels and
 hashes of the top 10/25/100/1000 levels; the number of book events (and of
 snapshots) is recorded but compared only on request, since publishing fewer or more
-book messages than cryptofeed's callbacks is a legitimate choice.
+book messages than cryptofeed's callbacks is a legitimate choice. For ticker, funding, open
+interest and index the digest also holds a ``changes`` section: the same per-field hashes over
+only the rows where the channel's key fields (``CHANGE_KEYS``) differ from the symbol's previous
+row; ``compare(..., changes=[...])`` uses it to meet a feed that publishes on every message
+(cryptofeed's Bybit v5 tickers) with one that publishes on change.
 
 Normalisation (both sides go through the same functions):
 
@@ -28,7 +33,10 @@ Normalisation (both sides go through the same functions):
   '0.35210000' == '0.3521', '4714.0' == '4714', '1E+2' == '100'; zero is '0'.
 * Times: integer microseconds. cryptofeed hands float seconds (1633998523.963);
   feedfabric integer ns. Float seconds carry about 16 significant digits, so
-  microseconds are the finest unit both sides agree on. A cryptofeed timestamp that
+  microseconds are the finest unit both sides agree on. Feeds that hand over milliseconds
+  instead (cryptofeed 2.5.0's Bybit v5 ticker/funding/open interest/index/candle times) are
+  named at build time (``ms_fields``, CLI ``--ms-field``) and recorded under
+  ``reference_units``. A cryptofeed timestamp that
   is a *string equal to the message's receipt time* (Binance bookTicker ``ticker``) is
   not an exchange time: it is digested as empty and so not compared.
 * Symbols are keyed by feedfabric's normalized text. cryptofeed's forms map as:
@@ -43,6 +51,8 @@ Normalisation (both sides go through the same functions):
 * Fields cryptofeed never fills for a symbol (Kraken trade ids, Kraken and Kraken
   Futures ticker timestamps, BitMEX book timestamps) are skipped by ``compare``;
   fields it fills in some events are compared exactly, empty slots included.
+* cryptofeed_v3/ captures: tools/cf_reference_v3.py writes the same JSONL as cf_reference.py;
+  ``build --sample-dir`` then reads the subscription from the capture's header record.
 * feedfabric's BBO can stand in for cryptofeed's ticker (``aliases={'bbo': 'ticker'}``).
   Gap, Reset, Status, Heartbeat and other kinds are counted under ``other`` only.
 
@@ -79,6 +89,8 @@ ROW_FIELDS: dict[str, tuple[str, ...]] = {
                 "timestamp"),
     "funding": ("rate", "mark_price", "next_funding_time", "predicted_rate", "timestamp"),
     "open_interest": ("open_interest", "timestamp"),
+    "liquidations": ("side", "quantity", "price", "id", "status", "timestamp"),
+    "index": ("price", "timestamp"),
 }
 # What compare() checks by default. Trade.type is recorded but not checked: cryptofeed's
 # values ('limit'/'market' on Kraken) are not a normalized vocabulary.
@@ -88,14 +100,26 @@ DEFAULT_COMPARED: dict[str, tuple[str, ...]] = {
     "candles": ROW_FIELDS["candles"],
     "funding": ROW_FIELDS["funding"],
     "open_interest": ROW_FIELDS["open_interest"],
+    "liquidations": ROW_FIELDS["liquidations"],
+    "index": ROW_FIELDS["index"],
+}
+# The fields whose change makes a new state, per scalar channel: the digest's ``changes`` section
+# keeps, per symbol, only the rows where one of them differs from the previous row (the first row
+# always), for comparing a feed that publishes on every message with one that publishes on change.
+CHANGE_KEYS: dict[str, tuple[str, ...]] = {
+    "ticker": ("bid", "ask"),
+    "funding": ("rate", "next_funding_time", "predicted_rate"),
+    "open_interest": ("open_interest",),
+    "index": ("price",),
 }
 NUMERIC_FIELDS = frozenset({"amount", "price", "bid", "ask", "open", "high", "low", "close", "volume", "rate",
-                            "mark_price", "predicted_rate", "open_interest"})
+                            "mark_price", "predicted_rate", "open_interest", "quantity"})
 TIME_FIELDS = frozenset({"timestamp", "start", "stop", "next_funding_time"})
 # feedfabric event kind -> reference channel.
 KIND_CHANNEL: dict[str, str] = {
     "trade": "trades", "ticker": "ticker", "candle": "candles", "funding": "funding",
-    "open_interest": "open_interest", "book_snapshot": BOOK, "book_delta": BOOK,
+    "open_interest": "open_interest", "liquidation": "liquidations", "index": "index",
+    "book_snapshot": BOOK, "book_delta": BOOK,
 }
 # cf_reference.py writes Trade.type as 'trade_type'.
 _REF_NAME = {("trades", "type"): "trade_type"}
@@ -252,6 +276,21 @@ class _Builder:
     def note_timestamp(self, channel: str, source: str) -> None:
         self.timestamps.setdefault(channel, Counter())[source] += 1
 
+    def _changes(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for ch, keys in CHANGE_KEYS.items():
+            if ch not in self.rows:
+                continue
+            syms: dict[str, Any] = {}
+            for k, e in sorted(self.rows[ch].items()):
+                cols = e["cols"]
+                n = len(cols[keys[0]])
+                keep = [i for i in range(n) if i == 0 or any(cols[f][i] != cols[f][i - 1] for f in keys)]
+                syms[k] = {"symbol": e["symbol"], "count": len(keep),
+                           "fields": {f: _field_digest([v[i] for i in keep]) for f, v in cols.items()}}
+            out[ch] = {"events": sum(x["count"] for x in syms.values()), "keys": list(keys), "symbols": syms}
+        return out
+
     def render(self, channels: Iterable[str] = ()) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for ch in sorted(set(channels) | set(self.rows) | ({BOOK} if self.books else set())):
@@ -270,11 +309,22 @@ class _Builder:
                 entry["timestamp_sources"] = dict(sorted(self.timestamps[ch].items()))
             out[ch] = entry
         return {"format": FORMAT, "producer": self.producer, "exchange": self.exchange,
-                "channels": out, "other": dict(sorted(self.other.items()))}
+                "channels": out, "changes": self._changes(), "other": dict(sorted(self.other.items()))}
 
 
 # ---------------------------------------------------------------------------- reference side
-def _ref_row(channel: str, rec: Mapping[str, Any], b: _Builder) -> dict[str, str | None]:
+def canon_millis(value: Any) -> str | None:
+    """Milliseconds (int, float or numeric text) -> integer microseconds."""
+    if value is None:
+        return None
+    try:
+        return _micros(Decimal(str(value)).scaleb(3))
+    except (InvalidOperation, ValueError):
+        return f"!{value}"
+
+
+def _ref_row(channel: str, rec: Mapping[str, Any], b: _Builder,
+             ms_fields: frozenset[str] = frozenset()) -> dict[str, str | None]:
     row: dict[str, str | None] = {}
     for f in ROW_FIELDS[channel]:
         v = rec.get(_REF_NAME.get((channel, f), f))
@@ -290,7 +340,7 @@ def _ref_row(channel: str, rec: Mapping[str, Any], b: _Builder) -> dict[str, str
         if f in NUMERIC_FIELDS:
             row[f] = canon_number(v)
         elif f in TIME_FIELDS:
-            row[f] = canon_seconds(v)
+            row[f] = canon_millis(v) if f in ms_fields else canon_seconds(v)
         else:
             row[f] = _canon_other(f, v)
     return row
@@ -311,14 +361,23 @@ def _ref_book(rec: Mapping[str, Any], events: int, snapshots: int) -> dict[str, 
 def digest_reference(lines: Iterable[str | bytes | Mapping[str, Any]], *,
                      summary: Mapping[str, Any] | None = None,
                      subscription: Mapping[str, list[str]] | None = None,
-                     captures: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                     captures: Mapping[str, Any] | None = None,
+                     ms_fields: Mapping[str, Iterable[str]] | None = None) -> dict[str, Any]:
     """Digest of cf_reference.py output (JSON lines or already-parsed records).
 
     ``summary`` is cf_reference's summary object (versions, files, subscribed channels);
     ``subscription`` the capture's recorded configuration; ``captures`` file sizes/hashes.
     For a full-book hash, run cf_reference.py with a ``--top`` larger than any book.
+    ``ms_fields`` names time fields (per channel) that this cryptofeed feed hands over in
+    milliseconds instead of seconds (Bybit v5 in 2.5.0); they are read as such and the digest
+    records the choice under ``reference_units``.
     """
     b = _Builder("cryptofeed")
+    ms = {ch: frozenset(fs) for ch, fs in (ms_fields or {}).items()}
+    for ch, fs in ms.items():
+        bad = fs - TIME_FIELDS
+        if ch not in ROW_FIELDS or bad:
+            raise ValueError(f"ms_fields: {ch}.{sorted(bad)} is not a time field of a row channel")
     last_book: dict[str, tuple[Mapping[str, Any], int, int]] = {}
     for line in lines:
         rec = line if isinstance(line, Mapping) else orjson.loads(line)
@@ -330,7 +389,7 @@ def digest_reference(lines: Iterable[str | bytes | Mapping[str, Any]], *,
             _, n, snaps = last_book.get(key, (None, 0, 0))
             last_book[key] = (rec, n + 1, snaps + (not rec["is_delta"]))
         elif kind in ROW_FIELDS and symbol is not None:
-            b.add_row(kind, cf_symbol_key(symbol), symbol, _ref_row(kind, rec, b))
+            b.add_row(kind, cf_symbol_key(symbol), symbol, _ref_row(kind, rec, b, ms.get(kind, frozenset())))
         else:
             b.other[kind] += 1
     for key, (rec, n, snaps) in last_book.items():
@@ -342,10 +401,15 @@ def digest_reference(lines: Iterable[str | bytes | Mapping[str, Any]], *,
         digest["source"] = {k: summary.get(k) for k in (
             "cryptofeed_version", "python", "pythonhashseed", "symbol_mode", "symbol_url_fallbacks",
             "files", "messages_processed", "events_by_type")}
+        # tools/cf_reference_v3.py (cryptofeed_v3 captures) also reports these.
+        digest["source"].update({k: summary[k] for k in ("replayer", "unsupported_channels", "handler_errors")
+                                 if k in summary})
     if subscription is not None:
         digest["subscription"] = {ch: sorted(cf_symbol_key(s) for s in syms) for ch, syms in sorted(subscription.items())}
     if captures is not None:
         digest["captures"] = dict(captures)
+    if ms:
+        digest["reference_units"] = {ch: {f: "ms" for f in sorted(fs)} for ch, fs in sorted(ms.items())}
     return digest
 
 
@@ -468,13 +532,16 @@ def _compare_book(key: str, ref: Mapping[str, Any], our: Mapping[str, Any], dept
 def compare(reference: Mapping[str, Any], ours: Mapping[str, Any], *,
             fields: Mapping[str, Iterable[str]] | None = None, book_depth: int | None = None,
             counts: bool = True, book_events: bool = False,
-            channels: Iterable[str] | None = None) -> list[str]:
+            channels: Iterable[str] | None = None, changes: Iterable[str] = ()) -> list[str]:
     """Differences between a reference digest and ours, one readable line each (empty list: equal).
 
     Only the reference's channels are checked (those cryptofeed subscribed), or ``channels``.
     ``fields`` overrides DEFAULT_COMPARED per channel; ``book_depth`` (one of BOOK_DEPTHS)
     compares only the top N levels of final books instead of whole books; ``counts`` checks
     per-symbol event counts of row channels; ``book_events`` also checks book event counts.
+    ``changes`` names scalar channels (CHANGE_KEYS) compared through both digests' ``changes``
+    section instead: per symbol only the rows where a key field changed, so a gateway that
+    publishes on change meets cryptofeed's one event per message; reported as 'ticker (changes)'.
     """
     if book_depth is not None and book_depth not in BOOK_DEPTHS:
         raise ValueError(f"book_depth must be one of {BOOK_DEPTHS}, got {book_depth!r}")
@@ -483,21 +550,35 @@ def compare(reference: Mapping[str, Any], ours: Mapping[str, Any], *,
             raise ValueError(f"{who}: not a {FORMAT} digest (format={d.get('format')!r})")
     diffs: list[str] = []
     wanted = set(channels) if channels is not None else None
+    by_change = set(changes)
+    for ch in by_change:
+        if ch not in CHANGE_KEYS:
+            raise ValueError(f"changes: {ch!r} is not one of {sorted(CHANGE_KEYS)}")
     for ch, rch in reference["channels"].items():
         if wanted is not None and ch not in wanted:
             continue
-        och = ours["channels"].get(ch, {"symbols": {}})
+        label = ch
+        if ch in by_change:
+            label = f"{ch} (changes)"
+            if ch not in reference.get("changes", {}):
+                diffs.append(f"{label}: the reference has no changes digest for this channel")
+                continue
+            rch = reference["changes"][ch]
+            och = ours.get("changes", {}).get(ch, {"symbols": {}})
+        else:
+            och = ours["channels"].get(ch, {"symbols": {}})
         rs, os_ = rch["symbols"], och["symbols"]
         for key in sorted(rs.keys() - os_.keys()):
-            diffs.append(f"{ch} {key}: {rs[key]['count']} events in the reference ({rs[key]['symbol']}), none in ours")
+            diffs.append(f"{label} {key}: {rs[key]['count']} events in the reference ({rs[key]['symbol']}), "
+                         "none in ours")
         for key in sorted(os_.keys() - rs.keys()):
-            diffs.append(f"{ch} {key}: {os_[key]['count']} events in ours, none in the reference")
+            diffs.append(f"{label} {key}: {os_[key]['count']} events in ours, none in the reference")
         for key in sorted(rs.keys() & os_.keys()):
             if ch == BOOK:
                 _compare_book(key, rs[key], os_[key], book_depth, book_events, diffs)
             else:
                 check = (fields or {}).get(ch, DEFAULT_COMPARED.get(ch, ROW_FIELDS[ch]))
-                _compare_rows(ch, key, rs[key], os_[key], check, counts, diffs)
+                _compare_rows(label, key, rs[key], os_[key], check, counts, diffs)
     return diffs
 
 
@@ -521,7 +602,11 @@ def _capture_info(sample_dir: Path, files: Iterable[str]) -> tuple[dict[str, Any
     for name in files:
         data = (sample_dir / name).read_bytes()
         info[name] = {"bytes": len(data), "sha256": _sha(data)}
-        if "." in name and name.rsplit(".", 1)[1].isdigit() and ".ws." not in name and ".http." not in name:
+        if name.endswith(".jsonl"):   # cryptofeed v3 capture: the subscription is in the header record
+            first = orjson.loads(data.split(b"\n", 1)[0])
+            if first.get("t") == "header":
+                subscription = first.get("config") or {}
+        elif "." in name and name.rsplit(".", 1)[1].isdigit() and ".ws." not in name and ".http." not in name:
             for line in data.decode("utf-8", "replace").splitlines():
                 if line.startswith("configuration:"):
                     subscription = orjson.loads(line.split(": ", 1)[1])
@@ -536,6 +621,8 @@ def main(argv: list[str] | None = None) -> int:
     bld.add_argument("-o", "--out", type=Path, required=True)
     bld.add_argument("--summary", type=Path, help="cf_reference.py --summary file of the same run")
     bld.add_argument("--sample-dir", type=Path, help="the capture folder (records file sizes/sha256 and the subscription)")
+    bld.add_argument("--ms-field", action="append", default=[], metavar="CHANNEL.FIELD",
+                     help="a time field the feed hands over in milliseconds (repeatable), e.g. ticker.timestamp")
     cmp_ = sub.add_parser("compare", help="compare two digest files (reference first)")
     cmp_.add_argument("reference", type=Path)
     cmp_.add_argument("ours", type=Path)
@@ -551,8 +638,13 @@ def main(argv: list[str] | None = None) -> int:
     captures = subscription = None
     if args.sample_dir and summary:
         captures, subscription = _capture_info(args.sample_dir, summary.get("files") or [])
+    ms_fields: dict[str, list[str]] = {}
+    for item in args.ms_field:
+        ch, _, f = item.partition(".")
+        ms_fields.setdefault(ch, []).append(f)
     with args.jsonl.open("rb") as fp:
-        digest = digest_reference(fp, summary=summary, subscription=subscription, captures=captures)
+        digest = digest_reference(fp, summary=summary, subscription=subscription, captures=captures,
+                                  ms_fields=ms_fields)
     args.out.write_bytes(dumps(digest))
     for ch, ent in digest["channels"].items():
         print(f"{digest['exchange']} {ch}: {ent['events']} events, {len(ent['symbols'])} symbols", file=sys.stderr)

@@ -8,11 +8,23 @@ from pathlib import Path
 import orjson
 import pytest
 
-from cryptofeed_types import BBO, Candle, Gap, L2Delta, L2Snapshot, Ticker, Trade
+from cryptofeed_types import (
+    BBO,
+    Candle,
+    Funding,
+    Gap,
+    IndexPrice,
+    L2Delta,
+    L2Snapshot,
+    Liquidation,
+    Ticker,
+    Trade,
+)
 from tools.cf_digest import (
     BOOK,
     FORMAT,
     REFERENCE_DIR,
+    canon_millis,
     canon_ns,
     canon_number,
     canon_seconds,
@@ -247,7 +259,8 @@ COMMITTED = sorted(p.stem for p in REFERENCE_DIR.glob("*.json"))
 @pytest.mark.parametrize("exchange", COMMITTED)
 def test_committed_reference_digests_are_whole(exchange: str) -> None:
     d = load_reference(exchange)
-    assert d["format"] == FORMAT and d["producer"] == "cryptofeed" and d["exchange"] == exchange
+    # <EXCHANGE>_V3.json: the same exchange's cryptofeed_v3/ capture (tools/cf_reference_v3.py).
+    assert d["format"] == FORMAT and d["producer"] == "cryptofeed" and d["exchange"] == exchange.removesuffix("_V3")
     # Every callback cryptofeed made is accounted for, per channel.
     by_type = {ch: ent["events"] for ch, ent in d["channels"].items() if ent["events"]}
     assert by_type == d["source"]["events_by_type"]
@@ -261,3 +274,77 @@ def test_committed_reference_digests_are_whole(exchange: str) -> None:
 def test_load_reference_missing(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="NOPE"):
         load_reference("NOPE", tmp_path)
+
+
+# ---------------------------------------------------------------------------- v3 additions
+def test_millisecond_reference_fields() -> None:
+    assert canon_millis(1786310817583) == canon_ns(1786310817583000000) == "1786310817583000"
+    assert canon_millis(1786310760000.0) == canon_seconds(1786310760)
+    rec = {"type": "ticker", "exchange": EX, "symbol": S, "bid": "1", "ask": "2", "timestamp": 1786310817583,
+           "receipt_timestamp": "1786310819.5"}
+    ref = digest_reference([rec], ms_fields={"ticker": ["timestamp"]})
+    assert ref["reference_units"] == {"ticker": {"timestamp": "ms"}}
+    ours = digest_events([Ticker(EX, S, bid="1", ask="2", timestamp=1786310817583000000)])
+    assert compare(ref, ours) == []
+    assert compare(digest_reference([rec]), ours) == [
+        "ticker BTC-USDT: timestamp differs, first within rows 0-0 (ours 1 events, reference 1)"]
+    with pytest.raises(ValueError):
+        digest_reference([rec], ms_fields={"ticker": ["bid"]})
+
+
+def test_changes_compare_repeats_away() -> None:
+    def ref_fund(rate: str, mark: str, ts: float) -> dict:
+        return {"type": "funding", "exchange": EX, "symbol": "BTC-USDT-PERP", "mark_price": mark, "rate": rate,
+                "next_funding_time": 1786320000.0, "predicted_rate": None, "timestamp": ts,
+                "receipt_timestamp": "1.0"}
+    # cryptofeed: one event per message; ours: only when the rate changes (mark price of that message).
+    ref = digest_reference([ref_fund("0.0001", "10", 1.0), ref_fund("0.0001", "11", 2.0),
+                            ref_fund("0.0002", "12", 3.0), ref_fund("0.0002", "13", 4.0)])
+    assert ref["changes"]["funding"]["symbols"]["BTC-USDT-PERP"]["count"] == 2
+
+    def fund(rate: str, mark: str, ts: int) -> Funding:
+        return Funding(EX, "BTC-USDT-PERP", rate=rate, mark_price=mark, next_funding_time=1786320000 * 10**9,
+                       timestamp=ts * 10**9)
+    ours = digest_events([fund("0.0001", "10", 1), fund("0.0002", "12", 3)])
+    assert compare(ref, ours) != []
+    assert compare(ref, ours, changes=["funding"]) == []
+    late = digest_events([fund("0.0001", "10", 1), fund("0.0002", "13", 4)])
+    assert compare(ref, late, changes=["funding"]) == [
+        "funding (changes) BTC-USDT-PERP: mark_price differs, first within rows 0-1 (ours 2 events, reference 2)",
+        "funding (changes) BTC-USDT-PERP: timestamp differs, first within rows 0-1 (ours 2 events, reference 2)"]
+    assert compare(load_reference("BINANCE"), digest_events([]), channels=["ticker"], changes=["ticker"]) == [
+        "ticker (changes): the reference has no changes digest for this channel"]
+    with pytest.raises(ValueError):
+        compare(ref, ours, changes=["trades"])
+
+
+def test_liquidation_and_index_channels() -> None:
+    recs = [{"type": "liquidations", "exchange": EX, "symbol": S, "side": "sell", "quantity": "0.003",
+             "price": "43511.70", "id": None, "status": None, "timestamp": 1703485237.953, "receipt_timestamp": "1"},
+            {"type": "index", "exchange": EX, "symbol": S, "price": "65137.760", "timestamp": 1786310817.583,
+             "receipt_timestamp": "1"}]
+    ref = digest_reference(recs)
+    ours = digest_events([Liquidation(EX, S, "sell", "0.0030", "43511.7", status="filled",
+                                      timestamp=1703485237953000000),
+                          IndexPrice(EX, S, price="65137.76", timestamp=1786310817583000000)])
+    assert compare(ref, ours) == []   # cryptofeed gives no status here: not compared
+
+
+def test_cli_build_v3_capture_info(tmp_path: Path) -> None:
+    sample = tmp_path / "cryptofeed_v3"
+    sample.mkdir()
+    header = {"t": "header", "exchange": EX, "config": {"trades": [S]}}
+    (sample / "X.jsonl").write_bytes(orjson.dumps(header) + b"\n" + b'{"t":"recv"}\n')
+    jsonl = tmp_path / "X.out.jsonl"
+    jsonl.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in reference_records()))
+    summary = tmp_path / "X.summary.json"
+    summary.write_bytes(orjson.dumps({"exchange": EX, "files": ["X.jsonl"], "subscription_channels": ["trades"],
+                                      "replayer": "tools/cf_reference_v3.py", "handler_errors": {},
+                                      "events_by_type": {}}))
+    out = tmp_path / "X.json"
+    assert main(["build", str(jsonl), "--summary", str(summary), "--sample-dir", str(sample),
+                 "--ms-field", "candles.start", "-o", str(out)]) == 0
+    d = orjson.loads(out.read_bytes())
+    assert d["subscription"] == {"trades": [S]} and d["captures"]["X.jsonl"]["bytes"] > 0
+    assert d["source"]["replayer"] == "tools/cf_reference_v3.py" and d["source"]["handler_errors"] == {}
+    assert d["reference_units"] == {"candles": {"start": "ms"}}
