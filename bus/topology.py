@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -194,8 +194,8 @@ class GatewayConfig(_Strict):
     snapshot: str | Literal[False] | None = Field(
         None, description="snapshot service endpoint (default ipc://<run_dir>/<name>.snap; false = none)")
     book_depth: int = Field(0, ge=0, description="levels kept/published per book side (0 = exchange default)")
-    checksum: Literal["resync", "warn", "off"] = Field(
-        "resync", description="on a failed exchange checksum: resync the symbol, only count/log it, or skip checks")
+    checksum: str = Field(
+        "resync", description="on a failed exchange checksum: resync the symbol (the only policy implemented)")
     candle_interval: str = "1m"
     urls: dict[str, str] = Field(default_factory=dict, description="override the adapter's named endpoints")
     proxy: str | None = Field(None, description="HTTP/SOCKS proxy URL for REST and websockets")
@@ -212,6 +212,23 @@ class GatewayConfig(_Strict):
         if not value or not re.fullmatch(r"[A-Za-z0-9_]+", value):
             raise ValueError("must be an exchange id of letters, digits and '_' (e.g. BINANCE)")
         return value.upper()
+
+    @field_validator("checksum", mode="before")
+    @classmethod
+    def _checksum_word(cls, value: Any) -> Any:
+        # YAML 1.1 reads a bare `off` as false.
+        return "off" if value is False else value
+
+    @field_validator("checksum")
+    @classmethod
+    def _checksum(cls, value: str) -> str:
+        if value in ("warn", "off"):
+            # The gateways' book engine always invalidates and resyncs a book whose checksum fails.
+            raise ValueError(f"{value!r} is not implemented: the gateways always resync a book whose exchange "
+                             "checksum fails; write 'resync' (or leave checksum out)")
+        if value != "resync":
+            raise ValueError(f"unknown checksum policy {value!r}; the only policy is 'resync'")
+        return value
 
     @field_validator("channels")
     @classmethod
@@ -535,9 +552,18 @@ def known_exchanges() -> set[str]:
     return set()
 
 
+#: A whole-topology check run after the model validated (``feedfabric.runner.start_problems``):
+#: returns ``(path tuple, reason)`` pairs; used so ``check``/``up`` refuse what would fail at start.
+Checks = Callable[[Topology], Iterable[tuple[tuple, str]]]
+
+
 def parse_topology(text: str, *, source: str | None = None, env: Mapping[str, str] | None = None,
-                   base_dir: Path | None = None, settings: Settings | None = None) -> Topology:
-    """Validate topology ``text``; relative paths resolve against ``base_dir``. Raises :class:`TopologyError`."""
+                   base_dir: Path | None = None, settings: Settings | None = None,
+                   checks: Checks | None = None) -> Topology:
+    """Validate topology ``text``; relative paths resolve against ``base_dir``. Raises :class:`TopologyError`.
+
+    ``checks`` (optional) adds the start-time checks of the processes (see :data:`Checks`).
+    """
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -564,10 +590,12 @@ def parse_topology(text: str, *, source: str | None = None, env: Mapping[str, st
         issues.extend(_union_dedupe(list(_pydantic_issues(exc, lines))))
         raise TopologyError(issues, source) from None
     issues.extend(_cross_check(topo, lines))
-    if issues:
-        raise TopologyError(issues, source)
     if base_dir is not None:
         topo = _resolve_paths(topo, base_dir)
+    if checks is not None:
+        issues = _dedupe_exact(issues + [Issue(format_path(p), msg, lines.line(p)) for p, msg in checks(topo)])
+    if issues:
+        raise TopologyError(issues, source)
     return topo
 
 
@@ -587,7 +615,7 @@ def _resolve_paths(topo: Topology, base: Path) -> Topology:
 
 
 def load_topology(path: str | Path, *, env: Mapping[str, str] | None = None,
-                  settings: Settings | None = None, resolve: bool = True) -> Topology:
+                  settings: Settings | None = None, resolve: bool = True, checks: Checks | None = None) -> Topology:
     """Read and validate a topology file; relative paths in it resolve against the current directory.
 
     (Resolving against the working directory, not the file's, matches how users read
@@ -599,13 +627,13 @@ def load_topology(path: str | Path, *, env: Mapping[str, str] | None = None,
     except OSError as exc:
         raise TopologyError([Issue("", f"cannot read {p}: {exc.strerror or exc}")], str(p)) from None
     return parse_topology(text, source=str(p), env=env, settings=settings,
-                          base_dir=Path.cwd() if resolve else None)
+                          base_dir=Path.cwd() if resolve else None, checks=checks)
 
 
-def check_file(path: str | Path, env: Mapping[str, str] | None = None) -> list[Issue]:
+def check_file(path: str | Path, env: Mapping[str, str] | None = None, checks: Checks | None = None) -> list[Issue]:
     """Every problem in a topology file (empty list: it is valid)."""
     try:
-        load_topology(path, env=env)
+        load_topology(path, env=env, checks=checks)
     except TopologyError as exc:
         return exc.issues
     return []

@@ -24,17 +24,26 @@ def _settings():
     return Settings()
 
 
-def _load(path: str | None):
-    """Load a topology or exit with every problem listed (status 2)."""
+def _load(path: str | None, *, startable: bool = False, only: tuple[str, ...] | None = None, status: int = 2):
+    """Load a topology or exit with every problem listed (``status``, default 2).
+
+    ``startable``: also run the checks each process applies at start (feedfabric.runner),
+    for the processes ``only`` (default all), so nothing starts half-configured.
+    """
     from bus.topology import TopologyError, load_topology
 
     settings = _settings()
     file = Path(path) if path else settings.topology
+    checks = None
+    if startable:
+        from feedfabric.runner import start_checks
+
+        checks = start_checks(list(only) if only else None)
     try:
-        return load_topology(file, settings=settings), file
+        return load_topology(file, settings=settings, checks=checks), file
     except TopologyError as exc:
         click.echo(str(exc), err=True)
-        sys.exit(2)
+        sys.exit(status)
 
 
 topology_option = click.option("-t", "--topology", "topology", type=click.Path(dir_okay=False), default=None,
@@ -49,17 +58,19 @@ def main() -> None:
 
 @main.command()
 @click.argument("file", required=False, type=click.Path(dir_okay=False))
-def check(file: str | None) -> None:
-    """Validate a topology file: every error with its field path and reason."""
-    from bus.topology import TopologyError, load_topology
+@click.option("--only", multiple=True, help="check only what these processes need at start (repeatable; "
+                                            "e.g. on a host that runs only them)")
+def check(file: str | None, only: tuple[str, ...]) -> None:
+    """Validate a topology file: every error with its field path and reason.
 
-    settings = _settings()
-    path = Path(file) if file else settings.topology
-    try:
-        topo = load_topology(path, settings=settings)
-    except TopologyError as exc:
-        click.echo(str(exc), err=True)
-        sys.exit(1)
+    Runs the same checks each process applies at start (adapter and consumer options,
+    symbols, captures, CURVE keys), so a topology that passes does not fail at start.
+    """
+    topo, path = _load(file, startable=True, only=only or None, status=1)
+    unknown = [n for n in only if n not in topo.process_names()]
+    if unknown:
+        raise click.UsageError(f"no process named {', '.join(unknown)} in the topology "
+                               f"(known: {', '.join(topo.process_names())})")
     click.echo(f"{path}: OK — {len(topo.gateways)} gateway(s), {len(topo.consumers)} consumer(s)")
     for name, gw in topo.gateways.items():
         ep = topo.gateway_endpoint(name)
@@ -78,7 +89,8 @@ def up(file: str | None, only: tuple[str, ...]) -> None:
     """Start every process of the topology; restart crashed ones; Ctrl-C/SIGTERM stops all."""
     from feedfabric.supervisor import Supervisor
 
-    topo, path = _load(file)
+    # Everything each process would refuse at start is refused here, before anything starts.
+    topo, path = _load(file, startable=True, only=only or None)
     try:
         sup = Supervisor(topo, path, only=only or None)
     except KeyError as exc:

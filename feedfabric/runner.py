@@ -3,13 +3,19 @@
 This module maps a topology entry onto the code that does the work:
 
 - a live gateway runs ``gateways.process.Gateway`` (adapter + asyncio driver) with a bus
-  Publisher made here (so CURVE from the topology applies to tcp endpoints);
+  Publisher made here (so CURVE from the topology applies to its endpoints);
 - a replaying gateway (``replay: {path, pace, loop, start_delay}``) runs
   ``gateways.replay.Replayer`` on the capture, publishing through a Publisher; when the
   capture ends it keeps heartbeating and serving its books until stopped;
 - a consumer is the class of its ``kind`` (:data:`CONSUMER_CLASSES`), constructed with the
   sources' endpoints, its prefixes, its own PUB endpoint and its ``options`` as keyword
   arguments (storage kinds: ``options`` configure the store).
+
+Before anything binds, each process runs :func:`start_problems` on its entry (options
+against the adapter's/consumer kind's parameters, symbols, captures, CURVE keys) and
+refuses to start with every problem's field path and reason; ``feedfabric check`` and
+``feedfabric up`` run the same function on the whole file first. CURVE is decided per
+process from every endpoint it binds (:func:`secured`).
 
 Each gets an optional Prometheus endpoint (feedfabric.metrics) and stops cleanly on
 SIGINT/SIGTERM. Logging is set up by the CLI (feedfabric.logs).
@@ -64,14 +70,40 @@ def consumer_class(kind: str) -> type:
     return _load(CONSUMER_CLASSES[kind], f"consumer kind {kind!r}")
 
 
-def curve_server(topo: Topology, endpoint: str) -> Any:
-    """A CurveServer for a tcp ``endpoint`` when the topology configures CURVE (None otherwise)."""
+def secured(topo: Topology, name: str) -> bool:
+    """Whether process ``name`` serves CURVE: security.curve is set and one of its endpoints is tcp.
+
+    CURVE is decided per process, from *every* endpoint it binds (PUB and snapshot service):
+    a tcp snapshot service next to an ipc PUB is secured as well. The bus Publisher takes one
+    CurveServer for both its sockets and a subscriber one key pair for both connections to a
+    source, so the ipc sibling of a tcp endpoint requires CURVE too.
+    """
+    if topo.security.curve is None:
+        return False
+    ep = topo.gateway_endpoint(name)
+    return any(e is not None and e.startswith("tcp://") for e in (ep.pub, ep.snapshot))
+
+
+def curve_server(topo: Topology, name: str) -> Any:
+    """The CurveServer of process ``name`` when it is :func:`secured` (None otherwise).
+
+    ``name`` is a gateway or consumer name; an endpoint string (older callers) is accepted
+    and decides by that endpoint alone.
+    """
     curve = topo.security.curve
-    if curve is None or not endpoint.startswith("tcp://"):
+    if curve is None:
         return None
+    if name in topo.gateways or name in topo.consumers:
+        if not secured(topo, name):
+            return None
+        where = name
+    elif not name.startswith("tcp://"):
+        return None
+    else:
+        where = name
     if curve.server_secret_key is None or curve.server_public_key is None:
-        raise RunError(f"security.curve: server_public_key and server_secret_key are needed to bind {endpoint} "
-                       "with CURVE")
+        raise RunError(f"security.curve: server_public_key and server_secret_key are needed by {where} "
+                       "(it binds a tcp endpoint with CURVE)")
     from bus.security import CurveServer
 
     return CurveServer(curve.server_public_key.get_secret_value(), curve.server_secret_key.get_secret_value(),
@@ -79,30 +111,236 @@ def curve_server(topo: Topology, endpoint: str) -> Any:
 
 
 def curve_client(topo: Topology, consumer: str) -> Any:
-    """A CurveClient for a consumer whose sources are tcp endpoints, when CURVE is configured."""
+    """A CurveClient for a consumer whose sources are :func:`secured`, when CURVE is configured."""
     curve = topo.security.curve
-    eps = topo.source_endpoints(consumer)
-    tcp = [e.pub.startswith("tcp://") for e in eps]
-    if curve is None or not any(tcp):
+    sec = [secured(topo, s) for s in topo.source_names(consumer)]
+    if curve is None or not any(sec):
         return None
-    if not all(tcp):
-        raise RunError(f"consumers.{consumer}.sources: with CURVE, a consumer's sources must all be tcp "
-                       "(one client key pair serves all its connections)")
-    if curve.client_secret_key is None or curve.server_public_key is None:
-        raise RunError("security.curve: client_public_key/client_secret_key and server_public_key are needed "
-                       f"by consumer {consumer} (its sources are tcp)")
+    if not all(sec):
+        raise RunError(f"consumers.{consumer}.sources: {_mixed_sources(topo, consumer)}")
+    if curve.client_secret_key is None or curve.client_public_key is None or curve.server_public_key is None:
+        raise RunError(f"security.curve: client_public_key, client_secret_key and server_public_key are needed "
+                       f"by consumer {consumer} (its sources serve CURVE)")
     from bus.security import CurveClient
 
     return CurveClient(curve.client_public_key.get_secret_value(), curve.client_secret_key.get_secret_value(),
                        curve.server_public_key.get_secret_value())
 
 
-def _check_gateway_support(topo: Topology, name: str) -> None:
+def _mixed_sources(topo: Topology, consumer: str) -> str:
+    names = topo.source_names(consumer)
+    on = [n for n in names if secured(topo, n)]
+    off = [n for n in names if not secured(topo, n)]
+    return (f"with CURVE, a consumer's sources must all serve CURVE (have a tcp endpoint) or none "
+            f"(one client key pair serves all its connections): {', '.join(on)} serve(s) CURVE, "
+            f"{', '.join(off)} do(es) not")
+
+
+# ---------------------------------------------------------------- start-time validation
+#
+# One set of checks, used both before anything starts (``feedfabric check``/``up``, through
+# bus.topology's ``checks`` hook, so problems get their file line) and by each process at
+# start (``run_gateway``/``run_consumer`` raise RunError with the same text): whatever the
+# runner would refuse at start, ``check`` refuses first.
+
+Problem = tuple[tuple, str]
+
+# Fields of gateways.process.GatewayConfig that the runner fills from topology keys: an option
+# may not set them (the topology key is the place to write it).
+_FROM_TOPOLOGY = {"name": None, "exchange": "exchange", "channels": "channels", "symbols": "symbols",
+                  "depth": "book_depth", "candle_interval": "candle_interval", "pub": "pub",
+                  "snapshot": "snapshot", "urls": "urls", "record": "record",
+                  "heartbeat_interval": "heartbeat_interval", "sndhwm": "sndhwm", "ws_proxy": "proxy",
+                  "rest_proxy": "proxy"}
+# Constructor parameters of consumer classes (and stores) that the runner fills itself.
+_RUNNER_PARAMS = {"self", "name", "sources", "prefixes", "store", "publish", "heartbeat_interval",
+                  "heartbeat_timeout", "subscriber_options", "root", "url", "dsn"}
+
+
+def start_problems(topo: Topology, names: Any = None, *, keys: bool = True) -> list[Problem]:
+    """Everything that would make a process of ``topo`` fail at start, as ``(path, reason)``.
+
+    ``names`` limits the check to those processes (default: all). ``keys=False`` skips the
+    presence of CURVE secret keys (a multi-host topology holds each host's keys only there).
+    """
+    out: list[Problem] = []
+    for section, fn in (("gateways", _gateway_problems), ("consumers", _consumer_problems)):
+        for name in getattr(topo, section):
+            if names is not None and name not in names:
+                continue
+            try:
+                out.extend(fn(topo, name, keys))
+            except (KeyError, ValueError):
+                continue  # a topology broken elsewhere (sources, endpoints): already reported there
+    return list(dict.fromkeys(out))
+
+
+def start_checks(names: Any = None, *, keys: bool = True) -> Callable[[Topology], list[Problem]]:
+    """:func:`start_problems` as a bus.topology ``checks`` hook."""
+    return lambda topo: start_problems(topo, names, keys=keys)
+
+
+def _format_problems(problems: list[Problem]) -> str:
+    from bus.topology import format_path
+
+    return "; ".join(f"{format_path(p)}: {msg}" for p, msg in problems)
+
+
+def _require_startable(topo: Topology, name: str) -> None:
+    problems = start_problems(topo, [name])
+    if problems:
+        raise RunError(_format_problems(problems))
+
+
+def _process_fields() -> dict[str, Any] | None:
+    try:
+        from gateways.process import GatewayConfig as ProcessConfig
+    except ImportError:
+        return None
+    return dict(ProcessConfig.model_fields)
+
+
+def _server_key_problems(topo: Topology, name: str, section: str) -> list[Problem]:
+    curve = topo.security.curve
+    if curve is None or not secured(topo, name):
+        return []
+    missing = [k for k in ("server_public_key", "server_secret_key") if getattr(curve, k) is None]
+    return [(("security", "curve", k), f"needed by {section}.{name}, which binds a tcp endpoint with CURVE "
+                                       f"(on a host that does not run it, check with --only)") for k in missing]
+
+
+def _gateway_problems(topo: Topology, name: str, keys: bool) -> list[Problem]:
+    from pydantic import TypeAdapter, ValidationError
+
     cfg = topo.gateways[name]
-    if cfg.checksum != "resync":
-        # Adapters verify checksums and resync on failure; softer policies are not implemented yet.
-        raise RunError(f"gateways.{name}.checksum: {cfg.checksum!r} is not supported by the gateways yet "
-                       "(only 'resync')")
+    base: tuple = ("gateways", name)
+    out: list[Problem] = []
+    live = cfg.replay is None
+    # (A replaying gateway without options does not need gateways.process, nor its import time:
+    # paced replays that share a start_at must be ready in time.)
+    fields = _process_fields() if live or cfg.options else {}
+    if fields is None:
+        if live:
+            out.append((base, "the live gateway (gateways.process) is not installed"))
+        fields = {}
+    allowed = sorted(k for k in fields if k not in _FROM_TOPOLOGY)
+    for key, value in cfg.options.items():
+        path = (*base, "options", key)
+        if key in _FROM_TOPOLOGY:
+            target = _FROM_TOPOLOGY[key]
+            out.append((path, "not an option: the gateway id is its name in the topology" if target is None
+                        else f"not an option: write it as gateways.{name}.{target}"))
+        elif key not in fields:
+            out.append((path, f"unknown gateway option; accepted: {', '.join(allowed) or 'none'}"))
+        else:
+            info = fields[key]
+            from typing import Annotated
+
+            try:
+                TypeAdapter(Annotated[info.annotation, info]).validate_python(value)
+            except ValidationError as exc:
+                out.append((path, exc.errors(include_url=False)[0]["msg"]))
+    try:
+        from gateways import exchanges as registry
+
+        adapter = registry.get(cfg.exchange)
+    except Exception:  # noqa: BLE001 - an unknown exchange is reported by the topology check
+        adapter = None
+    if adapter is not None:
+        known = dict(getattr(adapter, "urls", {}) or {})
+        for key in cfg.urls:
+            if key not in known:
+                out.append(((*base, "urls", key), f"unknown url name for {cfg.exchange}; "
+                                                  f"known: {', '.join(sorted(known)) or 'none'}"))
+    if live and cfg.symbols is None:
+        out.append(((*base, "symbols"), "'all' is only supported by replaying gateways; a live gateway needs "
+                                        f"a list of symbols (see `feedfabric symbols {cfg.exchange}`)"))
+    if not live and cfg.replay is not None and not Path(cfg.replay.path).exists():
+        out.append(((*base, "replay", "path"), f"capture {cfg.replay.path} does not exist"))
+    if keys:
+        out.extend(_server_key_problems(topo, name, "gateways"))
+    if live and not out and fields:
+        # Whatever else the process config would refuse (same model as at start).
+        try:
+            live_config(topo, name)
+        except _ProcessConfigError as exc:
+            out.extend(exc.problems)
+    return out
+
+
+def _keyword_params(cls: type) -> dict[str, Any] | None:
+    """Keyword parameters of ``cls(...)`` following ``**kwargs`` up the MRO (None: accepts anything)."""
+    import inspect
+
+    params: dict[str, Any] = {}
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        if klass is object:
+            return params
+        try:
+            sig = inspect.signature(init)
+        except (TypeError, ValueError):
+            return None
+        var_kw = False
+        for p in sig.parameters.values():
+            if p.kind is inspect.Parameter.VAR_KEYWORD:
+                var_kw = True
+            elif p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY):
+                params.setdefault(p.name, p)
+        if not var_kw:
+            return params
+    return params
+
+
+def _store_class(kind: str) -> type:
+    targets = {"parquet": "consumers.storage.parquet:ParquetStore",
+               "redis": "consumers.storage.redis_streams:RedisStreamsStore",
+               "postgres": "consumers.storage.postgres:PostgresStore"}
+    return _load((targets[kind],), f"the {kind} store")
+
+
+def _consumer_problems(topo: Topology, name: str, keys: bool) -> list[Problem]:
+    import inspect
+
+    cfg = topo.consumers[name]
+    base: tuple = ("consumers", name)
+    out: list[Problem] = []
+    try:
+        target = _store_class(cfg.kind) if cfg.kind in STORAGE_KINDS else consumer_class(cfg.kind)
+    except RunError as exc:
+        return [((*base, "kind"), str(exc))]
+    params = _keyword_params(target)
+    if params is not None:
+        accepted = sorted(k for k in params if k not in _RUNNER_PARAMS)
+        what = f"the {cfg.kind} store" if cfg.kind in STORAGE_KINDS else f"the {cfg.kind} consumer kind"
+        for key in cfg.options:
+            if key in _RUNNER_PARAMS:
+                out.append(((*base, "options", key), "not an option: set by the topology (sources, prefixes, pub, "
+                                                     "path/url, heartbeat_*)"))
+            elif key not in params:
+                out.append(((*base, "options", key), f"unknown option of {what}; accepted: "
+                                                     f"{', '.join(accepted) or 'none'}"))
+        for key, p in params.items():
+            if key not in _RUNNER_PARAMS and p.default is inspect.Parameter.empty and key not in cfg.options:
+                out.append(((*base, "options"), f"{what} needs option {key!r}"))
+    if topo.security.curve is not None:
+        if keys:
+            out.extend(_server_key_problems(topo, name, "consumers"))
+        try:
+            sec = [secured(topo, s) for s in topo.source_names(name)]
+        except KeyError:
+            sec = []
+        if any(sec) and not all(sec):
+            out.append(((*base, "sources"), _mixed_sources(topo, name)))
+        elif any(sec) and keys:
+            curve = topo.security.curve
+            for k in ("client_public_key", "client_secret_key", "server_public_key"):
+                if getattr(curve, k) is None:
+                    out.append((("security", "curve", k), f"needed by consumers.{name}, whose sources serve CURVE "
+                                                          "(on a host that does not run it, check with --only)"))
+    return out
 
 
 def _stop_on_signals(stop: Callable[[], None]) -> None:
@@ -117,13 +355,13 @@ def _stop_on_signals(stop: Callable[[], None]) -> None:
 
 def build_consumer(topo: Topology, name: str) -> Any:
     """The consumer object of topology entry ``name`` (not yet running)."""
+    _require_startable(topo, name)
     cfg: ConsumerConfig = topo.consumers[name]
     cls = consumer_class(cfg.kind)
     own = topo.gateway_endpoint(name)
-    if topo.security.curve is not None and own.pub.startswith("tcp://"):
-        raise RunError(f"consumers.{name}.pub: CURVE on a consumer's own tcp PUB is not supported yet; "
-                       "use ipc, or tcp without security.curve")
-    common: dict[str, Any] = {"publish": own, "heartbeat_interval": cfg.heartbeat_interval,
+    server = curve_server(topo, name)
+    common: dict[str, Any] = {"publish": None if server is not None else own,
+                              "heartbeat_interval": cfg.heartbeat_interval,
                               "heartbeat_timeout": cfg.heartbeat_timeout}
     client = curve_client(topo, name)
     if client is not None:
@@ -141,10 +379,21 @@ def build_consumer(topo: Topology, name: str) -> Any:
                 assert cfg.url is not None  # the topology check requires it
                 opts["url" if cfg.kind == "redis" else "dsn"] = cfg.url.get_secret_value()
             store = make_store(cfg.kind, **opts)
-            return cls(name, sources, store, cfg.prefixes, **common)
-        return cls(name, sources, cfg.prefixes, **common, **cfg.options)
+            consumer = cls(name, sources, store, cfg.prefixes, **common)
+        else:
+            consumer = cls(name, sources, cfg.prefixes, **common, **cfg.options)
     except TypeError as exc:
         raise RunError(f"consumers.{name}.options: {exc}") from None
+    except ValueError as exc:  # e.g. an ohlcv interval the aggregation cannot parse
+        raise RunError(f"consumers.{name}.options: {exc}") from None
+    if server is not None:
+        # The consumer's own PUB (and snapshot service) with CURVE: made here, as for gateways.
+        from bus.publisher import Publisher
+
+        consumer.publisher = Publisher(name, own.pub, own.snapshot, heartbeat_interval=cfg.heartbeat_interval,
+                                       curve=server)
+        consumer.publisher.start()
+    return consumer
 
 
 def run_consumer(topo: Topology, name: str, *, duration: float | None = None) -> int:
@@ -183,6 +432,7 @@ def _counters_of(obj: Any) -> dict[str, Any]:
 def run_gateway(topo: Topology, name: str, *, duration: float | None = None) -> int:
     """Run gateway ``name`` (live, or replaying its capture) until SIGINT/SIGTERM (or ``duration``)."""
     cfg: GatewayConfig = topo.gateways[name]
+    _require_startable(topo, name)
     ensure_private_dir(topo.run_dir)
     stop = threading.Event()
     _stop_on_signals(stop.set)
@@ -191,10 +441,15 @@ def run_gateway(topo: Topology, name: str, *, duration: float | None = None) -> 
         timer.daemon = True
         timer.start()
     log = logger.bind(gateway=name, exchange=cfg.exchange)
-    _check_gateway_support(topo, name)
     if cfg.replay is not None:
         return _replay_gateway(topo, name, stop, log)
     return _live_gateway(topo, name, stop, log)
+
+
+class _ProcessConfigError(RunError):
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__(_format_problems(problems))
 
 
 def live_config(topo: Topology, name: str) -> Any:
@@ -207,7 +462,7 @@ def live_config(topo: Topology, name: str) -> Any:
         raise RunError(f"the live gateway (gateways.process) is not installed: {exc}") from None
     cfg = topo.gateways[name]
     if cfg.symbols is None:
-        raise RunError(f"gateways.{name}.symbols: 'all' is only supported for replay so far; list the symbols")
+        raise RunError(f"gateways.{name}.symbols: 'all' is only supported by replaying gateways; list the symbols")
     ep = topo.gateway_endpoint(name)
     data: dict[str, Any] = {
         "name": name, "exchange": cfg.exchange, "channels": list(cfg.channels), "symbols": list(cfg.symbols),
@@ -220,9 +475,18 @@ def live_config(topo: Topology, name: str) -> Any:
     try:
         return ProcessConfig.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        loc = ".".join(str(p) for p in first["loc"])
-        raise RunError(f"gateways.{name}: {loc}: {first['msg']}") from None
+        problems: list[Problem] = []
+        for err in exc.errors(include_url=False):
+            loc = tuple(err["loc"])
+            msg = err["msg"].removeprefix("Value error, ")
+            if not loc:
+                path: tuple = ("gateways", name)
+            elif loc[0] in cfg.options:
+                path = ("gateways", name, "options", *loc)
+            else:
+                path = ("gateways", name, _FROM_TOPOLOGY.get(str(loc[0])) or str(loc[0]), *loc[1:])
+            problems.append((path, msg))
+        raise _ProcessConfigError(problems) from None
 
 
 def _live_gateway(topo: Topology, name: str, stop: threading.Event, log: Any) -> int:
@@ -241,7 +505,7 @@ def _live_gateway(topo: Topology, name: str, stop: threading.Event, log: Any) ->
         # Our own Publisher, so CURVE from the topology applies to tcp endpoints.
         pub = Publisher(name, config.pub, config.snapshot, sndhwm=config.sndhwm,
                         heartbeat_interval=config.heartbeat_interval, exchange=cfg.exchange,
-                        curve=curve_server(topo, config.pub))
+                        curve=curve_server(topo, name))
         pub.start()
         gw = Gateway(config, publisher=pub)
         async with gw:
@@ -285,7 +549,7 @@ def _replay_gateway(topo: Topology, name: str, stop: threading.Event, log: Any) 
     if cfg.book_depth:
         options["depth"] = cfg.book_depth
     pub = Publisher(name, ep.pub, ep.snapshot, sndhwm=cfg.sndhwm, heartbeat_interval=cfg.heartbeat_interval,
-                    exchange=cfg.exchange, curve=curve_server(topo, ep.pub))
+                    exchange=cfg.exchange, curve=curve_server(topo, name))
     pub.start()
     stop_metrics = serve_metrics(cfg.metrics_port, name, lambda: pub.counters) if cfg.metrics_port else None
 
@@ -305,7 +569,8 @@ def _replay_gateway(topo: Topology, name: str, stop: threading.Event, log: Any) 
         while not stop.is_set():
             passes += 1
             replayer = Replayer(exchange=cfg.exchange, channels=channels, publisher=pub,
-                                pace=replay.pace > 0, speed=replay.pace or 1.0, subscription_options=options)
+                                pace=replay.pace > 0, speed=replay.pace or 1.0, subscription_options=options,
+                                start_at=replay.start_at if passes == 1 else None)
             result = replayer.run(records())
             errors = sum(v for k, v in result.adapter.counters.items() if k.startswith("errors."))
             if errors:

@@ -8,6 +8,8 @@ supervisor:
   are already connecting when a gateway binds miss less of its first messages);
 - reads each child's stderr and prints it prefixed with the process name (the combined
   console view); each child also writes its own log file under ``log_dir``;
+- does not restart a process that exits with status 2 or 3 (its configuration is refused:
+  restarting cannot help), and says so; ``run`` then returns 1;
 - restarts a process that exits while the fabric is running, after a capped exponential
   backoff (``supervisor.backoff_initial`` doubling up to ``backoff_max``, reset once a
   process stayed up ``backoff_reset`` seconds), and says so on the console;
@@ -38,6 +40,10 @@ from bus.security import ensure_private_dir
 from bus.topology import Topology
 
 _PR_SET_PDEATHSIG = 1
+#: Exit statuses of ``feedfabric gateway|consumer`` that mean "this configuration is refused"
+#: (2: the topology does not load; 3: the process refused its entry at start). Restarting
+#: cannot help, so the supervisor stops retrying that process.
+CONFIG_EXIT_CODES = frozenset({2, 3})
 _COLORS = ("36", "35", "33", "32", "34", "31", "96", "95", "93", "92", "94", "91")
 
 
@@ -64,6 +70,7 @@ class Child:
     restart_at: float | None = None
     reader: threading.Thread | None = None
     history: list[int] = field(default_factory=list)  # pids, oldest first
+    gave_up: bool = False             # exited because its configuration is refused: not restarted
 
     @property
     def pid(self) -> int | None:
@@ -171,6 +178,16 @@ class Supervisor:
                 code = proc.returncode
                 how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
                 uptime = now - child.started
+                if code in CONFIG_EXIT_CODES:
+                    child.proc = None
+                    child.restart_at = None
+                    child.gave_up = True
+                    if child.reader is not None:
+                        child.reader.join(timeout=1)
+                    self.say(f"{child.role} {child.name} (pid {proc.pid}) {how} after {uptime:.1f}s: its "
+                             "configuration is refused (error above); not restarting it — fix the topology "
+                             "and start it again")
+                    continue
                 child.failures = 1 if uptime >= self.cfg.backoff_reset else child.failures + 1
                 delay = self._backoff(child)
                 child.proc = None
@@ -192,11 +209,14 @@ class Supervisor:
             self.start()
             while not self._stop.wait(0.1):
                 self.poll()
+                if self.children and all(c.gave_up for c in self.children.values()):
+                    self.say("no process left to run: every one was refused its configuration")
+                    break
         finally:
             self.stop()
             for s, h in previous.items():
                 signal.signal(s, h)
-        return 0
+        return 1 if any(c.gave_up for c in self.children.values()) else 0
 
     def _on_signal(self, signum: int, frame) -> None:
         if not self._stop.is_set():

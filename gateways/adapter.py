@@ -199,6 +199,7 @@ class Adapter:
         self.to_exchange: dict[str, str] = {}         # normalized → exchange id
         self.from_exchange: dict[str, Symbol] = {}    # exchange id → Symbol
         self._logged: Counter[str] = Counter()
+        self._unknown_subscribed: set[str] = set()   # subscribed symbols already reported unknown
         if symbols is not None:
             self.set_symbols(symbols)
 
@@ -206,6 +207,12 @@ class Adapter:
     def instrument_requests(self) -> list[Fetch]:
         """REST requests whose bodies describe the instruments (tag ``'instruments'``)."""
         return []
+
+    def next_instrument_request(self, fetch: Fetch, body: str | bytes) -> Fetch | None:
+        """The request for the next page of a paginated instruments response, None when it was the
+        last (the default: instrument lists come in one response). Whoever loads the instruments
+        (the driver) GETs it and passes every page's body to :meth:`load_instruments`."""
+        return None
 
     def parse_instruments(self, url: str, body: str | bytes) -> list[Symbol]:
         """Symbols from one instruments response (raise on a malformed body)."""
@@ -236,6 +243,29 @@ class Adapter:
     def check_subscription(self) -> list[str]:
         """Subscribed symbols the instruments don't know (empty when all are known)."""
         return [s for s in self.subscription.all_symbols() if s not in self.to_exchange]
+
+    def known_symbols(self, symbols: Iterable[str]) -> list[str]:
+        """The symbols the loaded instruments know, in order, for building subscriptions.
+
+        Every adapter's ``connections()`` goes through this (or :meth:`subscribed`): an unknown
+        symbol is left out, logged once (``"<EX>: unknown symbol ... not subscribed"``) and counted
+        once as ``subscription.unknown_symbol``, so one bad symbol in a config never stops the
+        others from being subscribed (nor the gateway from running).
+        """
+        known: list[str] = []
+        for s in symbols:
+            if s in self.to_exchange:
+                known.append(s)
+            elif s not in self._unknown_subscribed:
+                self._unknown_subscribed.add(s)
+                self.counters["subscription.unknown_symbol"] += 1
+                logger.bind(exchange=self.exchange).warning(
+                    "{}: unknown symbol {!r} not subscribed (not in the loaded instruments)", self.exchange, s)
+        return known
+
+    def subscribed(self, channel: str) -> list[str]:
+        """The known symbols subscribed on ``channel`` (see :meth:`known_symbols`)."""
+        return self.known_symbols(self.subscription.symbols(channel))
 
     # ---- connections
     def connections(self) -> list[ConnectionSpec]:

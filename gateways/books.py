@@ -234,6 +234,8 @@ class Books:
             self.counters["book.unknown_symbol"] += 1
             return STALE
         if sb.state != SYNCED:
+            # Held until the snapshot (counted: a replay or a session may end before it comes).
+            self.counters["book.buffered"] += 1
             if len(sb.buffer) == sb.buffer.maxlen:
                 self.counters["book.buffer_overflow"] += 1
             sb.buffer.append((bids, asks, first, last, prev, timestamp, receipt_timestamp, checksum))
@@ -321,6 +323,103 @@ class Books:
                               ask=None if ask is None else ask[0], ask_size=None if ask is None else ask[1],
                               sequence=book.sequence, exchange_symbol=sb.exchange_symbol, timestamp=ts,
                               receipt_timestamp=rts))
+
+
+class Resubscriber:
+    """When to resubscribe broken books, for adapters that resync by unsubscribe + subscribe.
+
+    Sans-I/O (every call takes the time ``ts`` in ns). Two rules:
+
+    - **throttle**: one symbol is resubscribed at most once per ``min_interval_ns`` (a bad
+      snapshot must not trigger an immediate storm of resubscribes), and, with ``per_hour``,
+      at most that many resubscribes per connection per hour (token bucket holding
+      ``burst``), within the exchange's subscribe-rate limit. A request that comes too soon is
+      *deferred* (``book.resubscribe_deferred``) and returned by :meth:`due` once allowed;
+    - **retry**: a resubscribed symbol whose book is still not synced ``retry_ns`` later (the
+      snapshot never came: a lost or refused subscription) is returned by :meth:`due` again
+      (``book.resubscribe_retries``).
+
+    The adapter calls :meth:`request` from ``handle_resync``, :meth:`due` from
+    ``handle_timer`` (with a ``settled(symbol)`` predicate: book synced or gone) and
+    :meth:`forget` when a connection closes (its reconnection subscribes everything afresh).
+    """
+
+    def __init__(self, counters: Counter[str], *, min_interval_ns: int, retry_ns: int = 30_000_000_000,
+                 per_hour: int | None = None, burst: int = 20) -> None:
+        self.counters = counters
+        self.min_interval_ns = min_interval_ns
+        self.retry_ns = retry_ns
+        self.per_hour = per_hour
+        self.burst = float(burst)
+        self.last: dict[str, int] = {}         # symbol → ts of its last resubscribe
+        self.waiting: dict[str, int] = {}      # symbol → ts of the resubscribe whose snapshot is awaited
+        self.deferred: dict[str, str] = {}     # symbol → conn: resubscribe asked for, not yet allowed
+        self.conn: dict[str, str] = {}         # symbol → connection of its last request
+        self._tokens: dict[str, tuple[float, int]] = {}  # conn → (tokens, ts of the last refill)
+
+    def _bucket_take(self, conn: str, ts: int) -> bool:
+        if self.per_hour is None:
+            return True
+        tokens, at = self._tokens.get(conn, (self.burst, ts))
+        tokens = min(self.burst, tokens + (ts - at) * self.per_hour / 3_600e9)
+        if tokens < 1.0:
+            self._tokens[conn] = (tokens, ts)
+            return False
+        self._tokens[conn] = (tokens - 1.0, ts)
+        return True
+
+    def _allowed(self, symbol: str, conn: str, ts: int) -> bool:
+        last = self.last.get(symbol)
+        if last is not None and ts - last < self.min_interval_ns:
+            return False
+        return self._bucket_take(conn, ts)
+
+    def _sent(self, symbol: str, ts: int) -> None:
+        self.last[symbol] = ts
+        self.waiting[symbol] = ts
+        self.deferred.pop(symbol, None)
+
+    def request(self, symbol: str, ts: int, conn: str = "") -> bool:
+        """True: resubscribe ``symbol`` now (recorded as sent). False: too soon, deferred to :meth:`due`."""
+        self.conn[symbol] = conn
+        if self._allowed(symbol, conn, ts):
+            self._sent(symbol, ts)
+            return True
+        if symbol not in self.deferred:
+            self.counters["book.resubscribe_deferred"] += 1
+        self.deferred[symbol] = conn
+        return False
+
+    def due(self, ts: int, settled: Callable[[str], bool]) -> list[str]:
+        """Symbols to resubscribe now (each recorded as sent): deferred ones whose interval has
+        passed, and resubscribed ones whose snapshot hasn't come after ``retry_ns``."""
+        out: list[str] = []
+        for symbol, conn in list(self.deferred.items()):
+            if settled(symbol):
+                del self.deferred[symbol]
+            elif self._allowed(symbol, conn, ts):
+                self._sent(symbol, ts)
+                out.append(symbol)
+        for symbol, at in list(self.waiting.items()):
+            if symbol in out:
+                continue
+            if settled(symbol):
+                del self.waiting[symbol]
+            elif ts - at >= self.retry_ns and symbol not in self.deferred:
+                if self._allowed(symbol, self.conn.get(symbol, ""), ts):
+                    self.counters["book.resubscribe_retries"] += 1
+                    self._sent(symbol, ts)
+                    out.append(symbol)
+                else:
+                    self.deferred[symbol] = self.conn.get(symbol, "")
+        return out
+
+    def forget(self, symbols: Sequence[str] | None = None) -> None:
+        """Drop pending work (all, or ``symbols``): their connection closed and is resubscribed whole."""
+        for symbol in list(self.waiting if symbols is None else symbols):
+            self.waiting.pop(symbol, None)
+        for symbol in list(self.deferred if symbols is None else symbols):
+            self.deferred.pop(symbol, None)
 
 
 def share_books(adapter: Any, publisher: Any) -> bool:

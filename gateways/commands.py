@@ -4,6 +4,8 @@
   frame and REST response (optionally also publish on the bus with ``--pub``);
 - ``replay CAPTURE``: replay any capture through its adapter (and a Publisher with ``--pub``),
   at full speed or at the recorded pace; prints what came out;
+- both show progress on stderr while they run (messages, events, rate: a line rewritten every
+  second on a terminal, a plain line every 5 s otherwise; ``--progress SECONDS``, ``--no-progress``);
 - ``exchanges``: the registered exchange adapters;
 - ``symbols EXCHANGE``: the exchange's instruments (live REST, or ``--capture`` offline).
 """
@@ -51,6 +53,67 @@ class _NullPublisher:
         self.counters[name] = self.counters.get(name, 0) + n
 
 
+class Progress:
+    """Progress of a long operation on stderr.
+
+    On a terminal: one status line rewritten every ``interval`` seconds (default 1 s). Otherwise
+    (a pipe, a log file, systemd): a plain line every ``interval`` seconds (default 5 s). Each
+    line gives the messages (capture records) so far, the events they produced, the rate and
+    the elapsed time. ``interval=0`` writes a line at every :meth:`update` (tests).
+    """
+
+    def __init__(self, what: str, interval: float | None = None, *, stream: Any = None,
+                 enabled: bool = True) -> None:
+        import time
+
+        self._clock = time.monotonic
+        self.what = what
+        self.stream = stream if stream is not None else click.get_text_stream("stderr")
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.interval = interval if interval is not None else (1.0 if self.tty else 5.0)
+        self.enabled = enabled
+        self.t0 = self._clock()
+        self._next = self.t0 + self.interval
+        self._drawn = False
+        self.lines = 0
+
+    def due(self) -> bool:
+        return self.enabled and self._clock() >= self._next
+
+    def update(self, messages: int, events: int) -> None:
+        """Show the counts if a line is due (cheap otherwise)."""
+        if self.due():
+            self.show(messages, events)
+
+    def show(self, messages: int, events: int) -> None:
+        now = self._clock()
+        self._next = now + self.interval
+        elapsed = now - self.t0
+        rate = messages / elapsed if elapsed > 0 else 0.0
+        text = (f"{self.what}: {messages:,} messages, {events:,} events, {rate:,.0f} msg/s, "
+                f"{elapsed:.1f} s")
+        self.lines += 1
+        if self.tty:
+            self.stream.write("\r" + text + "\x1b[K")
+            self._drawn = True
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        """End the rewritten terminal line (so the summary starts on its own line)."""
+        if self._drawn:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._drawn = False
+
+
+progress_option = click.option(
+    "--progress", "progress_interval", type=float, default=None, metavar="SECONDS",
+    help="progress line period on stderr (default: 1 s on a terminal, 5 s otherwise; 0 = every check)")
+no_progress_option = click.option("--no-progress", is_flag=True, help="no progress lines")
+
+
 @click.command("record")
 @click.argument("exchange")
 @click.option("-c", "--channels", required=True, help="comma-separated channels, e.g. trades,l2_book")
@@ -61,8 +124,10 @@ class _NullPublisher:
 @click.option("--pub", default=None, help="also publish on this PUB endpoint")
 @click.option("--url", "urls", multiple=True, help="override an exchange endpoint: NAME=URL (repeatable)")
 @click.option("--depth", type=int, default=0, help="REST snapshot depth")
+@progress_option
+@no_progress_option
 def record(exchange: str, channels: str, symbols: str, out: Path, duration: float | None, pub: str | None,
-           urls: tuple[str, ...], depth: int) -> None:
+           urls: tuple[str, ...], depth: int, progress_interval: float | None, no_progress: bool) -> None:
     """Record EXCHANGE live into a feedfabric capture file."""
     from gateways.process import Gateway, GatewayConfig
 
@@ -71,13 +136,34 @@ def record(exchange: str, channels: str, symbols: str, out: Path, duration: floa
                         depth=depth)
     publisher = None if pub else _NullPublisher()
 
+    progress = Progress(f"recording {exchange} to {out}", progress_interval, enabled=not no_progress)
+
+    def counts(gw: Any) -> tuple[int, int]:
+        records = gw.recorder.records if gw.recorder is not None else 0
+        pub_counters = getattr(gw.publisher, "counters", {}) or {}
+        if isinstance(gw.publisher, _NullPublisher):
+            events = sum(v for k, v in pub_counters.items() if not k.startswith(("errors", "ignored")))
+        else:
+            events = int(pub_counters.get("messages", 0))
+        return records, events
+
+    async def report(gw: Any) -> None:
+        while True:
+            await asyncio.sleep(progress.interval if progress.interval > 0 else 0.2)
+            progress.show(*counts(gw))
+
     async def amain() -> None:
         gw = Gateway(cfg, publisher=publisher)
         async with gw:
+            reporter = asyncio.create_task(report(gw)) if progress.enabled else None
             try:
                 await asyncio.wait_for(gw.wait(), duration)
             except TimeoutError:
                 pass
+            finally:
+                if reporter is not None:
+                    reporter.cancel()
+        progress.close()
         assert gw.recorder is not None
         click.echo(f"{out}: {gw.recorder.records} records in {gw.recorder.blocks} blocks", err=True)
 
@@ -96,13 +182,15 @@ def record(exchange: str, channels: str, symbols: str, out: Path, duration: floa
 @click.option("--pace/--full-speed", default=False, help="reproduce the recorded timing")
 @click.option("--speed", type=float, default=1.0, help="with --pace: replay this many times faster")
 @click.option("--linger", type=float, default=0.0, help="with --pub: keep publishing heartbeats/snapshots this long")
+@progress_option
+@no_progress_option
 def replay(capture: Path, exchange: str | None, pub: str | None, snapshot: str | None, gateway_name: str | None,
-           pace: bool, speed: float, linger: float) -> None:
+           pace: bool, speed: float, linger: float, progress_interval: float | None, no_progress: bool) -> None:
     """Replay CAPTURE (feedfabric, cryptofeed or tardis format) through its adapter."""
     import time
 
-    from gateways.capture import capture_format
-    from gateways.replay import replay_capture
+    from gateways.capture import capture_format, read_capture
+    from gateways.replay import Replayer
 
     try:
         capture_format(capture)
@@ -114,9 +202,22 @@ def replay(capture: Path, exchange: str | None, pub: str | None, snapshot: str |
         name = gateway_name or (exchange or capture.name.split(".")[0]).lower().replace(".", "_")
         publisher = Publisher(name, pub, snapshot, exchange=exchange)
         publisher.start()
+    progress = Progress(f"replaying {capture.name}", progress_interval, enabled=not no_progress)
+    replayer = Replayer(exchange=exchange, publisher=publisher, pace=pace, speed=speed)
+
+    def records() -> Any:
+        # Every 256 records: is a progress line due? (The clock is not read per record.)
+        for n, rec in enumerate(read_capture(capture), 1):
+            if not n & 0xFF and progress.due():
+                progress.show(n, replayer.result.event_count if replayer.result is not None else 0)
+            yield rec
+
     t0 = time.perf_counter()
     try:
-        result = replay_capture(capture, exchange=exchange, publisher=publisher, pace=pace, speed=speed)
+        try:
+            result = replayer.run(records())
+        finally:
+            progress.close()
         elapsed = time.perf_counter() - t0
         if publisher is not None and linger > 0:
             time.sleep(linger)  # let late subscribers fetch snapshots before the publisher goes away
@@ -183,7 +284,7 @@ def symbols(exchange: str, capture: Path | None, urls: tuple[str, ...], pattern:
                 raise click.ClickException(f"{capture}: no recorded response for {fetch.url}")
             bodies[fetch.url] = rec.data
     else:
-        bodies = asyncio.run(_fetch_all([f.url for f in requests]))
+        bodies = asyncio.run(_fetch_all([f.url for f in requests], adapter.exchange))
     syms = adapter.load_instruments(bodies)
     for sym in sorted(syms, key=lambda s: s.normalized):
         if pattern and pattern.upper() not in sym.normalized.upper():
@@ -192,16 +293,25 @@ def symbols(exchange: str, capture: Path | None, urls: tuple[str, ...], pattern:
                    + (f" contract={sym.contract_size}" if sym.contract_size is not None else ""))
 
 
-async def _fetch_all(urls: list[str]) -> dict[str, str]:
+async def _fetch_all(urls: list[str], exchange: str = "") -> dict[str, str]:
+    """GET every instruments URL; any failure is one clear line (click error, exit 1), never a traceback."""
     import aiohttp
 
     out: dict[str, str] = {}
+    hint = "check the network (or --url rest=...), or read them offline from a recording with --capture FILE"
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as session:
         for url in urls:
-            async with session.get(url) as resp:
-                if resp.status != 200:
-                    raise click.ClickException(f"GET {url}: HTTP {resp.status}")
-                out[url] = await resp.text()
+            try:
+                async with session.get(url) as resp:
+                    if resp.status != 200:
+                        raise click.ClickException(f"{exchange} instruments: GET {url}: HTTP {resp.status}; {hint}")
+                    out[url] = await resp.text()
+            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                reason = str(exc) or type(exc).__name__
+                if isinstance(exc, TimeoutError):
+                    reason = "timed out after 20 s"
+                raise click.ClickException(f"cannot fetch {exchange} instruments: GET {url} failed ({reason}); "
+                                           f"{hint}") from None
     return out
 
 

@@ -13,7 +13,8 @@
   aiohttp-socks are installed), one for REST and one for websockets.
 - Publishes every event through the bus Publisher, and Status on connect/disconnect
   (``publisher.set_feed_state(conn_id, ...)``); counters go to ``publisher.count``.
-- Optionally records every frame and REST response (:class:`~gateways.capture.CaptureWriter`).
+- Optionally records every frame and REST response with its HTTP status (0: no response)
+  (:class:`~gateways.capture.CaptureWriter`), so a replay sees the same 429s and 5xxs.
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidHandshake, InvalidURI, WebSocketException
 
 from gateways.adapter import Adapter, Close, ConnectionSpec, Fetch, Open, Output, Resync, Send
+
+# Pages of one paginated instruments list followed at most (a cursor that never ends is an error).
+MAX_INSTRUMENT_PAGES = 100
 
 
 @dataclass
@@ -144,7 +148,7 @@ class Driver:
                 await self._load_instruments()
                 if self._stop.is_set():
                     return
-                for spec in self.adapter.connections():
+                for spec in self._connection_specs():
                     self._start_connection(spec)
                 if self.adapter.timer_interval:
                     self._spawn(self._timer(self.adapter.timer_interval))
@@ -155,6 +159,17 @@ class Driver:
 
     def stop(self) -> None:
         self._stop.set()
+
+    def _connection_specs(self) -> list[ConnectionSpec]:
+        """The adapter's connections; an adapter bug or a wrong config there is logged and counted
+        (``errors.connections``) and the gateway keeps running (timer, heartbeats, status) without them."""
+        try:
+            return list(self.adapter.connections())
+        except Exception as exc:  # noqa: BLE001 - never let a subscription bug end the gateway
+            self._count("errors.connections")
+            logger.opt(exception=exc).error("{}: building the connections failed, nothing subscribed: {!r}",
+                                            self.adapter.exchange, exc)
+            return []
 
     def _rest_connector(self) -> aiohttp.BaseConnector | None:
         """SOCKS proxies need aiohttp-socks (aiohttp itself speaks only HTTP proxies)."""
@@ -210,11 +225,23 @@ class Driver:
         while requests and not self._stop.is_set():
             bodies: dict[str, Any] = {}
             try:
-                for fetch in requests:
-                    status, body, _ = await self._get(fetch)
-                    if status != 200:
-                        raise RuntimeError(f"{fetch.url}: HTTP {status}")
-                    bodies[fetch.url] = body
+                for first in requests:
+                    fetch: Fetch | None = first
+                    pages = 0
+                    while fetch is not None:
+                        status, body, _ = await self._get(fetch)
+                        if status != 200:
+                            raise RuntimeError(f"{fetch.url}: HTTP {status}")
+                        bodies[fetch.url] = body
+                        pages += 1
+                        # Paginated lists (Bybit's nextPageCursor): follow until the adapter says done.
+                        fetch = adapter.next_instrument_request(fetch, body)
+                        if fetch is not None and (fetch.url in bodies or pages >= MAX_INSTRUMENT_PAGES):
+                            # A cursor that repeats or never ends: keep the pages we have.
+                            self._count("instrument_pages_unfinished")
+                            logger.warning("{}: {}: instrument pages do not end after {}; using those",
+                                           adapter.exchange, first.url, pages)
+                            fetch = None
                 adapter.load_instruments(bodies)
                 unknown = adapter.check_subscription()
                 if unknown:
@@ -239,10 +266,13 @@ class Driver:
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             self._count("rest_errors")
             logger.warning("{}: GET {} failed: {!r}", self.adapter.exchange, fetch.url, exc)
-            return 0, None, time.time_ns()
+            ts = time.time_ns()
+            if self.recorder is not None:
+                self.recorder.rest(ts, fetch.url, None, status=0)  # replayed as the same failure
+            return 0, None, ts
         ts = time.time_ns()
         if self.recorder is not None:
-            self.recorder.rest(ts, fetch.url, body)
+            self.recorder.rest(ts, fetch.url, body, status=status)
         if status == 429 or status == 418:
             self._count("rest_rate_limited")
             # The exchange says we exceeded its budget: empty ours so later requests wait.

@@ -16,13 +16,16 @@ KINDS = (HEADER, CONNECT, SEND, RECV, REST, CLOSE)
 
 class Record(NamedTuple):
     """One captured event. ``ts`` is the receipt time in integer ns; ``data`` is the raw
-    payload exactly as received (``str`` for text frames, ``bytes`` for binary frames)."""
+    payload exactly as received (``str`` for text frames, ``bytes`` for binary frames).
+    ``status`` is the HTTP status of a ``rest`` record (0: the request failed without a
+    response), None where the capture does not say (older captures, other formats: a 200)."""
 
     kind: str
     conn: str
     ts: int
     data: Any = None
     url: str | None = None
+    status: int | None = None
 
 
 def seconds_to_ns(text: str | float) -> int:

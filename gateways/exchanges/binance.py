@@ -193,18 +193,16 @@ class _Binance(Adapter):
     def _streams(self) -> list[tuple[str, str, str]]:
         """(stream name, channel, normalized symbol) for the whole subscription.
 
-        Symbols the instruments don't know are left out (counted as ``subscription.unknown_symbol``
-        and logged once by the driver), so one bad symbol never blocks the others.
+        Symbols the instruments don't know are left out (logged and counted once as
+        ``subscription.unknown_symbol`` by :meth:`Adapter.known_symbols`), so one bad symbol
+        never blocks the others.
         """
         sub = self.subscription
         out: list[tuple[str, str, str]] = []
 
         def ids(*channels: str) -> list[tuple[str, str]]:
-            syms = list(dict.fromkeys(s for ch in channels for s in sub.symbols(ch)))
-            known = [(s, self.to_exchange[s]) for s in syms if s in self.to_exchange]
-            if len(known) != len(syms):
-                self.count("subscription.unknown_symbol", len(syms) - len(known))
-            return known
+            syms = self.known_symbols(dict.fromkeys(s for ch in channels for s in sub.symbols(ch)))
+            return [(s, self.to_exchange[s]) for s in syms]
 
         for sym, xs in ids(TRADES):
             out.append((f"{xs.lower()}@aggTrade", TRADES, sym))
@@ -465,7 +463,7 @@ class _Binance(Adapter):
         if not self.futures:
             return
         period = int(self.subscription.open_interest_interval * 1e9)
-        syms = self.subscription.symbols(OPEN_INTEREST)
+        syms = self.subscribed(OPEN_INTEREST)
         for i, sym in enumerate(syms):
             due = self._oi_next.get(sym)
             if due is None:

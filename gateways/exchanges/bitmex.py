@@ -92,7 +92,7 @@ from gateways.adapter import (
     Send,
     Subscription,
 )
-from gateways.books import GAP, SYNCED, Books, no_rule
+from gateways.books import GAP, SYNCED, Books, Resubscriber, no_rule
 
 EXCHANGE = "BITMEX"
 WS = "ws"
@@ -102,6 +102,10 @@ WS = "ws"
 BATCH = 20
 SUBSCRIBE_INTERVAL = 0.5
 PING_INTERVAL = 15.0  # BitMEX answers the text "ping" with "pong"; silence is how dead links show
+# BitMEX publishes no limit on subscribe messages (it limits connections per IP); one symbol is
+# resubscribed at most every 10 s, and again after 30 s if its partial never comes.
+RESUBSCRIBE_MIN_INTERVAL_NS = 10_000_000_000
+RESUBSCRIBE_RETRY_NS = 30_000_000_000
 
 # Currency codes BitMEX spells its own way (XBt: satoshi-denominated settlement).
 _CURRENCY = {"XBT": "BTC", "XBt": "BTC", "USDt": "USDT", "Gwei": "ETH", "LAMp": "USDT", "MUSDC": "USDC"}
@@ -221,6 +225,8 @@ class BitMEX(Adapter):
     }
     # REST: 120 requests per minute (unauthenticated: 30); instruments is one request.
     rest_weight_per_minute: ClassVar[int] = 30
+    # The timer retries resubscriptions whose partial never came and sends deferred ones.
+    timer_interval = 5.0
 
     def __init__(self, subscription: Subscription, *, urls: Mapping[str, str] | None = None,
                  symbols: Iterable[Symbol] | None = None) -> None:
@@ -230,6 +236,8 @@ class BitMEX(Adapter):
         self._instrument: dict[str, dict[str, Any]] = {}         # exchange id -> merged instrument row
         self._liquidations: dict[str, tuple[str, str]] = {}      # orderID -> (side, price)
         self._last_trade: dict[str, str] = {}                    # symbol -> last published trdMatchID
+        self.resubscribes = Resubscriber(self.counters, min_interval_ns=RESUBSCRIBE_MIN_INTERVAL_NS,
+                                         retry_ns=RESUBSCRIBE_RETRY_NS)
         self._any = not any(subscription.channels.values())     # no subscription: publish everything
         self._wanted = {ch: frozenset(subscription.symbols(ch)) for ch in subscription.channels}
         self._bbo_only = self._wanted.get(BBO_CHANNEL, frozenset()) - self._wanted.get(L2_BOOK, frozenset())
@@ -279,14 +287,14 @@ class BitMEX(Adapter):
             seen.add(topic)
 
         for channel, table in ((TRADES, "trade"), (L2_BOOK, "orderBookL2"), (LIQUIDATIONS, "liquidation")):
-            for s in sub.symbols(channel):
+            for s in self.subscribed(channel):
                 add(f"{table}:{self.exchange_symbol(s)}", channel, s)
-        for s in list(sub.symbols(TICKER)) + list(self._bbo_only):
+        for s in self.subscribed(TICKER) + self.known_symbols(sorted(self._bbo_only)):
             topic = f"quote:{self.exchange_symbol(s)}"
             if topic not in seen:
                 add(topic, TICKER if s in self._wanted.get(TICKER, ()) else BBO_CHANNEL, s)
         for channel in _INSTRUMENT_CHANNELS:
-            for s in sub.symbols(channel):
+            for s in self.subscribed(channel):
                 topic = f"instrument:{self.exchange_symbol(s)}"
                 kind = self.symbols[s].kind
                 if kind == SPOT or (channel == FUNDING and kind != PERPETUAL):
@@ -294,12 +302,12 @@ class BitMEX(Adapter):
                     continue
                 if topic not in seen:
                     add(topic, channel, s)
-        if sub.symbols(CANDLES):
+        if self.subscribed(CANDLES):
             interval = CANDLE_INTERVALS.get(sub.candle_interval)
             if interval is None:
                 raise ValueError(f"BitMEX candles: interval one of {sorted(CANDLE_INTERVALS)}, "
                                  f"got {sub.candle_interval!r}")
-            for s in sub.symbols(CANDLES):
+            for s in self.subscribed(CANDLES):
                 add(f"tradeBin{interval[0]}:{self.exchange_symbol(s)}", CANDLES, s)
         return out
 
@@ -448,16 +456,27 @@ class BitMEX(Adapter):
         self.books.invalidate(symbol, reason, out, timestamp=tstamp, receipt_timestamp=ts)
 
     def handle_resync(self, symbol: str, ts: int, out: Output) -> None:
-        xs = self.to_exchange.get(symbol)
-        if xs is None:
+        if symbol not in self.to_exchange:
             raise AdapterError("resync_unknown_symbol", symbol)
-        arg = [f"orderBookL2:{xs}"]
+        if self.resubscribes.request(symbol, ts, WS):
+            self._resubscribe(symbol, out)
+
+    def _resubscribe(self, symbol: str, out: Output) -> None:
+        arg = [f"orderBookL2:{self.to_exchange[symbol]}"]
         out.actions.append(Send(WS, orjson.dumps({"op": "unsubscribe", "args": arg}).decode()))
         out.actions.append(Send(WS, orjson.dumps({"op": "subscribe", "args": arg}).decode()))
         self.count("book.resubscribe")
 
+    def _book_settled(self, symbol: str) -> bool:
+        return symbol not in self.books or self.books.state(symbol) == SYNCED
+
+    def handle_timer(self, ts: int, out: Output) -> None:
+        for symbol in self.resubscribes.due(ts, self._book_settled):
+            self._resubscribe(symbol, out)
+
     def handle_close(self, conn: str, ts: int, reason: str, out: Output) -> None:
         # The driver reconnects and resubscribes: the new partials rebuild these books.
+        self.resubscribes.forget()
         self._ids.clear()
         self.books.invalidate_all("disconnected", out, receipt_timestamp=ts, resync=False)
 

@@ -58,6 +58,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar
+from urllib.parse import quote
 
 import orjson
 
@@ -97,13 +98,17 @@ from gateways.adapter import (
     Send,
     Subscription,
 )
-from gateways.books import SYNCED, Books, range_rule
+from gateways.books import SYNCED, Books, Resubscriber, range_rule
 
 EXCHANGE = "BYBIT"
 CATEGORIES = ("spot", "linear", "inverse", "option")
 # Spot accepts at most 10 topics per subscribe request; the others 21,000 characters of args.
 BATCH = 10
 PING_INTERVAL = 20.0  # Bybit drops a connection after ~30 s without a ping
+# Bybit publishes no limit on subscribe messages (only on connections: 500 per 5 min per IP);
+# one symbol is resubscribed at most every 5 s, and again after 30 s if its snapshot never comes.
+RESUBSCRIBE_MIN_INTERVAL_NS = 5_000_000_000
+RESUBSCRIBE_RETRY_NS = 30_000_000_000
 
 BOOK_DEPTHS = {"spot": (1, 50, 200, 1000), "linear": (1, 50, 200, 1000), "inverse": (1, 50, 200, 1000),
                "option": (25, 100)}
@@ -247,6 +252,8 @@ class BybitAdapter(Adapter):
     }
     # 600 requests per 5 s per IP for public endpoints; stay far below.
     rest_weight_per_minute: ClassVar[int] = 1200
+    # The timer retries resubscriptions whose snapshot never came and sends deferred ones.
+    timer_interval = 5.0
 
     def __init__(self, subscription: Subscription, *, urls: Mapping[str, str] | None = None,
                  symbols: Iterable[Symbol] | None = None) -> None:
@@ -259,6 +266,8 @@ class BybitAdapter(Adapter):
         self._bbo_books = Books(EXCHANGE, range_rule, channel="bbo", counters=Counter())
         self._tickers: dict[tuple[str, str], dict[str, Any]] = {}
         self._book_topic: dict[str, tuple[str, str]] = {}  # normalized -> (category, topic)
+        self.resubscribes = Resubscriber(self.counters, min_interval_ns=RESUBSCRIBE_MIN_INTERVAL_NS,
+                                         retry_ns=RESUBSCRIBE_RETRY_NS)
 
     # ---------------------------------------------------------------- instruments
     def instrument_requests(self) -> list[Fetch]:
@@ -270,6 +279,20 @@ class BybitAdapter(Adapter):
         coins = sorted({s.base for s in syms if s.kind == OPTION})
         fetches += [Fetch(f"{base}option&baseCoin={c}&limit=1000", tag="instruments") for c in coins]
         return fetches
+
+    def next_instrument_request(self, fetch: Fetch, body: str | bytes) -> Fetch | None:
+        """The next page of a list longer than ``limit`` (options): ``result.nextPageCursor`` is the
+        ``cursor`` of the next request, empty (or absent, spot) on the last page."""
+        doc = orjson.loads(body)
+        result = doc.get("result") if type(doc) is dict else None
+        if type(result) is not dict or not result.get("list"):
+            return None
+        cursor = result.get("nextPageCursor")
+        if not cursor or type(cursor) is not str:
+            return None
+        # Bybit sends the cursor already percent-encoded ("0%2C1000"): keep '%' as is, encode the rest.
+        url = f"{fetch.url.split('&cursor=', 1)[0]}&cursor={quote(cursor, safe='%')}"
+        return None if url == fetch.url else Fetch(url, fetch.weight, fetch.tag, fetch.symbol)
 
     def parse_instruments(self, url: str, body: str | bytes) -> list[Symbol]:
         doc = orjson.loads(body)
@@ -326,25 +349,25 @@ class BybitAdapter(Adapter):
             if t not in topics[cat]:
                 topics[cat].append(t)
 
-        for text in sub.symbols(TRADES):
+        for text in self.subscribed(TRADES):
             add(text, "publicTrade.{}")
-        for text in sub.symbols(L2_BOOK):
+        for text in self.subscribed(L2_BOOK):
             cat = self._category.get(text) or category_of(Symbol.parse(text))
             add(text, f"orderbook.{self.book_depth(cat)}.{{}}")
-        for text in self._bbo_only:
+        for text in self.known_symbols(sorted(self._bbo_only)):
             add(text, "orderbook.1.{}")
         for channel in (TICKER, FUNDING, OPEN_INTEREST, INDEX, MARK):
-            for text in sub.symbols(channel):
+            for text in self.subscribed(channel):
                 add(text, "tickers.{}")
-        for text in sub.symbols(LIQUIDATIONS):
+        for text in self.subscribed(LIQUIDATIONS):
             if (self._category.get(text) or category_of(Symbol.parse(text))) in ("linear", "inverse"):
                 add(text, "allLiquidation.{}")
-        if sub.symbols(CANDLES):
+        if self.subscribed(CANDLES):
             interval = CANDLE_INTERVALS.get(sub.candle_interval)
             if interval is None:
                 raise ValueError(f"Bybit candles: interval one of {sorted(CANDLE_INTERVALS)}, "
                                  f"got {sub.candle_interval!r}")
-            for text in sub.symbols(CANDLES):
+            for text in self.subscribed(CANDLES):
                 add(text, f"kline.{interval[0]}.{{}}")
         return topics
 
@@ -356,7 +379,7 @@ class BybitAdapter(Adapter):
                 continue
             msgs = tuple(orjson.dumps({"op": "subscribe", "args": topics[i:i + BATCH]}).decode()
                          for i in range(0, len(topics), BATCH))
-            streams = tuple((c, s) for c in sub.channels for s in sub.symbols(c)
+            streams = tuple((c, s) for c in sub.channels for s in self.subscribed(c)
                             if (self._category.get(s) or category_of(Symbol.parse(s))) == cat)
             specs.append(ConnectionSpec(id=cat, url=self.url[cat], subscribe=msgs, subscribe_interval=0.05,
                                         ping='{"op":"ping"}', ping_interval=PING_INTERVAL, silence_timeout=30.0,
@@ -437,8 +460,6 @@ class BybitAdapter(Adapter):
             sb.buffer.clear()  # a subscription starts with its snapshot: anything buffered is older
             books.snapshot(symbol, d["b"], d["a"], u, out, timestamp=tstamp, receipt_timestamp=ts)
         elif kind == "delta":
-            if sb.state != SYNCED:
-                self.count("book.buffered")  # held until the (re)subscription's snapshot
             books.delta(symbol, d["b"], d["a"], out, first=u, last=u, timestamp=tstamp, receipt_timestamp=ts)
         else:
             raise AdapterError("book_type", repr(kind))
@@ -484,8 +505,6 @@ class BybitAdapter(Adapter):
             return
         bids, asks = _v2_levels(list(data.get("insert") or ()) + list(data.get("update") or ()),
                                 data.get("delete") or ())
-        if books.state(symbol) != SYNCED:
-            self.count("book.buffered")
         books.delta(symbol, bids, asks, out, timestamp=tstamp, receipt_timestamp=ts)
 
     def _on_v2_trades(self, conn: str, msg: dict[str, Any], ts: int, out: Output) -> None:
@@ -502,13 +521,26 @@ class BybitAdapter(Adapter):
         where = self._book_topic.get(symbol)
         if where is None:
             raise AdapterError("resync_unknown_symbol", symbol)
-        conn, topic = where
+        if self.resubscribes.request(symbol, ts, where[0]):
+            self._resubscribe(symbol, out)
+
+    def _resubscribe(self, symbol: str, out: Output) -> None:
+        conn, topic = self._book_topic[symbol]
         out.actions.append(Send(conn, orjson.dumps({"op": "unsubscribe", "args": [topic]}).decode()))
         out.actions.append(Send(conn, orjson.dumps({"op": "subscribe", "args": [topic]}).decode()))
         self.count("book.resubscribe")
 
+    def _book_settled(self, symbol: str) -> bool:
+        books = self._bbo_books if symbol in self._bbo_books and symbol not in self.books else self.books
+        return symbol not in books or books.state(symbol) == SYNCED
+
+    def handle_timer(self, ts: int, out: Output) -> None:
+        for symbol in self.resubscribes.due(ts, self._book_settled):
+            self._resubscribe(symbol, out)
+
     def handle_close(self, conn: str, ts: int, reason: str, out: Output) -> None:
         syms = [s for s, (c, _) in self._book_topic.items() if c == conn]
+        self.resubscribes.forget(syms)
         self.books.invalidate_all("disconnected", out, symbols=[s for s in syms if s in self.books],
                                   receipt_timestamp=ts, resync=False)
         # Top-of-book-only books publish no Gap (their consumers see only BBO): reset them quietly.

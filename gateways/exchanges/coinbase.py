@@ -6,7 +6,11 @@ channel       websocket channel (subscribe name)  events
 trades        ``market_trades``                   Trade (id = ``trade_id``, taker side)
 l2_book       ``level2`` (messages: ``l2_data``)  L2Snapshot, L2Delta, BBO (top changes)
 ticker        ``ticker``                          Ticker (best bid/ask, last, 24h volume)
-candles       ``candles`` (5 minute bars only)    Candle (interval ``5m``, ``closed`` None)
+bbo           ``ticker`` (products without        BBO (best_bid/best_ask with their
+              l2_book; else from the book)        ``best_*_quantity`` sizes, on change)
+candles       ``candles`` (5 minute bars only;    Candle (interval ``5m``, ``closed`` None)
+              another ``candle_interval`` is
+              refused: logged, counted, left out)
 (keepalive)   ``heartbeats``                      counted, keeps the connection open
 ============  ==================================  ==========================================
 
@@ -36,8 +40,11 @@ from typing import Any, ClassVar
 
 import orjson
 
-from cryptofeed_types import FUTURE, PERPETUAL, SPOT, Candle, Symbol, Ticker, Trade
+from loguru import logger
+
+from cryptofeed_types import BBO, FUTURE, PERPETUAL, SPOT, Candle, Symbol, Ticker, Trade
 from gateways.adapter import (
+    BBO_CHANNEL,
     CANDLES,
     L2_BOOK,
     TICKER,
@@ -50,14 +57,16 @@ from gateways.adapter import (
     Send,
     Subscription,
 )
-from gateways.books import SYNCED, Books, no_rule
+from gateways.books import SYNCED, Books, Resubscriber, no_rule
 
 _S = 1_000_000_000
 _MS = 1_000_000  # candle stop = the bar's last millisecond, as the other adapters
 _CANDLE_SECONDS = 300  # the candles channel only offers 5-minute bars
+CANDLE_INTERVAL = "5m"  # the only candle_interval accepted
 
-# Our channel → Advanced Trade websocket channel.
-_WS_CHANNEL = {TRADES: "market_trades", L2_BOOK: "level2", TICKER: "ticker", CANDLES: "candles"}
+# Our channel → Advanced Trade websocket channel (bbo without l2_book: the ticker's best bid/ask).
+_WS_CHANNEL = {TRADES: "market_trades", L2_BOOK: "level2", TICKER: "ticker", BBO_CHANNEL: "ticker",
+               CANDLES: "candles"}
 
 _sec_cache: dict[str, int] = {}
 
@@ -103,16 +112,25 @@ class Coinbase(Adapter):
     timer_interval = 5.0
     # A resubscribed book whose snapshot hasn't come after this long is resubscribed again.
     resubscribe_timeout_ns: ClassVar[int] = 30 * _S
+    # One product is resubscribed at most this often (no published subscribe-rate limit; a bad
+    # snapshot must not trigger another resubscribe at once).
+    resubscribe_min_interval_ns: ClassVar[int] = 5 * _S
 
     def __init__(self, subscription: Subscription, **kwargs: Any) -> None:
         super().__init__(subscription, **kwargs)
         self.books = Books(self.exchange, no_rule, on_resync=self._resubscribe_one, counters=self.counters)
         self._wanted = frozenset(ch for ch, syms in subscription.channels.items() if syms)
+        self._ticker_symbols = frozenset(subscription.symbols(TICKER))
+        # BBO from the ticker channel only where no book gives it (a book publishes BBO on top changes).
+        self._bbo_from_ticker = frozenset(subscription.symbols(BBO_CHANNEL)) - frozenset(subscription.symbols(L2_BOOK))
+        self._last_bbo: dict[str, tuple[Any, ...]] = {}
+        self._candles_refused = False
         self._next_seq: dict[str, int] = {}          # conn → next expected sequence_num
         self._conn_books: dict[str, set[str]] = {}   # conn → normalized symbols whose l2 arrived there
         self._book_conn: dict[str, str] = {}         # normalized symbol → conn of its level2 subscription
         self._specs: list[ConnectionSpec] | None = None
-        self._resub_at: dict[str, tuple[str, int]] = {}  # symbol → (conn, ts) of its pending resubscription
+        self.resubscribes = Resubscriber(self.counters, min_interval_ns=self.resubscribe_min_interval_ns,
+                                         retry_ns=self.resubscribe_timeout_ns)
         self._now = 0
 
     # ------------------------------------------------------------ instruments
@@ -189,7 +207,6 @@ class Coinbase(Adapter):
                 for i in range(0, len(pids), per)]
 
     def _build_connections(self) -> list[ConnectionSpec]:
-        sub = self.subscription
         specs: list[ConnectionSpec] = []
         interval = 1.0 / self.messages_per_second
         self._book_conn.clear()
@@ -198,11 +215,14 @@ class Coinbase(Adapter):
             messages: list[str] = []
             streams: list[tuple[str, str]] = []
             all_pids: dict[str, None] = {}
+            by_ws: dict[str, dict[str, None]] = {}  # ticker and bbo share one subscription per product
             for ch, syms in groups:
                 pids = [self.exchange_symbol(s) for s in syms]
-                messages += self._sub_messages("subscribe", _WS_CHANNEL[ch], pids)
+                by_ws.setdefault(_WS_CHANNEL[ch], {}).update(dict.fromkeys(pids))
                 streams += [(ch, s) for s in syms]
                 all_pids.update(dict.fromkeys(pids))
+            for ws_channel, pids_set in by_ws.items():
+                messages += self._sub_messages("subscribe", ws_channel, list(pids_set))
             # Without a subscribed heartbeats channel, quiet products let the server close the socket.
             messages += self._sub_messages("subscribe", "heartbeats", list(all_pids)[:1])
             return ConnectionSpec(id=f"{self.exchange}.{n}", url=self.url["ws"], subscribe=tuple(messages),
@@ -210,14 +230,16 @@ class Coinbase(Adapter):
                                   silence_timeout=10.0, streams=tuple(streams))
 
         n = 0
-        books = sub.symbols(L2_BOOK)
+        books = self.subscribed(L2_BOOK)
         for i in range(0, len(books), self.books_per_connection):
             chunk = books[i:i + self.books_per_connection]
             specs.append(spec(n, [(L2_BOOK, chunk)]))
             for s in chunk:
                 self._book_conn[s] = specs[-1].id
             n += 1
-        others = [(ch, sub.symbols(ch)) for ch in (TRADES, TICKER, CANDLES) if sub.symbols(ch)]
+        bbo = [s for s in self.subscribed(BBO_CHANNEL) if s in self._bbo_from_ticker]
+        others = [(ch, syms) for ch, syms in ((TRADES, self.subscribed(TRADES)), (TICKER, self.subscribed(TICKER)),
+                                               (BBO_CHANNEL, bbo), (CANDLES, self._candle_symbols())) if syms]
         # Split the non-book channels by products so one connection stays within limits.
         all_other = list(dict.fromkeys(s for _, syms in others for s in syms))
         for i in range(0, len(all_other), self.products_per_connection):
@@ -226,6 +248,25 @@ class Coinbase(Adapter):
                                   if any(s in keep for s in syms)]))
             n += 1
         return specs
+
+    def _candle_symbols(self) -> list[str]:
+        """The candle subscriptions; none when ``candle_interval`` is not the 5 minutes the channel offers.
+
+        Refused clearly instead of publishing bars of another length than asked: logged once as an
+        error, counted once as ``subscription.unsupported_candle_interval``; the other channels
+        are subscribed as usual (Coinbase's REST candles are not polled).
+        """
+        syms = self.subscribed(CANDLES)
+        interval = self.subscription.candle_interval
+        if not syms or interval == CANDLE_INTERVAL:
+            return syms
+        if not self._candles_refused:
+            self._candles_refused = True
+            self.count("subscription.unsupported_candle_interval")
+            logger.bind(exchange=self.exchange).error(
+                "{}: candles not subscribed: the candles channel offers only {!r} bars, candle_interval is {!r} "
+                "(set candle_interval: {})", self.exchange, CANDLE_INTERVAL, interval, CANDLE_INTERVAL)
+        return []
 
     # ------------------------------------------------------------ websocket messages
     def handle_open(self, conn: str, ts: int, out: Output) -> None:
@@ -238,9 +279,7 @@ class Coinbase(Adapter):
         symbols += [s for s, c in self._book_conn.items() if c == conn and s in self.books and s not in symbols]
         self.books.invalidate_all(f"disconnected: {reason}" if reason else "disconnected", out, symbols=symbols,
                                   receipt_timestamp=ts, resync=False)
-        for sym in symbols:
-            # The reconnection subscribes them afresh.
-            self._resub_at.pop(sym, None)
+        self.resubscribes.forget(symbols)  # the reconnection subscribes them afresh
 
     def handle_message(self, conn: str, raw: str | bytes, ts: int, out: Output) -> None:
         self._now = ts
@@ -279,25 +318,28 @@ class Coinbase(Adapter):
             self._resubscribe(conn, symbols, out)
 
     def _resubscribe(self, conn: str, symbols: list[str], out: Output) -> None:
+        # Products resubscribed too recently are deferred to the timer (Resubscriber).
+        self._send_resubscribe(conn, [s for s in symbols if self.resubscribes.request(s, self._now, conn)], out)
+
+    def _send_resubscribe(self, conn: str, symbols: list[str], out: Output) -> None:
+        if not symbols:
+            return
         pids = [self.to_exchange.get(s) or s for s in symbols]
         for payload in self._sub_messages("unsubscribe", "level2", pids) + self._sub_messages("subscribe", "level2",
                                                                                                pids):
             out.actions.append(Send(conn, payload))
-        for sym in symbols:
-            self._resub_at[sym] = (conn, self._now)
         self.count("book.resubscribes", len(symbols))
 
+    def _book_settled(self, symbol: str) -> bool:
+        return self.books.get(symbol) is None or self.books.state(symbol) == SYNCED
+
     def handle_timer(self, ts: int, out: Output) -> None:
-        late: dict[str, list[str]] = {}
-        for sym, (conn, at) in list(self._resub_at.items()):
-            if self.books.get(sym) is None or self.books.state(sym) == SYNCED:
-                del self._resub_at[sym]
-            elif ts - at >= self.resubscribe_timeout_ns:
-                late.setdefault(conn, []).append(sym)
         self._now = max(self._now, ts)
+        late: dict[str, list[str]] = {}
+        for sym in self.resubscribes.due(ts, self._book_settled):
+            late.setdefault(self.resubscribes.conn.get(sym) or self._book_conn.get(sym, ""), []).append(sym)
         for conn, syms in late.items():
-            self.count("book.resubscribe_retries", len(syms))
-            self._resubscribe(conn, syms, out)
+            self._send_resubscribe(conn, syms, out)
 
     def _resubscribe_one(self, symbol: str, reason: str, out: Output) -> None:
         conn = self._book_conn.get(symbol)
@@ -311,6 +353,7 @@ class Coinbase(Adapter):
         self._resubscribe(conn, [symbol], out)
 
     def handle_resync(self, symbol: str, ts: int, out: Output) -> None:
+        self._now = max(self._now, ts)
         self.books.invalidate(symbol, "requested", out, receipt_timestamp=ts, resync=False)
         self._resubscribe_one(symbol, "requested", out)
 
@@ -370,13 +413,31 @@ class Coinbase(Adapter):
     def _ticker(self, conn: str, msg: dict[str, Any], ts: int, out: Output) -> None:
         t = msg.get("timestamp")
         t = iso_ns(t) if t else None
+        wanted = self._wanted
         for ev in msg["events"]:
             for tk in ev["tickers"]:
                 sym = self._symbol(tk["product_id"])
-                out.events.append(Ticker(self.exchange, sym.normalized, bid=tk.get("best_bid") or None,
-                                         ask=tk.get("best_ask") or None, last=tk.get("price") or None,
-                                         volume=tk.get("volume_24_h") or None, exchange_symbol=sym.exchange_symbol,
-                                         timestamp=t, receipt_timestamp=ts))
+                name = sym.normalized
+                bid, ask = tk.get("best_bid") or None, tk.get("best_ask") or None
+                if not wanted or name in self._ticker_symbols:
+                    out.events.append(Ticker(self.exchange, name, bid=bid, ask=ask, last=tk.get("price") or None,
+                                             volume=tk.get("volume_24_h") or None,
+                                             exchange_symbol=sym.exchange_symbol, timestamp=t, receipt_timestamp=ts))
+                elif name not in self._bbo_from_ticker:
+                    self.ignore("unsubscribed_ticker")
+                if name in self._bbo_from_ticker:
+                    self._ticker_bbo(sym, tk, bid, ask, t, ts, out)
+
+    def _ticker_bbo(self, sym: Symbol, tk: dict[str, Any], bid: Any, ask: Any, t: int | None, ts: int,
+                    out: Output) -> None:
+        # ticker_batch and older ticker messages carry no sizes: the BBO then has none.
+        top = (bid, tk.get("best_bid_quantity") or None, ask, tk.get("best_ask_quantity") or None)
+        if self._last_bbo.get(sym.normalized) == top:
+            self.ignore("bbo_unchanged")  # a match that left the top of book as it was
+            return
+        self._last_bbo[sym.normalized] = top
+        out.events.append(BBO(self.exchange, sym.normalized, bid=top[0], bid_size=top[1], ask=top[2], ask_size=top[3],
+                              exchange_symbol=sym.exchange_symbol, timestamp=t, receipt_timestamp=ts))
 
     def _candles(self, conn: str, msg: dict[str, Any], ts: int, out: Output) -> None:
         t = msg.get("timestamp")

@@ -96,7 +96,7 @@ from gateways.adapter import (
     Send,
     Subscription,
 )
-from gateways.books import SYNCED, Books, prev_rule
+from gateways.books import SYNCED, Books, Resubscriber, prev_rule
 
 EXCHANGE = "DERIBIT"
 WS = "ws"
@@ -106,6 +106,13 @@ WS = "ws"
 BATCH = 100
 SUBSCRIBE_INTERVAL = 0.3
 HEARTBEAT_INTERVAL = 10  # seconds; Deribit's minimum
+# public/subscribe and unsubscribe each cost 3000 of the 30000 credits (about 3 per second
+# sustained, see SUBSCRIBE_INTERVAL): one symbol is resubscribed at most every 5 s, the
+# connection at most once a second (bursts of 4), again after 30 s without a snapshot.
+RESUBSCRIBE_MIN_INTERVAL_NS = 5_000_000_000
+RESUBSCRIBE_RETRY_NS = 30_000_000_000
+RESUBSCRIBES_PER_HOUR = 3600
+RESUBSCRIBE_BURST = 4
 CURRENCIES = ("BTC", "ETH", "USDC", "USDT")
 
 _MS = 1_000_000
@@ -223,6 +230,8 @@ class Deribit(Adapter):
     }
     # Non-matching-engine requests: ~20 per second per account/IP.
     rest_weight_per_minute: ClassVar[int] = 600
+    # The timer retries resubscriptions whose snapshot never came and sends deferred ones.
+    timer_interval = 5.0
 
     def __init__(self, subscription: Subscription, *, urls: Mapping[str, str] | None = None,
                  symbols: Iterable[Symbol] | None = None, interval: str = "100ms") -> None:
@@ -234,6 +243,9 @@ class Deribit(Adapter):
         super().__init__(subscription, urls=urls, symbols=symbols)
         self.books = Books(EXCHANGE, prev_rule, counters=self.counters)
         self._rpc_id = 0
+        self.resubscribes = Resubscriber(self.counters, min_interval_ns=RESUBSCRIBE_MIN_INTERVAL_NS,
+                                         retry_ns=RESUBSCRIBE_RETRY_NS, per_hour=RESUBSCRIBES_PER_HOUR,
+                                         burst=RESUBSCRIBE_BURST)
         self._resolve_subscription()
 
     # ---------------------------------------------------------------- instruments
@@ -317,26 +329,26 @@ class Deribit(Adapter):
                 seen.add(name)
                 out.append((name, channel, symbol))
 
-        for s in sub.symbols(TRADES) + sub.symbols(LIQUIDATIONS):
+        for s in self.subscribed(TRADES) + self.subscribed(LIQUIDATIONS):
             add(f"trades.{self.exchange_symbol(s)}.{iv}", TRADES, s)
-        for s in sub.symbols(L2_BOOK):
+        for s in self.subscribed(L2_BOOK):
             add(f"book.{self.exchange_symbol(s)}.{iv}", L2_BOOK, s)
         for channel in _TICKER_CHANNELS:
-            for s in sub.symbols(channel):
+            for s in self.subscribed(channel):
                 name = self.exchange_symbol(s)
                 kind = self.symbols[s].kind
                 if (channel == FUNDING and kind != PERPETUAL) or (channel != TICKER and kind == SPOT):
                     self.count(f"subscription.unsupported.{channel}")
                     continue
                 add(f"ticker.{name}.{iv}", channel, s)
-        for s in sorted(self._bbo_only):
+        for s in self.known_symbols(sorted(self._bbo_only)):
             add(f"quote.{self.exchange_symbol(s)}", BBO_CHANNEL, s)
-        if sub.symbols(CANDLES):
+        if self.subscribed(CANDLES):
             res = CANDLE_INTERVALS.get(sub.candle_interval)
             if res is None:
                 raise ValueError(f"Deribit candles: interval one of {sorted(CANDLE_INTERVALS)}, "
                                  f"got {sub.candle_interval!r}")
-            for s in sub.symbols(CANDLES):
+            for s in self.subscribed(CANDLES):
                 add(f"chart.trades.{self.exchange_symbol(s)}.{res[0]}", CANDLES, s)
         return out
 
@@ -416,24 +428,33 @@ class Deribit(Adapter):
             books.get(symbol).buffer.clear()
             books.snapshot(symbol, bids, asks, change_id, out, timestamp=tstamp, receipt_timestamp=ts)
         elif kind in ("change", None):
-            if books.state(symbol) != SYNCED:
-                self.count("book.buffered")  # held until the (re)subscription's snapshot
             books.delta(symbol, bids, asks, out, last=change_id, prev=d["prev_change_id"], timestamp=tstamp,
                         receipt_timestamp=ts)
         else:
             raise AdapterError("book_type", repr(kind))
 
     def handle_resync(self, symbol: str, ts: int, out: Output) -> None:
-        name = self.to_exchange.get(symbol)
-        if name is None:
+        if symbol not in self.to_exchange:
             raise AdapterError("resync_unknown_symbol", symbol)
-        chans = [f"book.{name}.{self.interval}"]
+        if self.resubscribes.request(symbol, ts, WS):
+            self._resubscribe(symbol, out)
+
+    def _resubscribe(self, symbol: str, out: Output) -> None:
+        chans = [f"book.{self.to_exchange[symbol]}.{self.interval}"]
         out.actions.append(Send(WS, self._rpc("public/unsubscribe", {"channels": chans})))
         out.actions.append(Send(WS, self._rpc("public/subscribe", {"channels": chans})))
         self.count("book.resubscribe")
 
+    def _book_settled(self, symbol: str) -> bool:
+        return symbol not in self.books or self.books.state(symbol) == SYNCED
+
+    def handle_timer(self, ts: int, out: Output) -> None:
+        for symbol in self.resubscribes.due(ts, self._book_settled):
+            self._resubscribe(symbol, out)
+
     def handle_close(self, conn: str, ts: int, reason: str, out: Output) -> None:
         # The driver reconnects and resubscribes: the new snapshots rebuild these books.
+        self.resubscribes.forget()
         self.books.invalidate_all("disconnected", out, receipt_timestamp=ts, resync=False)
 
     # ---- other channels

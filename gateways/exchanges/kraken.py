@@ -55,7 +55,7 @@ from gateways.adapter import (
     Send,
     Subscription,
 )
-from gateways.books import APPLY, SYNCED, Books, no_rule
+from gateways.books import APPLY, SYNCED, Books, Resubscriber, no_rule
 from gateways.exchanges.coinbase import iso_ns
 
 _S = 1_000_000_000
@@ -95,6 +95,9 @@ class Kraken(Adapter):
     timer_interval = 5.0
     # A resubscribed book whose snapshot hasn't come after this long is resubscribed again.
     resubscribe_timeout_ns: ClassVar[int] = 30_000_000_000
+    # One symbol is resubscribed at most this often (no published subscribe-rate limit; a bad
+    # snapshot must not trigger another resubscribe at once).
+    resubscribe_min_interval_ns: ClassVar[int] = 5_000_000_000
 
     def __init__(self, subscription: Subscription, **kwargs: Any) -> None:
         self._v1: dict[str, Symbol] = {}                     # v1 wsname → Symbol
@@ -110,7 +113,8 @@ class Kraken(Adapter):
         self._wanted = frozenset(ch for ch, syms in subscription.channels.items() if syms)
         self._bbo_symbols = set(subscription.symbols(BBO_CHANNEL)) - set(subscription.symbols(L2_BOOK))
         self._book_conn: dict[str, str] = {}
-        self._resub_at: dict[str, int] = {}   # symbol → ts of its pending resubscription
+        self.resubscribes = Resubscriber(self.counters, min_interval_ns=self.resubscribe_min_interval_ns,
+                                         retry_ns=self.resubscribe_timeout_ns)
         self._now = 0
         self._v1_depth: dict[str, int] = {}   # v1 replay: pair → depth of its book-<depth> channel
 
@@ -195,21 +199,21 @@ class Kraken(Adapter):
     def _channel_params(self) -> list[tuple[str, dict[str, Any], list[str]]]:
         sub = self.subscription
         out: list[tuple[str, dict[str, Any], list[str]]] = []
-        if sub.symbols(L2_BOOK):
-            out.append((L2_BOOK, {"channel": "book", "depth": self.depth, "snapshot": True}, sub.symbols(L2_BOOK)))
-        if sub.symbols(TRADES):
-            out.append((TRADES, {"channel": "trade", "snapshot": False}, sub.symbols(TRADES)))
-        if sub.symbols(TICKER):
+        if self.subscribed(L2_BOOK):
+            out.append((L2_BOOK, {"channel": "book", "depth": self.depth, "snapshot": True}, self.subscribed(L2_BOOK)))
+        if self.subscribed(TRADES):
+            out.append((TRADES, {"channel": "trade", "snapshot": False}, self.subscribed(TRADES)))
+        if self.subscribed(TICKER):
             out.append((TICKER, {"channel": "ticker", "event_trigger": "trades"},
-                        [s for s in sub.symbols(TICKER) if s not in self._bbo_symbols]))
+                        [s for s in self.subscribed(TICKER) if s not in self._bbo_symbols]))
         if self._bbo_symbols:
             out.append((BBO_CHANNEL, {"channel": "ticker", "event_trigger": "bbo"},
-                        [s for s in sub.symbols(BBO_CHANNEL) if s in self._bbo_symbols]))
-        if sub.symbols(CANDLES):
+                        [s for s in self.subscribed(BBO_CHANNEL) if s in self._bbo_symbols]))
+        if self.subscribed(CANDLES):
             minutes = _INTERVALS.get(sub.candle_interval)
             if minutes is None:
                 raise ValueError(f"KRAKEN: candle interval one of {sorted(_INTERVALS)}, got {sub.candle_interval!r}")
-            out.append((CANDLES, {"channel": "ohlc", "interval": minutes, "snapshot": False}, sub.symbols(CANDLES)))
+            out.append((CANDLES, {"channel": "ohlc", "interval": minutes, "snapshot": False}, self.subscribed(CANDLES)))
         return [(ch, p, syms) for ch, p, syms in out if syms]
 
     def _build_connections(self) -> list[ConnectionSpec]:
@@ -466,28 +470,35 @@ class Kraken(Adapter):
             self.count("book.checksum_verified")
 
     # ------------------------------------------------------------ resync and lifecycle
-    def _resubscribe(self, symbol: str, reason: str, out: Output) -> None:
+    def _conn_of(self, symbol: str) -> str:
         conn = self._book_conn.get(symbol)
         if conn is None:
             specs = self.connections()
             conn = specs[0].id if specs else f"{self.exchange}.0"
+        return conn
+
+    def _resubscribe(self, symbol: str, reason: str, out: Output) -> None:
+        conn = self._conn_of(symbol)
+        if self.resubscribes.request(symbol, self._now, conn):
+            self._send_resubscribe(symbol, conn, out)
+
+    def _send_resubscribe(self, symbol: str, conn: str, out: Output) -> None:
         xs = self.to_exchange.get(symbol, symbol.replace("-", "/"))
         out.actions.append(Send(conn, self._sub("unsubscribe", {"channel": "book", "depth": self.depth}, [xs], 0)[0]))
         out.actions.append(Send(conn, self._sub("subscribe", {"channel": "book", "depth": self.depth,
                                                                "snapshot": True}, [xs], 0)[0]))
-        self._resub_at[symbol] = self._now
         self.count("book.resubscribes")
+
+    def _book_settled(self, symbol: str) -> bool:
+        return self.books.get(symbol) is None or self.books.state(symbol) == SYNCED
 
     def handle_timer(self, ts: int, out: Output) -> None:
         self._now = max(self._now, ts)
-        for sym, at in list(self._resub_at.items()):
-            if self.books.get(sym) is None or self.books.state(sym) == SYNCED:
-                del self._resub_at[sym]
-            elif ts - at >= self.resubscribe_timeout_ns:
-                self.count("book.resubscribe_retries")
-                self._resubscribe(sym, "retry", out)
+        for sym in self.resubscribes.due(ts, self._book_settled):
+            self._send_resubscribe(sym, self._conn_of(sym), out)
 
     def handle_resync(self, symbol: str, ts: int, out: Output) -> None:
+        self._now = max(self._now, ts)
         self.books.invalidate(symbol, "requested", out, receipt_timestamp=ts, resync=False)
         self._resubscribe(symbol, "requested", out)
 
@@ -495,9 +506,7 @@ class Kraken(Adapter):
         symbols = [s for s, c in self._book_conn.items() if c == conn and s in self.books]
         self.books.invalidate_all(f"disconnected: {reason}" if reason else "disconnected", out, symbols=symbols,
                                   receipt_timestamp=ts, resync=False)
-        for sym in symbols:
-            # The reconnection subscribes them afresh.
-            self._resub_at.pop(sym, None)
+        self.resubscribes.forget(symbols)  # the reconnection subscribes them afresh
 
 
 def _fmt(v: Any, decimals: int) -> str:

@@ -68,7 +68,7 @@ from gateways.adapter import (
     Send,
     Subscription,
 )
-from gateways.books import SYNCED, Books, range_rule
+from gateways.books import SYNCED, Books, Resubscriber, range_rule
 
 _MS = 1_000_000
 _ALIASES = {"XBT": "BTC"}
@@ -107,13 +107,17 @@ class KrakenFutures(Adapter):
     timer_interval = 5.0
     # A resubscribed book whose snapshot hasn't come after this long is resubscribed again.
     resubscribe_timeout_ns: ClassVar[int] = 30_000_000_000
+    # One symbol is resubscribed at most this often (no published subscribe-rate limit; a bad
+    # snapshot must not trigger another resubscribe at once).
+    resubscribe_min_interval_ns: ClassVar[int] = 5_000_000_000
 
     def __init__(self, subscription: Subscription, **kwargs: Any) -> None:
         super().__init__(subscription, **kwargs)
         self.books = Books(self.exchange, range_rule, on_resync=self._resubscribe, counters=self.counters)
         self._wanted = frozenset(ch for ch, syms in subscription.channels.items() if syms)
         self._book_conn: dict[str, str] = {}
-        self._resub_at: dict[str, int] = {}   # symbol → ts of its pending resubscription
+        self.resubscribes = Resubscriber(self.counters, min_interval_ns=self.resubscribe_min_interval_ns,
+                                         retry_ns=self.resubscribe_timeout_ns)
         self._now = 0
         self._specs: list[ConnectionSpec] | None = None
 
@@ -199,15 +203,14 @@ class KrakenFutures(Adapter):
 
     def _feeds(self) -> list[tuple[str, str, list[str]]]:
         """(feed, our channel, normalized symbols) to subscribe."""
-        sub = self.subscription
         feeds: list[tuple[str, str, list[str]]] = []
-        if sub.symbols(L2_BOOK):
-            feeds.append(("book", L2_BOOK, sub.symbols(L2_BOOK)))
-        trade_like = list(dict.fromkeys(sub.symbols(TRADES) + sub.symbols(LIQUIDATIONS)))
+        if self.subscribed(L2_BOOK):
+            feeds.append(("book", L2_BOOK, self.subscribed(L2_BOOK)))
+        trade_like = list(dict.fromkeys(self.subscribed(TRADES) + self.subscribed(LIQUIDATIONS)))
         if trade_like:
             feeds.append(("trade", TRADES, trade_like))
-        ticker_like = list(dict.fromkeys(sub.symbols(TICKER) + sub.symbols(FUNDING) + sub.symbols(OPEN_INTEREST)
-                                         + sub.symbols(INDEX) + sub.symbols(MARK)))
+        ticker_like = list(dict.fromkeys(self.subscribed(TICKER) + self.subscribed(FUNDING) + self.subscribed(OPEN_INTEREST)
+                                         + self.subscribed(INDEX) + self.subscribed(MARK)))
         if ticker_like:
             feeds.append(("ticker", TICKER, ticker_like))
         return feeds
@@ -372,27 +375,34 @@ class KrakenFutures(Adapter):
     }
 
     # ------------------------------------------------------------ resync and lifecycle
-    def _resubscribe(self, symbol: str, reason: str, out: Output) -> None:
+    def _conn_of(self, symbol: str) -> str:
         conn = self._book_conn.get(symbol)
         if conn is None:
             specs = self.connections()
             conn = specs[0].id if specs else f"{self.exchange}.0"
+        return conn
+
+    def _resubscribe(self, symbol: str, reason: str, out: Output) -> None:
+        conn = self._conn_of(symbol)
+        if self.resubscribes.request(symbol, self._now, conn):
+            self._send_resubscribe(symbol, conn, out)
+
+    def _send_resubscribe(self, symbol: str, conn: str, out: Output) -> None:
         pid = self.to_exchange.get(symbol, symbol)
         for event in ("unsubscribe", "subscribe"):
             out.actions.append(Send(conn, self._sub(event, "book", [pid])[0]))
-        self._resub_at[symbol] = self._now
         self.count("book.resubscribes")
+
+    def _book_settled(self, symbol: str) -> bool:
+        return self.books.get(symbol) is None or self.books.state(symbol) == SYNCED
 
     def handle_timer(self, ts: int, out: Output) -> None:
         self._now = max(self._now, ts)
-        for sym, at in list(self._resub_at.items()):
-            if self.books.get(sym) is None or self.books.state(sym) == SYNCED:
-                del self._resub_at[sym]
-            elif ts - at >= self.resubscribe_timeout_ns:
-                self.count("book.resubscribe_retries")
-                self._resubscribe(sym, "retry", out)
+        for sym in self.resubscribes.due(ts, self._book_settled):
+            self._send_resubscribe(sym, self._conn_of(sym), out)
 
     def handle_resync(self, symbol: str, ts: int, out: Output) -> None:
+        self._now = max(self._now, ts)
         self.books.invalidate(symbol, "requested", out, receipt_timestamp=ts, resync=False)
         self._resubscribe(symbol, "requested", out)
 
@@ -400,7 +410,5 @@ class KrakenFutures(Adapter):
         symbols = [s for s, c in self._book_conn.items() if c == conn and s in self.books]
         self.books.invalidate_all(f"disconnected: {reason}" if reason else "disconnected", out, symbols=symbols,
                                   receipt_timestamp=ts, resync=False)
-        for sym in symbols:
-            # The reconnection subscribes them afresh.
-            self._resub_at.pop(sym, None)
+        self.resubscribes.forget(symbols)  # the reconnection subscribes them afresh
 

@@ -40,6 +40,9 @@ for derivatives (whose ``vol`` counts contracts). Open interest is ``oi`` (contr
 Frames may arrive raw-DEFLATE compressed (as in cryptofeed's captures): they are
 inflated first.
 
+Spread trading channels (``sprd-*``, instrument ``sprdId``) are not supported: their
+messages are counted as ``ignored.spreads_not_supported``.
+
 Retired OKEx API v3 (``"table"`` messages, recordings only): trades, tickers, depth,
 funding, mark price, liquidations and index tickers are parsed so that old recordings
 replay; JSON-number values there go through ``dec_str``.
@@ -93,7 +96,7 @@ from gateways.adapter import (
     Send,
     Subscription,
 )
-from gateways.books import SYNCED, Books, prev_rule
+from gateways.books import SYNCED, Books, Resubscriber, prev_rule
 
 EXCHANGE = "OKX"
 PUBLIC = "public"
@@ -102,6 +105,12 @@ BUSINESS = "business"
 # OKX limits a subscribe message to 64 KiB and a connection to 480 subscribe
 # requests an hour: few, large batches.
 BATCH = 100
+# A resubscribe is two of those requests (unsubscribe + subscribe): at most 200 an hour per
+# connection (400 requests, the rest left for the reconnection's own subscribes), one symbol
+# at most every 15 s, retried after 30 s when its snapshot never comes.
+RESUBSCRIBES_PER_HOUR = 200
+RESUBSCRIBE_MIN_INTERVAL_NS = 15_000_000_000
+RESUBSCRIBE_RETRY_NS = 30_000_000_000
 PING_INTERVAL = 20.0  # OKX closes a connection after 30 s without a message from us
 
 _CHANNELS = {
@@ -213,6 +222,8 @@ class OKXAdapter(Adapter):
     }
     # /api/v5/public/instruments: 20 requests / 2 s per IP.
     rest_weight_per_minute: ClassVar[int] = 600
+    # The timer retries resubscriptions whose snapshot never came and sends deferred ones.
+    timer_interval = 5.0
 
     def __init__(self, subscription: Subscription, *, urls: Mapping[str, str] | None = None,
                  symbols: Iterable[Symbol] | None = None, book_channel: str = "books") -> None:
@@ -223,6 +234,8 @@ class OKXAdapter(Adapter):
         self.books = Books(EXCHANGE, prev_rule, checksum=_okx_checksum_counted(self.counters),
                            counters=self.counters)
         self._book_conn: dict[str, str] = {}
+        self.resubscribes = Resubscriber(self.counters, min_interval_ns=RESUBSCRIBE_MIN_INTERVAL_NS,
+                                         retry_ns=RESUBSCRIBE_RETRY_NS, per_hour=RESUBSCRIBES_PER_HOUR)
         self._index_targets: dict[str, list[str]] = {}  # index instId -> subscribed symbols using it
 
     # ---------------------------------------------------------------- instruments
@@ -283,7 +296,7 @@ class OKXAdapter(Adapter):
 
         sub = self.subscription
         for channel, okx_channel in _CHANNELS.items():
-            for text in sub.symbols(channel):
+            for text in self.subscribed(channel):
                 inst = self.exchange_symbol(text)
                 kind = self.symbols[text].kind
                 if (channel == FUNDING and kind != PERPETUAL) or (channel in (OPEN_INTEREST, MARK) and kind == SPOT):
@@ -292,19 +305,18 @@ class OKXAdapter(Adapter):
                 if channel == INDEX:
                     inst = index_id(self.symbols[text])
                 add(PUBLIC, {"channel": okx_channel, "instId": inst})
-        for text in sub.symbols(L2_BOOK):
+        for text in self.subscribed(L2_BOOK):
             add(PUBLIC, {"channel": self.book_channel, "instId": self.exchange_symbol(text)})
-        for text in sub.symbols(LIQUIDATIONS):
-            self.exchange_symbol(text)  # a clear error for an unknown symbol
+        for text in self.subscribed(LIQUIDATIONS):
             kind = self.symbols[text].kind
             if kind != SPOT:
                 add(PUBLIC, {"channel": "liquidation-orders", "instType": _KIND_TO_INST_TYPE[kind]})
-        if sub.symbols(CANDLES):
+        if self.subscribed(CANDLES):
             bar = CANDLE_INTERVALS.get(sub.candle_interval)
             if bar is None:
                 raise ValueError(f"OKX candles: interval one of {sorted(CANDLE_INTERVALS)}, "
                                  f"got {sub.candle_interval!r}")
-            for text in sub.symbols(CANDLES):
+            for text in self.subscribed(CANDLES):
                 add(BUSINESS, {"channel": "candle" + bar[0], "instId": self.exchange_symbol(text)})
         return args
 
@@ -317,7 +329,7 @@ class OKXAdapter(Adapter):
             msgs = tuple(orjson.dumps({"op": "subscribe", "args": conn_args[i:i + BATCH]}).decode()
                          for i in range(0, len(conn_args), BATCH))
             channels = (CANDLES,) if conn == BUSINESS else tuple(c for c in sub.channels if c != CANDLES)
-            streams = tuple((c, s) for c in channels for s in sub.symbols(c))
+            streams = tuple((c, s) for c in channels for s in self.subscribed(c))
             specs.append(ConnectionSpec(id=conn, url=self.url[conn], subscribe=msgs, subscribe_interval=0.1,
                                         ping="ping", ping_interval=PING_INTERVAL, silence_timeout=30.0,
                                         streams=streams))
@@ -352,6 +364,11 @@ class OKXAdapter(Adapter):
                 return
             raise AdapterError("unexpected_message", "no arg")
         channel = arg.get("channel", "")
+        if channel.startswith("sprd-"):
+            # Spread trading (sprdId "BTC-USD-SWAP_BTC-USD-240329"): a spread has no normalized
+            # symbol or event kind; not supported, counted and skipped.
+            self.ignore("spreads_not_supported")
+            return
         data = msg["data"]
         if channel in _BOOK_CHANNELS:
             self._on_book(conn, arg["instId"], msg.get("action"), data, channel, ts, out)
@@ -416,8 +433,6 @@ class OKXAdapter(Adapter):
                     # A sequence confirmation (prevSeqId == seqId): check it, publish nothing.
                     self._book_heartbeat(symbol, seq, d.get("prevSeqId"), tstamp, ts, out)
                     continue
-                if books.state(symbol) != SYNCED:
-                    self.count("book.buffered")  # held until the (re)subscription's snapshot
                 books.delta(symbol, bids, asks, out, last=seq, prev=d.get("prevSeqId"), timestamp=tstamp,
                             receipt_timestamp=ts, checksum=checksum)
             else:
@@ -437,18 +452,29 @@ class OKXAdapter(Adapter):
         self.ignore("book_empty_update")
 
     def handle_resync(self, symbol: str, ts: int, out: Output) -> None:
-        inst_id = self.to_exchange.get(symbol)
-        if inst_id is None:
+        if symbol not in self.to_exchange:
             raise AdapterError("resync_unknown_symbol", symbol)
+        if self.resubscribes.request(symbol, ts, self._book_conn.get(symbol, PUBLIC)):
+            self._resubscribe(symbol, out)
+
+    def _resubscribe(self, symbol: str, out: Output) -> None:
         conn = self._book_conn.get(symbol, PUBLIC)
-        arg = [{"channel": self.book_channel, "instId": inst_id}]
+        arg = [{"channel": self.book_channel, "instId": self.to_exchange[symbol]}]
         out.actions.append(Send(conn, orjson.dumps({"op": "unsubscribe", "args": arg}).decode()))
         out.actions.append(Send(conn, orjson.dumps({"op": "subscribe", "args": arg}).decode()))
         self.count("book.resubscribe")
 
+    def _book_settled(self, symbol: str) -> bool:
+        return symbol not in self.books or self.books.state(symbol) == SYNCED
+
+    def handle_timer(self, ts: int, out: Output) -> None:
+        for symbol in self.resubscribes.due(ts, self._book_settled):
+            self._resubscribe(symbol, out)
+
     def handle_close(self, conn: str, ts: int, reason: str, out: Output) -> None:
         # The driver reconnects and resubscribes: the new snapshot rebuilds these books.
         syms = [s for s, c in self._book_conn.items() if c == conn]
+        self.resubscribes.forget(syms)
         self.books.invalidate_all("disconnected", out, symbols=syms, receipt_timestamp=ts, resync=False)
 
     # ---- other channels
@@ -550,8 +576,6 @@ class OKXAdapter(Adapter):
                     books.snapshot(symbol, bids, asks, None, out, timestamp=tstamp, receipt_timestamp=ts,
                                    checksum=d.get("checksum"))
                 else:
-                    if books.state(symbol) != SYNCED:
-                        self.count("book.buffered")
                     books.delta(symbol, bids, asks, out, timestamp=tstamp, receipt_timestamp=ts,
                                 checksum=d.get("checksum"))
             elif kind == "funding_rate":

@@ -16,7 +16,48 @@ from feedfabric.supervisor import Supervisor
 pytestmark = pytest.mark.timeout(60)
 
 
+def _crashing_python(tmp_path: Path) -> str:
+    """Stands for the interpreter: a child that crashes at once (status 1, not a config refusal)."""
+    fake = tmp_path / "crashing-python"
+    fake.write_text("#!/bin/sh\necho \"boom: simulated crash of $4\" >&2\nexit 1\n")
+    fake.chmod(0o755)
+    return str(fake)
+
+
 def test_crash_loop_backoff_is_capped(tmp_path: Path, short_run_dir: Path) -> None:
+    text = f"""
+run_dir: {short_run_dir}
+log_dir: {tmp_path}/logs
+supervisor: {{backoff_initial: 0.1, backoff_max: 0.4, stop_timeout: 5}}
+gateways:
+  broken:
+    exchange: BINANCE
+    channels: [trades]
+    symbols: [BTC-USDT]
+"""
+    topo_file = tmp_path / "t.yaml"
+    topo_file.write_text(text)
+    console = io.StringIO()
+    sup = Supervisor(parse_topology(text, env={}), topo_file, console=console, python=_crashing_python(tmp_path))
+    delays: list[float] = []
+    try:
+        sup.start()
+        deadline = time.monotonic() + 40
+        while len(delays) < 4 and time.monotonic() < deadline:
+            sup.poll()
+            delays = [float(d) for d in re.findall(r"restarting in ([\d.]+)s", console.getvalue())]
+            time.sleep(0.05)  # polling period of this in-process supervisor loop, not a synchronisation
+    finally:
+        sup.stop()
+    out = console.getvalue()
+    assert delays[:4] == [0.1, 0.2, 0.4, 0.4], out
+    assert "exited with code 1" in out and "restart #3" in out
+    assert "boom: simulated crash of broken" in out             # the child's own error reached the console
+    assert sup.children["broken"].restarts >= 3
+
+
+def test_config_refused_at_start_is_not_restarted(tmp_path: Path, short_run_dir: Path) -> None:
+    # A capture that does not exist: the child refuses its configuration (status 3) at start.
     text = f"""
 run_dir: {short_run_dir}
 log_dir: {tmp_path}/logs
@@ -32,21 +73,12 @@ gateways:
     topo_file.write_text(text)
     console = io.StringIO()
     sup = Supervisor(parse_topology(text, env={}), topo_file, console=console)
-    delays: list[float] = []
-    try:
-        sup.start()
-        deadline = time.monotonic() + 40
-        while len(delays) < 4 and time.monotonic() < deadline:
-            sup.poll()
-            delays = [float(d) for d in re.findall(r"restarting in ([\d.]+)s", console.getvalue())]
-            time.sleep(0.05)  # polling period of this in-process supervisor loop, not a synchronisation
-    finally:
-        sup.stop()
+    code = sup.run()        # returns by itself: its only process was refused
     out = console.getvalue()
-    assert delays[:4] == [0.1, 0.2, 0.4, 0.4], out
-    assert "exited with code 3" in out and "restart #3" in out
+    assert code == 1, out
+    assert "exited with code 3" in out and "not restarting it" in out, out
     assert "replay.path" in out and "does not exist" in out      # the child's own error reached the console
-    assert sup.children["broken"].restarts >= 3
+    assert sup.children["broken"].restarts == 0 and "restarting in" not in out
 
 
 def test_second_supervisor_on_same_run_dir_is_refused(tmp_path: Path, short_run_dir: Path) -> None:

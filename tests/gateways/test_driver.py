@@ -113,3 +113,27 @@ def test_gateway_config_validation() -> None:
         args = dict(name="bn", exchange="BINANCE", channels=["trades"], symbols=["BTC-USDT"], pub="x") | bad
         with pytest.raises(ValidationError, match=field):
             GatewayConfig(**args)
+
+
+class _BrokenConnections(_Dummy):
+    timer_interval = 0.01
+
+    def connections(self) -> list[ConnectionSpec]:
+        raise KeyError("DUMMY: unknown symbol 'NOPE-USD'")
+
+    def handle_timer(self, ts: int, out: Output) -> None:
+        self.count("timer")
+
+
+async def test_an_adapter_failing_to_build_connections_does_not_stop_the_gateway() -> None:
+    adapter = _BrokenConnections(Subscription({"trades": ["NOPE-USD"]}))
+    pub = RecordingPublisher("DUMMY")
+    driver = Driver(adapter, pub, instruments={})
+    task = asyncio.create_task(driver.run())
+    # The timer keeps running: the gateway is alive (heartbeats, status) though nothing is subscribed.
+    await wait_until(lambda: adapter.counters["timer"] >= 3, 10, "timer ticks after the failure")
+    assert not task.done()
+    assert driver.counters["errors.connections"] == 1 and driver.ws == {}
+    driver.stop()
+    async with asyncio.timeout(5):
+        await task

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import textwrap
 from pathlib import Path
 
@@ -21,7 +22,7 @@ gateways:
   coinbase:
     exchange: COINBASE
     channels: [trades]
-    symbols: all
+    symbols: [BTC-USD]
 consumers:
   nbbo:
     kind: nbbo
@@ -41,7 +42,9 @@ def issues_of(text: str, env: dict[str, str] | None = None) -> list[Issue]:
 
 def test_good_topology_and_derived_endpoints() -> None:
     topo = parse_topology(GOOD, env={})
-    assert topo.gateways["coinbase"].symbols is None          # 'all'
+    assert topo.gateways["coinbase"].symbols == ["BTC-USD"]
+    replaying = parse_topology(GOOD.replace("symbols: [BTC-USD]", "symbols: all\n    replay: {path: x.ffcap}"), env={})
+    assert replaying.gateways["coinbase"].symbols is None     # 'all'
     assert topo.source_names("nbbo") == ["binance", "coinbase"]
     ep = topo.gateway_endpoint("binance")
     assert ep.pub == "ipc:///tmp/ff-topology-test/binance.pub"
@@ -70,11 +73,11 @@ BROKEN = [
      "consumers.nbbo.sources[0]", "'store' is a parquet consumer, which publishes nothing", 15),
     ("bad endpoint", ("    symbols: [BTC-USDT]\n", "    symbols: [BTC-USDT]\n    pub: udp://1.2.3.4:5\n"),
      "gateways.binance.pub", "must start with ipc:// or tcp://", 8),
-    ("duplicate endpoint", ("    symbols: all\n", "    symbols: all\n    pub: ipc:///tmp/ff-topology-test/binance.pub\n"),
+    ("duplicate endpoint", ("    symbols: [BTC-USD]\n", "    symbols: [BTC-USD]\n    pub: ipc:///tmp/ff-topology-test/binance.pub\n"),
      "gateways.coinbase.pub", "also used by gateways.binance.pub", 12),
     ("wrong type", ("run_dir: /tmp/ff-topology-test", "run_dir: /tmp/ff-topology-test\nlog_level: LOUD"),
      "log_level", "Input should be", 3),
-    ("negative pace", ("    symbols: all\n", "    symbols: all\n    replay: {path: x.ffcap, pace: -1}\n"),
+    ("negative pace", ("    symbols: [BTC-USD]\n", "    symbols: [BTC-USD]\n    replay: {path: x.ffcap, pace: -1}\n"),
      "gateways.coinbase.replay.pace", "greater than or equal to 0", 12),
     ("unknown exchange", ("exchange: COINBASE", "exchange: NOSUCHEX"),
      "gateways.coinbase.exchange", "unknown exchange 'NOSUCHEX'", 9),
@@ -149,7 +152,9 @@ def test_cli_check(tmp_path: Path) -> None:
 
 def test_shipped_topologies_are_valid(monkeypatch: pytest.MonkeyPatch) -> None:
     root = Path(__file__).resolve().parents[2]
-    load_topology(root / "topology.yaml", env={})
+    from feedfabric.runner import start_checks
+
+    load_topology(root / "topology.yaml", env={}, checks=start_checks())   # what `feedfabric up` runs first
     env = {"FEEDFABRIC_DEMO_RUN": "/tmp/x", "FEEDFABRIC_DEMO_DIR": "/tmp/y", "FEEDFABRIC_DEMO_CAPTURES": "/tmp/z"}
     topo = load_topology(root / "feedfabric" / "data" / "demo.yaml", env=env)
     assert set(topo.gateways) == {"binance", "coinbase", "kraken"}
@@ -184,3 +189,87 @@ def test_environment_settings_override_file(tmp_path: Path, monkeypatch: pytest.
     topo = load_topology(settings.topology, settings=settings)
     assert str(topo.run_dir) == "/tmp/ff-settings"
     assert CliRunner().invoke(main, ["check"]).exit_code == 0      # finds the file through the environment
+
+
+# ---- `check` runs the checks each process applies at start (feedfabric.runner.start_problems)
+
+START_BROKEN = [
+    # (what is wrong, replacement applied to GOOD, expected path, expected reason fragment, expected line)
+    ("gateway option typo", ("    symbols: [BTC-USDT]\n", "    symbols: [BTC-USDT]\n    options: {backof_max: 5}\n"),
+     "gateways.binance.options.backof_max", "unknown gateway option; accepted: backoff_initial, backoff_max", 8),
+    ("gateway option bad value", ("    symbols: [BTC-USDT]\n",
+                                  "    symbols: [BTC-USDT]\n    options: {silence_timeout: -1}\n"),
+     "gateways.binance.options.silence_timeout", "Input should be greater than 0", 8),
+    ("gateway option shadows a topology key", ("    symbols: [BTC-USDT]\n",
+                                               "    symbols: [BTC-USDT]\n    options: {depth: 5}\n"),
+     "gateways.binance.options.depth", "not an option: write it as gateways.binance.book_depth", 8),
+    ("unknown url name", ("    symbols: [BTC-USDT]\n", "    symbols: [BTC-USDT]\n    urls: {websocket: ws://x}\n"),
+     "gateways.binance.urls.websocket", "unknown url name for BINANCE; known: rest, ws", 8),
+    ("consumer option typo", ("    path: ./data\n", "    path: ./data\n    options: {checkpoint_intervl: 3}\n"),
+     "consumers.store.options.checkpoint_intervl", "unknown option of the parquet store; accepted: "
+     "checkpoint_interval", 20),
+    ("nbbo option typo", ("    kind: nbbo\n", "    kind: nbbo\n    options: {quote_equivalance: {USDT: USD}}\n"),
+     "consumers.nbbo.options.quote_equivalance",
+     "unknown option of the nbbo consumer kind; accepted: quote_equivalence", 15),
+    ("symbols all on a live gateway", ("symbols: [BTC-USD]", "symbols: all"),
+     "gateways.coinbase.symbols", "'all' is only supported by replaying gateways", 11),
+    ("replayed capture missing", ("symbols: [BTC-USD]", "symbols: all\n    replay: {path: /nonexistent/x.ffcap}"),
+     "gateways.coinbase.replay.path", "capture /nonexistent/x.ffcap does not exist", 12),
+]
+
+
+@pytest.mark.parametrize("what,edit,path,reason,line", START_BROKEN, ids=[b[0] for b in START_BROKEN])
+def test_check_refuses_what_fails_at_start(tmp_path: Path, what: str, edit: tuple[str, str], path: str,
+                                           reason: str, line: int) -> None:
+    from feedfabric.runner import RunError, run_consumer, run_gateway, start_checks
+
+    old, new = edit
+    assert old in GOOD, what
+    text = GOOD.replace(old, new, 1)
+    parse_topology(text, env={})                   # the model alone accepts it ...
+    with pytest.raises(TopologyError) as info:     # ... the start-time checks do not
+        parse_topology(text, env={}, checks=start_checks())
+    match = [i for i in info.value.issues if i.path == path]
+    assert match, f"{what}: no issue at {path}: {info.value.issues}"
+    assert reason in match[0].message and match[0].line == line, match[0]
+    # `feedfabric check` reports it with file, line, path and reason, and exits 1.
+    f = tmp_path / "t.yaml"
+    f.write_text(text)
+    res = CliRunner().invoke(main, ["check", str(f)])
+    assert res.exit_code == 1 and f"{f}:{line}: {path}: {reason}" in res.output, res.output
+    # The process itself refuses the same thing, with the same words, before binding anything.
+    name = path.split(".")[1]
+    run = run_gateway if path.startswith("gateways.") else run_consumer
+    with pytest.raises(RunError, match=re.escape(f"{path}: {reason}")):
+        run(parse_topology(text, env={}), name)
+
+
+@pytest.mark.parametrize("policy", ["warn", "off", "skip"])
+def test_checksum_policies_other_than_resync_are_refused(policy: str) -> None:
+    issues = issues_of(GOOD.replace("    symbols: [BTC-USDT]\n", f"    symbols: [BTC-USDT]\n    checksum: {policy}\n"))
+    assert issues[0].path == "gateways.binance.checksum" and issues[0].line == 8
+    assert ("is not implemented" if policy != "skip" else "unknown checksum policy") in issues[0].message
+    assert "'resync'" in issues[0].message
+
+
+def test_up_refuses_before_starting_anything(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    f = tmp_path / "t.yaml"
+    f.write_text(GOOD.replace("/tmp/ff-topology-test", str(run))
+                 .replace("    kind: nbbo\n", "    kind: nbbo\n    options: {no_such: 1}\n"))
+    res = CliRunner().invoke(main, ["up", str(f)])
+    assert res.exit_code == 2 and "consumers.nbbo.options.no_such: unknown option" in res.output, res.output
+    assert not run.exists()                         # nothing started, not even the run directory
+
+
+def test_check_only_limits_host_specific_keys(tmp_path: Path) -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "topology.md").read_text()
+    example = re.findall(r"```yaml\n(.*?)```", doc, re.S)[-1]
+    f = tmp_path / "two-hosts.yaml"
+    f.write_text(example)
+    host_a = {"FF_SERVER_PUBLIC": "P" * 40, "FF_SERVER_SECRET": "S" * 40, "FF_CLIENT_PUBLIC": "C" * 40}
+    runner = CliRunner()
+    res = runner.invoke(main, ["check", str(f)], env=host_a)
+    assert res.exit_code == 1 and "security.curve.client_secret_key: needed by consumers.storage" in res.output
+    res = runner.invoke(main, ["check", str(f), "--only", "binance"], env=host_a)
+    assert res.exit_code == 0, res.output

@@ -356,3 +356,59 @@ def test_parse_instruments_inverse_and_options():
     assert a.counters["instruments.skipped"] == 1
     assert a._symbol("option", "ETH-25SEP26-3000-C").settle == "USDC"
     assert a._symbol("inverse", "BTCUSDH26").normalized == "BTC-USD-20260327"
+
+
+def _option_page(symbols: list[str], cursor: str) -> bytes:
+    return orjson.dumps({"retCode": 0, "retMsg": "OK", "result": {"category": "option", "nextPageCursor": cursor,
+                                                                  "list": [
+        {"symbol": s, "optionsType": "Call", "baseCoin": "BTC", "quoteCoin": "USD", "settleCoin": "USDC",
+         "deliveryTime": "1790323200000", "priceFilter": {"tickSize": "5"}, "lotSizeFilter": {"qtyStep": "0.01"}}
+        for s in symbols]}})
+
+
+_OPT_URL = "https://api.bybit.com/v5/market/instruments-info?category=option&baseCoin=BTC&limit=1000"
+_PAGE1 = _option_page(["BTC-25SEP26-100000-C"], "0%2C1000")
+_PAGE2 = _option_page(["BTC-25SEP26-110000-C"], "")
+
+
+def test_instrument_pages_follow_next_page_cursor():
+    a = BybitAdapter(Subscription({"ticker": ["BTC-USD-20260925-100000-C"]}))
+    (first,) = a.instrument_requests()
+    assert first.url == _OPT_URL
+    second = a.next_instrument_request(first, _PAGE1)
+    # The cursor is passed back verbatim (Bybit sends it percent-encoded already).
+    assert second is not None and second.url == _OPT_URL + "&cursor=0%2C1000" and second.tag == "instruments"
+    assert a.next_instrument_request(second, _PAGE2) is None              # empty cursor: last page
+    assert a.next_instrument_request(second, _PAGE1) is None              # the same cursor again: stop
+    spot = orjson.dumps({"retCode": 0, "result": {"category": "spot", "list": [{"symbol": "BTCUSDT"}]}})
+    assert a.next_instrument_request(first, spot) is None                 # spot has no cursor
+    syms = a.load_instruments({first.url: _PAGE1, second.url: _PAGE2})
+    assert {s.normalized for s in syms} == {"BTC-USD-20260925-100000-C", "BTC-USD-20260925-110000-C"}
+
+
+async def test_driver_loads_every_instrument_page():
+    from feedfabric.testing.exchange import RecordingPublisher
+    from gateways.driver import Driver
+
+    a = BybitAdapter(Subscription({"ticker": ["BTC-USD-20260925-110000-C"]}))
+    driver = Driver(a, RecordingPublisher("BYBIT"))
+    pages = {_OPT_URL: _PAGE1, _OPT_URL + "&cursor=0%2C1000": _PAGE2}
+    asked: list[str] = []
+
+    async def fake_get(fetch):
+        asked.append(fetch.url)
+        return 200, pages[fetch.url].decode(), 0
+
+    driver._get = fake_get  # type: ignore[method-assign]
+    await driver._load_instruments()
+    assert asked == list(pages)
+    assert "BTC-USD-20260925-110000-C" in a.to_exchange and a.check_subscription() == []
+
+    # A cursor that never changes is followed once, then the pages already loaded are used.
+    loop = BybitAdapter(Subscription({"ticker": ["BTC-USD-20260925-100000-C"]}))
+    driver = Driver(loop, RecordingPublisher("BYBIT"))
+    asked.clear()
+    pages = {_OPT_URL: _PAGE1, _OPT_URL + "&cursor=0%2C1000": _PAGE1}
+    driver._get = fake_get  # type: ignore[method-assign]
+    await driver._load_instruments()
+    assert len(asked) == 2 and "BTC-USD-20260925-100000-C" in loop.to_exchange
