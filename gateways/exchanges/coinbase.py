@@ -39,7 +39,6 @@ from collections.abc import Iterable
 from typing import Any, ClassVar
 
 import orjson
-
 from loguru import logger
 
 from cryptofeed_types import BBO, FUTURE, PERPETUAL, SPOT, Candle, Symbol, Ticker, Trade
