@@ -271,3 +271,90 @@ def test_malformed_messages_are_counted_not_raised() -> None:
     assert adapter.counters["errors"] == len(bad)
     errs = adapter.error_counts()
     assert errs["errors.unknown_channel"] == 1 and errs["errors.bad_side"] == 1 and errs["errors.exchange_error"] == 1
+
+
+# ------------------------------------------------------------------ bbo from the ticker channel, candle interval
+
+def _ticker_msg(seq: int, pid: str, bid: str, bid_qty: str | None, ask: str, ask_qty: str | None) -> str:
+    """An Advanced Trade ``ticker`` message (the documented fields)."""
+    tk = {"type": "ticker", "product_id": pid, "price": "21932.98", "volume_24_h": "16038.28770938",
+          "low_24_h": "21835.29", "high_24_h": "23011.18", "low_52_w": "15460", "high_52_w": "48240",
+          "price_percent_chg_24_h": "-4.15775596190603", "best_bid": bid, "best_ask": ask}
+    if bid_qty is not None:
+        tk |= {"best_bid_quantity": bid_qty, "best_ask_quantity": ask_qty}
+    return orjson.dumps({"channel": "ticker", "client_id": "", "timestamp": "2023-02-09T20:30:37.167359596Z",
+                         "sequence_num": seq, "events": [{"type": "update", "tickers": [tk]}]}).decode()
+
+
+def _syms(*pids: str) -> list[Symbol]:
+    return [Symbol.parse(p, exchange_symbol=p) for p in pids]
+
+
+def test_bbo_without_l2_book_comes_from_the_ticker_channel() -> None:
+    cb = Coinbase(Subscription({"bbo": ["BTC-USD", "ETH-USD"], "ticker": ["ETH-USD"], "l2_book": ["ETH-USD"]}),
+                  symbols=_syms("BTC-USD", "ETH-USD"))
+    specs = cb.connections()
+    subs = [orjson.loads(m) for s in specs for m in s.subscribe]
+    # BTC-USD's bbo is the ticker channel's; ETH-USD's comes from its book, its ticker stays a Ticker.
+    assert {(m["channel"], tuple(m["product_ids"])) for m in subs if m["channel"] != "heartbeats"} == {
+        ("level2", ("ETH-USD",)), ("ticker", ("ETH-USD", "BTC-USD"))}
+    assert ("bbo", "BTC-USD") in {st for s in specs for st in s.streams}
+
+    out = cb.on_message("c", _ticker_msg(0, "BTC-USD", "21931.98", "8000.21", "21933.98", "8038.07770938"), 5)
+    (bbo,) = out.events
+    assert isinstance(bbo, BBO) and bbo.symbol == "BTC-USD"
+    assert (bbo.bid_str, bbo.bid_size_str, bbo.ask_str, bbo.ask_size_str) == (
+        "21931.98", "8000.21", "21933.98", "8038.07770938")            # the exchange's strings, exactly
+    assert bbo.timestamp == iso_ns("2023-02-09T20:30:37.167359596Z") and bbo.receipt_timestamp == 5
+    # A match that leaves the top as it was gives no new BBO (counted); a change does.
+    assert cb.on_message("c", _ticker_msg(1, "BTC-USD", "21931.98", "8000.21", "21933.98", "8038.07770938"),
+                         6).events == []
+    assert cb.counters["ignored.bbo_unchanged"] == 1
+    (bbo2,) = cb.on_message("c", _ticker_msg(2, "BTC-USD", "21931.98", "7000", "21933.98", "8038.07770938"),
+                            7).events
+    assert bbo2.bid_size_str == "7000"
+    # Without sizes in the message (older ticker shape), the BBO has none.
+    (bbo3,) = cb.on_message("c", _ticker_msg(3, "BTC-USD", "21930", None, "21931", None), 8).events
+    assert bbo3.bid_size_str is None and bbo3.ask_size_str is None and bbo3.bid_str == "21930"
+    # ETH-USD: the ticker is a Ticker only (its BBO comes from the book).
+    (tick,) = cb.on_message("c", _ticker_msg(4, "ETH-USD", "1500.1", "2", "1500.2", "3"), 9).events
+    assert tick.KIND == "ticker" and tick.symbol == "ETH-USD"
+    assert cb.error_counts() == {}
+
+
+def test_bbo_with_l2_book_stays_derived_from_the_book() -> None:
+    cb = Coinbase(Subscription({"bbo": ["BTC-USD"], "l2_book": ["BTC-USD"]}), symbols=_syms("BTC-USD"))
+    channels = {orjson.loads(m)["channel"] for s in cb.connections() for m in s.subscribe}
+    assert channels == {"level2", "heartbeats"}
+    snap = orjson.dumps({"channel": "l2_data", "timestamp": "2023-02-09T20:32:50.714964855Z", "sequence_num": 0,
+                         "events": [{"type": "snapshot", "product_id": "BTC-USD", "updates": [
+                             {"side": "bid", "event_time": "1970-01-01T00:00:00Z", "price_level": "21921.73",
+                              "new_quantity": "0.06317902"},
+                             {"side": "offer", "event_time": "1970-01-01T00:00:00Z", "price_level": "21921.74",
+                              "new_quantity": "0.5"}]}]})
+    bbos = [e for e in cb.on_message("c", snap, 1).events if isinstance(e, BBO)]
+    assert [(b.bid_str, b.ask_str) for b in bbos] == [("21921.73", "21921.74")]
+
+
+def test_candles_other_than_5m_are_refused_at_subscription_time() -> None:
+    from loguru import logger
+
+    lines: list[str] = []
+    sink = logger.add(lines.append, level="ERROR", format="{message}")
+    try:
+        cb = Coinbase(Subscription({"candles": ["BTC-USD"], "trades": ["BTC-USD"]}, candle_interval="1m"),
+                      symbols=_syms("BTC-USD"))
+        specs = cb.connections()
+        cb.set_symbols(_syms("BTC-USD"))
+        cb.connections()                                   # rebuilt: refused (and counted) once
+    finally:
+        logger.remove(sink)
+    channels = {orjson.loads(m)["channel"] for s in specs for m in s.subscribe}
+    assert channels == {"market_trades", "heartbeats"}     # the other channels go on
+    assert ("candles", "BTC-USD") not in {st for s in specs for st in s.streams}
+    assert cb.counters["subscription.unsupported_candle_interval"] == 1
+    assert sum("candle_interval" in ln and "'5m'" in ln for ln in lines) == 1, lines
+
+    ok = Coinbase(Subscription({"candles": ["BTC-USD"]}, candle_interval="5m"), symbols=_syms("BTC-USD"))
+    assert "candles" in {orjson.loads(m)["channel"] for s in ok.connections() for m in s.subscribe}
+    assert ok.counters["subscription.unsupported_candle_interval"] == 0
