@@ -225,9 +225,63 @@ def _common_prefix(a: str, b: str) -> int:
     return n
 
 
+class ReplayFeed:
+    """A cryptofeed feed of ``cap``'s exchange, subscribed as the capture was, with one fake
+    connection per cryptofeed connection and each recorded connection routed to the handler
+    whose address shares the longest prefix with it (the one stand-in for playback()'s set-up,
+    shared by this benchmark and tools/cf_reference_v3.py).
+
+    Each fake connection holds *that* connection's own subscription, as a live cryptofeed
+    connection does (Bybit's handler decides per connection which channels a tickers
+    message feeds); older feeds whose connections carry none get the whole subscription.
+    """
+
+    def __init__(self, feed, stage: str, handlers: list[tuple], route: dict[str, tuple]) -> None:
+        self.feed = feed
+        self.stage = stage
+        self.handlers = handlers          # (address, handler, fake connection)
+        self.route = route                # capture connection id -> one of handlers
+
+    @classmethod
+    async def open(cls, cap: Capture, make_cb, stats: dict) -> ReplayFeed:
+        from cryptofeed.exchanges import EXCHANGE_MAP
+
+        stage = tempfile.mkdtemp(prefix="cfreplay_")
+        config_file = os.path.join(stage, "config.yaml")
+        with open(config_file, "w") as fp:
+            fp.write(_CONFIG.format(log=os.path.join(stage, "feedhandler.log")))
+        feed_cls = EXCHANGE_MAP[cap.exchange]
+        # Channels this cryptofeed has no websocket support for are left out of the subscription
+        # (their messages are still fed, as the exchange sent them); reported as data.
+        supported = getattr(feed_cls, "websocket_channels", None) or {}
+        config = {ch: syms for ch, syms in cap.config.items() if not supported or ch in supported}
+        stats["unsupported_channels"] = sorted(set(cap.config) - set(config))
+        feed = feed_cls(candle_closed_only=False, config=config_file, subscription=config,
+                        callbacks={ch: make_cb(ch) for ch in config})
+        whole = {feed.std_channel_to_exchange(ch): [feed.std_symbol_to_exchange_symbol(s) for s in syms]
+                 for ch, syms in config.items()}
+        handlers = []
+        for conn, sub, handler, _auth in feed.connect():
+            address = getattr(conn, "address", "") or ""
+            ws = _FakeConn(getattr(conn, "subscription", None) or whole, address if isinstance(address, str) else "")
+            await sub(ws)
+            handlers.append((ws.address, handler, ws))
+        if not handlers:
+            raise RuntimeError("cryptofeed built no connection for this subscription")
+        route = {cid: max(handlers, key=lambda h, a=addr: _common_prefix(h[0], a)) for cid, addr in cap.conns.items()}
+        return cls(feed, stage, handlers, route)
+
+    async def close(self) -> None:
+        self.feed.stop()
+        try:
+            await self.feed.shutdown()
+        except Exception:  # noqa: BLE001 - nothing to shut down in a replay
+            pass
+        shutil.rmtree(self.stage, ignore_errors=True)
+
+
 async def replay(cap: Capture, repeat: int) -> dict:
     import cryptofeed
-    from cryptofeed.exchanges import EXCHANGE_MAP
 
     stats: dict = {"exchange": cap.exchange, "python": sys.version.split()[0]}
     try:
@@ -243,33 +297,8 @@ async def replay(cap: Capture, repeat: int) -> dict:
             callbacks_seen[kind] += 1
         return cb
 
-    stage = tempfile.mkdtemp(prefix="cfbench_")
-    config_file = os.path.join(stage, "config.yaml")
-    with open(config_file, "w") as fp:
-        fp.write(_CONFIG.format(log=os.path.join(stage, "feedhandler.log")))
-    cls = EXCHANGE_MAP[cap.exchange]
-    # Channels this cryptofeed has no websocket support for are left out of the subscription
-    # (their messages are still fed, as the exchange sent them); reported as data.
-    supported = getattr(cls, "websocket_channels", None) or {}
-    config = {ch: syms for ch, syms in cap.config.items() if not supported or ch in supported}
-    stats["unsupported_channels"] = sorted(set(cap.config) - set(config))
-    feed = cls(candle_closed_only=False, config=config_file, subscription=config,
-               callbacks={ch: make_cb(ch) for ch in config})
-    exchange_sub = {feed.std_channel_to_exchange(ch): [feed.std_symbol_to_exchange_symbol(s) for s in syms]
-                    for ch, syms in config.items()}
-    handlers = []
-    for conn, sub, handler, _auth in feed.connect():
-        address = getattr(conn, "address", "") or ""
-        ws = _FakeConn(exchange_sub, address if isinstance(address, str) else "")
-        await sub(ws)
-        handlers.append((ws.address, handler, ws))
-    if not handlers:
-        raise RuntimeError("cryptofeed built no connection for this subscription")
-
-    route: dict[str, tuple] = {}
-    for cid, addr in cap.conns.items():
-        route[cid] = max(handlers, key=lambda h: _common_prefix(h[0], addr))
-    last = handlers[-1]
+    replay_feed = await ReplayFeed.open(cap, make_cb, stats)
+    route, last = replay_feed.route, replay_feed.handlers[-1]
     work = [(*route.get(cid, last)[1:], msg, ts) for cid, ts, msg in cap.messages]
 
     # Messages of channels this cryptofeed does not handle are logged one by one as warnings;
@@ -284,14 +313,9 @@ async def replay(cap: Capture, repeat: int) -> dict:
             except Exception as exc:  # noqa: BLE001 - playback() would stop here; we count and go on
                 errors[f"{type(exc).__name__}: {exc}"[:80]] += 1
     seconds = time.perf_counter() - t0
-    feed.stop()
-    try:
-        await feed.shutdown()
-    except Exception:  # noqa: BLE001 - nothing to shut down in a replay
-        pass
-    shutil.rmtree(stage, ignore_errors=True)
+    await replay_feed.close()
     stats.update(messages=len(work) * repeat, seconds=seconds, repeat=repeat,
-                 callbacks=dict(callbacks_seen), connections=len(handlers),
+                 callbacks=dict(callbacks_seen), connections=len(replay_feed.handlers),
                  handler_errors=dict(errors))
     return stats
 

@@ -30,9 +30,7 @@ import importlib.util
 import json
 import logging
 import os
-import shutil
 import sys
-import tempfile
 from collections import defaultdict
 from datetime import datetime
 from pathlib import Path
@@ -94,30 +92,12 @@ async def run(capture: Path, out_path: Path, top: int, full_hash: bool, cf_refer
             counts[kind] += 1
         return cb
 
-    stage = tempfile.mkdtemp(prefix="cfref3_")
-    config_file = os.path.join(stage, "config.yaml")
-    with open(config_file, "w") as fp:
-        fp.write(rep._CONFIG.format(  # cf_reference's keys plus Coinbase's (its subscribe signs)
-            log=os.path.join(stage, "feedhandler.log")))
-    cls = EXCHANGE_MAP[cap.exchange]
-    supported = getattr(cls, "websocket_channels", None) or {}
-    config = {ch: syms for ch, syms in cap.config.items() if not supported or ch in supported}
-    stats["unsupported_channels"] = sorted(set(cap.config) - set(config))
-    # As playback() builds its feed.
-    feed = cls(candle_closed_only=False, config=config_file, subscription=config,
-               callbacks={ch: make_cb(ch) for ch in config})
-    handlers = []
-    for conn, sub, handler, _auth in feed.connect():
-        address = getattr(conn, "address", "") or ""
-        # The connection's own (endpoint-filtered) subscription, as a live cryptofeed connection holds
-        # it: Bybit's handler decides per connection which channels a tickers message feeds.
-        ws = rep._FakeConn(conn.subscription, address if isinstance(address, str) else "")
-        await sub(ws)
-        handlers.append((ws.address, handler, ws))
-    if not handlers:
-        stats["error"] = "cryptofeed built no connection for this subscription"
+    try:
+        replay_feed = await rep.ReplayFeed.open(cap, make_cb, stats)   # as playback() builds its feed
+    except RuntimeError as exc:
+        stats["error"] = str(exc)
         return stats
-    route = {cid: max(handlers, key=lambda h, a=addr: rep._common_prefix(h[0], a)) for cid, addr in cap.conns.items()}
+    route, handlers = replay_feed.route, replay_feed.handlers
     stats["connections"] = {cid: route[cid][0] for cid in sorted(route)}
     errors: dict[str, int] = defaultdict(int)
     logging.disable(logging.WARNING)
@@ -128,12 +108,7 @@ async def run(capture: Path, out_path: Path, top: int, full_hash: bool, cf_refer
         except Exception as exc:  # noqa: BLE001 - counted and reported, the replay goes on
             errors[f"{type(exc).__name__}: {exc}"[:120]] += 1
     out.close()
-    feed.stop()
-    try:
-        await feed.shutdown()
-    except Exception:  # noqa: BLE001 - nothing to shut down in a replay
-        pass
-    shutil.rmtree(stage, ignore_errors=True)
+    await replay_feed.close()
     Symbols.clear()
     stats.update(messages_processed=len(cap.messages), events_written=written[0],
                  events_by_type=dict(sorted(counts.items())), handler_errors=dict(errors), error=None)
