@@ -273,47 +273,40 @@ cdef class OrderBook:
                 f"best_ask={self.best_ask()})")
 
     def checksum_kraken(self, Py_ssize_t depth=10):
-        cdef bytearray buf
-        if depth == 10:
-            # Straight from the sides, no level lists (Kraken v1 verifies every update).
-            buf = bytearray()
-            if _kraken_side(self.asks, buf) and _kraken_side(self.bids, buf):
-                return crc32(buf)
-        return kraken_checksum(self.bids.top(depth), self.asks.top(depth))
+        # Straight from the sides, no level lists (Kraken v1 verifies every update).
+        cdef bytearray buf = bytearray()
+        _kraken_side(self.asks, depth, buf)
+        _kraken_side(self.bids, depth, buf)
+        return crc32(buf)
 
     def checksum_okx(self, Py_ssize_t depth=25):
         return okx_checksum(self.bids.top(depth), self.asks.top(depth))
 
 
-cdef str _kraken_part(str s):
-    return s.replace(".", "").lstrip("0")
-
-
-cdef bint _kraken_append(str s, bytearray buf):
-    """Append ``_kraken_part(s)`` to ``buf`` (ASCII only; False for anything else)."""
+cdef void _kraken_append(str s, bytearray buf):
+    """Append ``s`` without '.' and leading zeros, as Kraken's checksum text wants it."""
     cdef bint lead = True
     cdef Py_UCS4 c
     for c in s:
         if c == '.' or (lead and c == '0'):
             continue
-        if c > 127:
-            return False
         lead = False
-        buf.append(<int>c)
-    return True
+        if c < 128:
+            buf.append(<int>c)
+        else:  # never in a valid decimal string; encoded as the text would be
+            buf.extend(chr(c).encode())
 
 
-cdef bint _kraken_side(BookSide side, bytearray buf):
-    """Append the checksum text of the best 10 levels of ``side`` (False: not ASCII)."""
+cdef void _kraken_side(BookSide side, Py_ssize_t depth, bytearray buf):
+    """Append the checksum text of the best ``depth`` levels of ``side``."""
     cdef list keys = side._keys
     cdef dict levels = side._levels
-    cdef Py_ssize_t total = len(keys), n = min(total, 10), i
+    cdef Py_ssize_t total = len(keys), n = min(total, depth), i
     cdef tuple lvl
     for i in range(n):
         lvl = <tuple>levels[keys[total - 1 - i] if side.descending else keys[i]]
-        if not (_kraken_append(<str>lvl[0], buf) and _kraken_append(<str>lvl[1], buf)):
-            return False
-    return True
+        _kraken_append(<str>lvl[0], buf)
+        _kraken_append(<str>lvl[1], buf)
 
 
 def kraken_checksum(bids, asks):
@@ -322,14 +315,14 @@ def kraken_checksum(bids, asks):
 
     For v2 the strings must be formatted with the pair's price/qty precision first.
     """
-    parts = []
+    cdef bytearray buf = bytearray()
     for p, s in asks[:10]:
-        parts.append(_kraken_part(p))
-        parts.append(_kraken_part(s))
+        _kraken_append(p, buf)
+        _kraken_append(s, buf)
     for p, s in bids[:10]:
-        parts.append(_kraken_part(p))
-        parts.append(_kraken_part(s))
-    return crc32("".join(parts).encode())
+        _kraken_append(p, buf)
+        _kraken_append(s, buf)
+    return crc32(buf)
 
 
 def okx_checksum(bids, asks):
