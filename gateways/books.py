@@ -140,6 +140,12 @@ class Books:
     def state(self, symbol: str) -> str:
         return self._books[symbol].state
 
+    def settled(self, symbol: str) -> bool:
+        """No resync is pending for ``symbol``: its book is synced, or not kept here at all
+        (the predicate :meth:`Resubscriber.due` takes)."""
+        sb = self._books.get(symbol)
+        return sb is None or sb.state == SYNCED
+
     def book(self, symbol: str) -> OrderBook:
         return self._books[symbol].book
 

@@ -531,8 +531,9 @@ class BybitAdapter(Adapter):
         self.count("book.resubscribe")
 
     def _book_settled(self, symbol: str) -> bool:
+        # Top-of-book-only symbols keep their book in _bbo_books.
         books = self._bbo_books if symbol in self._bbo_books and symbol not in self.books else self.books
-        return symbol not in books or books.state(symbol) == SYNCED
+        return books.settled(symbol)
 
     def handle_timer(self, ts: int, out: Output) -> None:
         for symbol in self.resubscribes.due(ts, self._book_settled):

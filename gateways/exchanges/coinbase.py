@@ -329,13 +329,10 @@ class Coinbase(Adapter):
             out.actions.append(Send(conn, payload))
         self.count("book.resubscribes", len(symbols))
 
-    def _book_settled(self, symbol: str) -> bool:
-        return self.books.get(symbol) is None or self.books.state(symbol) == SYNCED
-
     def handle_timer(self, ts: int, out: Output) -> None:
         self._now = max(self._now, ts)
         late: dict[str, list[str]] = {}
-        for sym in self.resubscribes.due(ts, self._book_settled):
+        for sym in self.resubscribes.due(ts, self.books.settled):
             late.setdefault(self.resubscribes.conn.get(sym) or self._book_conn.get(sym, ""), []).append(sym)
         for conn, syms in late.items():
             self._send_resubscribe(conn, syms, out)

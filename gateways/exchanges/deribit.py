@@ -96,7 +96,7 @@ from gateways.adapter import (
     Send,
     Subscription,
 )
-from gateways.books import SYNCED, Books, Resubscriber, prev_rule
+from gateways.books import Books, Resubscriber, prev_rule
 
 EXCHANGE = "DERIBIT"
 WS = "ws"
@@ -445,11 +445,8 @@ class Deribit(Adapter):
         out.actions.append(Send(WS, self._rpc("public/subscribe", {"channels": chans})))
         self.count("book.resubscribe")
 
-    def _book_settled(self, symbol: str) -> bool:
-        return symbol not in self.books or self.books.state(symbol) == SYNCED
-
     def handle_timer(self, ts: int, out: Output) -> None:
-        for symbol in self.resubscribes.due(ts, self._book_settled):
+        for symbol in self.resubscribes.due(ts, self.books.settled):
             self._resubscribe(symbol, out)
 
     def handle_close(self, conn: str, ts: int, reason: str, out: Output) -> None:

@@ -489,12 +489,9 @@ class Kraken(Adapter):
                                                                "snapshot": True}, [xs], 0)[0]))
         self.count("book.resubscribes")
 
-    def _book_settled(self, symbol: str) -> bool:
-        return self.books.get(symbol) is None or self.books.state(symbol) == SYNCED
-
     def handle_timer(self, ts: int, out: Output) -> None:
         self._now = max(self._now, ts)
-        for sym in self.resubscribes.due(ts, self._book_settled):
+        for sym in self.resubscribes.due(ts, self.books.settled):
             self._send_resubscribe(sym, self._conn_of(sym), out)
 
     def handle_resync(self, symbol: str, ts: int, out: Output) -> None:

@@ -464,11 +464,8 @@ class OKXAdapter(Adapter):
         out.actions.append(Send(conn, orjson.dumps({"op": "subscribe", "args": arg}).decode()))
         self.count("book.resubscribe")
 
-    def _book_settled(self, symbol: str) -> bool:
-        return symbol not in self.books or self.books.state(symbol) == SYNCED
-
     def handle_timer(self, ts: int, out: Output) -> None:
-        for symbol in self.resubscribes.due(ts, self._book_settled):
+        for symbol in self.resubscribes.due(ts, self.books.settled):
             self._resubscribe(symbol, out)
 
     def handle_close(self, conn: str, ts: int, reason: str, out: Output) -> None:
