@@ -3,16 +3,19 @@
 Gateways are tested end to end through it with their real network code (the adapter's
 ``urls`` point here). It
 
-- accepts websocket connections on the exchange's stream path, checks the subscribe
-  messages it receives against what the capture subscribed (:attr:`Loopback.errors`
-  lists every mismatch) and then streams the capture's received messages to the
-  connection that subscribed to each stream;
-- answers REST requests: book snapshots from a *truth* book it maintains (the recorded
-  snapshot plus every update of the capture it has passed, sent or not), other URLs
-  from the capture's recorded responses (instruments);
+- accepts websocket connections on every path (:meth:`Loopback.urls` gives each endpoint
+  name the adapter uses, its path kept), checks the subscribe messages it receives against
+  what the capture subscribed (:attr:`Loopback.errors` lists every mismatch), answers them
+  as the exchange does, and streams the capture's received messages, by stream, to the
+  connection that subscribed to each;
+- keeps a *truth* book per symbol (the recorded snapshot plus every update of the capture
+  it has passed, sent or not): REST book snapshots and the snapshot a resubscribe or a
+  reconnection gets are made from it; other REST URLs are answered from the capture's
+  recorded responses (instruments);
 - on command: :meth:`drop` (abort every connection), :meth:`silence` / :meth:`resume`,
   :meth:`garbage` (send malformed frames), :meth:`break_sequence` (skip one book update
-  of a symbol, which the truth still includes, so the client sees a sequence gap).
+  of a symbol, which the truth still includes, so the client's own check fails: sequence
+  numbers, checksum, or an unknown order id, depending on the exchange).
 
 Streaming is gated: :meth:`release` lets the next n messages go (``None``: all), so a
 test can act at a known point of the capture. Exchange specifics (stream names, book
@@ -223,6 +226,18 @@ class BinanceProfile(Profile):
         return bids, asks
 
 
+def _text_ping_or_op_args(message: str | bytes, exchange: str) -> dict[str, Any] | None:
+    """None for a text ``ping``; else the ``{"op": "subscribe"|"unsubscribe", "args": [...]}``
+    request (the OKX and BitMEX shape), ValueError for anything else."""
+    if message in ("ping", b"ping"):
+        return None
+    msg = orjson.loads(message)
+    if not isinstance(msg, dict) or msg.get("op") not in ("subscribe", "unsubscribe") \
+            or not isinstance(msg.get("args"), list):
+        raise ValueError(f"not {exchange} subscribe message: {message!r:.200}")
+    return msg
+
+
 class OKXProfile(Profile):
     """OKX v5: ``{"op":"subscribe","args":[{channel, instId}]}``, answered per argument with
     ``{"event":"subscribe","arg":...}``; ``books`` pushes with a CRC32 checksum of 25 levels.
@@ -243,12 +258,9 @@ class OKXProfile(Profile):
         return f"{arg.get('channel')}:{arg.get('instId') or arg.get('instType') or arg.get('instFamily')}"
 
     def parse_client(self, message: str | bytes) -> ClientRequest:
-        if message in ("ping", b"ping"):
+        msg = _text_ping_or_op_args(message, "an OKX")
+        if msg is None:
             return ClientRequest("ping", replies=("pong",))
-        msg = orjson.loads(message)
-        if not isinstance(msg, dict) or msg.get("op") not in ("subscribe", "unsubscribe") \
-                or not isinstance(msg.get("args"), list):
-            raise ValueError(f"not an OKX subscribe message: {message!r:.200}")
         op = msg["op"]
         replies = tuple(orjson.dumps({"event": op, "arg": a, "connId": "loopback"}).decode() for a in msg["args"])
         return ClientRequest(op, frozenset(self._stream(a) for a in msg["args"]), replies)
@@ -661,12 +673,9 @@ class BitMEXProfile(Profile):
     truth's rows. ``ping`` → ``pong``. Truth keys are BitMEX symbols."""
 
     def parse_client(self, message: str | bytes) -> ClientRequest:
-        if message in ("ping", b"ping"):
+        msg = _text_ping_or_op_args(message, "a BitMEX")
+        if msg is None:
             return ClientRequest("ping", replies=("pong",))
-        msg = orjson.loads(message)
-        if not isinstance(msg, dict) or msg.get("op") not in ("subscribe", "unsubscribe") \
-                or not isinstance(msg.get("args"), list):
-            raise ValueError(f"not a BitMEX subscribe message: {message!r:.200}")
         op = msg["op"]
         replies = tuple(orjson.dumps({"success": True, op: a, "request": msg}).decode() for a in msg["args"])
         return ClientRequest(op, frozenset(msg["args"]), replies)

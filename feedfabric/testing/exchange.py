@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from cryptofeed_types import Status
+from cryptofeed_types import OrderBook, Status
 
 
 class RecordingPublisher:
@@ -46,6 +46,24 @@ class RecordingPublisher:
 
     def of_kind(self, kind: str) -> list[Any]:
         return [e for e in self.events if e.KIND == kind]
+
+    def books(self) -> dict[str, OrderBook | None]:
+        """The books a bus consumer rebuilds from what was published, per symbol (None: invalid
+        since a Gap). A delta for a book that is not valid is an error of the publisher."""
+        books: dict[str, OrderBook | None] = {}
+        for ev in self.events:
+            kind = ev.KIND
+            if kind == "book_snapshot":
+                book = OrderBook()
+                book.apply_snapshot(ev.bids_str, ev.asks_str, ev.sequence)
+                books[ev.symbol] = book
+            elif kind == "book_delta":
+                book = books.get(ev.symbol)
+                assert book is not None, f"delta for an invalid book {ev.symbol}"
+                book.apply_delta(ev.bids_str, ev.asks_str, ev.sequence)
+            elif kind == "gap" and ev.symbol is not None:
+                books[ev.symbol] = None
+        return books
 
     def start(self) -> None:
         pass

@@ -12,30 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from cryptofeed_types import OrderBook
 from feedfabric.testing.exchange import RecordingPublisher, wait_until
 from gateways.capture import read_capture
 from gateways.process import Gateway, GatewayConfig
 
 pytestmark = pytest.mark.timeout(90)
-
-
-def _published_books(events: list) -> dict[str, OrderBook | None]:
-    """Books as a bus consumer rebuilds them from the published events (None = invalid)."""
-    books: dict[str, OrderBook | None] = {}
-    for ev in events:
-        kind = ev.KIND
-        if kind == "book_snapshot":
-            book = OrderBook()
-            book.apply_snapshot(ev.bids_str, ev.asks_str, ev.sequence)
-            books[ev.symbol] = book
-        elif kind == "book_delta":
-            book = books.get(ev.symbol)
-            assert book is not None, f"delta for an invalid book {ev.symbol}"
-            book.apply_delta(ev.bids_str, ev.asks_str, ev.sequence)
-        elif kind == "gap" and ev.symbol is not None:
-            books[ev.symbol] = None
-    return books
 
 
 async def test_faults_end_to_end(shared_data: Path, loopback_exchange) -> None:
@@ -106,14 +87,14 @@ async def test_faults_end_to_end(shared_data: Path, loopback_exchange) -> None:
         lb.release(None)
         await lb.wait_sent()
         await wait_until(lambda: all(matches_truth(s) for s in symbols), 15, "books equal to the truth")
-        published = _published_books(pub.events)
+        published = pub.books()
         for sym in symbols:
             book = published[sym]
             assert book is not None, sym
             assert book.snapshot() == lb.profile.truth_book(xs[sym]), sym
 
     # Stopping the gateway closes its connection: the books are announced invalid.
-    assert all(book is None for book in _published_books(pub.events).values())
+    assert all(book is None for book in pub.books().values())
 
     assert lb.errors == []
     assert pub.of_kind("trade") and pub.of_kind("ticker") and pub.of_kind("candle")

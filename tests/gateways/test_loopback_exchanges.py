@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from cryptofeed_types import OrderBook
 from feedfabric.testing.exchange import RecordingPublisher, wait_until
 from gateways.adapter import Adapter
 from gateways.capture import read_capture
@@ -66,24 +65,6 @@ CASES = [
     Case("BITMEX", "cryptofeed/BITMEX", "BTC-USD-PERP", _xs, 300, gap_reason="unknown_id"),
     Case("DERIBIT", "cryptofeed/DERIBIT", "BTC-USD-20210924-8000-P", _xs, 40),
 ]
-
-
-def _published_books(events: list) -> dict[str, OrderBook | None]:
-    """Books as a bus consumer rebuilds them from the published events (None = invalid)."""
-    books: dict[str, OrderBook | None] = {}
-    for ev in events:
-        kind = ev.KIND
-        if kind == "book_snapshot":
-            book = OrderBook()
-            book.apply_snapshot(ev.bids_str, ev.asks_str, ev.sequence)
-            books[ev.symbol] = book
-        elif kind == "book_delta":
-            book = books.get(ev.symbol)
-            assert book is not None, f"delta for an invalid book {ev.symbol}"
-            book.apply_delta(ev.bids_str, ev.asks_str, ev.sequence)
-        elif kind == "gap" and ev.symbol is not None:
-            books[ev.symbol] = None
-    return books
 
 
 @pytest.mark.parametrize("case", CASES, ids=str)
@@ -181,14 +162,14 @@ async def test_faults_end_to_end(case: Case, shared_data: Path, loopback_exchang
         lb.release(None)
         await lb.wait_sent()
         await wait_until(lambda: all(matches_truth(s) for s in symbols), 15, "books equal to the truth")
-        published = _published_books(pub.events)
+        published = pub.books()
         for s in symbols:
             book = published[s]
             assert book is not None, s
             assert book.snapshot() == lb.profile.truth_book(case.key(adapter, s)), s
 
     # Stopping the gateway closes its connections: the books are announced invalid.
-    assert all(book is None for book in _published_books(pub.events).values())
+    assert all(book is None for book in pub.books().values())
     assert lb.errors == []
     assert {r.symbol for r in pub.of_kind("reset")} == set(symbols)
     assert adapter.counters["errors"] == len(GARBAGE) * n_conns, adapter.error_counts()
