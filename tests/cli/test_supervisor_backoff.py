@@ -24,9 +24,10 @@ def _crashing_python(tmp_path: Path) -> str:
     return str(fake)
 
 
-def test_crash_loop_backoff_is_capped(tmp_path: Path, short_run_dir: Path) -> None:
+def _broken_gateway(tmp_path: Path, run_dir: Path, extra: str = "", **kwargs) -> tuple[Supervisor, io.StringIO]:
+    """A supervisor of one gateway 'broken' (fast backoff), and its console."""
     text = f"""
-run_dir: {short_run_dir}
+run_dir: {run_dir}
 log_dir: {tmp_path}/logs
 supervisor: {{backoff_initial: 0.1, backoff_max: 0.4, stop_timeout: 5}}
 gateways:
@@ -34,11 +35,15 @@ gateways:
     exchange: BINANCE
     channels: [trades]
     symbols: [BTC-USDT]
-"""
+{extra}"""
     topo_file = tmp_path / "t.yaml"
     topo_file.write_text(text)
     console = io.StringIO()
-    sup = Supervisor(parse_topology(text, env={}), topo_file, console=console, python=_crashing_python(tmp_path))
+    return Supervisor(parse_topology(text, env={}), topo_file, console=console, **kwargs), console
+
+
+def test_crash_loop_backoff_is_capped(tmp_path: Path, short_run_dir: Path) -> None:
+    sup, console = _broken_gateway(tmp_path, short_run_dir, python=_crashing_python(tmp_path))
     delays: list[float] = []
     try:
         sup.start()
@@ -58,21 +63,7 @@ gateways:
 
 def test_config_refused_at_start_is_not_restarted(tmp_path: Path, short_run_dir: Path) -> None:
     # A capture that does not exist: the child refuses its configuration (status 3) at start.
-    text = f"""
-run_dir: {short_run_dir}
-log_dir: {tmp_path}/logs
-supervisor: {{backoff_initial: 0.1, backoff_max: 0.4, stop_timeout: 5}}
-gateways:
-  broken:
-    exchange: BINANCE
-    channels: [trades]
-    symbols: [BTC-USDT]
-    replay: {{path: {tmp_path}/missing.ffcap}}
-"""
-    topo_file = tmp_path / "t.yaml"
-    topo_file.write_text(text)
-    console = io.StringIO()
-    sup = Supervisor(parse_topology(text, env={}), topo_file, console=console)
+    sup, console = _broken_gateway(tmp_path, short_run_dir, f"    replay: {{path: {tmp_path}/missing.ffcap}}\n")
     code = sup.run()        # returns by itself: its only process was refused
     out = console.getvalue()
     assert code == 1, out
