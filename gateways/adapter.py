@@ -169,6 +169,52 @@ class AdapterError(Exception):
         self.reason = reason
 
 
+# ---------------------------------------------------------------- instrument pages
+
+# Pages of one paginated instruments list followed before giving up on a cursor that never ends.
+MAX_INSTRUMENT_PAGES = 100
+
+
+class InstrumentPages:
+    """Walks one paginated instruments list (Bybit's ``nextPageCursor``), sans-I/O.
+
+    The driver (live), the replayer and ``feedfabric symbols`` share it, so all three read every
+    page the same way::
+
+        pages = InstrumentPages(adapter, first)
+        while (fetch := pages.next) is not None:
+            body = GET(fetch.url)
+            pages.got(body)
+
+    A cursor that repeats, or more than ``limit`` pages, ends the walk with ``unfinished`` set
+    (the pages read so far are still used).
+    """
+
+    __slots__ = ("adapter", "next", "pages", "unfinished", "limit", "_seen")
+
+    def __init__(self, adapter: Adapter, first: Fetch, limit: int = MAX_INSTRUMENT_PAGES) -> None:
+        self.adapter = adapter
+        self.next: Fetch | None = first
+        self.pages = 0
+        self.unfinished = False
+        self.limit = limit
+        self._seen: set[str] = set()
+
+    def got(self, body: str | bytes) -> Fetch | None:
+        """Record the body of ``self.next``; returns (and becomes ``next``) the following page's request."""
+        fetch = self.next
+        if fetch is None:
+            raise RuntimeError("InstrumentPages.got after the last page")
+        self._seen.add(fetch.url)
+        self.pages += 1
+        nxt = self.adapter.next_instrument_request(fetch, body)
+        if nxt is not None and (nxt.url in self._seen or self.pages >= self.limit):
+            self.unfinished = True
+            nxt = None
+        self.next = nxt
+        return nxt
+
+
 # ---------------------------------------------------------------- the base class
 
 class Adapter:

@@ -20,6 +20,7 @@ from typing import Any
 import click
 
 from gateways import exchanges as registry
+from gateways.adapter import Adapter, Fetch, InstrumentPages
 
 
 def _split(text: str | None) -> list[str]:
@@ -264,27 +265,13 @@ def symbols(exchange: str, capture: Path | None, urls: tuple[str, ...], pattern:
         cls = registry.get(exchange)
     except KeyError as exc:
         raise click.UsageError(str(exc.args[0])) from None
-    adapter = cls(Subscription({}), urls=_urls(urls) or None)
-    requests = adapter.instrument_requests()
-    bodies: dict[str, Any] = {}
     if capture is not None:
-        from gateways.capture import REST, capture_format, read_capture
-        try:
-            capture_format(capture)
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="--capture") from None
-        from gateways.replay import RestPool
-        pool = RestPool()
-        for rec in read_capture(capture):
-            if rec.kind == REST:
-                pool.add(rec)
-        for fetch in requests:
-            rec = pool.take(fetch, loose=True)
-            if rec is None:
-                raise click.ClickException(f"{capture}: no recorded response for {fetch.url}")
-            bodies[fetch.url] = rec.data
+        # The recording holds the instrument lists its own subscription asked for: ask for the same.
+        adapter = cls(Subscription(_recorded_channels(capture)), urls=_urls(urls) or None)
+        bodies = _recorded_instruments(adapter, capture)
     else:
-        bodies = asyncio.run(_fetch_all([f.url for f in requests], adapter.exchange))
+        adapter = cls(Subscription({}), urls=_urls(urls) or None)
+        bodies = asyncio.run(_fetch_all(adapter))
     syms = adapter.load_instruments(bodies)
     for sym in sorted(syms, key=lambda s: s.normalized):
         if pattern and pattern.upper() not in sym.normalized.upper():
@@ -293,26 +280,79 @@ def symbols(exchange: str, capture: Path | None, urls: tuple[str, ...], pattern:
                    + (f" contract={sym.contract_size}" if sym.contract_size is not None else ""))
 
 
-async def _fetch_all(urls: list[str], exchange: str = "") -> dict[str, str]:
-    """GET every instruments URL; any failure is one clear line (click error, exit 1), never a traceback."""
+def _recorded_channels(capture: Path) -> dict[str, list[str]]:
+    """The channels and symbols in the capture's header (none for formats without one)."""
+    from gateways.capture import HEADER, capture_format, read_capture
+
+    try:
+        capture_format(capture)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--capture") from None
+    for rec in read_capture(capture):
+        if rec.kind == HEADER and isinstance(rec.data, dict):
+            return {ch: list(syms) for ch, syms in (rec.data.get("channels") or {}).items()}
+        break
+    return {}
+
+
+def _recorded_instruments(adapter: Adapter, capture: Path) -> dict[str, Any]:
+    """Every page of every instruments list, as recorded in ``capture``."""
+    from gateways.capture import REST, read_capture
+    from gateways.replay import RestPool
+
+    pool = RestPool()
+    for rec in read_capture(capture):
+        if rec.kind == REST:
+            pool.add(rec)
+    bodies: dict[str, Any] = {}
+    for first in adapter.instrument_requests():
+        pages = InstrumentPages(adapter, first)
+        while (fetch := pages.next) is not None:
+            rec = pool.take(fetch, loose=pages.pages == 0)     # later pages differ only by cursor
+            if rec is None:
+                if pages.pages:                     # a later page was not recorded: list what we have
+                    click.echo(f"{capture}: no recorded response for {fetch.url}; listing the "
+                               f"{pages.pages} page(s) before it", err=True)
+                    break
+                raise click.ClickException(f"{capture}: no recorded response for {fetch.url}")
+            bodies[fetch.url] = rec.data
+            pages.got(rec.data)
+        _warn_unfinished(pages, first)
+    return bodies
+
+
+async def _fetch_all(adapter: Adapter) -> dict[str, str]:
+    """GET every page of every instruments list; any failure is one clear line (click error, exit 1)."""
     import aiohttp
 
+    exchange = adapter.exchange
     out: dict[str, str] = {}
     hint = "check the network (or --url rest=...), or read them offline from a recording with --capture FILE"
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as session:
-        for url in urls:
-            try:
-                async with session.get(url) as resp:
-                    if resp.status != 200:
-                        raise click.ClickException(f"{exchange} instruments: GET {url}: HTTP {resp.status}; {hint}")
-                    out[url] = await resp.text()
-            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-                reason = str(exc) or type(exc).__name__
-                if isinstance(exc, TimeoutError):
-                    reason = "timed out after 20 s"
-                raise click.ClickException(f"cannot fetch {exchange} instruments: GET {url} failed ({reason}); "
-                                           f"{hint}") from None
+        for first in adapter.instrument_requests():
+            pages = InstrumentPages(adapter, first)
+            while (fetch := pages.next) is not None:
+                url = fetch.url
+                try:
+                    async with session.get(url) as resp:
+                        if resp.status != 200:
+                            raise click.ClickException(
+                                f"{exchange} instruments: GET {url}: HTTP {resp.status}; {hint}")
+                        out[url] = await resp.text()
+                except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                    reason = str(exc) or type(exc).__name__
+                    if isinstance(exc, TimeoutError):
+                        reason = "timed out after 20 s"
+                    raise click.ClickException(f"cannot fetch {exchange} instruments: GET {url} failed "
+                                               f"({reason}); {hint}") from None
+                pages.got(out[url])
+            _warn_unfinished(pages, first)
     return out
+
+
+def _warn_unfinished(pages: InstrumentPages, first: Fetch) -> None:
+    if pages.unfinished:
+        click.echo(f"{first.url}: instrument pages do not end after {pages.pages}; listing those", err=True)
 
 
 COMMANDS = [record, replay, exchanges, symbols]

@@ -32,10 +32,17 @@ from loguru import logger
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidHandshake, InvalidURI, WebSocketException
 
-from gateways.adapter import Adapter, Close, ConnectionSpec, Fetch, Open, Output, Resync, Send
-
-# Pages of one paginated instruments list followed at most (a cursor that never ends is an error).
-MAX_INSTRUMENT_PAGES = 100
+from gateways.adapter import (
+    Adapter,
+    Close,
+    ConnectionSpec,
+    Fetch,
+    InstrumentPages,
+    Open,
+    Output,
+    Resync,
+    Send,
+)
 
 
 @dataclass
@@ -226,22 +233,17 @@ class Driver:
             bodies: dict[str, Any] = {}
             try:
                 for first in requests:
-                    fetch: Fetch | None = first
-                    pages = 0
-                    while fetch is not None:
+                    pages = InstrumentPages(adapter, first)
+                    while (fetch := pages.next) is not None:
                         status, body, _ = await self._get(fetch)
                         if status != 200:
                             raise RuntimeError(f"{fetch.url}: HTTP {status}")
                         bodies[fetch.url] = body
-                        pages += 1
-                        # Paginated lists (Bybit's nextPageCursor): follow until the adapter says done.
-                        fetch = adapter.next_instrument_request(fetch, body)
-                        if fetch is not None and (fetch.url in bodies or pages >= MAX_INSTRUMENT_PAGES):
-                            # A cursor that repeats or never ends: keep the pages we have.
-                            self._count("instrument_pages_unfinished")
-                            logger.warning("{}: {}: instrument pages do not end after {}; using those",
-                                           adapter.exchange, first.url, pages)
-                            fetch = None
+                        pages.got(body)
+                    if pages.unfinished:
+                        self._count("instrument_pages_unfinished")
+                        logger.warning("{}: {}: instrument pages do not end after {}; using those",
+                                       adapter.exchange, first.url, pages.pages)
                 adapter.load_instruments(bodies)
                 unknown = adapter.check_subscription()
                 if unknown:

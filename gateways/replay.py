@@ -31,7 +31,7 @@ from loguru import logger
 
 from cryptofeed_types import Status
 from gateways import exchanges
-from gateways.adapter import Adapter, Close, Fetch, Open, Output, Resync, Send, Subscription
+from gateways.adapter import Adapter, Close, Fetch, InstrumentPages, Open, Output, Resync, Send, Subscription
 from gateways.books import share_books
 from gateways.capture import CLOSE, CONNECT, HEADER, RECV, REST, SEND, Record, read_capture
 
@@ -139,16 +139,23 @@ class Replayer:
             self._shared = True
             share_books(adapter, self.publisher)
         bodies: dict[str, Any] = {}
-        for fetch in adapter.instrument_requests():
-            rec = self.pool.take(fetch, loose=True)
-            while rec is not None and not _ok(rec):
-                # Live, the driver retried after a failed instruments request: the next response is the retry.
-                adapter.count("replay.instruments_failed_response")
-                rec = self.pool.take(fetch, loose=True)
-            if rec is None:
-                adapter.count("replay.instruments_missing")
-                continue
-            bodies[rec.url or fetch.url] = rec.data
+        for first in adapter.instrument_requests():
+            pages = InstrumentPages(adapter, first)
+            while (fetch := pages.next) is not None:
+                # Later pages differ only by their cursor: never let one stand in for another.
+                loose = pages.pages == 0
+                rec = self.pool.take(fetch, loose=loose)
+                while rec is not None and not _ok(rec):
+                    # Live, the driver retried after a failed instruments request: the next response is the retry.
+                    adapter.count("replay.instruments_failed_response")
+                    rec = self.pool.take(fetch, loose=loose)
+                if rec is None:
+                    adapter.count("replay.instruments_missing")
+                    break
+                bodies[rec.url or fetch.url] = rec.data
+                pages.got(rec.data)
+            if pages.unfinished:
+                adapter.count("replay.instrument_pages_unfinished")
         if bodies:
             try:
                 adapter.load_instruments(bodies)

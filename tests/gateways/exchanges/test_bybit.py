@@ -412,3 +412,30 @@ async def test_driver_loads_every_instrument_page():
     driver._get = fake_get  # type: ignore[method-assign]
     await driver._load_instruments()
     assert len(asked) == 2 and "BTC-USD-20260925-100000-C" in loop.to_exchange
+
+
+def _paged_capture(path) -> None:
+    from gateways.capture.ffcap import CaptureWriter
+
+    with CaptureWriter(path, exchange="BYBIT", channels={"ticker": ["BTC-USD-20260925-110000-C"]}) as w:
+        w.rest(1, _OPT_URL, _PAGE1, status=200)
+        w.rest(2, _OPT_URL + "&cursor=0%2C1000", _PAGE2, status=200)
+
+
+def test_replay_and_symbols_read_every_recorded_instrument_page(tmp_path):
+    from click.testing import CliRunner
+
+    from feedfabric.cli import main
+    from gateways.replay import Replayer, read_capture
+
+    cap = tmp_path / "paged.ffcap"
+    _paged_capture(cap)
+    rp = Replayer(collect=True)
+    rp.run(read_capture(cap))
+    # The subscribed option is on the second page only: without paging it would be unknown.
+    assert "BTC-USD-20260925-110000-C" in rp.adapter.to_exchange
+    assert rp.adapter.check_subscription() == []
+
+    res = CliRunner().invoke(main, ["symbols", "BYBIT", "--capture", str(cap)])
+    assert res.exit_code == 0, res.output
+    assert "BTC-USD-20260925-100000-C" in res.output and "BTC-USD-20260925-110000-C" in res.output
