@@ -15,15 +15,18 @@ the replayer (captures) and tests all call the same methods:
 A malformed message never raises out of ``on_message``/``on_rest``: it becomes a
 counted, logged error (``counters['errors.<reason>']``); messages deliberately not
 turned into events are counted with a reason too (``counters['ignored.<reason>']``),
-so nothing is dropped silently.
+so nothing is dropped silently. Logs are bound with ``exchange`` (and ``symbol`` when the
+failing call names one) and rate-limited per reason by :class:`LogLimit`, which the books
+and the driver use for their incidents too.
 
 Subclasses implement the ``handle_*`` methods, which may raise freely.
 """
 
 from __future__ import annotations
 
+import time
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -46,8 +49,58 @@ L3_BOOK = "l3_book"
 CHANNELS = (TRADES, L2_BOOK, L3_BOOK, TICKER, BBO_CHANNEL, CANDLES, FUNDING, OPEN_INTEREST, LIQUIDATIONS, INDEX,
             MARK)
 
-# How many times one error reason is logged in full before it is only counted.
+# How many times one error reason is logged in full before it is rate-limited.
 _LOG_FIRST = 5
+
+
+class LogLimit:
+    """Rate limit of incident log lines, per key (e.g. ``(symbol, reason)`` of one exchange).
+
+    The first ``burst`` incidents of a key are logged in full; after that at most one line
+    per ``interval`` seconds, which also says how many were left out since the previous one
+    (:meth:`note`). A key quiet for a whole interval gets its burst back. Only the log is
+    limited: callers count every incident in their counters. Consulted only when an incident
+    happens, never per message.
+    """
+
+    __slots__ = ("burst", "interval", "clock", "max_keys", "_keys")
+
+    def __init__(self, burst: int = _LOG_FIRST, interval: float = 60.0, *,
+                 clock: Callable[[], float] = time.monotonic, max_keys: int = 10_000) -> None:
+        self.burst = burst
+        self.interval = interval
+        self.clock = clock
+        self.max_keys = max_keys
+        self._keys: dict[Hashable, list[Any]] = {}   # key → [lines in this burst, left out, time of last line]
+
+    def check(self, key: Hashable) -> int | None:
+        """None: leave this incident out of the log. Otherwise log it: the value is how many
+        incidents of ``key`` were left out before it (0: none)."""
+        now = self.clock()
+        st = self._keys.get(key)
+        if st is None:
+            if len(self._keys) >= self.max_keys:
+                self._keys.clear()  # bounded memory: forgetting only means a fresh burst
+            self._keys[key] = [1, 0, now]
+            return 0
+        if st[0] < self.burst:
+            st[0] += 1
+            st[2] = now
+            return 0
+        if now - st[2] >= self.interval:
+            left_out = st[1]
+            if not left_out:
+                st[0] = 1  # nothing since the last line, an interval ago: the storm is over
+            st[1] = 0
+            st[2] = now
+            return left_out
+        st[1] += 1
+        return None
+
+    @staticmethod
+    def note(left_out: int) -> str:
+        """The suffix of a line logged after ``left_out`` incidents were left out ('' for none)."""
+        return f" [{left_out} more like this not logged since the previous line]" if left_out else ""
 
 
 # ---------------------------------------------------------------- actions
@@ -100,6 +153,19 @@ class Resync:
 
 
 Action = Send | Open | Close | Fetch | Resync
+
+
+def describe_resync(actions: Sequence[Action]) -> str:
+    """What a resync request produced (the actions it appended), in words for a log line."""
+    if any(isinstance(a, Fetch) for a in actions):
+        return "resync by REST snapshot"
+    if any(isinstance(a, Send) for a in actions):
+        return "resync by resubscribe"
+    if any(isinstance(a, Resync) for a in actions):
+        return "resync requested (REST snapshot or resubscribe, by the adapter)"
+    # Nothing asked for now: a snapshot fetch is already out, or the resubscribe rate limit
+    # deferred it to the adapter's timer.
+    return "resync already pending or deferred"
 
 
 class Output:
@@ -244,7 +310,7 @@ class Adapter:
         self.symbols: dict[str, Symbol] = {}          # normalized → Symbol
         self.to_exchange: dict[str, str] = {}         # normalized → exchange id
         self.from_exchange: dict[str, Symbol] = {}    # exchange id → Symbol
-        self._logged: Counter[str] = Counter()
+        self.log_limit = LogLimit()   # _error lines, per error reason
         self._unknown_subscribed: set[str] = set()   # subscribed symbols already reported unknown
         if symbols is not None:
             self.set_symbols(symbols)
@@ -305,7 +371,7 @@ class Adapter:
             elif s not in self._unknown_subscribed:
                 self._unknown_subscribed.add(s)
                 self.counters["subscription.unknown_symbol"] += 1
-                logger.bind(exchange=self.exchange).warning(
+                logger.bind(exchange=self.exchange, symbol=s).warning(
                     "{}: unknown symbol {!r} not subscribed (not in the loaded instruments)", self.exchange, s)
         return known
 
@@ -356,10 +422,10 @@ class Adapter:
                 raise AdapterError(f"rest_status.{fetch.tag or 'other'}", f"{fetch.url} -> {status}")
             self.handle_rest(fetch, body, ts, out)
         except AdapterError as exc:
-            self._error(exc.reason, exc, body)
+            self._error(exc.reason, exc, body, fetch.symbol)
             self.rest_failed(fetch, ts, out)
         except Exception as exc:  # noqa: BLE001
-            self._error(f"rest_parse.{type(exc).__name__}", exc, body)
+            self._error(f"rest_parse.{type(exc).__name__}", exc, body, fetch.symbol)
             self.rest_failed(fetch, ts, out)
         self.counters["events"] += len(out.events)
         return out
@@ -386,7 +452,7 @@ class Adapter:
         try:
             self.handle_resync(symbol, ts, out)
         except Exception as exc:  # noqa: BLE001
-            self._error("resync_failed", exc, symbol)
+            self._error("resync_failed", exc, symbol, symbol)
         return out
 
     # ---- what subclasses implement (may raise)
@@ -419,15 +485,17 @@ class Adapter:
     def count(self, name: str, n: int = 1) -> None:
         self.counters[name] += n
 
-    def _error(self, reason: str, exc: BaseException, raw: object) -> None:
+    def _error(self, reason: str, exc: BaseException, raw: object, symbol: str | None = None) -> None:
         key = f"errors.{reason}"
         self.counters[key] += 1
         self.counters["errors"] += 1
-        self._logged[key] += 1
-        if self._logged[key] <= _LOG_FIRST:
-            text = raw if isinstance(raw, str) else repr(raw)
-            logger.bind(exchange=self.exchange).warning(
-                "{} {}: {} | {:.300}", self.exchange, key, exc, text)
+        left_out = self.log_limit.check(key)
+        if left_out is None:
+            return
+        text = raw if isinstance(raw, str) else repr(raw)
+        log = logger.bind(exchange=self.exchange) if symbol is None else logger.bind(exchange=self.exchange,
+                                                                                      symbol=symbol)
+        log.warning("{} {}: {} | {:.300}{}", self.exchange, key, exc, text, LogLimit.note(left_out))
 
     def error_counts(self) -> dict[str, int]:
         return {k: v for k, v in self.counters.items() if k.startswith("errors.")}

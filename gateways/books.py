@@ -15,6 +15,11 @@ A symbol's book is in one of three states:
 for the adapter (a :class:`~gateways.adapter.Resync` action, or the adapter's own
 ``on_resync`` callback, e.g. one that fetches the REST snapshot directly).
 
+Every incident (a book declared broken, a snapshot refused, a book rebuilt) is logged once
+with ``exchange`` and ``symbol`` bound (``logger.bind``), saying what broke and what happens
+next, rate-limited per (symbol, reason) by :class:`~gateways.adapter.LogLimit`; the
+counters count every one. Nothing is logged or bound for a delta that applies cleanly.
+
 Sequence rules are small functions ``rule(current, first, last, prev, bridging)``
 returning APPLY, STALE (already included: drop) or GAP; ``current`` is the sequence of
 the book, ``first``/``last`` the update's id range, ``prev`` the previous update's last
@@ -25,16 +30,32 @@ from __future__ import annotations
 
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, ClassVar
+
+from loguru import logger
 
 from cryptofeed_types import BBO, Gap, L2Delta, L2Snapshot, OrderBook, Reset
-from gateways.adapter import Output, Resync
+from gateways.adapter import LogLimit, Output, Resync, describe_resync
 
 APPLY, STALE, GAP = 0, 1, 2
 WAITING, SYNCED, RESYNCING = "waiting", "synced", "resyncing"
 
 Rule = Callable[[int | None, int | None, int | None, int | None, bool], int]
 Levels = Sequence[Sequence[str]]
+
+# What broke, in words, for the log line of each invalidation reason.
+_BROKE = {
+    "sequence": "sequence gap: expected {expected}, got {received}",
+    "checksum": "checksum mismatch",
+    "crossed": "crossed book (best bid >= best ask)",
+    "snapshot_checksum": "snapshot checksum mismatch",
+    "snapshot_too_old": "the buffered updates do not continue the snapshot: expected {expected}, got {received}",
+    "snapshot_replay_checksum": "checksum mismatch replaying the buffered updates onto the snapshot",
+    "snapshot_crossed": "crossed book after the snapshot (best bid >= best ask)",
+}
+# _bad_snapshot reasons (counter names) whose log line needs its own words.
+_SNAPSHOT_LOG_REASON = {"checksum": "snapshot_replay_checksum", "crossed": "snapshot_crossed"}
+
 
 
 def range_rule(current: int | None, first: int | None, last: int | None, prev: int | None,
@@ -119,6 +140,7 @@ class Books:
         self.channel = channel
         self.on_resync = on_resync
         self.counters: Counter[str] = counters if counters is not None else Counter()
+        self.log_limit = LogLimit()   # incident log lines per (symbol, reason)
         self._books: dict[str, SymbolBook] = {}
 
     # ---- registry
@@ -195,7 +217,9 @@ class Books:
                 self.counters["book.stale"] += 1
                 continue
             if verdict == GAP:
-                return self._bad_snapshot(sb, "snapshot_too_old", out, receipt_timestamp)
+                return self._bad_snapshot(sb, "snapshot_too_old", out, receipt_timestamp,
+                                          expected=None if book.sequence is None else book.sequence + 1,
+                                          received=first if first is not None else prev)
             book.apply_delta(b_bids, b_asks, last)
             sb.bridging = False
             ts = b_ts
@@ -207,6 +231,8 @@ class Books:
             out.events.append(Reset(self.exchange, self.channel, "resynced", symbol=symbol, timestamp=ts,
                                     receipt_timestamp=receipt_timestamp))
             self.counters["book.resets"] += 1
+            self._log("INFO", symbol, "resynced", "book resynced at sequence {} after resync #{} (Reset + snapshot "
+                      "published)", book.sequence, sb.resyncs)
         sb.state = SYNCED
         sb.retired = None
         sb.published = True
@@ -218,14 +244,36 @@ class Books:
         self._bbo(sb, out, ts, receipt_timestamp)
         return True
 
-    def _bad_snapshot(self, sb: SymbolBook, reason: str, out: Output, rts: int) -> bool:
+    def _bad_snapshot(self, sb: SymbolBook, reason: str, out: Output, rts: int, *, expected: int | None = None,
+                      received: int | None = None) -> bool:
         self.counters[f"book.{reason}"] += 1
         self._retire(sb)
         sb.buffer.clear()
         sb.state = RESYNCING if sb.published else WAITING
         sb.top = None
+        start = len(out.actions)
         self._request_resync(sb, reason, out)
+        self._log_broken(sb.symbol, _SNAPSHOT_LOG_REASON.get(reason, reason), "snapshot refused", expected, received,
+                         describe_resync(out.actions[start:]))
         return False
+
+    def _log(self, level: str, symbol: str, kind: str, message: str, *args: Any) -> None:
+        # Only ever called for an incident: the bind and the rate limit cost nothing per delta.
+        left_out = self.log_limit.check((symbol, kind))
+        if left_out is None:
+            return
+        # The channel is named when it isn't the L2 book (e.g. Bybit's separate bbo books).
+        where = symbol if self.channel == "book" else f"{symbol} {self.channel}"
+        logger.bind(exchange=self.exchange, symbol=symbol).log(
+            level, "{} {}: " + message + "{}", self.exchange, where, *args, LogLimit.note(left_out))
+
+    def _log_broken(self, symbol: str, reason: str, what: str, expected: int | None, received: int | None,
+                    next_step: str) -> None:
+        broke = _BROKE.get(reason)
+        broke = (f"{what} ({reason})" if broke is None
+                 else broke.format(expected="?" if expected is None else expected,
+                                   received="?" if received is None else received))
+        self._log("WARNING", symbol, reason, "{}; {}", broke, next_step)
 
     # ---- deltas
     def delta(self, symbol: str, bids: Levels, asks: Levels, out: Output, *, first: int | None = None,
@@ -284,8 +332,12 @@ class Books:
     # ---- invalidation
     def invalidate(self, symbol: str, reason: str, out: Output, *, expected: int | None = None,
                    received: int | None = None, timestamp: int | None = None, receipt_timestamp: int = 0,
-                   resync: bool = True) -> None:
-        """Mark one book invalid: publish Gap (if it was published) and request its resync."""
+                   resync: bool = True, log: bool = True) -> None:
+        """Mark one book invalid: publish Gap (if it was published) and request its resync.
+
+        Logged (WARNING, rate-limited) unless ``log`` is False; ``resync=False`` means the
+        caller rebuilds the book itself.
+        """
         sb = self._books.get(symbol)
         if sb is None:
             return
@@ -298,14 +350,36 @@ class Books:
         sb.buffer.clear()
         sb.top = None
         sb.bridging = False
+        start = len(out.actions)
         if resync:
             self._request_resync(sb, reason, out)
+        if not log:
+            return
+        if reason == "requested":
+            # An operator's or the driver's resync: the adapter's handle_resync rebuilds the book.
+            self._log("INFO", symbol, reason, "resync requested; book invalid until rebuilt")
+            return
+        self._log_broken(symbol, reason.split(":", 1)[0], "book invalid", expected, received,
+                         describe_resync(out.actions[start:]) if resync else "resync by the adapter")
 
     def invalidate_all(self, reason: str, out: Output, *, symbols: Sequence[str] | None = None,
                        receipt_timestamp: int = 0, resync: bool = False) -> None:
-        """Invalidate many books at once (e.g. their connection closed)."""
-        for sym in list(self._books) if symbols is None else symbols:
-            self.invalidate(sym, reason, out, receipt_timestamp=receipt_timestamp, resync=resync)
+        """Invalidate many books at once (e.g. their connection closed), logged as one line."""
+        syms = list(self._books) if symbols is None else list(symbols)
+        start = len(out.actions)
+        for sym in syms:
+            self.invalidate(sym, reason, out, receipt_timestamp=receipt_timestamp, resync=resync, log=False)
+        if not syms:
+            return
+        left_out = self.log_limit.check(("*", reason.split(":", 1)[0]))
+        if left_out is None:
+            return
+        shown = ", ".join(syms[:5]) + (f" and {len(syms) - 5} more" if len(syms) > 5 else "")
+        log = (logger.bind(exchange=self.exchange, symbol=syms[0]) if len(syms) == 1
+               else logger.bind(exchange=self.exchange))
+        log.info("{}: {} book(s) invalid ({}): {}; {}{}", self.exchange, len(syms), reason, shown,
+                 describe_resync(out.actions[start:]) if resync else "rebuilt after the reconnect",
+                 LogLimit.note(left_out))
 
     def _request_resync(self, sb: SymbolBook, reason: str, out: Output) -> None:
         sb.resyncs += 1
@@ -440,3 +514,51 @@ def share_books(adapter: Any, publisher: Any) -> bool:
         return False
     share(books.exchange, books.shared_book)
     return True
+
+
+class ResubscribeByConnection:
+    """Resync plumbing of adapters that resubscribe a broken book on the connection carrying it
+    (Kraken, Kraken Futures): the :class:`Books` ``on_resync`` callback (``_resubscribe``) and
+    ``handle_timer`` / ``handle_resync`` / ``handle_close``, throttled and retried by a
+    :class:`Resubscriber`. Mixed in before :class:`~gateways.adapter.Adapter`; the adapter
+    provides what is annotated below (``_send_resubscribe``: the exchange's unsubscribe +
+    subscribe messages of one book).
+    """
+
+    # Provided by the adapter (annotations only: nothing here shadows the adapter's own).
+    exchange: ClassVar[str]
+    books: Books
+    resubscribes: Resubscriber
+    _book_conn: dict[str, str]          # symbol → id of the connection its book was subscribed on
+    _now: int                           # the latest receipt time seen, ns
+    connections: Callable[[], Sequence[Any]]
+    _send_resubscribe: Callable[[str, str, Output], None]
+
+    def _conn_of(self, symbol: str) -> str:
+        conn = self._book_conn.get(symbol)
+        if conn is None:
+            # A book never subscribed here (e.g. a recording): the first connection carries books.
+            specs = self.connections()
+            conn = specs[0].id if specs else f"{self.exchange}.0"
+        return conn
+
+    def _resubscribe(self, symbol: str, reason: str, out: Output) -> None:
+        conn = self._conn_of(symbol)
+        if self.resubscribes.request(symbol, self._now, conn):
+            self._send_resubscribe(symbol, conn, out)
+
+    def handle_timer(self, ts: int, out: Output) -> None:
+        self._now = max(self._now, ts)
+        for sym in self.resubscribes.due(ts, self.books.settled):
+            self._send_resubscribe(sym, self._conn_of(sym), out)
+
+    def handle_resync(self, symbol: str, ts: int, out: Output) -> None:
+        self._now = max(self._now, ts)
+        self.books.invalidate(symbol, "requested", out, receipt_timestamp=ts, resync=False)
+        self._resubscribe(symbol, "requested", out)
+
+    def handle_close(self, conn: str, ts: int, reason: str, out: Output) -> None:
+        symbols = [s for s, c in self._book_conn.items() if c == conn and s in self.books]
+        self.books.invalidate_all(f"disconnected: {reason}" if reason else "disconnected", out, symbols=symbols,
+                                  receipt_timestamp=ts, resync=False)
+        self.resubscribes.forget(symbols)  # the reconnection subscribes them afresh

@@ -15,6 +15,9 @@
   (``publisher.set_feed_state(conn_id, ...)``); counters go to ``publisher.count``.
 - Optionally records every frame and REST response with its HTTP status (0: no response)
   (:class:`~gateways.capture.CaptureWriter`), so a replay sees the same 429s and 5xxs.
+- Logs with ``exchange`` bound (and ``symbol`` for a resync or a symbol's REST request):
+  reconnects, resyncs and what they became, REST failures; per-symbol lines are rate-limited
+  (:class:`~gateways.adapter.LogLimit`), counters count every one.
 """
 
 from __future__ import annotations
@@ -38,10 +41,12 @@ from gateways.adapter import (
     ConnectionSpec,
     Fetch,
     InstrumentPages,
+    LogLimit,
     Open,
     Output,
     Resync,
     Send,
+    describe_resync,
 )
 
 
@@ -145,6 +150,8 @@ class Driver:
         self._aux: set[asyncio.Task[Any]] = set()
         self._session: aiohttp.ClientSession | None = None
         self._rng = random.Random()
+        self.log_limit = LogLimit()   # resync and REST failure lines per (what, symbol)
+        self.log = logger.bind(exchange=adapter.exchange)
 
     # ------------------------------------------------------------ lifecycle
     async def run(self) -> None:
@@ -174,8 +181,8 @@ class Driver:
             return list(self.adapter.connections())
         except Exception as exc:  # noqa: BLE001 - never let a subscription bug end the gateway
             self._count("errors.connections")
-            logger.opt(exception=exc).error("{}: building the connections failed, nothing subscribed: {!r}",
-                                            self.adapter.exchange, exc)
+            self.log.opt(exception=exc).error("{}: building the connections failed, nothing subscribed: {!r}",
+                                              self.adapter.exchange, exc)
             return []
 
     def _rest_connector(self) -> aiohttp.BaseConnector | None:
@@ -242,18 +249,18 @@ class Driver:
                         pages.got(body)
                     if pages.unfinished:
                         self._count("instrument_pages_unfinished")
-                        logger.warning("{}: {}: instrument pages do not end after {}; using those",
-                                       adapter.exchange, first.url, pages.pages)
+                        self.log.warning("{}: {}: instrument pages do not end after {}; using those",
+                                         adapter.exchange, first.url, pages.pages)
                 adapter.load_instruments(bodies)
                 unknown = adapter.check_subscription()
                 if unknown:
-                    logger.warning("{}: subscribed symbols unknown to the exchange: {}", adapter.exchange, unknown)
+                    self.log.warning("{}: subscribed symbols unknown to the exchange: {}", adapter.exchange, unknown)
                     self._count("unknown_symbols", len(unknown))
                 return
             except Exception as exc:  # noqa: BLE001 - retried until it works or we stop
                 self._count("instrument_errors")
-                logger.warning("{}: loading instruments failed ({}); retrying in {} s", adapter.exchange, exc,
-                               self.config.instrument_retry)
+                self.log.warning("{}: loading instruments failed ({}); retrying in {} s", adapter.exchange, exc,
+                                 self.config.instrument_retry)
                 await self._sleep_or_stop(self.config.instrument_retry)
 
     # ------------------------------------------------------------ REST
@@ -267,7 +274,8 @@ class Driver:
                 status = resp.status
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             self._count("rest_errors")
-            logger.warning("{}: GET {} failed: {!r}", self.adapter.exchange, fetch.url, exc)
+            self._log_symbol("WARNING", fetch.tag or "rest", fetch.symbol, "{} GET {} failed: {!r}",
+                             fetch.tag or "REST", fetch.url, exc)
             ts = time.time_ns()
             if self.recorder is not None:
                 self.recorder.rest(ts, fetch.url, None, status=0)  # replayed as the same failure
@@ -277,6 +285,8 @@ class Driver:
             self.recorder.rest(ts, fetch.url, body, status=status)
         if status == 429 or status == 418:
             self._count("rest_rate_limited")
+            self._log_symbol("WARNING", "rate_limited", None, "GET {} -> HTTP {}: rate limited by the exchange; "
+                             "REST requests wait for the budget to refill", fetch.url, status)
             # The exchange says we exceeded its budget: empty ours so later requests wait.
             self.budget.tokens = 0.0
         return status, body, ts
@@ -297,7 +307,10 @@ class Driver:
                 self._spawn(self._fetch(action))
             elif isinstance(action, Resync):
                 self._count("resyncs")
-                await self.handle(self.adapter.resync(action.symbol, time.time_ns()))
+                res = self.adapter.resync(action.symbol, time.time_ns())
+                self._log_symbol("INFO", "resync", action.symbol, "book resync ({}): {}", action.reason,
+                                 describe_resync(res.actions))
+                await self.handle(res)
             elif isinstance(action, Close):
                 ws = self.ws.get(action.conn)
                 if ws is not None:
@@ -310,6 +323,15 @@ class Driver:
             elif isinstance(action, Open):
                 if action.spec.id not in self._tasks:
                     self._start_connection(action.spec)
+
+    def _log_symbol(self, level: str, what: str, symbol: str | None, message: str, *args: Any) -> None:
+        """One incident line, ``symbol`` bound when given, rate-limited per (what, symbol)."""
+        left_out = self.log_limit.check((what, symbol))
+        if left_out is None:
+            return
+        log = self.log if symbol is None else self.log.bind(symbol=symbol)
+        who = f"{self.adapter.exchange} {symbol}" if symbol else self.adapter.exchange
+        log.log(level, "{}: " + message + "{}", who, *args, LogLimit.note(left_out))
 
     async def _send(self, conn: str, payload: str | bytes) -> None:
         ws = self.ws.get(conn)
@@ -342,13 +364,13 @@ class Driver:
                 reason = f"{type(exc).__name__}: {exc}"[:200]
             except Exception as exc:  # noqa: BLE001 - never let one connection's bug end the gateway
                 reason = f"error {type(exc).__name__}: {exc}"[:200]
-                logger.exception("{} {}: unexpected error", self.adapter.exchange, spec.id)
+                self.log.exception("{} {}: unexpected error", self.adapter.exchange, spec.id)
             if time.monotonic() - started >= cfg.stable_after:
                 attempt = 0
             delay = backoff_delay(attempt, cfg, self._rng)
             attempt += 1
             self._count("reconnects")
-            logger.info("{} {}: {}; reconnecting in {:.2f} s", self.adapter.exchange, spec.id, reason, delay)
+            self.log.info("{} {}: {}; reconnecting in {:.2f} s", self.adapter.exchange, spec.id, reason, delay)
             await self._sleep_or_stop(delay)
 
     async def _session_once(self, spec: ConnectionSpec) -> str:
