@@ -13,6 +13,13 @@ A capture may hold several sessions (a writer reopened the file, e.g. after a cr
 later ``header`` record ends the connections of the session before it (``on_close``, as
 the restart did live) and reloads the instruments; the results cover the whole file.
 
+The adapter's timer runs on the capture's clock: ``on_timer`` every ``timer_interval`` of
+recorded time, as the driver calls it live, so polled channels (open interest, Kraken
+Futures candles) and resubscribe retries happen in a replay too. A poll is answered by the
+recorded response to the same URL when the capture has one; polls it lacks (a capture from a
+recorder that did not poll) are counted in ``ReplayResult.unanswered_polls``, not kept as
+unanswered requests.
+
 Full speed by default; ``pace=True`` sleeps to reproduce the recorded timing
 (``speed`` > 1 replays faster).
 """
@@ -38,7 +45,11 @@ from gateways.capture import CLOSE, CONNECT, HEADER, RECV, REST, SEND, Record, r
 # Capture exchange name → registry name, where they differ.
 CAPTURE_EXCHANGES: dict[str, str] = {}
 
-_IGNORED_QUERY = frozenset({"limit"})
+# Query parameters that depend on when or how a request was made, not on what it asks for:
+# ``limit`` (depth asked of a snapshot), ``from`` (the time window of a poll, e.g. Kraken
+# Futures candles: the replay's timer does not tick at the recorder's wall-clock instants).
+_IGNORED_QUERY = frozenset({"limit", "from"})
+_NEVER = 1 << 63   # the next timer call of an adapter without a timer
 
 
 def _url_key(url: str) -> tuple[str, frozenset[tuple[str, str]]]:
@@ -58,6 +69,8 @@ class ReplayResult:
     unanswered: list[Fetch] = field(default_factory=list)
     abandoned: list[Fetch] = field(default_factory=list)  # pending when their session ended
     unused_rest: int = 0
+    unanswered_polls: int = 0     # timer polls (open interest, candles...) the capture had no response to
+    timers: int = 0               # on_timer calls made on the capture's clock
     sessions: int = 0
     actions: Counter[str] = field(default_factory=Counter)
 
@@ -116,6 +129,10 @@ class Replayer:
         self.subscription_options = dict(subscription_options or {})
         self.pool = RestPool()
         self.pending: list[Fetch] = []
+        # Timer polls waiting for their recorded response, by URL: a poll repeated before its
+        # answer replaces the older one (live, each would have had its own response).
+        self.polls: dict[str, Fetch] = {}
+        self._next_timer = 0   # capture time of the next on_timer call (0: the first record sets it)
         self.open: dict[str, str] = {}      # capture conn → adapter conn
         self.result: ReplayResult | None = None
         self._instruments_done = False
@@ -167,7 +184,7 @@ class Replayer:
             adapter.count("replay.unknown_symbols", len(unknown))
 
     # ---- output handling
-    def _emit(self, out: Output) -> None:
+    def _emit(self, out: Output, polls: bool = False) -> None:
         result = self.result
         assert result is not None
         for ev in out.events:
@@ -179,9 +196,9 @@ class Replayer:
             if self.sink is not None:
                 self.sink(ev)
         if out.actions:
-            self._act(out.actions)
+            self._act(out.actions, polls)
 
-    def _act(self, actions: list[Any]) -> None:
+    def _act(self, actions: list[Any], polls: bool = False) -> None:
         result = self.result
         adapter = self.adapter
         assert result is not None and adapter is not None
@@ -190,7 +207,12 @@ class Replayer:
                 result.actions["fetch"] += 1
                 rec = self.pool.take(action)
                 if rec is None:
-                    self.pending.append(action)
+                    if polls:
+                        if action.url in self.polls:
+                            result.unanswered_polls += 1
+                        self.polls[action.url] = action
+                    else:
+                        self.pending.append(action)
                 else:
                     self._emit(adapter.on_rest(action, _status(rec), rec.data, max(rec.ts, self._now)))
             elif isinstance(action, Resync):
@@ -213,7 +235,42 @@ class Replayer:
             if self.sink is not None:
                 self.sink(ev)
 
+    def _timer(self, ts: int) -> None:
+        """Call ``on_timer`` for every timer interval of recorded time up to ``ts``."""
+        adapter = self.adapter
+        assert adapter is not None
+        if not adapter.timer_interval:
+            self._next_timer = _NEVER
+            return
+        step = int(adapter.timer_interval * 1e9)
+        nxt = self._next_timer
+        if not nxt:
+            self._next_timer = ts + step
+            return
+        if ts - nxt > step:
+            # A pause in the recording (no traffic): live, ticks during it would have found
+            # nothing new to do but the last one, so one tick stands for them all.
+            nxt = ts
+        while nxt <= ts:
+            assert self.result is not None
+            self.result.timers += 1
+            out = adapter.on_timer(nxt)
+            nxt += step
+            self._emit(out, polls=True)
+        self._next_timer = nxt
+
+    def _answer_polls(self) -> None:
+        adapter = self.adapter
+        assert adapter is not None
+        for url, fetch in list(self.polls.items()):
+            rec = self.pool.take(fetch)
+            if rec is not None:
+                del self.polls[url]
+                self._emit(adapter.on_rest(fetch, _status(rec), rec.data, max(rec.ts, self._now)))
+
     def _answer_pending(self) -> None:
+        if self.polls:
+            self._answer_polls()
         if not self.pending:
             return
         adapter = self.adapter
@@ -257,6 +314,9 @@ class Replayer:
         self.open.clear()
         result.abandoned.extend(self.pending)
         self.pending = []
+        result.unanswered_polls += len(self.polls)
+        self.polls = {}
+        self._next_timer = 0
         self._instruments_done = False  # the restarted gateway loaded them again
 
     # ---- the loop
@@ -298,6 +358,8 @@ class Replayer:
                 continue
             if not self._instruments_done:
                 self._load_instruments()
+            if rec.ts >= self._next_timer and rec.ts:
+                self._timer(rec.ts)
             if kind == RECV:
                 conn = self.open.get(rec.conn)
                 if conn is None:
@@ -317,6 +379,7 @@ class Replayer:
         if not self._instruments_done and self.adapter is not None:
             self._load_instruments()
         self.result.unanswered = list(self.pending)
+        self.result.unanswered_polls += len(self.polls)
         self.result.unused_rest = len(self.pool)
         return self.result
 

@@ -55,7 +55,7 @@ from gateways.adapter import (
     Send,
     Subscription,
 )
-from gateways.books import APPLY, SYNCED, Books, Resubscriber, no_rule
+from gateways.books import APPLY, SYNCED, Books, ResubscribeByConnection, Resubscriber, no_rule
 from gateways.exchanges.coinbase import iso_ns
 
 _S = 1_000_000_000
@@ -82,7 +82,7 @@ def _checksum(book: Any) -> int:
     return book.checksum_kraken()
 
 
-class Kraken(Adapter):
+class Kraken(ResubscribeByConnection, Adapter):
     """Kraken spot: websocket v2 live, v1 recordings replayed through the same adapter."""
 
     exchange = "KRAKEN"
@@ -112,6 +112,8 @@ class Kraken(Adapter):
                            on_resync=self._resubscribe, counters=self.counters)
         self._wanted = frozenset(ch for ch, syms in subscription.channels.items() if syms)
         self._bbo_symbols = set(subscription.symbols(BBO_CHANNEL)) - set(subscription.symbols(L2_BOOK))
+        # A bbo-only symbol's v2 ticker messages must not publish Ticker events.
+        self._ticker_symbols = frozenset(subscription.symbols(TICKER))
         self._book_conn: dict[str, str] = {}
         self.resubscribes = Resubscriber(self.counters, min_interval_ns=self.resubscribe_min_interval_ns,
                                          retry_ns=self.resubscribe_timeout_ns)
@@ -352,7 +354,7 @@ class Kraken(Adapter):
             t = d.get("timestamp")
             t = (iso_ns(t) or None) if t else None
             bid, ask = _opt_price(d.get("bid")), _opt_price(d.get("ask"))
-            if not wanted or TICKER in wanted:
+            if not wanted or name in self._ticker_symbols:
                 out.events.append(Ticker(self.exchange, name, bid=bid, ask=ask, last=_opt_price(d.get("last")),
                                          volume=_opt(d.get("volume")), exchange_symbol=sym.exchange_symbol,
                                          timestamp=t, receipt_timestamp=ts))
@@ -470,40 +472,13 @@ class Kraken(Adapter):
             self.count("book.checksum_verified")
 
     # ------------------------------------------------------------ resync and lifecycle
-    def _conn_of(self, symbol: str) -> str:
-        conn = self._book_conn.get(symbol)
-        if conn is None:
-            specs = self.connections()
-            conn = specs[0].id if specs else f"{self.exchange}.0"
-        return conn
-
-    def _resubscribe(self, symbol: str, reason: str, out: Output) -> None:
-        conn = self._conn_of(symbol)
-        if self.resubscribes.request(symbol, self._now, conn):
-            self._send_resubscribe(symbol, conn, out)
-
+    # Resync, timer and close: ResubscribeByConnection; this is the exchange's part.
     def _send_resubscribe(self, symbol: str, conn: str, out: Output) -> None:
         xs = self.to_exchange.get(symbol, symbol.replace("-", "/"))
         out.actions.append(Send(conn, self._sub("unsubscribe", {"channel": "book", "depth": self.depth}, [xs], 0)[0]))
         out.actions.append(Send(conn, self._sub("subscribe", {"channel": "book", "depth": self.depth,
                                                                "snapshot": True}, [xs], 0)[0]))
         self.count("book.resubscribes")
-
-    def handle_timer(self, ts: int, out: Output) -> None:
-        self._now = max(self._now, ts)
-        for sym in self.resubscribes.due(ts, self.books.settled):
-            self._send_resubscribe(sym, self._conn_of(sym), out)
-
-    def handle_resync(self, symbol: str, ts: int, out: Output) -> None:
-        self._now = max(self._now, ts)
-        self.books.invalidate(symbol, "requested", out, receipt_timestamp=ts, resync=False)
-        self._resubscribe(symbol, "requested", out)
-
-    def handle_close(self, conn: str, ts: int, reason: str, out: Output) -> None:
-        symbols = [s for s, c in self._book_conn.items() if c == conn and s in self.books]
-        self.books.invalidate_all(f"disconnected: {reason}" if reason else "disconnected", out, symbols=symbols,
-                                  receipt_timestamp=ts, resync=False)
-        self.resubscribes.forget(symbols)  # the reconnection subscribes them afresh
 
 
 def _fmt(v: Any, decimals: int) -> str:

@@ -12,6 +12,9 @@ funding        ``ticker`` (perpetuals)        Funding (rate = ``relative_funding
 open_interest  ``ticker``                     OpenInterest (contracts)
 index          ``ticker``                     IndexPrice
 mark           ``ticker``                     MarkPrice
+candles        REST charts API polled:        Candle (closed bars only, ``closed`` True)
+               ``/api/charts/v1/trade/
+               <product>/<candle_interval>``
 =============  =============================  ===============================================
 
 Integrity: every ``book`` message carries the product's ``seq``, +1 per message after the
@@ -19,6 +22,19 @@ Integrity: every ``book`` message carries the product's ``seq``, +1 per message 
 (Gap) and resubscribes its ``book`` feed (unsubscribe + subscribe), whose new
 ``book_snapshot`` rebuilds it (Reset + L2Snapshot). Buffered updates older than the new
 snapshot are dropped as stale.
+
+Candles: the websocket has none, so the charts API is polled (:meth:`KrakenFutures.handle_timer`,
+tag ``candles``). ``candle_interval`` is one of the API's resolutions (:data:`CANDLE_INTERVALS`);
+another is refused once (logged, ``subscription.unsupported_candle_interval``) and the other
+channels run. Each bar is published once, when closed: a bar is closed when the response holds a
+later bar (or says ``more_candles``), or when its end is ``candle_close_grace_ns`` behind the receipt
+time (a quiet product may have no later bar); the forming bar is never published. The first response
+of a product gives only its latest closed bar (as a candle websocket's snapshot would), older ones
+are counted ``ignored.candle_history``. A poll asks ``from`` the first unpublished bar, so a missed
+poll is caught up and the URL depends only on what was published. Polls of a product follow its
+forming bar's end (+ ``candle_settle_ns``, staggered across products like the first polls); a poll
+that brings no new bar is retried every quarter interval (5 s to 60 s). ``stop`` = the bar's last
+millisecond, ``timestamp`` null (the API gives only the start), volume as the API gives it.
 
 Numbers arrive as JSON numbers; prices/sizes become text with
 :func:`cryptofeed_types.dec_str` (the float's shortest repr, plain notation: ``20108.0``,
@@ -37,10 +53,12 @@ from collections.abc import Iterable
 from typing import Any, ClassVar
 
 import orjson
+from loguru import logger
 
 from cryptofeed_types import (
     FUTURE,
     PERPETUAL,
+    Candle,
     Funding,
     IndexPrice,
     Liquidation,
@@ -52,6 +70,7 @@ from cryptofeed_types import (
     dec_str,
 )
 from gateways.adapter import (
+    CANDLES,
     FUNDING,
     INDEX,
     L2_BOOK,
@@ -68,9 +87,15 @@ from gateways.adapter import (
     Send,
     Subscription,
 )
-from gateways.books import Books, Resubscriber, range_rule
+from gateways.books import Books, ResubscribeByConnection, Resubscriber, range_rule
 
 _MS = 1_000_000
+_S = 1_000_000_000
+# The charts API's resolutions (the same words as candle_interval) → bar length in ns.
+CANDLE_INTERVALS: dict[str, int] = {
+    "1m": 60 * _S, "5m": 300 * _S, "15m": 900 * _S, "30m": 1800 * _S, "1h": 3600 * _S, "4h": 4 * 3600 * _S,
+    "12h": 12 * 3600 * _S, "1d": 86400 * _S, "1w": 7 * 86400 * _S,
+}
 _ALIASES = {"XBT": "BTC"}
 _INVERSE_QUOTE = "USDINV"  # quote of an inverse perpetual whose name a linear one already uses
 
@@ -96,7 +121,7 @@ def _split_pair(pair: str) -> tuple[str, str]:
     return _asset(pair[:-3]), _asset(pair[-3:])
 
 
-class KrakenFutures(Adapter):
+class KrakenFutures(ResubscribeByConnection, Adapter):
     """Kraken Futures (inverse and linear perpetuals, fixed-maturity futures)."""
 
     exchange = "KRAKEN_FUTURES"
@@ -110,6 +135,13 @@ class KrakenFutures(Adapter):
     # One symbol is resubscribed at most this often (no published subscribe-rate limit; a bad
     # snapshot must not trigger another resubscribe at once).
     resubscribe_min_interval_ns: ClassVar[int] = 5_000_000_000
+    # Candle polls of one product: retried after a quarter of the interval, within these bounds.
+    candle_poll_min_ns: ClassVar[int] = 5 * _S
+    candle_poll_max_ns: ClassVar[int] = 60 * _S
+    # Asked this long after a bar's end: the charts service follows the trades, not the clock.
+    candle_settle_ns: ClassVar[int] = 2 * _S
+    # A bar with no later bar in the response is closed once its end is this far behind the receipt time.
+    candle_close_grace_ns: ClassVar[int] = 30 * _S
 
     def __init__(self, subscription: Subscription, **kwargs: Any) -> None:
         super().__init__(subscription, **kwargs)
@@ -120,6 +152,10 @@ class KrakenFutures(Adapter):
                                          retry_ns=self.resubscribe_timeout_ns)
         self._now = 0
         self._specs: list[ConnectionSpec] | None = None
+        self._candle_next: dict[str, int] = {}     # symbol → ts of its next charts poll
+        self._candle_offset: dict[str, int] = {}   # symbol → its stagger after a bar's end
+        self._candle_last: dict[str, int] = {}     # symbol → start of the last bar published
+        self._candles_refused = False
 
     # ------------------------------------------------------------ instruments
     def instrument_requests(self) -> list[Fetch]:
@@ -374,19 +410,104 @@ class KrakenFutures(Adapter):
         "ticker": _ticker, "ticker_lite": _ticker, "heartbeat": _heartbeat,
     }
 
+    # ------------------------------------------------------------ candles (REST charts API)
+    def _candle_symbols(self) -> list[str]:
+        """The symbols to poll candles for; none when ``candle_interval`` is not a charts resolution.
+
+        Refused clearly instead of polling bars of another length than asked: logged once as an
+        error, counted once as ``subscription.unsupported_candle_interval``; the other channels run.
+        """
+        syms = self.subscribed(CANDLES)
+        interval = self.subscription.candle_interval
+        if not syms or interval in CANDLE_INTERVALS:
+            return syms
+        if not self._candles_refused:
+            self._candles_refused = True
+            self.count("subscription.unsupported_candle_interval")
+            logger.bind(exchange=self.exchange).error(
+                "{}: candles not polled: candle_interval {!r} is not a charts resolution (one of {})",
+                self.exchange, interval, ", ".join(CANDLE_INTERVALS))
+        return []
+
+    def _candle_period(self, length: int) -> int:
+        return min(max(length // 4, self.candle_poll_min_ns), self.candle_poll_max_ns)
+
+    def candle_fetch(self, symbol: str, ts: int) -> Fetch:
+        """The charts request for ``symbol``'s bars from its first unpublished one (tag ``candles``)."""
+        interval = self.subscription.candle_interval
+        length = CANDLE_INTERVALS[interval]
+        last = self._candle_last.get(symbol)
+        # Nothing published yet: from two bars back on the epoch grid, which holds the last closed bar
+        # even where the exchange's grid is offset (weeks); a boundary, so the URL depends on the bar,
+        # not on the instant of the poll.
+        start = last + length if last is not None else (ts // length - 2) * length
+        return Fetch(f"{self.url['rest']}/api/charts/v1/trade/{self.exchange_symbol(symbol)}/{interval}"
+                     f"?from={start // _S}", 1, "candles", symbol)
+
+    def _poll_candles(self, ts: int, out: Output) -> None:
+        syms = self._candle_symbols()
+        if not syms:
+            return
+        period = self._candle_period(CANDLE_INTERVALS[self.subscription.candle_interval])
+        for i, sym in enumerate(syms):
+            due = self._candle_next.get(sym)
+            if due is None:
+                # Spread the first polls over one period so they don't burst the REST budget; the
+                # same offset staggers the polls after each bar's end.
+                offset = self._candle_offset[sym] = (period * i) // len(syms)
+                due = self._candle_next[sym] = ts + offset
+            if ts >= due:
+                # Retried then, unless the response schedules the poll after the forming bar's end.
+                self._candle_next[sym] = ts + period
+                out.actions.append(self.candle_fetch(sym, ts))
+
+    def _candles(self, name: str, data: Any, ts: int, out: Output) -> None:
+        rows = data.get("candles") if type(data) is dict else None
+        if type(rows) is not list:
+            raise AdapterError("bad_candles", str(data)[:200])
+        interval = self.subscription.candle_interval
+        length = CANDLE_INTERVALS[interval]
+        bars: list[tuple[int, str, str, str, str, str]] = []
+        for r in rows:
+            t = r["time"]
+            if type(t) is not int:
+                raise AdapterError("bad_candle_time", repr(t))
+            bars.append((t * _MS, _num(r["open"]), _num(r["high"]), _num(r["low"]), _num(r["close"]),
+                         _num(r["volume"])))
+        bars = sorted({b[0]: b for b in bars}.values())   # by start, one bar per start
+        more = data.get("more_candles") is True
+        grace = self.candle_close_grace_ns
+        closed = [b for i, b in enumerate(bars)
+                  if i + 1 < len(bars) or more or ts >= b[0] + length + grace]
+        forming = bars[-1] if len(closed) < len(bars) else None
+        last = self._candle_last.get(name)
+        new = [b for b in closed if last is None or b[0] > last]
+        if len(closed) > len(new):
+            self.count("ignored.candle_repeated", len(closed) - len(new))
+        if last is None and len(new) > 1:
+            self.count("ignored.candle_history", len(new) - 1)
+            new = new[-1:]
+        if forming is not None:
+            self.ignore("candle_forming")
+        xs = self.to_exchange.get(name)
+        for start, o, h, low, c, v in new:
+            out.events.append(Candle(self.exchange, name, start, start + length - _MS, interval, o, c, h, low, v,
+                                     closed=True, exchange_symbol=xs, timestamp=None, receipt_timestamp=ts))
+        if new:
+            self._candle_last[name] = new[-1][0]
+        if more:
+            self._candle_next[name] = ts + self.candle_poll_min_ns
+        elif forming is not None:
+            self._candle_next[name] = max(forming[0] + length + self.candle_settle_ns
+                                          + self._candle_offset.get(name, 0), ts + self.candle_poll_min_ns)
+
+    def handle_rest(self, fetch: Fetch, body: str | bytes, ts: int, out: Output) -> None:
+        if fetch.tag != "candles" or fetch.symbol is None:
+            raise AdapterError("rest_unexpected", fetch.url)
+        self._candles(fetch.symbol, orjson.loads(body), ts, out)
+
     # ------------------------------------------------------------ resync and lifecycle
-    def _conn_of(self, symbol: str) -> str:
-        conn = self._book_conn.get(symbol)
-        if conn is None:
-            specs = self.connections()
-            conn = specs[0].id if specs else f"{self.exchange}.0"
-        return conn
-
-    def _resubscribe(self, symbol: str, reason: str, out: Output) -> None:
-        conn = self._conn_of(symbol)
-        if self.resubscribes.request(symbol, self._now, conn):
-            self._send_resubscribe(symbol, conn, out)
-
+    # Resync and close: ResubscribeByConnection; this is the exchange's part.
     def _send_resubscribe(self, symbol: str, conn: str, out: Output) -> None:
         pid = self.to_exchange.get(symbol, symbol)
         for event in ("unsubscribe", "subscribe"):
@@ -394,18 +515,6 @@ class KrakenFutures(Adapter):
         self.count("book.resubscribes")
 
     def handle_timer(self, ts: int, out: Output) -> None:
-        self._now = max(self._now, ts)
-        for sym in self.resubscribes.due(ts, self.books.settled):
-            self._send_resubscribe(sym, self._conn_of(sym), out)
-
-    def handle_resync(self, symbol: str, ts: int, out: Output) -> None:
-        self._now = max(self._now, ts)
-        self.books.invalidate(symbol, "requested", out, receipt_timestamp=ts, resync=False)
-        self._resubscribe(symbol, "requested", out)
-
-    def handle_close(self, conn: str, ts: int, reason: str, out: Output) -> None:
-        symbols = [s for s, c in self._book_conn.items() if c == conn and s in self.books]
-        self.books.invalidate_all(f"disconnected: {reason}" if reason else "disconnected", out, symbols=symbols,
-                                  receipt_timestamp=ts, resync=False)
-        self.resubscribes.forget(symbols)  # the reconnection subscribes them afresh
+        super().handle_timer(ts, out)   # resubscribe retries
+        self._poll_candles(ts, out)
 

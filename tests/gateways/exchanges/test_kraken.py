@@ -355,3 +355,16 @@ def test_malformed_messages_are_counted_not_raised() -> None:
     for raw in bad:
         assert adapter.on_message("c", raw, 1).events == []
     assert adapter.counters["errors"] == len(bad)
+
+
+def test_v2_bbo_only_symbol_publishes_no_ticker() -> None:
+    # ticker for BTC-USD, bbo only for ETH-USD: both arrive on the v2 ticker channel.
+    syms = [Symbol.parse(n, exchange_symbol=n.replace("-", "/"), tick_size="0.1", lot_size="0.00000001")
+            for n in ("BTC-USD", "ETH-USD")]
+    adapter = Kraken(Subscription({"ticker": ["BTC-USD"], "bbo": ["ETH-USD"]}), symbols=syms)
+    kinds: list[tuple[str, str]] = []
+    for xs in ("BTC/USD", "ETH/USD"):
+        msg = {"channel": "ticker", "type": "update", "data": [{"symbol": xs, "bid": 10.1, "bid_qty": 1, "ask": 10.2,
+                                                                "ask_qty": 2, "last": 10.2, "volume": 5}]}
+        kinds += [(e.KIND, e.symbol) for e in adapter.on_message(CONN, orjson.dumps(msg), 1).events]
+    assert kinds == [("ticker", "BTC-USD"), ("bbo", "ETH-USD")]

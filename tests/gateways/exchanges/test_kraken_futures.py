@@ -8,8 +8,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from cryptofeed_types import BBO, Gap, L2Delta, L2Snapshot, Reset, Symbol
-from gateways.adapter import Send, Subscription
+from cryptofeed_types import BBO, Candle, Gap, L2Delta, L2Snapshot, Reset, Symbol
+from gateways.adapter import Fetch, Send, Subscription
 from gateways.capture import RECV, REST, read_capture
 from gateways.exchanges import get
 from gateways.exchanges.kraken_futures import KrakenFutures
@@ -239,3 +239,201 @@ def test_disconnect_invalidates_books(shared_data: Path, reason: str) -> None:
     adapter = result.adapter
     out = adapter.on_close("KRAKEN_FUTURES.0", 10, reason)
     assert sorted(e.symbol for e in out.events if isinstance(e, Gap)) == sorted(adapter.subscription.symbols("l2_book"))
+
+
+# ---------------------------------------------------------------- candles (REST charts API polled)
+
+_S = 10**9
+_T0 = 1_700_000_030 * _S                      # 30 s into the minute starting at 1_699_999_980 s
+_CHARTS = "https://futures.kraken.com/api/charts/v1/trade"
+
+
+def _candle_adapter(interval: str = "1m", n: int = 3, **sub: object) -> KrakenFutures:
+    names = ["BTC-USD-PERP", "ETH-USD-PERP", "SOL-USD-PERP"][:n]
+    syms = [Symbol.parse(s, exchange_symbol=f"PF_{s.split('-')[0].replace('BTC', 'XBT')}USD") for s in names]
+    return KrakenFutures(Subscription({"candles": names, **sub}, candle_interval=interval), symbols=syms)
+
+
+def _bar(start_s: int, o: object, h: object, low: object, c: object, v: object) -> dict:
+    return {"time": start_s * 1000, "open": o, "high": h, "low": low, "close": c, "volume": v}
+
+
+def _body(*bars: dict, more: bool = False) -> bytes:
+    return orjson.dumps({"candles": list(bars), "more_candles": more})
+
+
+def test_candle_polls_spread_then_retried() -> None:
+    kf = _candle_adapter()
+    # 1m bars: polled every 15 s (a quarter of the bar) until a response schedules them; the
+    # three products' first polls are spread over those 15 s.
+    (first,) = kf.on_timer(_T0).actions
+    assert first == Fetch(f"{_CHARTS}/PF_XBTUSD/1m?from=1699999860", 1, "candles", "BTC-USD-PERP")
+    assert kf.on_timer(_T0 + 4 * _S).actions == []
+    assert [f.url for f in kf.on_timer(_T0 + 5 * _S).actions] == [f"{_CHARTS}/PF_ETHUSD/1m?from=1699999860"]
+    assert kf.on_timer(_T0 + 9 * _S).actions == []
+    assert [f.symbol for f in kf.on_timer(_T0 + 10 * _S).actions] == ["SOL-USD-PERP"]
+    assert kf.on_timer(_T0 + 14 * _S).actions == []
+    # No response came: asked again one period later. A minute began at 1_700_000_040 s meanwhile,
+    # so from two bars before it.
+    assert [f.url for f in kf.on_timer(_T0 + 15 * _S).actions] == [f"{_CHARTS}/PF_XBTUSD/1m?from=1699999920"]
+    assert kf.counters["subscription.unsupported_candle_interval"] == 0
+
+
+def test_candle_poll_period_bounds_and_url_override() -> None:
+    # 1d bars: a quarter is 6 h, polled no later than every 60 s; the second product 30 s after the first.
+    base = _candle_adapter("1d", 2, trades=["BTC-USD-PERP"])
+    kf = KrakenFutures(base.subscription, symbols=base.symbols.values(), urls={"rest": "http://127.0.0.1:9"})
+    (f,) = kf.on_timer(_T0).actions
+    assert f.url == "http://127.0.0.1:9/api/charts/v1/trade/PF_XBTUSD/1d?from=1699747200"   # two days before today 00:00 UTC
+    assert kf.on_timer(_T0 + 29 * _S).actions == []
+    assert [a.symbol for a in kf.on_timer(_T0 + 30 * _S).actions] == ["ETH-USD-PERP"]
+    assert [a.symbol for a in kf.on_timer(_T0 + 60 * _S).actions] == ["BTC-USD-PERP"]
+    # The websocket subscription is unchanged by candles (no candle feed exists there).
+    assert [orjson.loads(m)["feed"] for m in kf.connections()[0].subscribe] == ["trade", "heartbeat"]
+
+
+def test_candle_body_gives_the_latest_closed_bar_first() -> None:
+    kf = _candle_adapter(n=1)
+    (fetch,) = kf.on_timer(_T0).actions
+    body = _body(_bar(1_699_999_860, "36990.5", "37001", "36980.0", "36999.5", "12.5"),
+                 _bar(1_699_999_920, 36999.5, 37010.0, 36995, "37005.5", 0.000001),     # numbers → exact text
+                 _bar(1_699_999_980, "37005.5", "37006", "37004", "37006", "1"))          # still forming at _T0
+    out = kf.on_rest(fetch, 200, body, _T0 + _S)
+    (c,) = out.events
+    assert isinstance(c, Candle) and out.actions == []
+    assert (c.exchange, c.symbol, c.exchange_symbol, c.interval) == ("KRAKEN_FUTURES", "BTC-USD-PERP", "PF_XBTUSD", "1m")
+    assert (c.start, c.stop) == (1_699_999_920 * _S, 1_699_999_979_999 * 10**6)        # stop = last millisecond
+    assert (c.open_str, c.high_str, c.low_str, c.close_str, c.volume_str) == ("36999.5", "37010.0", "36995",
+                                                                            "37005.5", "0.000001")
+    assert c.closed is True and c.trades is None and c.timestamp is None and c.receipt_timestamp == _T0 + _S
+    # The older bar is history (not published on the first poll), the forming one waits for its end.
+    assert kf.counters["ignored.candle_history"] == 1 and kf.counters["ignored.candle_forming"] == 1
+    assert kf.error_counts() == {}
+    # Next poll: 2 s after the forming bar's end, from that bar.
+    assert kf.on_timer(1_700_000_041 * _S).actions == []
+    (nxt,) = kf.on_timer(1_700_000_042 * _S).actions
+    assert nxt.url == f"{_CHARTS}/PF_XBTUSD/1m?from=1699999980"
+
+
+def test_candles_never_published_twice() -> None:
+    kf = _candle_adapter(n=1)
+    (fetch,) = kf.on_timer(_T0).actions
+    closed = _bar(1_699_999_920, "1", "2", "0.5", "1.5", "10")
+    forming = _bar(1_699_999_980, "1.5", "1.6", "1.4", "1.5", "2")
+    assert [c.start for c in kf.on_rest(fetch, 200, _body(closed, forming), _T0 + _S).events] == [1_699_999_920 * _S]
+    # The same response again (a retry, or two polls in flight): nothing new.
+    assert kf.on_rest(fetch, 200, _body(closed, forming), _T0 + 2 * _S).events == []
+    assert kf.counters["ignored.candle_repeated"] == 1
+    # The next minute: the published bar again (overlap), the formerly forming bar now closed, a new one.
+    later = _bar(1_700_000_040, "1.5", "1.5", "1.5", "1.5", "0")
+    (nxt,) = kf.on_timer(1_700_000_042 * _S).actions
+    out = kf.on_rest(nxt, 200, _body(closed, _bar(1_699_999_980, "1.5", "1.9", "1.4", "1.8", "5"), later),
+                     1_700_000_043 * _S)
+    (c,) = out.events
+    assert (c.start, c.high_str, c.close_str, c.volume_str) == (1_699_999_980 * _S, "1.9", "1.8", "5")
+    # An old response arriving late publishes nothing either.
+    assert kf.on_rest(fetch, 200, _body(closed, forming), 1_700_000_044 * _S).events == []
+    assert kf.error_counts() == {}
+
+
+def test_candle_without_a_later_bar_closes_after_the_grace() -> None:
+    kf = _candle_adapter(n=1)
+    (fetch,) = kf.on_timer(_T0).actions
+    quiet = _bar(1_699_999_920, "5", "5", "5", "5", "1")      # ends at 1_699_999_980 s; no trade since
+    assert kf.on_rest(fetch, 200, _body(quiet), 1_700_000_009 * _S).events == []    # 29 s after its end
+    (c,) = kf.on_rest(fetch, 200, _body(quiet), 1_700_000_010 * _S).events          # 30 s: closed
+    assert c.start == 1_699_999_920 * _S and c.closed is True
+    # more_candles: the page ends before the range does, so its last bar is closed too; asked again soon.
+    (nxt,) = kf.on_timer(_T0 + 15 * _S).actions
+    assert nxt.url == f"{_CHARTS}/PF_XBTUSD/1m?from=1699999980"
+    out = kf.on_rest(nxt, 200, _body(_bar(1_699_999_980, "5", "6", "5", "6", "2"), more=True), _T0 + 16 * _S)
+    assert [c.start for c in out.events] == [1_699_999_980 * _S]
+    assert kf.on_timer(_T0 + 20 * _S).actions == []
+    assert [f.url for f in kf.on_timer(_T0 + 21 * _S).actions] == [f"{_CHARTS}/PF_XBTUSD/1m?from=1700000040"]
+
+
+def test_malformed_candle_bodies_are_counted_not_raised() -> None:
+    kf = _candle_adapter(n=1)
+    (fetch,) = kf.on_timer(_T0).actions
+    good = _bar(1_699_999_920, "1", "2", "0.5", "1.5", "10")
+    bad = [b"<html>502</html>", b"[]", b'{"result":"error","error":"unknown"}', b'{"candles":null}',
+           _body(good, {"time": 1_699_999_980_000, "open": "1"}),                    # a bar without fields
+           _body(good, _bar(1_699_999_980, None, "1", "1", "1", "1")),               # null price
+           _body({**good, "time": "1699999920000"})]                                 # time as text
+    for raw in bad:
+        out = kf.on_rest(fetch, 200, raw, _T0 + _S)
+        assert out.events == [] and out.actions == []                               # nothing half-published
+    assert kf.on_rest(fetch, 503, b"busy", _T0 + _S).events == []
+    assert kf.on_rest(fetch, 0, None, _T0 + _S).events == []
+    errors = kf.error_counts()
+    assert kf.counters["errors"] == len(bad) + 2
+    assert errors["errors.bad_candles"] == 3 and errors["errors.rest_status.candles"] == 2
+    assert errors["errors.bad_number"] == 1 and errors["errors.bad_candle_time"] == 1
+    assert errors["errors.rest_parse.JSONDecodeError"] == 1 and errors["errors.rest_parse.KeyError"] == 1
+    # Nothing was published: the same request again, and a good answer still gives the bar.
+    assert kf.candle_fetch("BTC-USD-PERP", _T0) == fetch
+    forming = _bar(1_699_999_980, "1", "1", "1", "1", "1")
+    assert [c.start for c in kf.on_rest(fetch, 200, _body(good, forming), _T0 + _S).events] == [1_699_999_920 * _S]
+    assert kf.on_rest(Fetch("https://x/other", 1, "other"), 200, b"{}", 1).events == []
+    assert kf.counters["errors.rest_unexpected"] == 1
+
+
+def test_unsupported_candle_interval_is_refused_once() -> None:
+    from loguru import logger
+
+    lines: list[str] = []
+    sink = logger.add(lines.append, level="ERROR", format="{message}")
+    try:
+        kf = _candle_adapter("3m", 1, trades=["BTC-USD-PERP"])
+        outs = [kf.on_timer(_T0 + i * 5 * _S) for i in range(4)]
+    finally:
+        logger.remove(sink)
+    assert all(o.actions == [] for o in outs)
+    assert kf.counters["subscription.unsupported_candle_interval"] == 1 and kf.error_counts() == {}
+    assert sum("'3m'" in ln and "1w" in ln for ln in lines) == 1, lines
+    assert [orjson.loads(m)["feed"] for m in kf.connections()[0].subscribe] == ["trade", "heartbeat"]
+
+
+def _polled_capture(shared: Path, path: Path, *, with_poll: bool) -> str:
+    """A capture of a candles-only subscription: instruments, a minute of heartbeats and (with_poll)
+    the charts response the live gateway got 6 s in. Returns the product id polled."""
+    from gateways.capture.ffcap import CaptureWriter
+
+    (url, body), = _instruments(shared).items()
+    probe = KrakenFutures(Subscription({"candles": ["BTC-USD-PERP"]}))
+    probe.load_instruments({url: body})
+    pid = probe.exchange_symbol("BTC-USD-PERP")
+    t0 = 1_700_000_030 * _S
+    with CaptureWriter(path, exchange="KRAKEN_FUTURES", channels={"candles": ["BTC-USD-PERP"]}) as w:
+        w.rest(t0, url, body, status=200)
+        w.connect("ws", t0, "wss://futures.kraken.com/ws/v1")
+        for i in range(61):
+            w.recv("ws", t0 + i * _S, orjson.dumps({"feed": "heartbeat", "time": (t0 + i * _S) // 10**6}))
+            if with_poll and i == 6:
+                w.rest(t0 + i * _S, f"{_CHARTS}/{pid}/1m?from=1699999860",
+                       _body(_bar(1_699_999_920, "37000", "37010", "36990", "37005", "3")), status=200)
+    return pid
+
+
+def test_replay_runs_the_timer_and_answers_polls_from_the_capture(shared_data: Path, tmp_path: Path) -> None:
+    cap = tmp_path / "kf_candles.ffcap"
+    _polled_capture(shared_data, cap, with_poll=True)
+    res = Replayer(collect=True).run(read_capture(cap))
+    # The timer ran on the capture's clock (every 5 s over 60 s) and its first poll found the
+    # recorded response: the candle is published as it was live.
+    assert res.timers == 12
+    candles = [e for e in res.events if isinstance(e, Candle)]
+    assert [(c.symbol, c.start, c.close_str, c.closed) for c in candles] == [
+        ("BTC-USD-PERP", 1_699_999_920 * _S, "37005", True)]
+    assert res.unused_rest == 0 and res.unanswered == []
+    assert res.adapter.error_counts() == {}
+
+
+def test_replay_counts_polls_the_capture_never_answered(shared_data: Path, tmp_path: Path) -> None:
+    cap = tmp_path / "kf_no_poll.ffcap"
+    _polled_capture(shared_data, cap, with_poll=False)
+    res = Replayer(collect=True).run(read_capture(cap))
+    assert not [e for e in res.events if isinstance(e, Candle)]
+    # Polls without a recorded answer are counted, not left as unanswered requests (those mean a
+    # snapshot the capture lacks); a repeated poll replaces the one before it.
+    assert res.unanswered == [] and res.unanswered_polls >= 3
