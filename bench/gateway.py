@@ -284,15 +284,7 @@ class Pipeline:
         pub.bind(endpoint)
         try:
             self.commands.put(("bare", endpoint, len(frames)))
-            deadline = time.monotonic() + 30
-            while True:
-                pub.send_multipart([b"probe", b"", b""])
-                try:
-                    self.results.get(timeout=0.05)
-                    break
-                except queue.Empty:
-                    if time.monotonic() > deadline:
-                        raise RuntimeError("bare subscriber did not become ready") from None
+            self._until_ready(lambda: pub.send_multipart([b"probe", b"", b""]))
             clock = time.monotonic
             t0 = clock()
             if bus_publisher._HAVE_ZMQIO:
@@ -311,6 +303,19 @@ class Pipeline:
             pub.close(0)
             ctx.term()
 
+    def _until_ready(self, poke: Any, timeout: float = 30.0) -> None:
+        """Call ``poke()`` (a message the subscriber can see) until it says it is ready: a
+        SUB socket misses what is sent before its subscription reached the publisher."""
+        deadline = time.monotonic() + timeout
+        while True:
+            poke()
+            try:
+                self.results.get(timeout=0.05)
+                return
+            except queue.Empty:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("subscriber did not become ready") from None
+
     def _timed(self, feed: Any, n_messages: int) -> dict[str, Any]:
         """A fresh publisher, the subscriber connected and ready, then ``feed(publisher)`` timed
         from its first to its last publish; the subscriber's count is collected after."""
@@ -322,15 +327,7 @@ class Pipeline:
         pub.start()
         try:
             self.commands.put(("run", pub_ep, snap_ep))
-            deadline = time.monotonic() + 30
-            while True:
-                pub.heartbeat()
-                try:
-                    self.results.get(timeout=0.05)
-                    break
-                except queue.Empty:
-                    if time.monotonic() > deadline:
-                        raise RuntimeError("subscriber did not become ready") from None
+            self._until_ready(pub.heartbeat)
             real_publish = pub.publish
             stamp = {"first": 0.0, "last": 0.0, "n": 0}
             clock = time.monotonic
