@@ -196,7 +196,8 @@ class GatewayConfig(_Strict):
     book_depth: int = Field(0, ge=0, description="levels kept/published per book side (0 = exchange default)")
     checksum: str = Field(
         "resync", description="on a failed exchange checksum: resync the symbol (the only policy implemented)")
-    candle_interval: str = "1m"
+    candle_interval: str | None = Field(
+        None, description="candle bar length, e.g. 1m, 5m, 1h (default: the exchange's own, 1m; 5m on Coinbase, whose channel offers only that)")
     urls: dict[str, str] = Field(default_factory=dict, description="override the adapter's named endpoints")
     proxy: str | None = Field(None, description="HTTP/SOCKS proxy URL for REST and websockets")
     replay: ReplayConfig | None = None

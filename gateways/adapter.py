@@ -213,7 +213,7 @@ class Subscription:
 
     channels: Mapping[str, Sequence[str]]
     depth: int = 0                      # REST snapshot depth (0 = the adapter's default)
-    candle_interval: str = "1m"
+    candle_interval: str | None = None   # None: the adapter's default_candle_interval
     open_interest_interval: float = 60.0  # REST polling period where OI has no stream
 
     def symbols(self, channel: str) -> list[str]:
@@ -296,6 +296,9 @@ class Adapter:
     rest_weight_per_minute: ClassVar[int] = 1200
     # Seconds between on_timer calls (None: the adapter needs no timer).
     timer_interval: ClassVar[float | None] = None
+    # The candle bar length when the subscription names none (an exchange with a single
+    # candle length, like Coinbase's websocket, sets its own).
+    default_candle_interval: ClassVar[str] = "1m"
 
     def __init__(self, subscription: Subscription, *, urls: Mapping[str, str] | None = None,
                  symbols: Iterable[Symbol] | None = None) -> None:
@@ -374,6 +377,11 @@ class Adapter:
                 logger.bind(exchange=self.exchange, symbol=s).warning(
                     "{}: unknown symbol {!r} not subscribed (not in the loaded instruments)", self.exchange, s)
         return known
+
+    @property
+    def candle_interval(self) -> str:
+        """The candle bar length in force: the subscription's, else the adapter's default."""
+        return self.subscription.candle_interval or self.default_candle_interval
 
     def subscribed(self, channel: str) -> list[str]:
         """The known symbols subscribed on ``channel`` (see :meth:`known_symbols`)."""

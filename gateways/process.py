@@ -37,7 +37,7 @@ class GatewayConfig(BaseModel):
     channels: dict[str, list[str]] | list[str]
     symbols: list[str] = Field(default_factory=list)
     depth: int = Field(0, ge=0, description="REST snapshot depth (0: the adapter's default)")
-    candle_interval: str = "1m"
+    candle_interval: str | None = Field(None, description="candle bar length (None: the adapter's default)")
     open_interest_interval: float = Field(60.0, gt=0)
     pub: str = Field(description="PUB endpoint, e.g. ipc:///run/ff/binance.pub")
     snapshot: str | None = None
@@ -113,7 +113,9 @@ class Gateway:
             from gateways.capture import CaptureWriter
             self.recorder = CaptureWriter(config.record, exchange=self.adapter.exchange,
                                           channels=config.subscription().channels,
-                                          meta={"gateway": config.name, "depth": config.depth})
+                                          meta={"gateway": config.name, "depth": config.depth,
+                                                "candle_interval": config.candle_interval,
+                                                "open_interest_interval": config.open_interest_interval})
         self.driver = Driver(self.adapter, publisher, config=driver_config or config.driver_config(),
                              recorder=self.recorder)
         self._task: asyncio.Task[None] | None = None

@@ -49,7 +49,8 @@ CAPTURE_EXCHANGES: dict[str, str] = {}
 # ``limit`` (depth asked of a snapshot), ``from`` (the time window of a poll, e.g. Kraken
 # Futures candles: the replay's timer does not tick at the recorder's wall-clock instants).
 _IGNORED_QUERY = frozenset({"limit", "from"})
-_NEVER = 1 << 63   # the next timer call of an adapter without a timer
+_NEVER = 1 << 63
+_RECORDED_OPTIONS = ("depth", "candle_interval", "open_interest_interval")   # the next timer call of an adapter without a timer
 
 
 def _url_key(url: str) -> tuple[str, frozenset[tuple[str, str]]]:
@@ -145,7 +146,13 @@ class Replayer:
         name = CAPTURE_EXCHANGES.get(name, name)
         cls = exchanges.get(name)
         channels = self.channels if self.channels is not None else header.get("channels") or {}
-        sub = Subscription({ch: list(syms) for ch, syms in channels.items()}, **self.subscription_options)
+        options = dict(self.subscription_options)
+        # The recording's own subscription options (a gateway's capture header has them), so that
+        # e.g. its candles keep their bar length and its books their depth; given options win.
+        for key in _RECORDED_OPTIONS:
+            if header.get(key) and key not in options:
+                options[key] = header[key]
+        sub = Subscription({ch: list(syms) for ch, syms in channels.items()}, **options)
         return cls(sub)
 
     def _load_instruments(self) -> None:

@@ -211,7 +211,7 @@ class _Binance(Adapter):
         for sym, xs in ids(TICKER, BBO_CHANNEL):
             out.append((f"{xs.lower()}@bookTicker", TICKER, sym))
         for sym, xs in ids(CANDLES):
-            out.append((f"{xs.lower()}@kline_{sub.candle_interval}", CANDLES, sym))
+            out.append((f"{xs.lower()}@kline_{self.candle_interval}", CANDLES, sym))
         if self.futures:
             for sym, xs in ids(FUNDING, MARK, *(() if self.inverse else (INDEX,))):
                 out.append((f"{xs.lower()}@markPrice@1s", MARK, sym))

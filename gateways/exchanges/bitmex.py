@@ -278,7 +278,6 @@ class BitMEX(Adapter):
     # ---------------------------------------------------------------- subscriptions
     def topics(self) -> list[tuple[str, str, str]]:
         """(BitMEX topic, channel, normalized symbol) for the whole subscription."""
-        sub = self.subscription
         out: list[tuple[str, str, str]] = []
         seen: set[str] = set()
 
@@ -303,10 +302,10 @@ class BitMEX(Adapter):
                 if topic not in seen:
                     add(topic, channel, s)
         if self.subscribed(CANDLES):
-            interval = CANDLE_INTERVALS.get(sub.candle_interval)
+            interval = CANDLE_INTERVALS.get(self.candle_interval)
             if interval is None:
                 raise ValueError(f"BitMEX candles: interval one of {sorted(CANDLE_INTERVALS)}, "
-                                 f"got {sub.candle_interval!r}")
+                                 f"got {self.candle_interval!r}")
             for s in self.subscribed(CANDLES):
                 add(f"tradeBin{interval[0]}:{self.exchange_symbol(s)}", CANDLES, s)
         return out

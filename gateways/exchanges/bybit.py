@@ -341,7 +341,6 @@ class BybitAdapter(Adapter):
 
     def _topics(self) -> dict[str, list[str]]:
         topics: dict[str, list[str]] = {c: [] for c in CATEGORIES}
-        sub = self.subscription
 
         def add(text: str, topic: str) -> None:
             cat = self._category.get(text) or category_of(Symbol.parse(text))
@@ -363,10 +362,10 @@ class BybitAdapter(Adapter):
             if (self._category.get(text) or category_of(Symbol.parse(text))) in ("linear", "inverse"):
                 add(text, "allLiquidation.{}")
         if self.subscribed(CANDLES):
-            interval = CANDLE_INTERVALS.get(sub.candle_interval)
+            interval = CANDLE_INTERVALS.get(self.candle_interval)
             if interval is None:
                 raise ValueError(f"Bybit candles: interval one of {sorted(CANDLE_INTERVALS)}, "
-                                 f"got {sub.candle_interval!r}")
+                                 f"got {self.candle_interval!r}")
             for text in self.subscribed(CANDLES):
                 add(text, f"kline.{interval[0]}.{{}}")
         return topics

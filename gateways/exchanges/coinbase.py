@@ -8,9 +8,10 @@ l2_book       ``level2`` (messages: ``l2_data``)  L2Snapshot, L2Delta, BBO (top 
 ticker        ``ticker``                          Ticker (best bid/ask, last, 24h volume)
 bbo           ``ticker`` (products without        BBO (best_bid/best_ask with their
               l2_book; else from the book)        ``best_*_quantity`` sizes, on change)
-candles       ``candles`` (5 minute bars only;    Candle (interval ``5m``, ``closed`` None)
-              another ``candle_interval`` is
-              refused: logged, counted, left out)
+candles       ``candles`` (5 minute bars only,    Candle (interval ``5m``, ``closed`` None)
+              the default here; another
+              ``candle_interval`` is refused:
+              logged, counted, left out)
 (keepalive)   ``heartbeats``                      counted, keeps the connection open
 ============  ==================================  ==========================================
 
@@ -109,6 +110,7 @@ class Coinbase(Adapter):
     products_per_connection: ClassVar[int] = 200
     messages_per_second: ClassVar[float] = 5.0
     timer_interval = 5.0
+    default_candle_interval = CANDLE_INTERVAL   # the candles channel has no other
     # A resubscribed book whose snapshot hasn't come after this long is resubscribed again.
     resubscribe_timeout_ns: ClassVar[int] = 30 * _S
     # One product is resubscribed at most this often (no published subscribe-rate limit; a bad
@@ -256,7 +258,7 @@ class Coinbase(Adapter):
         are subscribed as usual (Coinbase's REST candles are not polled).
         """
         syms = self.subscribed(CANDLES)
-        interval = self.subscription.candle_interval
+        interval = self.candle_interval
         if not syms or interval == CANDLE_INTERVAL:
             return syms
         if not self._candles_refused:

@@ -319,7 +319,6 @@ class Deribit(Adapter):
     # ---------------------------------------------------------------- subscriptions
     def channels(self) -> list[tuple[str, str, str]]:
         """(Deribit channel, our channel, normalized symbol) for the whole subscription."""
-        sub = self.subscription
         iv = self.interval
         out: list[tuple[str, str, str]] = []
         seen: set[str] = set()
@@ -344,10 +343,10 @@ class Deribit(Adapter):
         for s in self.known_symbols(sorted(self._bbo_only)):
             add(f"quote.{self.exchange_symbol(s)}", BBO_CHANNEL, s)
         if self.subscribed(CANDLES):
-            res = CANDLE_INTERVALS.get(sub.candle_interval)
+            res = CANDLE_INTERVALS.get(self.candle_interval)
             if res is None:
                 raise ValueError(f"Deribit candles: interval one of {sorted(CANDLE_INTERVALS)}, "
-                                 f"got {sub.candle_interval!r}")
+                                 f"got {self.candle_interval!r}")
             for s in self.subscribed(CANDLES):
                 add(f"chart.trades.{self.exchange_symbol(s)}.{res[0]}", CANDLES, s)
         return out

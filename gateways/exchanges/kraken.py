@@ -199,7 +199,6 @@ class Kraken(ResubscribeByConnection, Adapter):
                 for i in range(0, len(symbols), per)]
 
     def _channel_params(self) -> list[tuple[str, dict[str, Any], list[str]]]:
-        sub = self.subscription
         out: list[tuple[str, dict[str, Any], list[str]]] = []
         if self.subscribed(L2_BOOK):
             out.append((L2_BOOK, {"channel": "book", "depth": self.depth, "snapshot": True}, self.subscribed(L2_BOOK)))
@@ -212,9 +211,9 @@ class Kraken(ResubscribeByConnection, Adapter):
             out.append((BBO_CHANNEL, {"channel": "ticker", "event_trigger": "bbo"},
                         [s for s in self.subscribed(BBO_CHANNEL) if s in self._bbo_symbols]))
         if self.subscribed(CANDLES):
-            minutes = _INTERVALS.get(sub.candle_interval)
+            minutes = _INTERVALS.get(self.candle_interval)
             if minutes is None:
-                raise ValueError(f"KRAKEN: candle interval one of {sorted(_INTERVALS)}, got {sub.candle_interval!r}")
+                raise ValueError(f"KRAKEN: candle interval one of {sorted(_INTERVALS)}, got {self.candle_interval!r}")
             out.append((CANDLES, {"channel": "ohlc", "interval": minutes, "snapshot": False}, self.subscribed(CANDLES)))
         return [(ch, p, syms) for ch, p, syms in out if syms]
 

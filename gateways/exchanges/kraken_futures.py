@@ -418,7 +418,7 @@ class KrakenFutures(ResubscribeByConnection, Adapter):
         error, counted once as ``subscription.unsupported_candle_interval``; the other channels run.
         """
         syms = self.subscribed(CANDLES)
-        interval = self.subscription.candle_interval
+        interval = self.candle_interval
         if not syms or interval in CANDLE_INTERVALS:
             return syms
         if not self._candles_refused:
@@ -434,7 +434,7 @@ class KrakenFutures(ResubscribeByConnection, Adapter):
 
     def candle_fetch(self, symbol: str, ts: int) -> Fetch:
         """The charts request for ``symbol``'s bars from its first unpublished one (tag ``candles``)."""
-        interval = self.subscription.candle_interval
+        interval = self.candle_interval
         length = CANDLE_INTERVALS[interval]
         last = self._candle_last.get(symbol)
         # Nothing published yet: from two bars back on the epoch grid, which holds the last closed bar
@@ -448,7 +448,7 @@ class KrakenFutures(ResubscribeByConnection, Adapter):
         syms = self._candle_symbols()
         if not syms:
             return
-        period = self._candle_period(CANDLE_INTERVALS[self.subscription.candle_interval])
+        period = self._candle_period(CANDLE_INTERVALS[self.candle_interval])
         for i, sym in enumerate(syms):
             due = self._candle_next.get(sym)
             if due is None:
@@ -465,7 +465,7 @@ class KrakenFutures(ResubscribeByConnection, Adapter):
         rows = data.get("candles") if type(data) is dict else None
         if type(rows) is not list:
             raise AdapterError("bad_candles", str(data)[:200])
-        interval = self.subscription.candle_interval
+        interval = self.candle_interval
         length = CANDLE_INTERVALS[interval]
         bars: list[tuple[int, str, str, str, str, str]] = []
         for r in rows:

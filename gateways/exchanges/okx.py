@@ -294,7 +294,6 @@ class OKXAdapter(Adapter):
                 seen.add(key)
                 args[conn].append(arg)
 
-        sub = self.subscription
         for channel, okx_channel in _CHANNELS.items():
             for text in self.subscribed(channel):
                 inst = self.exchange_symbol(text)
@@ -312,10 +311,10 @@ class OKXAdapter(Adapter):
             if kind != SPOT:
                 add(PUBLIC, {"channel": "liquidation-orders", "instType": _KIND_TO_INST_TYPE[kind]})
         if self.subscribed(CANDLES):
-            bar = CANDLE_INTERVALS.get(sub.candle_interval)
+            bar = CANDLE_INTERVALS.get(self.candle_interval)
             if bar is None:
                 raise ValueError(f"OKX candles: interval one of {sorted(CANDLE_INTERVALS)}, "
-                                 f"got {sub.candle_interval!r}")
+                                 f"got {self.candle_interval!r}")
             for text in self.subscribed(CANDLES):
                 add(BUSINESS, {"channel": "candle" + bar[0], "instId": self.exchange_symbol(text)})
         return args

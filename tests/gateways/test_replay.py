@@ -211,3 +211,20 @@ def test_every_tardis_file_replays(shared_data: Path, tardis_id: str) -> None:
         assert counters["ignored.spreads_not_supported"] == result.records["recv"]
     else:
         assert result.event_count > 0
+
+
+def test_replay_takes_the_recorded_subscription_options(tmp_path: Path) -> None:
+    from gateways.capture.ffcap import CaptureWriter
+    from gateways.replay import Replayer, read_capture
+
+    cap = tmp_path / "opts.ffcap"
+    with CaptureWriter(cap, exchange="BINANCE", channels={"candles": ["BTC-USDT"]},
+                       meta={"depth": 100, "candle_interval": "5m", "open_interest_interval": None}):
+        pass
+    res = Replayer().run(read_capture(cap))
+    sub = res.adapter.subscription
+    assert (sub.depth, sub.candle_interval, res.adapter.candle_interval) == (100, "5m", "5m")
+    assert sub.open_interest_interval == 60.0                     # not recorded: the default
+    # Options given to the replayer win over the recording's.
+    res = Replayer(subscription_options={"candle_interval": "1h"}).run(read_capture(cap))
+    assert res.adapter.candle_interval == "1h" and res.adapter.subscription.depth == 100

@@ -358,3 +358,21 @@ def test_candles_other_than_5m_are_refused_at_subscription_time() -> None:
     ok = Coinbase(Subscription({"candles": ["BTC-USD"]}, candle_interval="5m"), symbols=_syms("BTC-USD"))
     assert "candles" in {orjson.loads(m)["channel"] for s in ok.connections() for m in s.subscribe}
     assert ok.counters["subscription.unsupported_candle_interval"] == 0
+
+
+def test_candles_default_to_the_only_interval_offered() -> None:
+    # No candle_interval named: Coinbase's own default (5m), not the fabric-wide 1m.
+    cb = Coinbase(Subscription({"candles": ["BTC-USD"]}), symbols=_syms("BTC-USD"))
+    assert cb.candle_interval == "5m"
+    assert "candles" in {orjson.loads(m)["channel"] for s in cb.connections() for m in s.subscribe}
+    assert cb.counters["subscription.unsupported_candle_interval"] == 0
+
+
+def test_v3_capture_replays_its_candles(shared_data: Path) -> None:
+    from cryptofeed_types import Candle
+    from gateways.replay import replay_capture
+
+    res = replay_capture(shared_data / "cryptofeed_v3" / "COINBASE.jsonl", collect=True)
+    candles = [e for e in res.events if isinstance(e, Candle)]
+    assert candles and {c.interval for c in candles} == {"5m"}
+    assert res.adapter.counters["subscription.unsupported_candle_interval"] == 0
