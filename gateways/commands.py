@@ -69,7 +69,7 @@ class Progress:
 
         self._clock = time.monotonic
         self.what = what
-        self.stream = stream if stream is not None else click.get_text_stream("stderr")
+        self.stream = stream if stream is not None else sys.stderr
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self.interval = interval if interval is not None else (1.0 if self.tty else 5.0)
         self.enabled = enabled
