@@ -16,6 +16,8 @@ from bisect import bisect_left
 from decimal import Decimal
 from zlib import crc32
 
+from cpython.bytes cimport PyBytes_FromStringAndSize
+
 cdef enum:
     SCALE = 18
 
@@ -273,7 +275,15 @@ cdef class OrderBook:
                 f"best_ask={self.best_ask()})")
 
     def checksum_kraken(self, Py_ssize_t depth=10):
-        # Straight from the sides, no level lists (Kraken v1 verifies every update).
+        # Straight from the sides, no level lists (Kraken v1 verifies every update), into a C
+        # buffer: appending to a bytearray char by char cost ~3.5 us per checksum.
+        cdef _CkText text
+        text.n = 0
+        text.spill = False
+        _kraken_side_c(self.asks, depth, &text)
+        _kraken_side_c(self.bids, depth, &text)
+        if not text.spill:
+            return crc32(PyBytes_FromStringAndSize(text.data, text.n))
         cdef bytearray buf = bytearray()
         _kraken_side(self.asks, depth, buf)
         _kraken_side(self.bids, depth, buf)
@@ -281,6 +291,42 @@ cdef class OrderBook:
 
     def checksum_okx(self, Py_ssize_t depth=25):
         return okx_checksum(self.bids.top(depth), self.asks.top(depth))
+
+
+cdef enum:
+    _CK_CAP = 4096   # 20 levels of price + size text; longer (or non-ASCII) spills to a bytearray
+
+
+cdef struct _CkText:
+    char data[_CK_CAP]
+    Py_ssize_t n
+    bint spill
+
+
+cdef inline void _kraken_put(str s, _CkText* text):
+    """``_kraken_append`` into a C buffer; sets ``spill`` instead when it doesn't fit."""
+    cdef bint lead = True
+    cdef Py_UCS4 c
+    for c in s:
+        if c == '.' or (lead and c == '0'):
+            continue
+        lead = False
+        if c >= 128 or text.n >= _CK_CAP:
+            text.spill = True
+            return
+        text.data[text.n] = <char>c
+        text.n += 1
+
+
+cdef void _kraken_side_c(BookSide side, Py_ssize_t depth, _CkText* text):
+    cdef list keys = side._keys
+    cdef dict levels = side._levels
+    cdef Py_ssize_t total = len(keys), n = min(total, depth), i
+    cdef tuple lvl
+    for i in range(n):
+        lvl = <tuple>levels[keys[total - 1 - i] if side.descending else keys[i]]
+        _kraken_put(<str>lvl[0], text)
+        _kraken_put(<str>lvl[1], text)
 
 
 cdef void _kraken_append(str s, bytearray buf):
@@ -315,6 +361,17 @@ def kraken_checksum(bids, asks):
 
     For v2 the strings must be formatted with the pair's price/qty precision first.
     """
+    cdef _CkText text
+    text.n = 0
+    text.spill = False
+    for p, s in asks[:10]:
+        _kraken_put(p, &text)
+        _kraken_put(s, &text)
+    for p, s in bids[:10]:
+        _kraken_put(p, &text)
+        _kraken_put(s, &text)
+    if not text.spill:
+        return crc32(PyBytes_FromStringAndSize(text.data, text.n))
     cdef bytearray buf = bytearray()
     for p, s in asks[:10]:
         _kraken_append(p, buf)

@@ -181,6 +181,20 @@ def test_kraken_checksum_uses_top_ten_only() -> None:
     assert 0 <= kraken_checksum(bids, asks) < 2**32
 
 
+def test_kraken_checksum_text_longer_than_the_c_buffer() -> None:
+    # 40 strings of ~150 digits overflow the 4 KiB C buffer: the bytearray path gives the same CRC.
+    digits = "1" * 140
+    bids = [(f"{digits}{90 - i}.5", f"{digits}.25") for i in range(10)]
+    asks = [(f"{digits}{91 + i}.5", f"{digits}.75") for i in range(10)]
+    text = "".join(f"{digits}{91 + i}5" + f"{digits}75" for i in range(10)) \
+        + "".join(f"{digits}{90 - i}5" + f"{digits}25" for i in range(10))
+    assert len(text) > 4096
+    assert kraken_checksum(bids, asks) == zlib.crc32(text.encode())
+    book = OrderBook()
+    book.apply_snapshot(bids, asks)
+    assert book.checksum_kraken() == zlib.crc32(text.encode())
+
+
 def test_okx_checksum_documented_format() -> None:
     bids = [("3366.1", "7"), ("3366", "6")]
     asks = [("3366.8", "9"), ("3368", "8"), ("3372", "8")]
