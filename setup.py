@@ -7,7 +7,7 @@ only because extension modules still need it.
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
-MODULES = ["symbols", "events", "book"]
+MODULES = ["symbols", "events", "book", "timestamps"]
 
 extensions = [
     Extension(f"cryptofeed_types.{name}", [f"cryptofeed_types/{name}.pyx"]) for name in MODULES

@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any, ClassVar
 
@@ -73,6 +73,7 @@ from cryptofeed_types import (
     Trade,
     dec_str,
 )
+from cryptofeed_types import iso_ns as _iso_ns
 from gateways.adapter import (
     BBO_CHANNEL,
     CANDLES,
@@ -129,21 +130,9 @@ def currency(code: str) -> str:
     return _CURRENCY.get(code) or _CURRENCY.get(code.upper()) or code.upper()
 
 
-_SECONDS_CACHE: dict[str, int] = {}
-
-
 def iso_ns(text: str | None) -> int | None:
-    """'2021-07-22T22:36:10.014Z' -> integer ns (None stays None)."""
-    if not text:
-        return None
-    head, _, frac = text.rstrip("Z").partition(".")
-    secs = _SECONDS_CACHE.get(head)
-    if secs is None:
-        secs = int(datetime.fromisoformat(head + "+00:00").timestamp())
-        if len(_SECONDS_CACHE) > 100_000:
-            _SECONDS_CACHE.clear()
-        _SECONDS_CACHE[head] = secs
-    return secs * 1_000_000_000 + (int(frac.ljust(9, "0")[:9]) if frac else 0)
+    """'2021-07-22T22:36:10.014Z' -> integer ns (None or '' stays None)."""
+    return _iso_ns(text) if text else None
 
 
 def _num(v: Any) -> str | None:

@@ -78,6 +78,7 @@ from cryptofeed_types import (
     Ticker,
     Trade,
     dec_str,
+    iso_ns,
 )
 from gateways.adapter import (
     BBO_CHANNEL,
@@ -657,7 +658,8 @@ def _v2_levels(rows: Iterable[Mapping[str, Any]], deletes: Iterable[Mapping[str,
 
 
 def _iso_ns(text: str) -> int:
-    return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000) * _MS
+    """ISO time of the retired liquidation records, to the millisecond (as Bybit's ms stamps)."""
+    return iso_ns(text) // _MS * _MS
 
 
 def _order_side(position_side: str) -> str:

@@ -35,14 +35,13 @@ integer ns.
 
 from __future__ import annotations
 
-import calendar
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
 import orjson
 from loguru import logger
 
-from cryptofeed_types import BBO, FUTURE, PERPETUAL, SPOT, Candle, Symbol, Ticker, Trade
+from cryptofeed_types import BBO, FUTURE, PERPETUAL, SPOT, Candle, Symbol, Ticker, Trade, iso_ns
 from gateways.adapter import (
     BBO_CHANNEL,
     CANDLES,
@@ -68,28 +67,6 @@ CANDLE_INTERVAL = "5m"  # the only candle_interval accepted
 _WS_CHANNEL = {TRADES: "market_trades", L2_BOOK: "level2", TICKER: "ticker", BBO_CHANNEL: "ticker",
                CANDLES: "candles"}
 
-_sec_cache: dict[str, int] = {}
-
-
-def iso_ns(text: str) -> int:
-    """``2026-08-09T21:05:48.228568804Z`` (or ``... +0000 UTC``-less variants with 0–9 fraction digits) → ns."""
-    head = text[:19]
-    secs = _sec_cache.get(head)
-    if secs is None:
-        if len(_sec_cache) > 4096:
-            _sec_cache.clear()
-        secs = calendar.timegm((int(head[0:4]), int(head[5:7]), int(head[8:10]), int(head[11:13]),
-                                int(head[14:16]), int(head[17:19]), 0, 0, 0))
-        _sec_cache[head] = secs
-    frac = 0
-    if len(text) > 20 and text[19] == ".":
-        end = 20
-        n = len(text)
-        while end < n and text[end].isdigit():
-            end += 1
-        digits = text[20:end][:9]
-        frac = int(digits) * 10 ** (9 - len(digits)) if digits else 0
-    return secs * _S + frac
 
 
 def _expiry(text: str) -> str:

@@ -40,7 +40,7 @@ from typing import Any, ClassVar
 
 import orjson
 
-from cryptofeed_types import BBO, SPOT, Candle, Symbol, Ticker, Trade, dec_str
+from cryptofeed_types import BBO, SPOT, Candle, Symbol, Ticker, Trade, dec_str, iso_ns, seconds_ns
 from gateways.adapter import (
     BBO_CHANNEL,
     CANDLES,
@@ -56,7 +56,6 @@ from gateways.adapter import (
     Subscription,
 )
 from gateways.books import APPLY, SYNCED, Books, ResubscribeByConnection, Resubscriber, no_rule
-from gateways.exchanges.coinbase import iso_ns
 
 _S = 1_000_000_000
 _MS = 1_000_000  # candle stop = the bar's last millisecond, as the other adapters
@@ -69,13 +68,6 @@ _INTERVAL_NAMES = {v: k for k, v in _INTERVALS.items()}
 def _asset(code: str) -> str:
     code = code.upper()
     return _ALIASES.get(code, code)
-
-
-def epoch_str_ns(text: str) -> int:
-    """Kraken v1 time ``"1618678133.365913"`` (seconds, decimal text) → integer ns, exactly."""
-    sec, _, frac = text.partition(".")
-    frac = frac[:9]
-    return int(sec) * _S + (int(frac) * 10 ** (9 - len(frac)) if frac else 0)
 
 
 def _checksum(book: Any) -> int:
@@ -401,7 +393,7 @@ class Kraken(ResubscribeByConnection, Adapter):
                     raise AdapterError("bad_side", str(side))
                 out.events.append(Trade(self.exchange, sym.normalized, "buy" if side == "b" else "sell", v, p,
                                         type="limit" if order_type == "l" else "market",
-                                        exchange_symbol=sym.exchange_symbol, timestamp=epoch_str_ns(t),
+                                        exchange_symbol=sym.exchange_symbol, timestamp=seconds_ns(t),
                                         receipt_timestamp=ts))
         elif channel.startswith("book-"):
             self._book_v1(conn, sym, int(channel[5:]), payloads, ts, out)
@@ -415,14 +407,14 @@ class Kraken(ResubscribeByConnection, Adapter):
             bid, ask = _nonzero(bid), _nonzero(ask)
             out.events.append(BBO(self.exchange, sym.normalized, bid=bid, bid_size=bsz if bid else None,
                                   ask=ask, ask_size=asz if ask else None, exchange_symbol=sym.exchange_symbol,
-                                  timestamp=epoch_str_ns(t) or None, receipt_timestamp=ts))
+                                  timestamp=seconds_ns(t) or None, receipt_timestamp=ts))
         elif channel.startswith("ohlc-"):
             minutes = int(channel[5:])
             _t, etime, o, h, lo, c, _vwap, vol, count = payloads[0][:9]
-            stop = epoch_str_ns(etime)
+            stop = seconds_ns(etime)
             out.events.append(Candle(self.exchange, sym.normalized, stop - minutes * 60 * _S, stop - _MS,
                                      _INTERVAL_NAMES.get(minutes, f"{minutes}m"), o, c, h, lo, vol, trades=int(count),
-                                     exchange_symbol=sym.exchange_symbol, timestamp=epoch_str_ns(_t),
+                                     exchange_symbol=sym.exchange_symbol, timestamp=seconds_ns(_t),
                                      receipt_timestamp=ts))
         else:
             raise AdapterError("unknown_channel", channel)
@@ -454,9 +446,9 @@ class Kraken(ResubscribeByConnection, Adapter):
                 if "c" in part:
                     checksum = int(part["c"])
         if len(bids) + len(asks) == 1:  # the common update: one level
-            latest = epoch_str_ns((bids or asks)[0][2])
+            latest = seconds_ns((bids or asks)[0][2])
         elif bids or asks:
-            latest = max(map(epoch_str_ns, [lv[2] for lv in bids] + [lv[2] for lv in asks]))
+            latest = max(map(seconds_ns, [lv[2] for lv in bids] + [lv[2] for lv in asks]))
         b = [(lv[0], lv[1]) for lv in bids]
         a = [(lv[0], lv[1]) for lv in asks]
         t = latest or None

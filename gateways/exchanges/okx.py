@@ -50,10 +50,8 @@ replay; JSON-number values there go through ``dec_str``.
 
 from __future__ import annotations
 
-import calendar
 import zlib
 from collections.abc import Iterable, Mapping
-from datetime import datetime
 from decimal import Decimal
 from typing import Any, ClassVar
 
@@ -76,6 +74,7 @@ from cryptofeed_types import (
     Ticker,
     Trade,
     dec_str,
+    iso_ns,
 )
 from gateways.adapter import (
     BBO_CHANNEL,
@@ -152,11 +151,8 @@ def _opt(v: Any) -> Any:
 
 
 def _iso_ns(text: str | None) -> int | None:
-    """'2019-08-01T00:00:08.930Z' -> int ns (OKEx v3 timestamps)."""
-    if not text:
-        return None
-    dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return (calendar.timegm(dt.utctimetuple()) * 1_000_000 + dt.microsecond) * 1000
+    """'2019-08-01T00:00:08.930Z' -> int ns (OKEx v3 timestamps; None or '' stays None)."""
+    return iso_ns(text) if text else None
 
 
 def _expiry(yymmdd: str) -> str:

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import orjson
 
-from cryptofeed_types import BBO, Gap, L2Delta, L2Snapshot, Reset, Symbol
+from cryptofeed_types import BBO, Gap, L2Delta, L2Snapshot, Reset, Symbol, iso_ns
 from gateways.adapter import Send, Subscription
 from gateways.capture import RECV, REST, read_capture
 from gateways.exchanges import get
-from gateways.exchanges.coinbase import Coinbase, iso_ns
+from gateways.exchanges.coinbase import Coinbase
 from gateways.replay import Replayer, replay_capture
 
 V3 = ("cryptofeed_v3", "COINBASE.jsonl")

@@ -16,10 +16,11 @@ import orjson
 import pytest
 
 from cryptofeed_types import BBO, Gap, L2Delta, L2Snapshot, Reset, Symbol
+from cryptofeed_types import seconds_ns as epoch_str_ns
 from gateways.adapter import Send, Subscription
 from gateways.capture import RECV, REST, read_capture
 from gateways.exchanges import get
-from gateways.exchanges.kraken import Kraken, epoch_str_ns
+from gateways.exchanges.kraken import Kraken
 from gateways.replay import Replayer, replay_capture
 
 CONN = "KRAKEN.0"
