@@ -256,7 +256,7 @@ def exchanges() -> None:
 @click.option("--capture", type=click.Path(path_type=Path), default=None,
               help="read the instruments from a capture instead of the exchange")
 @click.option("--url", "urls", multiple=True, help="override an exchange endpoint: NAME=URL")
-@click.option("--grep", "pattern", default=None, help="only symbols containing this text")
+@click.option("--grep", "pattern", default=None, help="only symbols whose normalized or exchange name contains this text")
 def symbols(exchange: str, capture: Path | None, urls: tuple[str, ...], pattern: str | None) -> None:
     """List EXCHANGE's instruments: normalized symbol, exchange id, tick, lot, contract size."""
     from gateways.adapter import Subscription
@@ -274,7 +274,7 @@ def symbols(exchange: str, capture: Path | None, urls: tuple[str, ...], pattern:
         bodies = asyncio.run(_fetch_all(adapter))
     syms = adapter.load_instruments(bodies)
     for sym in sorted(syms, key=lambda s: s.normalized):
-        if pattern and pattern.upper() not in sym.normalized.upper():
+        if pattern and pattern.upper() not in f"{sym.normalized} {sym.exchange_symbol or ''}".upper():
             continue
         click.echo(f"{sym.normalized:28} {sym.exchange_symbol or '':24} tick={sym.tick_size} lot={sym.lot_size}"
                    + (f" contract={sym.contract_size}" if sym.contract_size is not None else ""))

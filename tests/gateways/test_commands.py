@@ -25,6 +25,14 @@ def test_symbols_from_capture(shared_data: Path) -> None:
     assert res.exit_code != 0 and "unknown exchange" in res.output
 
 
+def test_symbols_grep_matches_the_exchange_name_too(shared_data: Path) -> None:
+    res = CliRunner().invoke(symbols, ["KRAKEN_FUTURES", "--capture", str(shared_data / "cryptofeed" / "KRAKEN_FUTURES"),
+                                       "--grep", "xbtusd"])
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    assert lines and all("XBTUSD" in ln for ln in lines) and any(ln.startswith("BTC-USD-PERP ") for ln in lines)
+
+
 def test_replay_command(shared_data: Path) -> None:
     res = CliRunner().invoke(replay, [str(shared_data / "cryptofeed" / "BINANCE_DELIVERY")])
     assert res.exit_code == 0, res.output
