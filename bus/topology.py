@@ -199,7 +199,8 @@ class GatewayConfig(_Strict):
     candle_interval: str | None = Field(
         None, description="candle bar length, e.g. 1m, 5m, 1h (default: the exchange's own, 1m; 5m on Coinbase, whose channel offers only that)")
     urls: dict[str, str] = Field(default_factory=dict, description="override the adapter's named endpoints")
-    proxy: str | None = Field(None, description="HTTP/SOCKS proxy URL for REST and websockets")
+    proxy: str | list[str] | None = Field(
+        None, description="HTTP/SOCKS proxy URL for REST and websockets, or a pool of them used in turn")
     replay: ReplayConfig | None = None
     record: Path | None = Field(None, description="also record every raw frame to this capture file")
     sndhwm: int = Field(100_000, ge=0)

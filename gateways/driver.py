@@ -10,7 +10,9 @@
   (:class:`RestBudget`, a token bucket of ``rest_weight_per_minute``), failures retried by
   the adapter (``rest_failed``), never by a loop here.
 - Proxies (``http://`` for REST and websockets; ``socks5://`` where python-socks /
-  aiohttp-socks are installed), one for REST and one for websockets.
+  aiohttp-socks are installed): one, or a pool (:class:`ProxyPool`) taken in turn, so that
+  each websocket (re)connection and each REST request goes through the next proxy; a dead
+  proxy costs one reconnect, not the gateway.
 - Publishes every event through the bus Publisher, and Status on connect/disconnect
   (``publisher.set_feed_state(conn_id, ...)``); counters go to ``publisher.count``.
 - Optionally records every frame and REST response with its HTTP status (0: no response)
@@ -26,7 +28,7 @@ import asyncio
 import random
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,10 +63,65 @@ class DriverConfig:
     open_timeout: float = 10.0
     rest_timeout: float = 10.0
     max_message_size: int = 1 << 24
-    ws_proxy: str | None = None      # None: no proxy (not even from the environment)
-    rest_proxy: str | None = None
+    # None: no proxy (not even from the environment); a list: a pool used in turn (ProxyPool).
+    ws_proxy: str | Sequence[str] | None = None
+    rest_proxy: str | Sequence[str] | None = None
     instrument_retry: float = 5.0    # seconds between attempts to load instruments
     silence_timeout: float | None = None   # overrides every spec's silence_timeout when set
+
+
+PROXY_SCHEMES = ("http", "https", "socks4", "socks5", "socks5h")
+
+
+def proxy_problem(url: str, *, websocket: bool) -> str | None:
+    """Why ``url`` can't serve as a proxy here (None: it can): scheme, host, SOCKS support."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme not in PROXY_SCHEMES or not parts.hostname:
+        return f"{redact(url)!r}: a proxy is scheme://[user:password@]host:port, scheme one of {', '.join(PROXY_SCHEMES)}"
+    if parts.scheme.startswith("socks"):
+        module, package = ("python_socks", "python-socks") if websocket else ("aiohttp_socks", "aiohttp-socks")
+        import importlib.util
+
+        if importlib.util.find_spec(module) is None:
+            return (f"{redact(url)!r}: SOCKS proxies for {'websockets' if websocket else 'REST'} need the "
+                    f"{package} package (pip install {package})")
+    return None
+
+
+def redact(url: str) -> str:
+    """A proxy URL without its credentials, for logs and errors."""
+    scheme, sep, rest = url.partition("://")
+    return f"{scheme}{sep}{rest.rpartition('@')[2]}" if sep else url.rpartition("@")[2]
+
+
+class ProxyPool:
+    """Proxies taken in turn (round robin), sans-I/O.
+
+    Each websocket connection attempt and each REST request takes the next one, so the load
+    spreads over the pool and a reconnect after a failure goes through another proxy. Empty
+    (no proxy configured) gives None.
+    """
+
+    def __init__(self, proxies: str | Sequence[str] | None) -> None:
+        if proxies is None:
+            self.proxies: list[str] = []
+        elif isinstance(proxies, str):
+            self.proxies = [proxies]
+        else:
+            self.proxies = list(proxies)
+        self._next = 0
+
+    def take(self) -> str | None:
+        if not self.proxies:
+            return None
+        proxy = self.proxies[self._next % len(self.proxies)]
+        self._next += 1
+        return proxy
+
+    def __len__(self) -> int:
+        return len(self.proxies)
 
 
 def backoff_delay(attempt: int, cfg: DriverConfig, rng: random.Random | None = None) -> float:
@@ -149,14 +206,22 @@ class Driver:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._aux: set[asyncio.Task[Any]] = set()
         self._session: aiohttp.ClientSession | None = None
+        self._socks_sessions: dict[str, aiohttp.ClientSession] = {}   # one per SOCKS proxy of the REST pool
+        self._ws_proxies = ProxyPool(self.config.ws_proxy)
+        self._rest_proxies = ProxyPool(self.config.rest_proxy)
         self._rng = random.Random()
         self.log_limit = LogLimit()   # resync and REST failure lines per (what, symbol)
         self.log = logger.bind(exchange=adapter.exchange)
 
     # ------------------------------------------------------------ lifecycle
     async def run(self) -> None:
+        for pool, websocket in ((self._ws_proxies, True), (self._rest_proxies, False)):
+            for proxy in pool.proxies:
+                problem = proxy_problem(proxy, websocket=websocket)
+                if problem is not None:
+                    raise RuntimeError(problem)
         timeout = aiohttp.ClientTimeout(total=self.config.rest_timeout)
-        async with aiohttp.ClientSession(timeout=timeout, connector=self._rest_connector()) as session:
+        async with aiohttp.ClientSession(timeout=timeout) as session:
             self._session = session
             try:
                 await self._load_instruments()
@@ -169,6 +234,9 @@ class Driver:
                 await self._stop.wait()
             finally:
                 await self._shutdown()
+                for socks in self._socks_sessions.values():
+                    await socks.close()
+                self._socks_sessions.clear()
                 self._session = None
 
     def stop(self) -> None:
@@ -185,22 +253,24 @@ class Driver:
                                               self.adapter.exchange, exc)
             return []
 
-    def _rest_connector(self) -> aiohttp.BaseConnector | None:
-        """SOCKS proxies need aiohttp-socks (aiohttp itself speaks only HTTP proxies)."""
-        proxy = self.config.rest_proxy
-        if not proxy or not proxy.startswith("socks"):
-            return None
-        try:
-            from aiohttp_socks import ProxyConnector  # type: ignore[import-not-found]
-        except ImportError:
-            raise RuntimeError(f"rest_proxy {proxy.split('@')[-1]!r}: SOCKS proxies need the aiohttp-socks "
-                               "package (pip install aiohttp-socks)") from None
-        return ProxyConnector.from_url(proxy)
+    def _rest_route(self) -> tuple[aiohttp.ClientSession, str | None]:
+        """The session and ``proxy=`` argument of the next REST request (the pool's next proxy).
 
-    @property
-    def _http_proxy(self) -> str | None:
-        proxy = self.config.rest_proxy
-        return proxy if proxy and not proxy.startswith("socks") else None
+        aiohttp speaks HTTP proxies per request; a SOCKS proxy needs a connector of its own
+        (aiohttp-socks), hence a session per SOCKS proxy, made on first use.
+        """
+        assert self._session is not None
+        proxy = self._rest_proxies.take()
+        if proxy is None or not proxy.startswith("socks"):
+            return self._session, proxy
+        session = self._socks_sessions.get(proxy)
+        if session is None:
+            from aiohttp_socks import ProxyConnector  # type: ignore[import-not-found]
+
+            session = self._socks_sessions[proxy] = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self.config.rest_timeout),
+                connector=ProxyConnector.from_url(proxy))
+        return session, None
 
     async def _shutdown(self) -> None:
         tasks = list(self._tasks.values()) + list(self._aux)
@@ -266,16 +336,17 @@ class Driver:
     # ------------------------------------------------------------ REST
     async def _get(self, fetch: Fetch) -> tuple[int, str | None, int]:
         await self.budget.acquire(fetch.weight)
-        assert self._session is not None
+        session, proxy = self._rest_route()
         self._count("rest_requests")
         try:
-            async with self._session.get(fetch.url, proxy=self._http_proxy) as resp:
+            async with session.get(fetch.url, proxy=proxy) as resp:
                 body = await resp.text()
                 status = resp.status
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             self._count("rest_errors")
-            self._log_symbol("WARNING", fetch.tag or "rest", fetch.symbol, "{} GET {} failed: {!r}",
-                             fetch.tag or "REST", fetch.url, exc)
+            via = f" via proxy {redact(proxy)}" if proxy else ""
+            self._log_symbol("WARNING", fetch.tag or "rest", fetch.symbol, "{} GET {} failed{}: {!r}",
+                             fetch.tag or "REST", fetch.url, via, exc)
             ts = time.time_ns()
             if self.recorder is not None:
                 self.recorder.rest(ts, fetch.url, None, status=0)  # replayed as the same failure
@@ -378,9 +449,17 @@ class Driver:
         adapter = self.adapter
         ws_ping = spec.ping_interval if spec.ping is None else None
         silence = cfg.silence_timeout if cfg.silence_timeout is not None else spec.silence_timeout
-        ws = await connect(spec.url, open_timeout=cfg.open_timeout, ping_interval=ws_ping,
-                           ping_timeout=ws_ping, max_size=cfg.max_message_size, compression="deflate",
-                           proxy=cfg.ws_proxy)
+        proxy = self._ws_proxies.take()
+        try:
+            ws = await connect(spec.url, open_timeout=cfg.open_timeout, ping_interval=ws_ping,
+                               ping_timeout=ws_ping, max_size=cfg.max_message_size, compression="deflate",
+                               proxy=proxy)
+        except (OSError, TimeoutError, InvalidHandshake, WebSocketException) as exc:
+            if proxy is None:
+                raise
+            # Named in the reconnect line; the next attempt takes the pool's next proxy.
+            self._count("proxy_connect_failures")
+            raise OSError(f"via proxy {redact(proxy)}: {type(exc).__name__}: {exc}") from exc
         conn = spec.id
         reason = "closed"
         self.ws[conn] = ws

@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from loguru import logger
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from gateways import exchanges
 from gateways.adapter import CHANNELS, Adapter, Subscription
 from gateways.books import share_books
-from gateways.driver import Driver, DriverConfig
+from gateways.driver import Driver, DriverConfig, proxy_problem
 
 
 class GatewayConfig(BaseModel):
@@ -49,14 +49,26 @@ class GatewayConfig(BaseModel):
     backoff_initial: float = Field(0.5, gt=0)
     backoff_max: float = Field(30.0, gt=0)
     silence_timeout: float | None = Field(None, gt=0)
-    ws_proxy: str | None = None
-    rest_proxy: str | None = None
+    ws_proxy: str | list[str] | None = Field(None, description="proxy URL, or a pool of them used in turn")
+    rest_proxy: str | list[str] | None = Field(None, description="proxy URL, or a pool of them used in turn")
 
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
         if not v or "." in v or " " in v:
             raise ValueError("a non-empty id without '.' or ' '")
+        return v
+
+    @field_validator("ws_proxy", "rest_proxy")
+    @classmethod
+    def _proxies(cls, v: str | list[str] | None, info: ValidationInfo) -> str | list[str] | None:
+        # Refused here, so `feedfabric check` says it before a gateway starts and fails.
+        for url in [v] if isinstance(v, str) else (v or []):
+            problem = proxy_problem(url, websocket=info.field_name == "ws_proxy")
+            if problem is not None:
+                raise ValueError(problem)
+        if isinstance(v, list) and not v:
+            raise ValueError("an empty proxy pool: leave the key out for no proxy")
         return v
 
     @field_validator("exchange")

@@ -229,3 +229,51 @@ async def test_http_proxies(shared_data: Path, loopback_exchange) -> None:
     assert len(lb.rest_requests) == 5
     assert proxy.server is not None
     proxy.server.close()
+
+
+async def test_proxy_pool_moves_past_a_dead_proxy(shared_data: Path, loopback_exchange) -> None:
+    """A pool is taken in turn: the first websocket attempt goes to a dead proxy, the reconnect
+    to the next one, and the gateway syncs its books through it."""
+    import socket
+
+    live = _HttpProxy()
+    await live.start()
+    with socket.socket() as s:                       # a port nobody listens on: a dead proxy
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://user:secret@127.0.0.1:{s.getsockname()[1]}"
+    records = list(read_capture(shared_data / "cryptofeed" / "BINANCE"))
+    lb = await loopback_exchange(records)
+    good = f"http://127.0.0.1:{live.port}"
+    cfg = GatewayConfig(name="bn", exchange="BINANCE", channels=records[0].data["channels"], pub="inproc://unused",
+                        urls=lb.urls(), ws_proxy=[dead, good], rest_proxy=good, backoff_initial=0.05)
+    gw = Gateway(cfg, publisher=RecordingPublisher("BINANCE"))
+    async with gw:
+        await lb.wait_subscribed()
+        lb.release(None)
+        await wait_until(lambda: sum(sb.state == "synced" for sb in gw.adapter.books) == 4, 10, "books via the pool")
+        counters = dict(gw.driver.counters)
+    assert counters["proxy_connect_failures"] == 1 and counters["connects"] == 1
+    assert live.connects >= 1
+    assert live.server is not None
+    live.server.close()
+
+
+def test_proxy_pool_round_robin_and_config_checks() -> None:
+    from pydantic import ValidationError
+
+    from gateways.driver import ProxyPool, redact
+
+    pool = ProxyPool(["http://a:1", "http://b:2"])
+    assert [pool.take() for _ in range(5)] == ["http://a:1", "http://b:2", "http://a:1", "http://b:2", "http://a:1"]
+    assert ProxyPool(None).take() is None and ProxyPool("http://a:1").take() == "http://a:1"
+    assert redact("socks5://user:pw@host:1080") == "socks5://host:1080"
+
+    base = {"name": "bn", "exchange": "BINANCE", "channels": {"trades": ["BTC-USDT"]}, "pub": "inproc://x"}
+    for bad, words in ((["ftp://h:1"], "scheme one of"), ("http://", "scheme://"), ([], "empty proxy pool")):
+        with pytest.raises(ValidationError, match=words):
+            GatewayConfig(**base, ws_proxy=bad)
+    # Credentials never appear in the message (what `feedfabric check` and the runner print).
+    with pytest.raises(ValidationError) as exc:
+        GatewayConfig(**base, rest_proxy="gopher://me:hunter2@h:1")
+    msg = exc.value.errors()[0]["msg"]
+    assert "gopher://h:1" in msg and "hunter2" not in msg

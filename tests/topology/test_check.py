@@ -215,6 +215,9 @@ START_BROKEN = [
      "gateways.coinbase.symbols", "'all' is only supported by replaying gateways", 11),
     ("replayed capture missing", ("symbols: [BTC-USD]", "symbols: all\n    replay: {path: /nonexistent/x.ffcap}"),
      "gateways.coinbase.replay.path", "capture /nonexistent/x.ffcap does not exist", 12),
+    ("proxy pool with a bad scheme", ("    symbols: [BTC-USDT]\n",
+                                      "    symbols: [BTC-USDT]\n    proxy: [http://p1:3128, 'ftp://me:pw@p2:21']\n"),
+     "gateways.binance.proxy", "'ftp://p2:21': a proxy is scheme://", 8),
 ]
 
 
