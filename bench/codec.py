@@ -20,13 +20,19 @@ from __future__ import annotations
 
 import argparse
 import platform
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
-import msgpack
+# The repository first: run as a script, this folder would come first and its bus.py would
+# shadow the bus package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bus.codec import decode, encode
-from feedfabric.testing.types import sample_events
+import msgpack  # noqa: E402
+
+from bus.codec import decode, encode  # noqa: E402
+from feedfabric.testing.types import sample_events  # noqa: E402
 
 GATEWAY, EPOCH, SEQ, PTS = "binance-1", 1_700_000_000_000_000_000, 123_456, 1_700_000_000_125_000_000
 

@@ -57,7 +57,7 @@ def encode(event: Event, gateway: str, epoch: int, seq: int, publish_ts: int | N
     if topic is None:
         topic = event.topic()
     header = _pack([WIRE_VERSION, gateway, epoch, seq, event.timestamp, event.receipt_timestamp, publish_ts])
-    return topic.encode("ascii"), header, _pack(event.wire_body())
+    return topic.encode("ascii"), header, event.wire_pack()
 
 
 def encode_header(gateway: str, epoch: int, seq: int, timestamp: int | None, receipt_timestamp: int,
@@ -66,7 +66,7 @@ def encode_header(gateway: str, epoch: int, seq: int, timestamp: int | None, rec
 
 
 def encode_body(event: Event) -> bytes:
-    return _pack(event.wire_body())
+    return event.wire_pack()
 
 
 _FRAME_TYPES = (bytes, bytearray, memoryview)

@@ -174,7 +174,7 @@ class Publisher:
     def publish(self, event: Event) -> int:
         """Send one event; returns its per-topic sequence number. Never blocks."""
         topic = event.topic()
-        body = _pack(event.wire_body())
+        body = event.wire_pack()   # = msgpack of wire_body(), written without the dict
         topic_b = topic.encode("ascii")
         # Per event class, once: does the snapshot service keep its state, and which
         # per-channel counter it bumps (saves a set lookup, an attribute and a dict get).

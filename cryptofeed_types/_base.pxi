@@ -205,6 +205,9 @@ cdef class Event:
     cpdef dict wire_body(self):
         raise NotImplementedError
 
+    cpdef bytes wire_pack(self):
+        raise NotImplementedError
+
     cpdef str topic(self):
         raise NotImplementedError
 
@@ -352,3 +355,188 @@ def _decode_frames(frames):
     if event.topic() != topic:
         raise _wire_error(f"topic {topic[:80]!r} does not match the body ({event.topic()[:80]!r})")
     return topic, header, event
+
+
+# ---- the wire body straight to msgpack (``wire_pack``) -------------------------------------
+#
+# Byte for byte what ``msgpack.Packer(use_bin_type=True).pack(self.wire_body())`` gives, but
+# written from the fields without building the dict: the publisher's largest cost per event
+# after the adapter. Keys and the kind are msgpack text made once by the generator; values
+# follow msgpack's own choice of the smallest encoding (tests/types compare with msgpack).
+
+from cpython.bytes cimport PyBytes_FromStringAndSize
+from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
+from cpython.unicode cimport PyUnicode_AsUTF8AndSize
+from libc.stdint cimport uint64_t
+from libc.string cimport memcpy
+
+cdef enum:
+    _STACK = 1024
+
+
+cdef struct _Buf:
+    char* data
+    Py_ssize_t n
+    Py_ssize_t cap
+    bint heap
+    char stack[_STACK]
+
+
+cdef inline void _b_init(_Buf* b):
+    b.data = b.stack
+    b.n = 0
+    b.cap = _STACK
+    b.heap = False
+
+
+cdef inline void _b_free(_Buf* b):
+    if b.heap:
+        PyMem_Free(b.data)
+        b.heap = False
+
+
+cdef int _b_grow(_Buf* b, Py_ssize_t extra) except -1:
+    cdef Py_ssize_t cap = b.cap
+    while cap < b.n + extra:
+        cap *= 2
+    cdef char* data
+    if b.heap:
+        data = <char*>PyMem_Realloc(b.data, cap)
+    else:
+        data = <char*>PyMem_Malloc(cap)
+        if data != NULL:
+            memcpy(data, b.data, b.n)
+    if data == NULL:
+        raise MemoryError()
+    b.data = data
+    b.cap = cap
+    b.heap = True
+    return 0
+
+
+cdef inline int _b_raw(_Buf* b, const char* s, Py_ssize_t n) except -1:
+    if b.n + n > b.cap:
+        _b_grow(b, n)
+    memcpy(b.data + b.n, s, n)
+    b.n += n
+    return 0
+
+
+cdef inline int _b_byte_be(_Buf* b, unsigned char tag, uint64_t v, int size) except -1:
+    """``tag`` then ``v`` as ``size`` big-endian bytes."""
+    if b.n + 1 + size > b.cap:
+        _b_grow(b, 1 + size)
+    b.data[b.n] = <char>tag
+    cdef int i
+    for i in range(size):
+        b.data[b.n + size - i] = <char>((v >> (8 * i)) & 0xff)
+    b.n += 1 + size
+    return 0
+
+
+cdef inline int _b_tag(_Buf* b, unsigned char tag) except -1:
+    if b.n + 1 > b.cap:
+        _b_grow(b, 1)
+    b.data[b.n] = <char>tag
+    b.n += 1
+    return 0
+
+
+cdef int _b_str(_Buf* b, object s) except -1:
+    cdef Py_ssize_t n
+    cdef const char* u = PyUnicode_AsUTF8AndSize(s, &n)
+    if n < 32:
+        _b_tag(b, 0xa0 | <unsigned char>n)
+    elif n < 256:
+        _b_byte_be(b, 0xd9, n, 1)
+    elif n < 65536:
+        _b_byte_be(b, 0xda, n, 2)
+    else:
+        _b_byte_be(b, 0xdb, n, 4)
+    return _b_raw(b, u, n)
+
+
+cdef inline int _b_opt_str(_Buf* b, object s) except -1:
+    if s is None:
+        return _b_tag(b, 0xc0)
+    return _b_str(b, s)
+
+
+cdef int _b_int(_Buf* b, object v) except -1:
+    if v is None:
+        return _b_tag(b, 0xc0)
+    cdef long long x
+    try:
+        x = v
+    except OverflowError:
+        return _b_generic(b, v)     # beyond int64: msgpack's own uint64 (or its error)
+    if x < -(1 << 5):
+        if x < -(1 << 15):
+            if x < -(1LL << 31):
+                return _b_byte_be(b, 0xd3, <uint64_t>x, 8)
+            return _b_byte_be(b, 0xd2, <uint64_t>x & 0xffffffffULL, 4)
+        if x < -(1 << 7):
+            return _b_byte_be(b, 0xd1, <uint64_t>x & 0xffffULL, 2)
+        return _b_byte_be(b, 0xd0, <uint64_t>x & 0xffULL, 1)
+    if x < (1 << 7):
+        return _b_tag(b, <unsigned char>(x & 0xff))     # positive and negative fixint
+    if x < (1 << 16):
+        if x < (1 << 8):
+            return _b_byte_be(b, 0xcc, x, 1)
+        return _b_byte_be(b, 0xcd, x, 2)
+    if x < (1LL << 32):
+        return _b_byte_be(b, 0xce, x, 4)
+    return _b_byte_be(b, 0xcf, x, 8)
+
+
+cdef inline int _b_opt_bool(_Buf* b, object v) except -1:
+    if v is None:
+        return _b_tag(b, 0xc0)
+    return _b_tag(b, 0xc3 if v else 0xc2)
+
+
+cdef int _b_array(_Buf* b, Py_ssize_t n) except -1:
+    if n < 16:
+        return _b_tag(b, 0x90 | <unsigned char>n)
+    if n < 65536:
+        return _b_byte_be(b, 0xdc, n, 2)
+    return _b_byte_be(b, 0xdd, n, 4)
+
+
+cdef int _b_levels(_Buf* b, tuple levels) except -1:
+    _b_array(b, len(levels))
+    cdef tuple lvl
+    for lvl in levels:
+        _b_tag(b, 0x92)
+        _b_str(b, lvl[0])
+        _b_str(b, lvl[1])
+    return 0
+
+
+cdef int _b_orders(_Buf* b, tuple orders) except -1:
+    _b_array(b, len(orders))
+    cdef tuple row
+    for row in orders:
+        _b_tag(b, 0x94)
+        _b_str(b, row[0])
+        _b_str(b, row[1])
+        _b_str(b, row[2])
+        _b_str(b, row[3])
+    return 0
+
+
+_generic_pack = None
+
+
+cdef int _b_generic(_Buf* b, object v) except -1:
+    """Values with no fast path (a map field, an int beyond 64 bits): msgpack itself."""
+    global _generic_pack
+    if _generic_pack is None:
+        import msgpack
+        _generic_pack = msgpack.Packer(use_bin_type=True).pack
+    cdef bytes packed = _generic_pack(v)
+    return _b_raw(b, packed, len(packed))
+
+
+cdef inline bytes _b_bytes(_Buf* b):
+    return PyBytes_FromStringAndSize(b.data, b.n)

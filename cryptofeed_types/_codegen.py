@@ -74,6 +74,7 @@ def _render_kind(k: Kind) -> str:
     for n, t in k.fields:
         out.append(f"                {n!r}: self.{_attr(n, t)},")
     out[-1] = out[-1][:-1] + "}"
+    out += _render_wire_pack(k)
     parts = " + '.' + ".join(f"_topic_part(self.{key})" for key in k.topic_keys)
     out += ["", "    cpdef str topic(self):", f"        return {k.channel + '.'!r} + {parts} + '.'"]
     out += ["", "    @classmethod", "    def from_wire(cls, dict body, timestamp=None, receipt_timestamp=0):",
@@ -87,6 +88,38 @@ def _render_kind(k: Kind) -> str:
         out.append(f"        self.{_attr(n, t)} = " + _WIRE[t].format(v=get, n=n))
     out += ["        self._set_ts(timestamp, receipt_timestamp)", "        return self", "", ""]
     return "\n".join(out)
+
+
+# How wire_pack writes each field type's value (see the ``_b_*`` writers in _base.pxi).
+_PACK = {"dec": "_b_str", "dec?": "_b_opt_str", "str": "_b_str", "str?": "_b_opt_str", "int": "_b_int",
+         "int?": "_b_int", "bool?": "_b_opt_bool", "levels": "_b_levels", "orders": "_b_orders",
+         "map": "_b_generic"}
+
+
+def _mp_str(text: str) -> bytes:
+    """msgpack's encoding of a short key or kind (fixstr / str8), made once here."""
+    raw = text.encode()
+    return (bytes([0xA0 | len(raw)]) if len(raw) < 32 else bytes([0xD9, len(raw)])) + raw
+
+
+def _c_bytes(data: bytes) -> str:
+    """A Cython bytes literal of ``data`` and its length."""
+    return "b\"" + "".join(f"\\x{c:02x}" for c in data) + f"\", {len(data)}"
+
+
+def _render_wire_pack(k: Kind) -> list[str]:
+    entries = 1 + len(k.fields)
+    head = bytes([0x80 | entries]) if entries < 16 else bytes([0xDE]) + entries.to_bytes(2, "big")
+    head += _mp_str("kind") + _mp_str(k.kind)
+    out = ["", "    cpdef bytes wire_pack(self):",
+           '        """``wire_body()`` msgpack-encoded, byte for byte, without building the dict."""',
+           "        cdef _Buf b", "        _b_init(&b)", "        try:",
+           f"            _b_raw(&b, {_c_bytes(head)})"]
+    for n, t in k.fields:
+        out.append(f"            _b_raw(&b, {_c_bytes(_mp_str(n))})")
+        out.append(f"            {_PACK[t]}(&b, self.{_attr(n, t)})")
+    out += ["            return _b_bytes(&b)", "        finally:", "            _b_free(&b)"]
+    return out
 
 
 def render() -> str:

@@ -53,6 +53,32 @@ cdef class Trade(Event):
                 'type': self.type,
                 'exchange_symbol': self.exchange_symbol}
 
+    cpdef bytes wire_pack(self):
+        """``wire_body()`` msgpack-encoded, byte for byte, without building the dict."""
+        cdef _Buf b
+        _b_init(&b)
+        try:
+            _b_raw(&b, b"\x89\xa4\x6b\x69\x6e\x64\xa5\x74\x72\x61\x64\x65", 12)
+            _b_raw(&b, b"\xa8\x65\x78\x63\x68\x61\x6e\x67\x65", 9)
+            _b_str(&b, self.exchange)
+            _b_raw(&b, b"\xa6\x73\x79\x6d\x62\x6f\x6c", 7)
+            _b_str(&b, self.symbol)
+            _b_raw(&b, b"\xa4\x73\x69\x64\x65", 5)
+            _b_str(&b, self.side)
+            _b_raw(&b, b"\xa6\x61\x6d\x6f\x75\x6e\x74", 7)
+            _b_str(&b, self.amount_str)
+            _b_raw(&b, b"\xa5\x70\x72\x69\x63\x65", 6)
+            _b_str(&b, self.price_str)
+            _b_raw(&b, b"\xa2\x69\x64", 3)
+            _b_opt_str(&b, self.id)
+            _b_raw(&b, b"\xa4\x74\x79\x70\x65", 5)
+            _b_opt_str(&b, self.type)
+            _b_raw(&b, b"\xaf\x65\x78\x63\x68\x61\x6e\x67\x65\x5f\x73\x79\x6d\x62\x6f\x6c", 16)
+            _b_opt_str(&b, self.exchange_symbol)
+            return _b_bytes(&b)
+        finally:
+            _b_free(&b)
+
     cpdef str topic(self):
         return 'trades.' + _topic_part(self.exchange) + '.' + _topic_part(self.symbol) + '.'
 
@@ -128,6 +154,30 @@ cdef class Ticker(Event):
                 'last': self.last_str,
                 'volume': self.volume_str,
                 'exchange_symbol': self.exchange_symbol}
+
+    cpdef bytes wire_pack(self):
+        """``wire_body()`` msgpack-encoded, byte for byte, without building the dict."""
+        cdef _Buf b
+        _b_init(&b)
+        try:
+            _b_raw(&b, b"\x88\xa4\x6b\x69\x6e\x64\xa6\x74\x69\x63\x6b\x65\x72", 13)
+            _b_raw(&b, b"\xa8\x65\x78\x63\x68\x61\x6e\x67\x65", 9)
+            _b_str(&b, self.exchange)
+            _b_raw(&b, b"\xa6\x73\x79\x6d\x62\x6f\x6c", 7)
+            _b_str(&b, self.symbol)
+            _b_raw(&b, b"\xa3\x62\x69\x64", 4)
+            _b_opt_str(&b, self.bid_str)
+            _b_raw(&b, b"\xa3\x61\x73\x6b", 4)
+            _b_opt_str(&b, self.ask_str)
+            _b_raw(&b, b"\xa4\x6c\x61\x73\x74", 5)
+            _b_opt_str(&b, self.last_str)
+            _b_raw(&b, b"\xa6\x76\x6f\x6c\x75\x6d\x65", 7)
+            _b_opt_str(&b, self.volume_str)
+            _b_raw(&b, b"\xaf\x65\x78\x63\x68\x61\x6e\x67\x65\x5f\x73\x79\x6d\x62\x6f\x6c", 16)
+            _b_opt_str(&b, self.exchange_symbol)
+            return _b_bytes(&b)
+        finally:
+            _b_free(&b)
 
     cpdef str topic(self):
         return 'ticker.' + _topic_part(self.exchange) + '.' + _topic_part(self.symbol) + '.'
@@ -207,6 +257,32 @@ cdef class BBO(Event):
                 'sequence': self.sequence,
                 'exchange_symbol': self.exchange_symbol}
 
+    cpdef bytes wire_pack(self):
+        """``wire_body()`` msgpack-encoded, byte for byte, without building the dict."""
+        cdef _Buf b
+        _b_init(&b)
+        try:
+            _b_raw(&b, b"\x89\xa4\x6b\x69\x6e\x64\xa3\x62\x62\x6f", 10)
+            _b_raw(&b, b"\xa8\x65\x78\x63\x68\x61\x6e\x67\x65", 9)
+            _b_str(&b, self.exchange)
+            _b_raw(&b, b"\xa6\x73\x79\x6d\x62\x6f\x6c", 7)
+            _b_str(&b, self.symbol)
+            _b_raw(&b, b"\xa3\x62\x69\x64", 4)
+            _b_opt_str(&b, self.bid_str)
+            _b_raw(&b, b"\xa8\x62\x69\x64\x5f\x73\x69\x7a\x65", 9)
+            _b_opt_str(&b, self.bid_size_str)
+            _b_raw(&b, b"\xa3\x61\x73\x6b", 4)
+            _b_opt_str(&b, self.ask_str)
+            _b_raw(&b, b"\xa8\x61\x73\x6b\x5f\x73\x69\x7a\x65", 9)
+            _b_opt_str(&b, self.ask_size_str)
+            _b_raw(&b, b"\xa8\x73\x65\x71\x75\x65\x6e\x63\x65", 9)
+            _b_int(&b, self.sequence)
+            _b_raw(&b, b"\xaf\x65\x78\x63\x68\x61\x6e\x67\x65\x5f\x73\x79\x6d\x62\x6f\x6c", 16)
+            _b_opt_str(&b, self.exchange_symbol)
+            return _b_bytes(&b)
+        finally:
+            _b_free(&b)
+
     cpdef str topic(self):
         return 'bbo.' + _topic_part(self.exchange) + '.' + _topic_part(self.symbol) + '.'
 
@@ -283,6 +359,30 @@ cdef class NBBO(Event):
                 'ask_size': self.ask_size_str,
                 'ask_exchange': self.ask_exchange}
 
+    cpdef bytes wire_pack(self):
+        """``wire_body()`` msgpack-encoded, byte for byte, without building the dict."""
+        cdef _Buf b
+        _b_init(&b)
+        try:
+            _b_raw(&b, b"\x88\xa4\x6b\x69\x6e\x64\xa4\x6e\x62\x62\x6f", 11)
+            _b_raw(&b, b"\xa6\x73\x79\x6d\x62\x6f\x6c", 7)
+            _b_str(&b, self.symbol)
+            _b_raw(&b, b"\xa3\x62\x69\x64", 4)
+            _b_opt_str(&b, self.bid_str)
+            _b_raw(&b, b"\xa8\x62\x69\x64\x5f\x73\x69\x7a\x65", 9)
+            _b_opt_str(&b, self.bid_size_str)
+            _b_raw(&b, b"\xac\x62\x69\x64\x5f\x65\x78\x63\x68\x61\x6e\x67\x65", 13)
+            _b_opt_str(&b, self.bid_exchange)
+            _b_raw(&b, b"\xa3\x61\x73\x6b", 4)
+            _b_opt_str(&b, self.ask_str)
+            _b_raw(&b, b"\xa8\x61\x73\x6b\x5f\x73\x69\x7a\x65", 9)
+            _b_opt_str(&b, self.ask_size_str)
+            _b_raw(&b, b"\xac\x61\x73\x6b\x5f\x65\x78\x63\x68\x61\x6e\x67\x65", 13)
+            _b_opt_str(&b, self.ask_exchange)
+            return _b_bytes(&b)
+        finally:
+            _b_free(&b)
+
     cpdef str topic(self):
         return 'nbbo.' + _topic_part(self.symbol) + '.'
 
@@ -349,6 +449,30 @@ cdef class L2Snapshot(Event):
                 'sequence': self.sequence,
                 'checksum': self.checksum,
                 'exchange_symbol': self.exchange_symbol}
+
+    cpdef bytes wire_pack(self):
+        """``wire_body()`` msgpack-encoded, byte for byte, without building the dict."""
+        cdef _Buf b
+        _b_init(&b)
+        try:
+            _b_raw(&b, b"\x88\xa4\x6b\x69\x6e\x64\xad\x62\x6f\x6f\x6b\x5f\x73\x6e\x61\x70\x73\x68\x6f\x74", 20)
+            _b_raw(&b, b"\xa8\x65\x78\x63\x68\x61\x6e\x67\x65", 9)
+            _b_str(&b, self.exchange)
+            _b_raw(&b, b"\xa6\x73\x79\x6d\x62\x6f\x6c", 7)
+            _b_str(&b, self.symbol)
+            _b_raw(&b, b"\xa4\x62\x69\x64\x73", 5)
+            _b_levels(&b, self.bids_str)
+            _b_raw(&b, b"\xa4\x61\x73\x6b\x73", 5)
+            _b_levels(&b, self.asks_str)
+            _b_raw(&b, b"\xa8\x73\x65\x71\x75\x65\x6e\x63\x65", 9)
+            _b_int(&b, self.sequence)
+            _b_raw(&b, b"\xa8\x63\x68\x65\x63\x6b\x73\x75\x6d", 9)
+            _b_int(&b, self.checksum)
+            _b_raw(&b, b"\xaf\x65\x78\x63\x68\x61\x6e\x67\x65\x5f\x73\x79\x6d\x62\x6f\x6c", 16)
+            _b_opt_str(&b, self.exchange_symbol)
+            return _b_bytes(&b)
+        finally:
+            _b_free(&b)
 
     cpdef str topic(self):
         return 'book.' + _topic_part(self.exchange) + '.' + _topic_part(self.symbol) + '.'
@@ -417,6 +541,30 @@ cdef class L2Delta(Event):
                 'checksum': self.checksum,
                 'exchange_symbol': self.exchange_symbol}
 
+    cpdef bytes wire_pack(self):
+        """``wire_body()`` msgpack-encoded, byte for byte, without building the dict."""
+        cdef _Buf b
+        _b_init(&b)
+        try:
+            _b_raw(&b, b"\x88\xa4\x6b\x69\x6e\x64\xaa\x62\x6f\x6f\x6b\x5f\x64\x65\x6c\x74\x61", 17)
+            _b_raw(&b, b"\xa8\x65\x78\x63\x68\x61\x6e\x67\x65", 9)
+            _b_str(&b, self.exchange)
+            _b_raw(&b, b"\xa6\x73\x79\x6d\x62\x6f\x6c", 7)
+            _b_str(&b, self.symbol)
+            _b_raw(&b, b"\xa4\x62\x69\x64\x73", 5)
+            _b_levels(&b, self.bids_str)
+            _b_raw(&b, b"\xa4\x61\x73\x6b\x73", 5)
+            _b_levels(&b, self.asks_str)
+            _b_raw(&b, b"\xa8\x73\x65\x71\x75\x65\x6e\x63\x65", 9)
+            _b_int(&b, self.sequence)
+            _b_raw(&b, b"\xa8\x63\x68\x65\x63\x6b\x73\x75\x6d", 9)
+            _b_int(&b, self.checksum)
+            _b_raw(&b, b"\xaf\x65\x78\x63\x68\x61\x6e\x67\x65\x5f\x73\x79\x6d\x62\x6f\x6c", 16)
+            _b_opt_str(&b, self.exchange_symbol)
+            return _b_bytes(&b)
+        finally:
+            _b_free(&b)
+
     cpdef str topic(self):
         return 'book.' + _topic_part(self.exchange) + '.' + _topic_part(self.symbol) + '.'
 
@@ -474,6 +622,26 @@ cdef class L3Snapshot(Event):
                 'sequence': self.sequence,
                 'exchange_symbol': self.exchange_symbol}
 
+    cpdef bytes wire_pack(self):
+        """``wire_body()`` msgpack-encoded, byte for byte, without building the dict."""
+        cdef _Buf b
+        _b_init(&b)
+        try:
+            _b_raw(&b, b"\x86\xa4\x6b\x69\x6e\x64\xab\x6c\x33\x5f\x73\x6e\x61\x70\x73\x68\x6f\x74", 18)
+            _b_raw(&b, b"\xa8\x65\x78\x63\x68\x61\x6e\x67\x65", 9)
+            _b_str(&b, self.exchange)
+            _b_raw(&b, b"\xa6\x73\x79\x6d\x62\x6f\x6c", 7)
+            _b_str(&b, self.symbol)
+            _b_raw(&b, b"\xa6\x6f\x72\x64\x65\x72\x73", 7)
+            _b_orders(&b, self.orders_str)
+            _b_raw(&b, b"\xa8\x73\x65\x71\x75\x65\x6e\x63\x65", 9)
+            _b_int(&b, self.sequence)
+            _b_raw(&b, b"\xaf\x65\x78\x63\x68\x61\x6e\x67\x65\x5f\x73\x79\x6d\x62\x6f\x6c", 16)
+            _b_opt_str(&b, self.exchange_symbol)
+            return _b_bytes(&b)
+        finally:
+            _b_free(&b)
+
     cpdef str topic(self):
         return 'l3.' + _topic_part(self.exchange) + '.' + _topic_part(self.symbol) + '.'
 
@@ -528,6 +696,26 @@ cdef class L3Delta(Event):
                 'orders': self.orders_str,
                 'sequence': self.sequence,
                 'exchange_symbol': self.exchange_symbol}
+
+    cpdef bytes wire_pack(self):
+        """``wire_body()`` msgpack-encoded, byte for byte, without building the dict."""
+        cdef _Buf b
+        _b_init(&b)
+        try:
+            _b_raw(&b, b"\x86\xa4\x6b\x69\x6e\x64\xa8\x6c\x33\x5f\x64\x65\x6c\x74\x61", 15)
+            _b_raw(&b, b"\xa8\x65\x78\x63\x68\x61\x6e\x67\x65", 9)
+            _b_str(&b, self.exchange)
+            _b_raw(&b, b"\xa6\x73\x79\x6d\x62\x6f\x6c", 7)
+            _b_str(&b, self.symbol)
+            _b_raw(&b, b"\xa6\x6f\x72\x64\x65\x72\x73", 7)
+            _b_orders(&b, self.orders_str)
+            _b_raw(&b, b"\xa8\x73\x65\x71\x75\x65\x6e\x63\x65", 9)
+            _b_int(&b, self.sequence)
+            _b_raw(&b, b"\xaf\x65\x78\x63\x68\x61\x6e\x67\x65\x5f\x73\x79\x6d\x62\x6f\x6c", 16)
+            _b_opt_str(&b, self.exchange_symbol)
+            return _b_bytes(&b)
+        finally:
+            _b_free(&b)
 
     cpdef str topic(self):
         return 'l3.' + _topic_part(self.exchange) + '.' + _topic_part(self.symbol) + '.'
@@ -624,6 +812,42 @@ cdef class Candle(Event):
                 'closed': self.closed,
                 'exchange_symbol': self.exchange_symbol}
 
+    cpdef bytes wire_pack(self):
+        """``wire_body()`` msgpack-encoded, byte for byte, without building the dict."""
+        cdef _Buf b
+        _b_init(&b)
+        try:
+            _b_raw(&b, b"\x8e\xa4\x6b\x69\x6e\x64\xa6\x63\x61\x6e\x64\x6c\x65", 13)
+            _b_raw(&b, b"\xa8\x65\x78\x63\x68\x61\x6e\x67\x65", 9)
+            _b_str(&b, self.exchange)
+            _b_raw(&b, b"\xa6\x73\x79\x6d\x62\x6f\x6c", 7)
+            _b_str(&b, self.symbol)
+            _b_raw(&b, b"\xa5\x73\x74\x61\x72\x74", 6)
+            _b_int(&b, self.start)
+            _b_raw(&b, b"\xa4\x73\x74\x6f\x70", 5)
+            _b_int(&b, self.stop)
+            _b_raw(&b, b"\xa8\x69\x6e\x74\x65\x72\x76\x61\x6c", 9)
+            _b_str(&b, self.interval)
+            _b_raw(&b, b"\xa6\x74\x72\x61\x64\x65\x73", 7)
+            _b_int(&b, self.trades)
+            _b_raw(&b, b"\xa4\x6f\x70\x65\x6e", 5)
+            _b_str(&b, self.open_str)
+            _b_raw(&b, b"\xa5\x63\x6c\x6f\x73\x65", 6)
+            _b_str(&b, self.close_str)
+            _b_raw(&b, b"\xa4\x68\x69\x67\x68", 5)
+            _b_str(&b, self.high_str)
+            _b_raw(&b, b"\xa3\x6c\x6f\x77", 4)
+            _b_str(&b, self.low_str)
+            _b_raw(&b, b"\xa6\x76\x6f\x6c\x75\x6d\x65", 7)
+            _b_str(&b, self.volume_str)
+            _b_raw(&b, b"\xa6\x63\x6c\x6f\x73\x65\x64", 7)
+            _b_opt_bool(&b, self.closed)
+            _b_raw(&b, b"\xaf\x65\x78\x63\x68\x61\x6e\x67\x65\x5f\x73\x79\x6d\x62\x6f\x6c", 16)
+            _b_opt_str(&b, self.exchange_symbol)
+            return _b_bytes(&b)
+        finally:
+            _b_free(&b)
+
     cpdef str topic(self):
         return 'candles.' + _topic_part(self.exchange) + '.' + _topic_part(self.symbol) + '.'
 
@@ -701,6 +925,30 @@ cdef class Funding(Event):
                 'predicted_rate': self.predicted_rate_str,
                 'exchange_symbol': self.exchange_symbol}
 
+    cpdef bytes wire_pack(self):
+        """``wire_body()`` msgpack-encoded, byte for byte, without building the dict."""
+        cdef _Buf b
+        _b_init(&b)
+        try:
+            _b_raw(&b, b"\x88\xa4\x6b\x69\x6e\x64\xa7\x66\x75\x6e\x64\x69\x6e\x67", 14)
+            _b_raw(&b, b"\xa8\x65\x78\x63\x68\x61\x6e\x67\x65", 9)
+            _b_str(&b, self.exchange)
+            _b_raw(&b, b"\xa6\x73\x79\x6d\x62\x6f\x6c", 7)
+            _b_str(&b, self.symbol)
+            _b_raw(&b, b"\xa4\x72\x61\x74\x65", 5)
+            _b_str(&b, self.rate_str)
+            _b_raw(&b, b"\xaa\x6d\x61\x72\x6b\x5f\x70\x72\x69\x63\x65", 11)
+            _b_opt_str(&b, self.mark_price_str)
+            _b_raw(&b, b"\xb1\x6e\x65\x78\x74\x5f\x66\x75\x6e\x64\x69\x6e\x67\x5f\x74\x69\x6d\x65", 18)
+            _b_int(&b, self.next_funding_time)
+            _b_raw(&b, b"\xae\x70\x72\x65\x64\x69\x63\x74\x65\x64\x5f\x72\x61\x74\x65", 15)
+            _b_opt_str(&b, self.predicted_rate_str)
+            _b_raw(&b, b"\xaf\x65\x78\x63\x68\x61\x6e\x67\x65\x5f\x73\x79\x6d\x62\x6f\x6c", 16)
+            _b_opt_str(&b, self.exchange_symbol)
+            return _b_bytes(&b)
+        finally:
+            _b_free(&b)
+
     cpdef str topic(self):
         return 'funding.' + _topic_part(self.exchange) + '.' + _topic_part(self.symbol) + '.'
 
@@ -754,6 +1002,24 @@ cdef class OpenInterest(Event):
                 'symbol': self.symbol,
                 'open_interest': self.open_interest_str,
                 'exchange_symbol': self.exchange_symbol}
+
+    cpdef bytes wire_pack(self):
+        """``wire_body()`` msgpack-encoded, byte for byte, without building the dict."""
+        cdef _Buf b
+        _b_init(&b)
+        try:
+            _b_raw(&b, b"\x85\xa4\x6b\x69\x6e\x64\xad\x6f\x70\x65\x6e\x5f\x69\x6e\x74\x65\x72\x65\x73\x74", 20)
+            _b_raw(&b, b"\xa8\x65\x78\x63\x68\x61\x6e\x67\x65", 9)
+            _b_str(&b, self.exchange)
+            _b_raw(&b, b"\xa6\x73\x79\x6d\x62\x6f\x6c", 7)
+            _b_str(&b, self.symbol)
+            _b_raw(&b, b"\xad\x6f\x70\x65\x6e\x5f\x69\x6e\x74\x65\x72\x65\x73\x74", 14)
+            _b_str(&b, self.open_interest_str)
+            _b_raw(&b, b"\xaf\x65\x78\x63\x68\x61\x6e\x67\x65\x5f\x73\x79\x6d\x62\x6f\x6c", 16)
+            _b_opt_str(&b, self.exchange_symbol)
+            return _b_bytes(&b)
+        finally:
+            _b_free(&b)
 
     cpdef str topic(self):
         return 'open_interest.' + _topic_part(self.exchange) + '.' + _topic_part(self.symbol) + '.'
@@ -822,6 +1088,32 @@ cdef class Liquidation(Event):
                 'status': self.status,
                 'exchange_symbol': self.exchange_symbol}
 
+    cpdef bytes wire_pack(self):
+        """``wire_body()`` msgpack-encoded, byte for byte, without building the dict."""
+        cdef _Buf b
+        _b_init(&b)
+        try:
+            _b_raw(&b, b"\x89\xa4\x6b\x69\x6e\x64\xab\x6c\x69\x71\x75\x69\x64\x61\x74\x69\x6f\x6e", 18)
+            _b_raw(&b, b"\xa8\x65\x78\x63\x68\x61\x6e\x67\x65", 9)
+            _b_str(&b, self.exchange)
+            _b_raw(&b, b"\xa6\x73\x79\x6d\x62\x6f\x6c", 7)
+            _b_str(&b, self.symbol)
+            _b_raw(&b, b"\xa4\x73\x69\x64\x65", 5)
+            _b_str(&b, self.side)
+            _b_raw(&b, b"\xa8\x71\x75\x61\x6e\x74\x69\x74\x79", 9)
+            _b_str(&b, self.quantity_str)
+            _b_raw(&b, b"\xa5\x70\x72\x69\x63\x65", 6)
+            _b_str(&b, self.price_str)
+            _b_raw(&b, b"\xa2\x69\x64", 3)
+            _b_opt_str(&b, self.id)
+            _b_raw(&b, b"\xa6\x73\x74\x61\x74\x75\x73", 7)
+            _b_opt_str(&b, self.status)
+            _b_raw(&b, b"\xaf\x65\x78\x63\x68\x61\x6e\x67\x65\x5f\x73\x79\x6d\x62\x6f\x6c", 16)
+            _b_opt_str(&b, self.exchange_symbol)
+            return _b_bytes(&b)
+        finally:
+            _b_free(&b)
+
     cpdef str topic(self):
         return 'liquidations.' + _topic_part(self.exchange) + '.' + _topic_part(self.symbol) + '.'
 
@@ -877,6 +1169,24 @@ cdef class IndexPrice(Event):
                 'price': self.price_str,
                 'exchange_symbol': self.exchange_symbol}
 
+    cpdef bytes wire_pack(self):
+        """``wire_body()`` msgpack-encoded, byte for byte, without building the dict."""
+        cdef _Buf b
+        _b_init(&b)
+        try:
+            _b_raw(&b, b"\x85\xa4\x6b\x69\x6e\x64\xa5\x69\x6e\x64\x65\x78", 12)
+            _b_raw(&b, b"\xa8\x65\x78\x63\x68\x61\x6e\x67\x65", 9)
+            _b_str(&b, self.exchange)
+            _b_raw(&b, b"\xa6\x73\x79\x6d\x62\x6f\x6c", 7)
+            _b_str(&b, self.symbol)
+            _b_raw(&b, b"\xa5\x70\x72\x69\x63\x65", 6)
+            _b_str(&b, self.price_str)
+            _b_raw(&b, b"\xaf\x65\x78\x63\x68\x61\x6e\x67\x65\x5f\x73\x79\x6d\x62\x6f\x6c", 16)
+            _b_opt_str(&b, self.exchange_symbol)
+            return _b_bytes(&b)
+        finally:
+            _b_free(&b)
+
     cpdef str topic(self):
         return 'index.' + _topic_part(self.exchange) + '.' + _topic_part(self.symbol) + '.'
 
@@ -927,6 +1237,24 @@ cdef class MarkPrice(Event):
                 'symbol': self.symbol,
                 'price': self.price_str,
                 'exchange_symbol': self.exchange_symbol}
+
+    cpdef bytes wire_pack(self):
+        """``wire_body()`` msgpack-encoded, byte for byte, without building the dict."""
+        cdef _Buf b
+        _b_init(&b)
+        try:
+            _b_raw(&b, b"\x85\xa4\x6b\x69\x6e\x64\xa4\x6d\x61\x72\x6b", 11)
+            _b_raw(&b, b"\xa8\x65\x78\x63\x68\x61\x6e\x67\x65", 9)
+            _b_str(&b, self.exchange)
+            _b_raw(&b, b"\xa6\x73\x79\x6d\x62\x6f\x6c", 7)
+            _b_str(&b, self.symbol)
+            _b_raw(&b, b"\xa5\x70\x72\x69\x63\x65", 6)
+            _b_str(&b, self.price_str)
+            _b_raw(&b, b"\xaf\x65\x78\x63\x68\x61\x6e\x67\x65\x5f\x73\x79\x6d\x62\x6f\x6c", 16)
+            _b_opt_str(&b, self.exchange_symbol)
+            return _b_bytes(&b)
+        finally:
+            _b_free(&b)
 
     cpdef str topic(self):
         return 'mark.' + _topic_part(self.exchange) + '.' + _topic_part(self.symbol) + '.'
@@ -1010,6 +1338,40 @@ cdef class OrderInfo(Event):
                 'remaining': self.remaining_str,
                 'account': self.account,
                 'exchange_symbol': self.exchange_symbol}
+
+    cpdef bytes wire_pack(self):
+        """``wire_body()`` msgpack-encoded, byte for byte, without building the dict."""
+        cdef _Buf b
+        _b_init(&b)
+        try:
+            _b_raw(&b, b"\x8d\xa4\x6b\x69\x6e\x64\xa5\x6f\x72\x64\x65\x72", 12)
+            _b_raw(&b, b"\xa8\x65\x78\x63\x68\x61\x6e\x67\x65", 9)
+            _b_str(&b, self.exchange)
+            _b_raw(&b, b"\xa6\x73\x79\x6d\x62\x6f\x6c", 7)
+            _b_str(&b, self.symbol)
+            _b_raw(&b, b"\xa2\x69\x64", 3)
+            _b_str(&b, self.id)
+            _b_raw(&b, b"\xaf\x63\x6c\x69\x65\x6e\x74\x5f\x6f\x72\x64\x65\x72\x5f\x69\x64", 16)
+            _b_opt_str(&b, self.client_order_id)
+            _b_raw(&b, b"\xa4\x73\x69\x64\x65", 5)
+            _b_str(&b, self.side)
+            _b_raw(&b, b"\xa6\x73\x74\x61\x74\x75\x73", 7)
+            _b_str(&b, self.status)
+            _b_raw(&b, b"\xa4\x74\x79\x70\x65", 5)
+            _b_str(&b, self.type)
+            _b_raw(&b, b"\xa5\x70\x72\x69\x63\x65", 6)
+            _b_opt_str(&b, self.price_str)
+            _b_raw(&b, b"\xa6\x61\x6d\x6f\x75\x6e\x74", 7)
+            _b_str(&b, self.amount_str)
+            _b_raw(&b, b"\xa9\x72\x65\x6d\x61\x69\x6e\x69\x6e\x67", 10)
+            _b_opt_str(&b, self.remaining_str)
+            _b_raw(&b, b"\xa7\x61\x63\x63\x6f\x75\x6e\x74", 8)
+            _b_opt_str(&b, self.account)
+            _b_raw(&b, b"\xaf\x65\x78\x63\x68\x61\x6e\x67\x65\x5f\x73\x79\x6d\x62\x6f\x6c", 16)
+            _b_opt_str(&b, self.exchange_symbol)
+            return _b_bytes(&b)
+        finally:
+            _b_free(&b)
 
     cpdef str topic(self):
         return 'orders.' + _topic_part(self.exchange) + '.' + _topic_part(self.symbol) + '.'
@@ -1105,6 +1467,42 @@ cdef class Fill(Event):
                 'account': self.account,
                 'exchange_symbol': self.exchange_symbol}
 
+    cpdef bytes wire_pack(self):
+        """``wire_body()`` msgpack-encoded, byte for byte, without building the dict."""
+        cdef _Buf b
+        _b_init(&b)
+        try:
+            _b_raw(&b, b"\x8e\xa4\x6b\x69\x6e\x64\xa4\x66\x69\x6c\x6c", 11)
+            _b_raw(&b, b"\xa8\x65\x78\x63\x68\x61\x6e\x67\x65", 9)
+            _b_str(&b, self.exchange)
+            _b_raw(&b, b"\xa6\x73\x79\x6d\x62\x6f\x6c", 7)
+            _b_str(&b, self.symbol)
+            _b_raw(&b, b"\xa2\x69\x64", 3)
+            _b_opt_str(&b, self.id)
+            _b_raw(&b, b"\xa8\x6f\x72\x64\x65\x72\x5f\x69\x64", 9)
+            _b_opt_str(&b, self.order_id)
+            _b_raw(&b, b"\xa4\x73\x69\x64\x65", 5)
+            _b_str(&b, self.side)
+            _b_raw(&b, b"\xa6\x61\x6d\x6f\x75\x6e\x74", 7)
+            _b_str(&b, self.amount_str)
+            _b_raw(&b, b"\xa5\x70\x72\x69\x63\x65", 6)
+            _b_str(&b, self.price_str)
+            _b_raw(&b, b"\xa3\x66\x65\x65", 4)
+            _b_opt_str(&b, self.fee_str)
+            _b_raw(&b, b"\xac\x66\x65\x65\x5f\x63\x75\x72\x72\x65\x6e\x63\x79", 13)
+            _b_opt_str(&b, self.fee_currency)
+            _b_raw(&b, b"\xa9\x6c\x69\x71\x75\x69\x64\x69\x74\x79", 10)
+            _b_opt_str(&b, self.liquidity)
+            _b_raw(&b, b"\xa4\x74\x79\x70\x65", 5)
+            _b_opt_str(&b, self.type)
+            _b_raw(&b, b"\xa7\x61\x63\x63\x6f\x75\x6e\x74", 8)
+            _b_opt_str(&b, self.account)
+            _b_raw(&b, b"\xaf\x65\x78\x63\x68\x61\x6e\x67\x65\x5f\x73\x79\x6d\x62\x6f\x6c", 16)
+            _b_opt_str(&b, self.exchange_symbol)
+            return _b_bytes(&b)
+        finally:
+            _b_free(&b)
+
     cpdef str topic(self):
         return 'fills.' + _topic_part(self.exchange) + '.' + _topic_part(self.symbol) + '.'
 
@@ -1171,6 +1569,26 @@ cdef class Balance(Event):
                 'balance': self.balance_str,
                 'reserved': self.reserved_str,
                 'account': self.account}
+
+    cpdef bytes wire_pack(self):
+        """``wire_body()`` msgpack-encoded, byte for byte, without building the dict."""
+        cdef _Buf b
+        _b_init(&b)
+        try:
+            _b_raw(&b, b"\x86\xa4\x6b\x69\x6e\x64\xa7\x62\x61\x6c\x61\x6e\x63\x65", 14)
+            _b_raw(&b, b"\xa8\x65\x78\x63\x68\x61\x6e\x67\x65", 9)
+            _b_str(&b, self.exchange)
+            _b_raw(&b, b"\xa8\x63\x75\x72\x72\x65\x6e\x63\x79", 9)
+            _b_str(&b, self.currency)
+            _b_raw(&b, b"\xa7\x62\x61\x6c\x61\x6e\x63\x65", 8)
+            _b_str(&b, self.balance_str)
+            _b_raw(&b, b"\xa8\x72\x65\x73\x65\x72\x76\x65\x64", 9)
+            _b_opt_str(&b, self.reserved_str)
+            _b_raw(&b, b"\xa7\x61\x63\x63\x6f\x75\x6e\x74", 8)
+            _b_opt_str(&b, self.account)
+            return _b_bytes(&b)
+        finally:
+            _b_free(&b)
 
     cpdef str topic(self):
         return 'balances.' + _topic_part(self.exchange) + '.' + _topic_part(self.currency) + '.'
@@ -1244,6 +1662,32 @@ cdef class Position(Event):
                 'account': self.account,
                 'exchange_symbol': self.exchange_symbol}
 
+    cpdef bytes wire_pack(self):
+        """``wire_body()`` msgpack-encoded, byte for byte, without building the dict."""
+        cdef _Buf b
+        _b_init(&b)
+        try:
+            _b_raw(&b, b"\x89\xa4\x6b\x69\x6e\x64\xa8\x70\x6f\x73\x69\x74\x69\x6f\x6e", 15)
+            _b_raw(&b, b"\xa8\x65\x78\x63\x68\x61\x6e\x67\x65", 9)
+            _b_str(&b, self.exchange)
+            _b_raw(&b, b"\xa6\x73\x79\x6d\x62\x6f\x6c", 7)
+            _b_str(&b, self.symbol)
+            _b_raw(&b, b"\xa4\x73\x69\x64\x65", 5)
+            _b_str(&b, self.side)
+            _b_raw(&b, b"\xa4\x73\x69\x7a\x65", 5)
+            _b_str(&b, self.size_str)
+            _b_raw(&b, b"\xab\x65\x6e\x74\x72\x79\x5f\x70\x72\x69\x63\x65", 12)
+            _b_opt_str(&b, self.entry_price_str)
+            _b_raw(&b, b"\xae\x75\x6e\x72\x65\x61\x6c\x69\x73\x65\x64\x5f\x70\x6e\x6c", 15)
+            _b_opt_str(&b, self.unrealised_pnl_str)
+            _b_raw(&b, b"\xa7\x61\x63\x63\x6f\x75\x6e\x74", 8)
+            _b_opt_str(&b, self.account)
+            _b_raw(&b, b"\xaf\x65\x78\x63\x68\x61\x6e\x67\x65\x5f\x73\x79\x6d\x62\x6f\x6c", 16)
+            _b_opt_str(&b, self.exchange_symbol)
+            return _b_bytes(&b)
+        finally:
+            _b_free(&b)
+
     cpdef str topic(self):
         return 'positions.' + _topic_part(self.exchange) + '.' + _topic_part(self.symbol) + '.'
 
@@ -1292,6 +1736,22 @@ cdef class Heartbeat(Event):
                 'counters': self.counters,
                 'feeds': self.feeds}
 
+    cpdef bytes wire_pack(self):
+        """``wire_body()`` msgpack-encoded, byte for byte, without building the dict."""
+        cdef _Buf b
+        _b_init(&b)
+        try:
+            _b_raw(&b, b"\x84\xa4\x6b\x69\x6e\x64\xa9\x68\x65\x61\x72\x74\x62\x65\x61\x74", 16)
+            _b_raw(&b, b"\xa7\x67\x61\x74\x65\x77\x61\x79", 8)
+            _b_str(&b, self.gateway)
+            _b_raw(&b, b"\xa8\x63\x6f\x75\x6e\x74\x65\x72\x73", 9)
+            _b_generic(&b, self.counters)
+            _b_raw(&b, b"\xa5\x66\x65\x65\x64\x73", 6)
+            _b_generic(&b, self.feeds)
+            return _b_bytes(&b)
+        finally:
+            _b_free(&b)
+
     cpdef str topic(self):
         return 'heartbeat.' + _topic_part(self.gateway) + '.'
 
@@ -1337,6 +1797,24 @@ cdef class Status(Event):
                 'feed': self.feed,
                 'state': self.state,
                 'reason': self.reason}
+
+    cpdef bytes wire_pack(self):
+        """``wire_body()`` msgpack-encoded, byte for byte, without building the dict."""
+        cdef _Buf b
+        _b_init(&b)
+        try:
+            _b_raw(&b, b"\x85\xa4\x6b\x69\x6e\x64\xa6\x73\x74\x61\x74\x75\x73", 13)
+            _b_raw(&b, b"\xa8\x65\x78\x63\x68\x61\x6e\x67\x65", 9)
+            _b_str(&b, self.exchange)
+            _b_raw(&b, b"\xa4\x66\x65\x65\x64", 5)
+            _b_str(&b, self.feed)
+            _b_raw(&b, b"\xa5\x73\x74\x61\x74\x65", 6)
+            _b_str(&b, self.state)
+            _b_raw(&b, b"\xa6\x72\x65\x61\x73\x6f\x6e", 7)
+            _b_opt_str(&b, self.reason)
+            return _b_bytes(&b)
+        finally:
+            _b_free(&b)
 
     cpdef str topic(self):
         return 'status.' + _topic_part(self.exchange) + '.' + _topic_part(self.feed) + '.'
@@ -1391,6 +1869,28 @@ cdef class Gap(Event):
                 'received': self.received,
                 'reason': self.reason}
 
+    cpdef bytes wire_pack(self):
+        """``wire_body()`` msgpack-encoded, byte for byte, without building the dict."""
+        cdef _Buf b
+        _b_init(&b)
+        try:
+            _b_raw(&b, b"\x87\xa4\x6b\x69\x6e\x64\xa3\x67\x61\x70", 10)
+            _b_raw(&b, b"\xa8\x65\x78\x63\x68\x61\x6e\x67\x65", 9)
+            _b_str(&b, self.exchange)
+            _b_raw(&b, b"\xa6\x73\x79\x6d\x62\x6f\x6c", 7)
+            _b_opt_str(&b, self.symbol)
+            _b_raw(&b, b"\xa7\x63\x68\x61\x6e\x6e\x65\x6c", 8)
+            _b_str(&b, self.channel)
+            _b_raw(&b, b"\xa8\x65\x78\x70\x65\x63\x74\x65\x64", 9)
+            _b_int(&b, self.expected)
+            _b_raw(&b, b"\xa8\x72\x65\x63\x65\x69\x76\x65\x64", 9)
+            _b_int(&b, self.received)
+            _b_raw(&b, b"\xa6\x72\x65\x61\x73\x6f\x6e", 7)
+            _b_str(&b, self.reason)
+            return _b_bytes(&b)
+        finally:
+            _b_free(&b)
+
     cpdef str topic(self):
         return 'gap.' + _topic_part(self.exchange) + '.' + _topic_part(self.symbol) + '.'
 
@@ -1439,6 +1939,24 @@ cdef class Reset(Event):
                 'symbol': self.symbol,
                 'channel': self.channel,
                 'reason': self.reason}
+
+    cpdef bytes wire_pack(self):
+        """``wire_body()`` msgpack-encoded, byte for byte, without building the dict."""
+        cdef _Buf b
+        _b_init(&b)
+        try:
+            _b_raw(&b, b"\x85\xa4\x6b\x69\x6e\x64\xa5\x72\x65\x73\x65\x74", 12)
+            _b_raw(&b, b"\xa8\x65\x78\x63\x68\x61\x6e\x67\x65", 9)
+            _b_str(&b, self.exchange)
+            _b_raw(&b, b"\xa6\x73\x79\x6d\x62\x6f\x6c", 7)
+            _b_opt_str(&b, self.symbol)
+            _b_raw(&b, b"\xa7\x63\x68\x61\x6e\x6e\x65\x6c", 8)
+            _b_str(&b, self.channel)
+            _b_raw(&b, b"\xa6\x72\x65\x61\x73\x6f\x6e", 7)
+            _b_str(&b, self.reason)
+            return _b_bytes(&b)
+        finally:
+            _b_free(&b)
 
     cpdef str topic(self):
         return 'reset.' + _topic_part(self.exchange) + '.' + _topic_part(self.symbol) + '.'
