@@ -18,6 +18,8 @@ import msgpack
 
 from cryptofeed_types import events as _events
 from cryptofeed_types.events import EVENT_CLASSES, Event
+from cryptofeed_types.events import header_prefix as _header_prefix
+from cryptofeed_types.events import pack_header as _pack_header
 
 WIRE_VERSION = 1
 # Frames larger than this are refused before msgpack sees them: a 1000-level book
@@ -46,6 +48,11 @@ _packer = msgpack.Packer(use_bin_type=True)
 _pack = _packer.pack
 
 
+def header_prefix(gateway: str, epoch: int) -> bytes:
+    """The encoded start of every header of one publisher epoch (for :func:`encode_header`)."""
+    return _header_prefix(WIRE_VERSION, gateway, epoch)
+
+
 def encode(event: Event, gateway: str, epoch: int, seq: int, publish_ts: int | None = None,
            topic: str | None = None) -> tuple[bytes, bytes, bytes]:
     """Encode one event as ``(topic, header, body)`` frames.
@@ -56,13 +63,14 @@ def encode(event: Event, gateway: str, epoch: int, seq: int, publish_ts: int | N
         publish_ts = time.time_ns()
     if topic is None:
         topic = event.topic()
-    header = _pack([WIRE_VERSION, gateway, epoch, seq, event.timestamp, event.receipt_timestamp, publish_ts])
+    header = _pack_header(header_prefix(gateway, epoch), seq, event.timestamp, event.receipt_timestamp, publish_ts)
     return topic.encode("ascii"), header, event.wire_pack()
 
 
 def encode_header(gateway: str, epoch: int, seq: int, timestamp: int | None, receipt_timestamp: int,
                   publish_ts: int) -> bytes:
-    return _pack([WIRE_VERSION, gateway, epoch, seq, timestamp, receipt_timestamp, publish_ts])
+    """The header frame (msgpack of ``[version, gateway, epoch, seq, ts, receipt_ts, publish_ts]``)."""
+    return _pack_header(header_prefix(gateway, epoch), seq, timestamp, receipt_timestamp, publish_ts)
 
 
 def encode_body(event: Event) -> bytes:

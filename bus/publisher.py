@@ -42,6 +42,7 @@ except ImportError:
 
 # codec's packer: msgpack's pack runs in C without releasing the GIL, so sharing it is safe.
 _pack = codec._pack
+_pack_header = codec._pack_header
 _time_ns = time.time_ns
 _SNDMORE_NB = zmq.SNDMORE | zmq.NOBLOCK
 _NB = zmq.NOBLOCK
@@ -71,6 +72,7 @@ class Publisher:
         self.linger_ms = linger_ms
         self._ctx = context or zmq.Context.instance()
         self.epoch = 0
+        self._header_prefix = b""
         self.counters: dict[str, int] = {"messages": 0, "bytes": 0, "dropped": 0, "errors": 0,
                                          "heartbeats": 0, "snapshot_requests": 0, "snapshot_errors": 0}
         self._extra: dict[str, int] = {}
@@ -96,6 +98,7 @@ class Publisher:
         if self._pub is not None:
             raise RuntimeError("publisher already started")
         self.epoch = time.time_ns()
+        self._header_prefix = codec.header_prefix(self.gateway, self.epoch)
         try:
             self._bind()
         except Exception:
@@ -192,9 +195,8 @@ class Publisher:
             seqs[topic] = seq
             if keep:
                 self.store.apply(event, topic, seq)
-            # codec.encode_header inlined (one Python call less per event).
-            header = _pack([codec.WIRE_VERSION, self.gateway, self.epoch, seq, event.timestamp,
-                            event.receipt_timestamp, _time_ns()])
+            # codec.encode_header inlined, from this epoch's encoded prefix (made in start()).
+            header = _pack_header(self._header_prefix, seq, event.timestamp, event.receipt_timestamp, _time_ns())
             counters = self.counters
             try:
                 if _HAVE_ZMQIO:

@@ -540,3 +540,35 @@ cdef int _b_generic(_Buf* b, object v) except -1:
 
 cdef inline bytes _b_bytes(_Buf* b):
     return PyBytes_FromStringAndSize(b.data, b.n)
+
+
+def header_prefix(object version, str gateway, object epoch):
+    """The first three items of a header frame, msgpack-encoded once per (gateway, epoch):
+    the array head, version, gateway and epoch (see :func:`pack_header`)."""
+    cdef _Buf b
+    _b_init(&b)
+    try:
+        _b_tag(&b, 0x97)
+        _b_int(&b, version)
+        _b_str(&b, gateway)
+        _b_int(&b, epoch)
+        return _b_bytes(&b)
+    finally:
+        _b_free(&b)
+
+
+cpdef bytes pack_header(bytes prefix, object seq, object timestamp, object receipt_timestamp, object publish_ts):
+    """A header frame, ``[version, gateway, epoch, seq, exchange_ts, receipt_ts, publish_ts]``
+    msgpack-encoded, from the :func:`header_prefix` of its first three items: byte for byte
+    what msgpack makes of the list, without building it (once per published message)."""
+    cdef _Buf b
+    _b_init(&b)
+    try:
+        _b_raw(&b, prefix, len(prefix))
+        _b_int(&b, seq)
+        _b_int(&b, timestamp)
+        _b_int(&b, receipt_timestamp)
+        _b_int(&b, publish_ts)
+        return _b_bytes(&b)
+    finally:
+        _b_free(&b)

@@ -58,3 +58,15 @@ def test_a_book_larger_than_the_stack_buffer() -> None:
     bids = tuple((f"{100000 - i}.{i:04d}", f"{i}.5") for i in range(5000))    # ~100 KB: the heap path
     event = L2Snapshot("BINANCE", "BTC-USDT", bids, ())
     assert event.wire_pack() == _pack(event.wire_body())
+
+
+_ts = st.one_of(st.none(), _int)
+
+
+@given(st.sampled_from([1, 2, 127, 128]), st.text(max_size=300), _int, _int, _ts, _int, _int)
+@settings(max_examples=300, deadline=None)
+def test_pack_header_equals_msgpack_of_the_list(version, gateway, epoch, seq, ts, rts, pts) -> None:
+    from cryptofeed_types.events import header_prefix, pack_header
+
+    assert pack_header(header_prefix(version, gateway, epoch), seq, ts, rts, pts) == \
+        _pack([version, gateway, epoch, seq, ts, rts, pts])
