@@ -284,17 +284,14 @@ cdef class OrderBook:
         _kraken_side_c(self.bids, depth, &text)
         if not text.spill:
             return crc32(PyBytes_FromStringAndSize(text.data, text.n))
-        cdef bytearray buf = bytearray()
-        _kraken_side(self.asks, depth, buf)
-        _kraken_side(self.bids, depth, buf)
-        return crc32(buf)
+        return _kraken_checksum_slow(self.bids.top(depth), self.asks.top(depth))
 
     def checksum_okx(self, Py_ssize_t depth=25):
         return okx_checksum(self.bids.top(depth), self.asks.top(depth))
 
 
 cdef enum:
-    _CK_CAP = 4096   # 20 levels of price + size text; longer (or non-ASCII) spills to a bytearray
+    _CK_CAP = 4096   # 20 levels of price + size text; longer (or non-ASCII) text takes the slow path
 
 
 cdef struct _CkText:
@@ -304,7 +301,8 @@ cdef struct _CkText:
 
 
 cdef inline void _kraken_put(str s, _CkText* text):
-    """``_kraken_append`` into a C buffer; sets ``spill`` instead when it doesn't fit."""
+    """Append ``s`` without '.' and leading zeros, as Kraken's checksum text wants it; sets
+    ``spill`` instead when it doesn't fit (the caller then takes the slow path)."""
     cdef bint lead = True
     cdef Py_UCS4 c
     for c in s:
@@ -329,32 +327,6 @@ cdef void _kraken_side_c(BookSide side, Py_ssize_t depth, _CkText* text):
         _kraken_put(<str>lvl[1], text)
 
 
-cdef void _kraken_append(str s, bytearray buf):
-    """Append ``s`` without '.' and leading zeros, as Kraken's checksum text wants it."""
-    cdef bint lead = True
-    cdef Py_UCS4 c
-    for c in s:
-        if c == '.' or (lead and c == '0'):
-            continue
-        lead = False
-        if c < 128:
-            buf.append(<int>c)
-        else:  # never in a valid decimal string; encoded as the text would be
-            buf.extend(chr(c).encode())
-
-
-cdef void _kraken_side(BookSide side, Py_ssize_t depth, bytearray buf):
-    """Append the checksum text of the best ``depth`` levels of ``side``."""
-    cdef list keys = side._keys
-    cdef dict levels = side._levels
-    cdef Py_ssize_t total = len(keys), n = min(total, depth), i
-    cdef tuple lvl
-    for i in range(n):
-        lvl = <tuple>levels[keys[total - 1 - i] if side.descending else keys[i]]
-        _kraken_append(<str>lvl[0], buf)
-        _kraken_append(<str>lvl[1], buf)
-
-
 def kraken_checksum(bids, asks):
     """Kraken's CRC32 (websocket v1 and v2): top 10 asks then top 10 bids, each price and
     size without '.' and leading zeros, concatenated; unsigned 32-bit.
@@ -372,14 +344,13 @@ def kraken_checksum(bids, asks):
         _kraken_put(s, &text)
     if not text.spill:
         return crc32(PyBytes_FromStringAndSize(text.data, text.n))
-    cdef bytearray buf = bytearray()
-    for p, s in asks[:10]:
-        _kraken_append(p, buf)
-        _kraken_append(s, buf)
-    for p, s in bids[:10]:
-        _kraken_append(p, buf)
-        _kraken_append(s, buf)
-    return crc32(buf)
+    return _kraken_checksum_slow(bids[:10], asks[:10])
+
+
+cdef object _kraken_checksum_slow(bids, asks):
+    """The same checksum in Python, for text the C buffer can't hold (longer, or not ASCII)."""
+    text = "".join(x.replace(".", "").lstrip("0") for level in (*asks, *bids) for x in level)
+    return crc32(text.encode())
 
 
 def okx_checksum(bids, asks):
