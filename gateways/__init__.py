@@ -2,6 +2,7 @@
 
 - ``adapter``: the sans-I/O adapter shape (raw message in → events + actions out);
   ``books``: shared order-book keeping (sync states, sequence rules, Gap/Reset/resync);
+  ``polling``: candles polled from REST where the websocket has none (the shared rules);
   ``exchanges``: the registry and one module per exchange.
 - ``driver``: the asyncio network driver (websockets, aiohttp, reconnects, REST budget);
   ``process``: adapter + driver + bus publisher as a process; ``commands``: CLI tools.

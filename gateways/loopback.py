@@ -40,6 +40,7 @@ from loguru import logger
 from cryptofeed_types import OrderBook, dec_str
 from gateways.adapter import Fetch
 from gateways.capture import CONNECT, HEADER, RECV, REST, SEND, Record
+from gateways.exchanges.coinbase import REST_CANDLES as CB_REST_CANDLES
 from gateways.exchanges.kraken_futures import CANDLE_INTERVALS as KF_CANDLE_INTERVALS
 from gateways.replay import RestPool
 
@@ -390,15 +391,43 @@ class BybitProfile(Profile):
 
 _SEQ_NUM = re.compile(r'"sequence_num":\d+')
 _CB_CHANNEL = {"l2_data": "level2"}   # message channel → subscribe channel (others: the same name)
+_CB_GRANULARITY = {granularity: length // 1_000_000_000 for granularity, length in CB_REST_CANDLES.values()}
 
 
-class CoinbaseProfile(Profile):
+class FlatCandles:
+    """REST candles of a profile whose capture has none to serve: a capture's times are not now, so
+    the bars are the wall clock's, flat at the product's last trade price the capture passed so far
+    (its truth book's best bid before any trade; no bars before either), volume 0."""
+
+    truth: dict[str, Any]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._last_price: dict[str, str] = {}   # product → its last trade price the capture passed
+
+    def flat_bars(self, product: str, start: int, stop: int, step: int) -> tuple[str | None, list[int]]:
+        """(price, bar starts in unix s on the ``step`` grid from ``start`` to ``stop``, both included)."""
+        price = self._last_price.get(product)
+        if price is None and product in self.truth and self.truth[product].snapshot()[0]:
+            price = str(self.truth[product].snapshot()[0][0][0])
+        first = -(-start // step) * step             # bars starting at or after ``start``
+        return price, (list(range(first, stop + 1, step)) if price is not None else [])
+
+
+class CoinbaseProfile(FlatCandles, Profile):
     """Coinbase Advanced Trade: ``{"type":"subscribe","product_ids":[...],"channel":C}``
     answered by a ``subscriptions`` message; every message carries the envelope's
     ``sequence_num``, counted per *connection*: the loopback renumbers every frame it sends
     per connection (a capture connection may be split over several of the gateway's), and a
     skipped update leaves a hole there. A resubscribe of ``level2`` is answered with a fresh
-    ``l2_data`` snapshot of the truth; keepalive: ``heartbeats`` messages."""
+    ``l2_data`` snapshot of the truth; keepalive: ``heartbeats`` messages.
+
+    The public REST candles (``/api/v3/brokerage/market/products/<id>/candles?start=&end=&granularity=``)
+    answer with :class:`FlatCandles` bars from ``start`` to ``end`` or now, whichever is first (the
+    last one forming), newest first, at most :attr:`candles_page`."""
+
+    candles_page = 350
+    _candles = re.compile(r"/api/v3/brokerage/market/products/([^/]+)/candles$")
 
     def parse_client(self, message: str | bytes) -> ClientRequest:
         msg = orjson.loads(message)
@@ -437,6 +466,11 @@ class CoinbaseProfile(Profile):
         return None
 
     def apply_truth(self, message: str | bytes, conn: str) -> str | bytes:
+        if isinstance(message, str) and message.startswith('{"channel":"market_trades"'):
+            for e in orjson.loads(message)["events"]:
+                for tr in e.get("trades") or ():
+                    self._last_price[tr["product_id"]] = tr["price"]
+            return message
         if not (isinstance(message, str) and message.startswith('{"channel":"l2_data"')):
             return message
         for e in orjson.loads(message)["events"]:
@@ -475,6 +509,17 @@ class CoinbaseProfile(Profile):
     def keepalive(self) -> str | bytes | None:
         return orjson.dumps({"channel": "heartbeats", "client_id": "", "timestamp": _iso_now(), "sequence_num": 0,
                              "events": [{"current_time": _iso_now(), "heartbeat_counter": 1}]}).decode()
+
+    def rest(self, path: str, query: dict[str, str]) -> bytes | None:
+        m = self._candles.search(path)
+        step = _CB_GRANULARITY.get(query.get("granularity", ""))
+        if m is None or step is None or not query.get("start", "").isdigit() or not query.get("end", "").isdigit():
+            return None   # 404, as for any unknown path
+        price, starts = self.flat_bars(m.group(1), int(query["start"]), min(int(query["end"]), int(time.time())),
+                                       step)
+        bars = [{"start": str(t), "low": price, "high": price, "open": price, "close": price, "volume": "0"}
+                for t in reversed(starts[:self.candles_page])]
+        return orjson.dumps({"candles": bars})
 
 
 def _iso_now() -> str:
@@ -756,7 +801,7 @@ class KrakenProfile(Profile):
 _KF_FEED = {"book_snapshot": "book", "ticker_lite": "ticker", "trade_snapshot": "trade"}
 
 
-class KrakenFuturesProfile(Profile):
+class KrakenFuturesProfile(FlatCandles, Profile):
     """Kraken Futures: ``{"event":"subscribe","feed":F,"product_ids":[...]}`` answered by one
     ``subscribed`` event per product; ``book_snapshot`` + ``book`` messages whose ``seq``
     counts up by one per product. ``ticker_lite`` (the capture's) and ``ticker`` count as one
@@ -764,10 +809,8 @@ class KrakenFuturesProfile(Profile):
     of the truth carrying the last ``seq``.
 
     The REST charts API (``/api/charts/v1/trade/<product>/<resolution>?from=<s>``) answers with
-    the bars of the wall clock from ``from`` to now, the last one forming, at most
-    :attr:`charts_page` a page (``more_candles``). A capture's times are not now, so the bars
-    are flat at the product's last trade price passed so far (its truth book's best bid before
-    any trade; no bars before either), volume 0."""
+    :class:`FlatCandles` bars from ``from`` to now, the last one forming, at most
+    :attr:`charts_page` a page (``more_candles``)."""
 
     charts_page = 2000
     _charts = re.compile(r"/api/charts/v1/trade/([^/]+)/([0-9a-z]+)$")
@@ -775,7 +818,6 @@ class KrakenFuturesProfile(Profile):
     def __init__(self) -> None:
         super().__init__()
         self._seq: dict[str, int] = {}
-        self._last_price: dict[str, str] = {}   # product → its last trade price the capture passed
 
     def parse_client(self, message: str | bytes) -> ClientRequest:
         msg = orjson.loads(message)
@@ -849,12 +891,7 @@ class KrakenFuturesProfile(Profile):
             return None   # 404, as for any unknown path
         step = length // 1_000_000_000
         now = int(time.time())
-        start = int(query.get("from", now - 10 * step))
-        first = -(-start // step) * step             # bars starting at or after ``from``
-        price = self._last_price.get(pid)
-        if price is None and pid in self.truth and self.truth[pid].snapshot()[0]:
-            price = str(self.truth[pid].snapshot()[0][0][0])
-        starts = list(range(first, now + 1, step)) if price is not None else []
+        price, starts = self.flat_bars(pid, int(query.get("from", now - 10 * step)), now, step)
         bars = [{"time": t * 1000, "open": price, "high": price, "low": price, "close": price, "volume": "0"}
                 for t in starts[:self.charts_page]]
         return orjson.dumps({"candles": bars, "more_candles": len(starts) > self.charts_page})

@@ -46,9 +46,10 @@ from gateways.capture import CLOSE, CONNECT, HEADER, RECV, REST, SEND, Record, r
 CAPTURE_EXCHANGES: dict[str, str] = {}
 
 # Query parameters that depend on when or how a request was made, not on what it asks for:
-# ``limit`` (depth asked of a snapshot), ``from`` (the time window of a poll, e.g. Kraken
-# Futures candles: the replay's timer does not tick at the recorder's wall-clock instants).
-_IGNORED_QUERY = frozenset({"limit", "from"})
+# ``limit`` (depth asked of a snapshot), ``from``, ``start`` and ``end`` (the time window of a
+# poll, e.g. Kraken Futures' and Coinbase's candles: the replay's timer does not tick at the
+# recorder's wall-clock instants, so its first window may begin a bar away from the recorded one).
+_IGNORED_QUERY = frozenset({"limit", "from", "start", "end"})
 _NEVER = 1 << 63
 _RECORDED_OPTIONS = ("depth", "candle_interval", "open_interest_interval")   # the next timer call of an adapter without a timer
 

@@ -9,9 +9,13 @@ ticker        ``ticker``                          Ticker (best bid/ask, last, 24
 bbo           ``ticker`` (products without        BBO (best_bid/best_ask with their
               l2_book; else from the book)        ``best_*_quantity`` sizes, on change)
 candles       ``candles`` (5 minute bars only,    Candle (interval ``5m``, ``closed`` None)
-              the default here; another
-              ``candle_interval`` is refused:
-              logged, counted, left out)
+              the default here)
+              another ``candle_interval``: the    Candle (closed bars only, ``closed`` True)
+              REST public candles, polled
+              (``/api/v3/brokerage/market/
+              products/<id>/candles``); one
+              with no granularity there is
+              refused: logged, counted
 (keepalive)   ``heartbeats``                      counted, keeps the connection open
 ============  ==================================  ==========================================
 
@@ -27,6 +31,15 @@ arriving for a book waiting for its resubscription snapshot are dropped (counted
 Trade side: Advanced Trade's ``side`` is the *maker's* side (a ``SELL`` trade prints at
 the ask), so the taker side published is the opposite, as the schema asks.
 
+Candles of another ``candle_interval`` than 5m (1m, 15m, 30m, 1h, 2h, 6h, 1d: :data:`REST_CANDLES`)
+are polled from the public REST candles by a :class:`gateways.polling.CandlePoller` (tag
+``candles``, weight 1 of ``rest_weight_per_minute``, no auth), which publishes each bar once when
+closed, the first response's latest closed bar only, and asks from the first unpublished bar: the
+window ``start``..``end`` is :data:`REST_CANDLE_WINDOW` bars from a bar boundary, so the URL depends
+on the bar, not on the instant. The response is newest first and may lack bars without trades
+(the poller's grace closes a quiet product's last bar); prices and volume are its strings,
+``timestamp`` null (the bar's time is its start).
+
 Legacy Coinbase Pro messages (``match``/``last_match``, ``snapshot``, ``l2update``,
 ``ticker``; the tardis and 2021 cryptofeed recordings) are parsed too, for replay only.
 Prices and sizes are the exchange's own strings; timestamps (RFC 3339, up to ns) become
@@ -39,7 +52,6 @@ from collections.abc import Iterable
 from typing import Any, ClassVar
 
 import orjson
-from loguru import logger
 
 from cryptofeed_types import BBO, FUTURE, PERPETUAL, SPOT, Candle, Symbol, Ticker, Trade, iso_ns
 from gateways.adapter import (
@@ -57,11 +69,22 @@ from gateways.adapter import (
     Subscription,
 )
 from gateways.books import SYNCED, Books, Resubscriber, no_rule
+from gateways.polling import TAG, Bar, CandlePoller, PolledCandles, json_rows
 
 _S = 1_000_000_000
 _MS = 1_000_000  # candle stop = the bar's last millisecond, as the other adapters
 _CANDLE_SECONDS = 300  # the candles channel only offers 5-minute bars
-CANDLE_INTERVAL = "5m"  # the only candle_interval accepted
+CANDLE_INTERVAL = "5m"  # the only candle_interval of the websocket; the others are polled from REST
+# candle_interval → (granularity of the public REST candles, bar length in ns). The REST API offers
+# 5m too, but the websocket streams it.
+REST_CANDLES: dict[str, tuple[str, int]] = {
+    "1m": ("ONE_MINUTE", 60 * _S), "5m": ("FIVE_MINUTE", 300 * _S), "15m": ("FIFTEEN_MINUTE", 900 * _S),
+    "30m": ("THIRTY_MINUTE", 1800 * _S), "1h": ("ONE_HOUR", 3600 * _S), "2h": ("TWO_HOUR", 7200 * _S),
+    "6h": ("SIX_HOUR", 6 * 3600 * _S), "1d": ("ONE_DAY", 86400 * _S),
+}
+# Bars one REST candles request spans (start..end): under the 350 a response may hold, with a margin
+# for an inclusive end; a missed hour of 1m bars is caught up in one request.
+REST_CANDLE_WINDOW = 300
 
 # Our channel → Advanced Trade websocket channel (bbo without l2_book: the ticker's best bid/ask).
 _WS_CHANNEL = {TRADES: "market_trades", L2_BOOK: "level2", TICKER: "ticker", BBO_CHANNEL: "ticker",
@@ -73,7 +96,7 @@ def _expiry(text: str) -> str:
     return text[:10].replace("-", "")
 
 
-class Coinbase(Adapter):
+class Coinbase(PolledCandles, Adapter):
     """Coinbase Advanced Trade spot (and the legacy Pro formats in recordings)."""
 
     exchange = "COINBASE"
@@ -102,7 +125,8 @@ class Coinbase(Adapter):
         # BBO from the ticker channel only where no book gives it (a book publishes BBO on top changes).
         self._bbo_from_ticker = frozenset(subscription.symbols(BBO_CHANNEL)) - frozenset(subscription.symbols(L2_BOOK))
         self._last_bbo: dict[str, tuple[Any, ...]] = {}
-        self._candles_refused = False
+        self.candle_poller = CandlePoller(self, {k: length for k, (_, length) in REST_CANDLES.items()},
+                                          self._candles_request, self._candle_bars)
         self._next_seq: dict[str, int] = {}          # conn → next expected sequence_num
         self._conn_books: dict[str, set[str]] = {}   # conn → normalized symbols whose l2 arrived there
         self._book_conn: dict[str, str] = {}         # normalized symbol → conn of its level2 subscription
@@ -228,23 +252,43 @@ class Coinbase(Adapter):
         return specs
 
     def _candle_symbols(self) -> list[str]:
-        """The candle subscriptions; none when ``candle_interval`` is not the 5 minutes the channel offers.
+        """The websocket candle subscriptions: none unless ``candle_interval`` is the channel's 5 minutes.
 
-        Refused clearly instead of publishing bars of another length than asked: logged once as an
-        error, counted once as ``subscription.unsupported_candle_interval``; the other channels
-        are subscribed as usual (Coinbase's REST candles are not polled).
+        Another interval is polled from REST instead; asking the poller here refuses (logged and
+        counted once) an interval REST lacks too at subscription time, not at the first timer call.
         """
-        syms = self.subscribed(CANDLES)
-        interval = self.candle_interval
-        if not syms or interval == CANDLE_INTERVAL:
-            return syms
-        if not self._candles_refused:
-            self._candles_refused = True
-            self.count("subscription.unsupported_candle_interval")
-            logger.bind(exchange=self.exchange).error(
-                "{}: candles not subscribed: the candles channel offers only {!r} bars, candle_interval is {!r} "
-                "(set candle_interval: {})", self.exchange, CANDLE_INTERVAL, interval, CANDLE_INTERVAL)
+        if self.candle_interval == CANDLE_INTERVAL:
+            return self.subscribed(CANDLES)
+        self.candle_poller.symbols()
         return []
+
+    def _candles_request(self, symbol: str, start: int) -> Fetch:
+        granularity, length = REST_CANDLES[self.candle_interval]
+        first = start // _S
+        return Fetch(f"{self.url['rest']}/api/v3/brokerage/market/products/{self.exchange_symbol(symbol)}/candles"
+                     f"?start={first}&end={first + REST_CANDLE_WINDOW * (length // _S)}&granularity={granularity}",
+                     1, TAG, symbol)
+
+    @staticmethod
+    def _candle_bars(body: str | bytes) -> tuple[list[Bar], bool]:
+        _, rows = json_rows(body)
+        bars: list[Bar] = []
+        for r in rows:
+            start = r["start"]
+            if type(start) is not str or not start.isdigit():
+                raise AdapterError("bad_candle_time", repr(start))
+            o, h, low, c, v = r["open"], r["high"], r["low"], r["close"], r["volume"]
+            # Text kept as it is (exact); the Candle refuses text that is not a number.
+            if type(o) is not str or type(h) is not str or type(low) is not str or type(c) is not str \
+                    or type(v) is not str:
+                raise AdapterError("bad_number", repr(r)[:200])
+            bars.append((int(start) * _S, o, h, low, c, v))
+        # The body never says there is more: a window that ends before now (after a long outage) has
+        # its bars closed by the grace rule, and the next window is asked a poll period later.
+        return bars, False
+
+    def handle_rest(self, fetch: Fetch, body: str | bytes, ts: int, out: Output) -> None:
+        self.candle_poller.on_response(fetch, body, ts, out)
 
     # ------------------------------------------------------------ websocket messages
     def handle_open(self, conn: str, ts: int, out: Output) -> None:
@@ -315,6 +359,8 @@ class Coinbase(Adapter):
             late.setdefault(self.resubscribes.conn.get(sym) or self._book_conn.get(sym, ""), []).append(sym)
         for conn, syms in late.items():
             self._send_resubscribe(conn, syms, out)
+        if self.candle_interval != CANDLE_INTERVAL:
+            self.candle_poller.poll(ts, out)
 
     def _resubscribe_one(self, symbol: str, reason: str, out: Output) -> None:
         conn = self._book_conn.get(symbol)

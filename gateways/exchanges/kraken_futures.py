@@ -24,11 +24,13 @@ Integrity: every ``book`` message carries the product's ``seq``, +1 per message 
 snapshot are dropped as stale.
 
 Candles: the websocket has none, so the charts API is polled (:meth:`KrakenFutures.handle_timer`,
-tag ``candles``). ``candle_interval`` is one of the API's resolutions (:data:`CANDLE_INTERVALS`);
-another is refused once (logged, ``subscription.unsupported_candle_interval``) and the other
-channels run. Each bar is published once, when closed: a bar is closed when the response holds a
-later bar (or says ``more_candles``), or when its end is ``candle_close_grace_ns`` behind the receipt
-time (a quiet product may have no later bar); the forming bar is never published. The first response
+tag ``candles``) by a :class:`gateways.polling.CandlePoller`, which owns the rules below; this
+module gives it the URL and the body's parser. ``candle_interval`` is one of the API's resolutions
+(:data:`CANDLE_INTERVALS`); another is refused once (logged,
+``subscription.unsupported_candle_interval``) and the other channels run. Each bar is published
+once, when closed: a bar is closed when the response holds a later bar (or says ``more_candles``),
+or when its end is ``candle_close_grace_ns`` behind the receipt time (a quiet product may have no
+later bar); the forming bar is never published. The first response
 of a product gives only its latest closed bar (as a candle websocket's snapshot would), older ones
 are counted ``ignored.candle_history``. A poll asks ``from`` the first unpublished bar, so a missed
 poll is caught up and the URL depends only on what was published. Polls of a product follow its
@@ -53,12 +55,10 @@ from collections.abc import Iterable
 from typing import Any, ClassVar
 
 import orjson
-from loguru import logger
 
 from cryptofeed_types import (
     FUTURE,
     PERPETUAL,
-    Candle,
     Funding,
     IndexPrice,
     Liquidation,
@@ -70,7 +70,6 @@ from cryptofeed_types import (
     dec_str,
 )
 from gateways.adapter import (
-    CANDLES,
     FUNDING,
     INDEX,
     L2_BOOK,
@@ -88,6 +87,7 @@ from gateways.adapter import (
     Subscription,
 )
 from gateways.books import Books, ResubscribeByConnection, Resubscriber, range_rule
+from gateways.polling import TAG, Bar, CandlePoller, PolledCandles, json_rows
 
 _MS = 1_000_000
 _S = 1_000_000_000
@@ -121,7 +121,7 @@ def _split_pair(pair: str) -> tuple[str, str]:
     return _asset(pair[:-3]), _asset(pair[-3:])
 
 
-class KrakenFutures(ResubscribeByConnection, Adapter):
+class KrakenFutures(ResubscribeByConnection, PolledCandles, Adapter):
     """Kraken Futures (inverse and linear perpetuals, fixed-maturity futures)."""
 
     exchange = "KRAKEN_FUTURES"
@@ -135,13 +135,8 @@ class KrakenFutures(ResubscribeByConnection, Adapter):
     # One symbol is resubscribed at most this often (no published subscribe-rate limit; a bad
     # snapshot must not trigger another resubscribe at once).
     resubscribe_min_interval_ns: ClassVar[int] = 5_000_000_000
-    # Candle polls of one product: retried after a quarter of the interval, within these bounds.
-    candle_poll_min_ns: ClassVar[int] = 5 * _S
-    candle_poll_max_ns: ClassVar[int] = 60 * _S
-    # Asked this long after a bar's end: the charts service follows the trades, not the clock.
-    candle_settle_ns: ClassVar[int] = 2 * _S
-    # A bar with no later bar in the response is closed once its end is this far behind the receipt time.
-    candle_close_grace_ns: ClassVar[int] = 30 * _S
+    # Candle poll timing (candle_poll_min_ns, candle_poll_max_ns, candle_settle_ns,
+    # candle_close_grace_ns): PolledCandles' defaults suit the charts API.
 
     def __init__(self, subscription: Subscription, **kwargs: Any) -> None:
         super().__init__(subscription, **kwargs)
@@ -152,10 +147,7 @@ class KrakenFutures(ResubscribeByConnection, Adapter):
                                          retry_ns=self.resubscribe_timeout_ns)
         self._now = 0
         self._specs: list[ConnectionSpec] | None = None
-        self._candle_next: dict[str, int] = {}     # symbol → ts of its next charts poll
-        self._candle_offset: dict[str, int] = {}   # symbol → its stagger after a bar's end
-        self._candle_last: dict[str, int] = {}     # symbol → start of the last bar published
-        self._candles_refused = False
+        self.candle_poller = CandlePoller(self, CANDLE_INTERVALS, self._charts_request, self._charts_bars)
 
     # ------------------------------------------------------------ instruments
     def instrument_requests(self) -> list[Fetch]:
@@ -411,100 +403,29 @@ class KrakenFutures(ResubscribeByConnection, Adapter):
     }
 
     # ------------------------------------------------------------ candles (REST charts API)
-    def _candle_symbols(self) -> list[str]:
-        """The symbols to poll candles for; none when ``candle_interval`` is not a charts resolution.
-
-        Refused clearly instead of polling bars of another length than asked: logged once as an
-        error, counted once as ``subscription.unsupported_candle_interval``; the other channels run.
-        """
-        syms = self.subscribed(CANDLES)
-        interval = self.candle_interval
-        if not syms or interval in CANDLE_INTERVALS:
-            return syms
-        if not self._candles_refused:
-            self._candles_refused = True
-            self.count("subscription.unsupported_candle_interval")
-            logger.bind(exchange=self.exchange).error(
-                "{}: candles not polled: candle_interval {!r} is not a charts resolution (one of {})",
-                self.exchange, interval, ", ".join(CANDLE_INTERVALS))
-        return []
-
-    def _candle_period(self, length: int) -> int:
-        return min(max(length // 4, self.candle_poll_min_ns), self.candle_poll_max_ns)
-
+    # The schedule, closing rule and dedupe are the CandlePoller's; the charts URL and body are ours.
     def candle_fetch(self, symbol: str, ts: int) -> Fetch:
         """The charts request for ``symbol``'s bars from its first unpublished one (tag ``candles``)."""
-        interval = self.candle_interval
-        length = CANDLE_INTERVALS[interval]
-        last = self._candle_last.get(symbol)
-        # Nothing published yet: from two bars back on the epoch grid, which holds the last closed bar
-        # even where the exchange's grid is offset (weeks); a boundary, so the URL depends on the bar,
-        # not on the instant of the poll.
-        start = last + length if last is not None else (ts // length - 2) * length
-        return Fetch(f"{self.url['rest']}/api/charts/v1/trade/{self.exchange_symbol(symbol)}/{interval}"
-                     f"?from={start // _S}", 1, "candles", symbol)
+        return self.candle_poller.fetch(symbol, ts)
 
-    def _poll_candles(self, ts: int, out: Output) -> None:
-        syms = self._candle_symbols()
-        if not syms:
-            return
-        period = self._candle_period(CANDLE_INTERVALS[self.candle_interval])
-        for i, sym in enumerate(syms):
-            due = self._candle_next.get(sym)
-            if due is None:
-                # Spread the first polls over one period so they don't burst the REST budget; the
-                # same offset staggers the polls after each bar's end.
-                offset = self._candle_offset[sym] = (period * i) // len(syms)
-                due = self._candle_next[sym] = ts + offset
-            if ts >= due:
-                # Retried then, unless the response schedules the poll after the forming bar's end.
-                self._candle_next[sym] = ts + period
-                out.actions.append(self.candle_fetch(sym, ts))
+    def _charts_request(self, symbol: str, start: int) -> Fetch:
+        return Fetch(f"{self.url['rest']}/api/charts/v1/trade/{self.exchange_symbol(symbol)}/{self.candle_interval}"
+                     f"?from={start // _S}", 1, TAG, symbol)
 
-    def _candles(self, name: str, data: Any, ts: int, out: Output) -> None:
-        rows = data.get("candles") if type(data) is dict else None
-        if type(rows) is not list:
-            raise AdapterError("bad_candles", str(data)[:200])
-        interval = self.candle_interval
-        length = CANDLE_INTERVALS[interval]
-        bars: list[tuple[int, str, str, str, str, str]] = []
+    @staticmethod
+    def _charts_bars(body: str | bytes) -> tuple[list[Bar], bool]:
+        data, rows = json_rows(body)
+        bars: list[Bar] = []
         for r in rows:
             t = r["time"]
             if type(t) is not int:
                 raise AdapterError("bad_candle_time", repr(t))
             bars.append((t * _MS, _num(r["open"]), _num(r["high"]), _num(r["low"]), _num(r["close"]),
                          _num(r["volume"])))
-        bars = sorted({b[0]: b for b in bars}.values())   # by start, one bar per start
-        more = data.get("more_candles") is True
-        grace = self.candle_close_grace_ns
-        closed = [b for i, b in enumerate(bars)
-                  if i + 1 < len(bars) or more or ts >= b[0] + length + grace]
-        forming = bars[-1] if len(closed) < len(bars) else None
-        last = self._candle_last.get(name)
-        new = [b for b in closed if last is None or b[0] > last]
-        if len(closed) > len(new):
-            self.count("ignored.candle_repeated", len(closed) - len(new))
-        if last is None and len(new) > 1:
-            self.count("ignored.candle_history", len(new) - 1)
-            new = new[-1:]
-        if forming is not None:
-            self.ignore("candle_forming")
-        xs = self.to_exchange.get(name)
-        for start, o, h, low, c, v in new:
-            out.events.append(Candle(self.exchange, name, start, start + length - _MS, interval, o, c, h, low, v,
-                                     closed=True, exchange_symbol=xs, timestamp=None, receipt_timestamp=ts))
-        if new:
-            self._candle_last[name] = new[-1][0]
-        if more:
-            self._candle_next[name] = ts + self.candle_poll_min_ns
-        elif forming is not None:
-            self._candle_next[name] = max(forming[0] + length + self.candle_settle_ns
-                                          + self._candle_offset.get(name, 0), ts + self.candle_poll_min_ns)
+        return bars, data.get("more_candles") is True
 
     def handle_rest(self, fetch: Fetch, body: str | bytes, ts: int, out: Output) -> None:
-        if fetch.tag != "candles" or fetch.symbol is None:
-            raise AdapterError("rest_unexpected", fetch.url)
-        self._candles(fetch.symbol, orjson.loads(body), ts, out)
+        self.candle_poller.on_response(fetch, body, ts, out)
 
     # ------------------------------------------------------------ resync and lifecycle
     # Resync and close: ResubscribeByConnection; this is the exchange's part.
@@ -516,5 +437,5 @@ class KrakenFutures(ResubscribeByConnection, Adapter):
 
     def handle_timer(self, ts: int, out: Output) -> None:
         super().handle_timer(ts, out)   # resubscribe retries
-        self._poll_candles(ts, out)
+        self.candle_poller.poll(ts, out)
 

@@ -6,7 +6,8 @@ exchange's own sequencing (resynced by resubscribing: the loopback answers with 
 snapshot of its truth), a dropped connection and a silent one; each ends with the gateway
 reconnected or resynced, Status/Gap/Reset published, and the books (the adapter's and the
 ones rebuilt from the published events) equal to the capture's truth. Kraken Futures candles,
-polled from the REST charts API by the adapter's timer, get a short session of their own.
+polled from the REST charts API by the adapter's timer, and Coinbase's 1m candles, polled from its
+public REST candles, get a short session of their own each.
 """
 
 from __future__ import annotations
@@ -241,3 +242,49 @@ async def test_kraken_futures_candles_polled_end_to_end(shared_data: Path, loopb
             assert c.volume_str == "0"
     # The latest closed minute (the first poll's), not the forming one.
     assert max(c.stop for c in pub.of_kind("candle")) < max(c.receipt_timestamp for c in pub.of_kind("candle"))
+
+
+async def test_coinbase_rest_candles_polled_end_to_end(shared_data: Path, loopback_exchange) -> None:
+    """Coinbase candles of another interval than the websocket's 5 minutes come from the public REST
+    candles: polled by the driver's timer through the real aiohttp path, newest-first bodies published
+    as closed bars in order, each once, and no websocket candles subscribed."""
+    from gateways.capture import SEND
+
+    # The capture subscribed the 5m candles channel; a 1m gateway must not (the loopback would wait for it).
+    records = [r for r in read_capture(shared_data / "cryptofeed_v3/COINBASE.jsonl")
+               if not (r.kind == SEND and '"channel":"candles"' in str(r.data))]
+    channels = dict(records[0].data["channels"])
+    products = channels["candles"]
+    lb = await loopback_exchange(records)
+    pub = RecordingPublisher("COINBASE")
+    gw = Gateway(GatewayConfig(name="gw", exchange="COINBASE", channels=channels, pub="inproc://unused",
+                               urls=lb.urls(), candle_interval="1m"), publisher=pub)
+    adapter = gw.adapter
+    adapter.timer_interval = 0.05                                          # type: ignore[misc]
+    adapter.candle_poll_min_ns = adapter.candle_poll_max_ns = 200_000_000  # type: ignore[misc]
+
+    def published() -> dict[str, list]:
+        return {p: [c for c in pub.of_kind("candle") if c.symbol == p] for p in products}
+
+    async with gw:
+        await lb.wait_subscribed()
+        assert not [s for _, _, streams in lb.client_messages for s in streams if s.startswith("candles:")]
+        lb.release(None)
+        await lb.wait_sent()
+        await wait_until(lambda: all(published().values()), 10, "candles published")
+
+    assert lb.errors == [] and adapter.error_counts() == {}
+    polls = [u for u in lb.rest_requests if "/candles?" in u]
+    for product, bars in published().items():
+        assert any(f"/api/v3/brokerage/market/products/{product}/candles?start=" in u
+                   and u.endswith("&granularity=ONE_MINUTE") for u in polls), (product, polls)
+        # Each minute once, in order, one minute apart or more (a later poll's bars follow on).
+        assert all(b.start - a.start >= 60_000_000_000 for a, b in zip(bars, bars[1:], strict=False))
+        # Closed 1m bars on the minute grid, flat at the loopback's price (its last trade's), no volume.
+        assert {(c.closed, c.interval, c.exchange_symbol, c.start % 60_000_000_000, c.stop - c.start,
+                 len({c.open_str, c.high_str, c.low_str, c.close_str}), c.volume_str, c.timestamp)
+                for c in bars} == {(True, "1m", product, 0, 59_999_000_000, 1, "0", None)}
+        assert float(bars[0].close_str) > 0
+        # The first poll's latest closed minute, not the forming one.
+        assert bars[0].stop < bars[0].receipt_timestamp
+    assert adapter.counters["ignored.candle_history"] >= len(products)

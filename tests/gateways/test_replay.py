@@ -228,3 +228,21 @@ def test_replay_takes_the_recorded_subscription_options(tmp_path: Path) -> None:
     # Options given to the replayer win over the recording's.
     res = Replayer(subscription_options={"candle_interval": "1h"}).run(read_capture(cap))
     assert res.adapter.candle_interval == "1h" and res.adapter.subscription.depth == 100
+
+
+def test_recorded_polls_are_matched_without_their_time_window() -> None:
+    from gateways.adapter import Fetch
+    from gateways.capture import REST
+    from gateways.replay import RestPool
+
+    base = "https://api.coinbase.com/api/v3/brokerage/market/products/BTC-USD/candles"
+    pool = RestPool()
+    pool.add(Record(REST, "http", 1, b"1m", f"{base}?start=1699999860&end=1700017860&granularity=ONE_MINUTE"))
+    pool.add(Record(REST, "http", 2, b"5m", f"{base}?start=1699999800&end=1700089800&granularity=FIVE_MINUTE"))
+    # A poll whose window starts a bar later (the replay's timer is not the recorder's clock) still
+    # finds the response of its granularity; the granularity (what is asked) still counts.
+    later = Fetch(f"{base}?start=1699999920&end=1700017920&granularity=ONE_MINUTE", 1, "candles", "BTC-USD")
+    rec = pool.take(later)
+    assert rec is not None and rec.data == b"1m"
+    assert pool.take(later) is None and len(pool) == 1
+    assert pool.take(Fetch(f"{base}?start=1&end=2&granularity=ONE_HOUR", 1, "candles", "BTC-USD")) is None

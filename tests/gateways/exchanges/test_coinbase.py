@@ -7,8 +7,8 @@ from pathlib import Path
 
 import orjson
 
-from cryptofeed_types import BBO, Gap, L2Delta, L2Snapshot, Reset, Symbol, iso_ns
-from gateways.adapter import Send, Subscription
+from cryptofeed_types import BBO, Candle, Gap, L2Delta, L2Snapshot, Reset, Symbol, iso_ns
+from gateways.adapter import Fetch, Send, Subscription
 from gateways.capture import RECV, REST, read_capture
 from gateways.exchanges import get
 from gateways.exchanges.coinbase import Coinbase
@@ -336,24 +336,26 @@ def test_bbo_with_l2_book_stays_derived_from_the_book() -> None:
     assert [(b.bid_str, b.ask_str) for b in bbos] == [("21921.73", "21921.74")]
 
 
-def test_candles_other_than_5m_are_refused_at_subscription_time() -> None:
+def test_candle_interval_without_a_granularity_is_refused_at_subscription_time() -> None:
     from loguru import logger
 
     lines: list[str] = []
     sink = logger.add(lines.append, level="ERROR", format="{message}")
     try:
-        cb = Coinbase(Subscription({"candles": ["BTC-USD"], "trades": ["BTC-USD"]}, candle_interval="1m"),
+        cb = Coinbase(Subscription({"candles": ["BTC-USD"], "trades": ["BTC-USD"]}, candle_interval="4h"),
                       symbols=_syms("BTC-USD"))
         specs = cb.connections()
         cb.set_symbols(_syms("BTC-USD"))
         cb.connections()                                   # rebuilt: refused (and counted) once
+        timers = [cb.on_timer(_T0 + i * 5 * _S) for i in range(4)]
     finally:
         logger.remove(sink)
     channels = {orjson.loads(m)["channel"] for s in specs for m in s.subscribe}
     assert channels == {"market_trades", "heartbeats"}     # the other channels go on
     assert ("candles", "BTC-USD") not in {st for s in specs for st in s.streams}
-    assert cb.counters["subscription.unsupported_candle_interval"] == 1
-    assert sum("candle_interval" in ln and "'5m'" in ln for ln in lines) == 1, lines
+    assert all(t.actions == [] for t in timers)            # nor polled
+    assert cb.counters["subscription.unsupported_candle_interval"] == 1 and cb.error_counts() == {}
+    assert sum("'4h'" in ln and "6h" in ln and "1d" in ln for ln in lines) == 1, lines
 
     ok = Coinbase(Subscription({"candles": ["BTC-USD"]}, candle_interval="5m"), symbols=_syms("BTC-USD"))
     assert "candles" in {orjson.loads(m)["channel"] for s in ok.connections() for m in s.subscribe}
@@ -366,6 +368,8 @@ def test_candles_default_to_the_only_interval_offered() -> None:
     assert cb.candle_interval == "5m"
     assert "candles" in {orjson.loads(m)["channel"] for s in cb.connections() for m in s.subscribe}
     assert cb.counters["subscription.unsupported_candle_interval"] == 0
+    # 5m comes from the websocket only: the timer polls no REST candles.
+    assert [cb.on_timer(_T0 + i * 5 * _S).actions for i in range(13)] == [[]] * 13
 
 
 def test_v3_capture_replays_its_candles(shared_data: Path) -> None:
@@ -376,3 +380,105 @@ def test_v3_capture_replays_its_candles(shared_data: Path) -> None:
     candles = [e for e in res.events if isinstance(e, Candle)]
     assert candles and {c.interval for c in candles} == {"5m"}
     assert res.adapter.counters["subscription.unsupported_candle_interval"] == 0
+
+
+# ------------------------------------------------------------------ candles polled from REST (not 5m)
+
+_S = 10**9
+_T0 = 1_700_000_030 * _S                      # 30 s into the minute starting at 1_699_999_980 s
+_CANDLES = "https://api.coinbase.com/api/v3/brokerage/market/products"
+
+
+def _rest_candles(interval: str = "1m", n: int = 2, **sub: object) -> Coinbase:
+    names = ["BTC-USD", "ETH-USD"][:n]
+    return Coinbase(Subscription({"candles": names, **sub}, candle_interval=interval), symbols=_syms(*names))
+
+
+def _cb_bar(start_s: int, low: str, high: str, o: str, c: str, v: str) -> dict:
+    """A bar as the public candles endpoint gives it (every value a string, the start in unix seconds)."""
+    return {"start": str(start_s), "low": low, "high": high, "open": o, "close": c, "volume": v}
+
+
+def _cb_body(*bars: dict) -> bytes:
+    return orjson.dumps({"candles": list(bars)})
+
+
+def test_rest_candles_url_names_the_granularity_and_a_window_on_bar_boundaries() -> None:
+    cb = _rest_candles("1m", trades=["BTC-USD"])
+    # The websocket subscribes no candles channel for 1m bars.
+    assert {orjson.loads(m)["channel"] for s in cb.connections() for m in s.subscribe} == {"market_trades",
+                                                                                           "heartbeats"}
+    (first,) = cb.on_timer(_T0).actions
+    assert first == Fetch(f"{_CANDLES}/BTC-USD/candles?start=1699999860&end=1700017860&granularity=ONE_MINUTE",
+                          1, "candles", "BTC-USD")                  # 300 bars from two minutes back
+    assert cb.on_timer(_T0 + 5 * _S).actions == []
+    # Spread over the 15 s period; a minute began meanwhile, so from two bars before that one.
+    (second,) = cb.on_timer(_T0 + 10 * _S).actions
+    assert second.url == f"{_CANDLES}/ETH-USD/candles?start=1699999920&end=1700017920&granularity=ONE_MINUTE"
+    # Other intervals: their granularity, the window 300 of their bars.
+    for interval, granularity, start, end in (("15m", "FIFTEEN_MINUTE", 1699997400, 1700267400),
+                                              ("2h", "TWO_HOUR", 1699984800, 1702144800),
+                                              ("6h", "SIX_HOUR", 1699941600, 1706421600),
+                                              ("1d", "ONE_DAY", 1699747200, 1725667200)):   # 2 days before today
+        (f,) = _rest_candles(interval, 1).on_timer(_T0).actions
+        assert f.url == f"{_CANDLES}/BTC-USD/candles?start={start}&end={end}&granularity={granularity}", interval
+    over = Coinbase(Subscription({"candles": ["BTC-USD"]}, candle_interval="30m"), symbols=_syms("BTC-USD"),
+                    urls={"rest": "http://127.0.0.1:9"})
+    (f,) = over.on_timer(_T0).actions
+    assert f.url == "http://127.0.0.1:9/api/v3/brokerage/market/products/BTC-USD/candles?start=1699995600" \
+                    "&end=1700535600&granularity=THIRTY_MINUTE"
+
+
+def test_rest_candles_newest_first_become_ascending_closed_candles() -> None:
+    cb = _rest_candles("1m", 1)
+    (fetch,) = cb.on_timer(_T0).actions
+    body = _cb_body(_cb_bar(1_699_999_980, "37004", "37006", "37005.5", "37006", "1"),              # forming
+                    _cb_bar(1_699_999_920, "36995.00", "37010.10", "36999.5", "37005.50", "0.00000100"),
+                    _cb_bar(1_699_999_860, "36980", "37001", "36990.5", "36999.5", "12.5"))
+    out = cb.on_rest(fetch, 200, body, _T0 + _S)
+    (c,) = out.events                                          # the first poll: the latest closed bar only
+    assert isinstance(c, Candle) and out.actions == []
+    assert (c.exchange, c.symbol, c.exchange_symbol, c.interval) == ("COINBASE", "BTC-USD", "BTC-USD", "1m")
+    assert (c.start, c.stop) == (1_699_999_920 * _S, 1_699_999_979_999 * 10**6)
+    assert (c.open_str, c.high_str, c.low_str, c.close_str, c.volume_str) == (
+        "36999.5", "37010.10", "36995.00", "37005.50", "0.00000100")              # the exchange's strings
+    assert c.closed is True and c.timestamp is None and c.trades is None and c.receipt_timestamp == _T0 + _S
+    assert cb.counters["ignored.candle_history"] == 1 and cb.counters["ignored.candle_forming"] == 1
+    # Next poll 2 s after the forming bar's end, from that bar; its answer (newest first again, the
+    # published bar repeated) gives the two bars closed since, in ascending order.
+    assert cb.on_timer(1_700_000_041 * _S).actions == []
+    (nxt,) = cb.on_timer(1_700_000_042 * _S).actions
+    assert nxt.url == f"{_CANDLES}/BTC-USD/candles?start=1699999980&end=1700017980&granularity=ONE_MINUTE"
+    later = _cb_body(_cb_bar(1_700_000_160, "5", "5", "5", "5", "1"),
+                     _cb_bar(1_700_000_040, "37000", "37002", "37001", "37000", "3"),
+                     _cb_bar(1_699_999_980, "37004", "37009", "37005.5", "37008", "4"),
+                     _cb_bar(1_699_999_920, "36995.00", "37010.10", "36999.5", "37005.50", "0.00000100"))
+    events = cb.on_rest(nxt, 200, later, 1_700_000_165 * _S).events
+    assert [(e.start, e.close_str, e.volume_str) for e in events] == [
+        (1_699_999_980 * _S, "37008", "4"), (1_700_000_040 * _S, "37000", "3")]
+    assert cb.counters["ignored.candle_repeated"] == 1 and cb.error_counts() == {}
+
+
+def test_malformed_rest_candle_bodies_are_counted_not_raised() -> None:
+    cb = _rest_candles("1m", 1)
+    (fetch,) = cb.on_timer(_T0).actions
+    good = _cb_bar(1_699_999_920, "1", "2", "0.5", "1.5", "10")
+    bad = [b"<html>502</html>", b'{"error":"NOT_FOUND"}', b'{"candles":{}}',
+           _cb_body(good, {"start": "1699999980", "open": "1"}),                   # a bar without fields
+           _cb_body({**good, "close": 1.5}),                                       # a number, not text
+           _cb_body({**good, "start": 1699999920}),                                # start not text
+           _cb_body({**good, "low": "n/a"})]                                       # text that is no number
+    for raw in bad:
+        out = cb.on_rest(fetch, 200, raw, _T0 + _S)
+        assert out.events == [] and out.actions == []
+    errors = cb.error_counts()
+    assert cb.counters["errors"] == len(bad)
+    assert errors["errors.bad_candles"] == 2 and errors["errors.bad_number"] == 1
+    assert errors["errors.bad_candle_time"] == 1 and errors["errors.rest_parse.KeyError"] == 1
+    assert errors["errors.rest_parse.JSONDecodeError"] == 1 and errors["errors.rest_parse.ValueError"] == 1
+    # Nothing was published: a good answer still gives the bar.
+    forming = _cb_bar(1_699_999_980, "1", "1", "1", "1", "1")
+    assert [c.start for c in cb.on_rest(fetch, 200, _cb_body(forming, good), _T0 + _S).events] == [
+        1_699_999_920 * _S]
+    assert cb.on_rest(Fetch("https://x/other", 1, "other"), 200, b"{}", 1).events == []
+    assert cb.counters["errors.rest_unexpected"] == 1
