@@ -20,7 +20,7 @@ from typing import Any
 import click
 
 from gateways import exchanges as registry
-from gateways.adapter import Adapter, Fetch, InstrumentPages
+from gateways.adapter import Adapter, InstrumentPages
 
 
 def _split(text: str | None) -> list[str]:
@@ -266,9 +266,7 @@ def symbols(exchange: str, capture: Path | None, urls: tuple[str, ...], pattern:
     except KeyError as exc:
         raise click.UsageError(str(exc.args[0])) from None
     if capture is not None:
-        # The recording holds the instrument lists its own subscription asked for: ask for the same.
-        adapter = cls(Subscription(_recorded_channels(capture)), urls=_urls(urls) or None)
-        bodies = _recorded_instruments(adapter, capture)
+        adapter, bodies = _recorded(cls.exchange, capture, _urls(urls))
     else:
         adapter = cls(Subscription({}), urls=_urls(urls) or None)
         bodies = asyncio.run(_fetch_all(adapter))
@@ -280,45 +278,33 @@ def symbols(exchange: str, capture: Path | None, urls: tuple[str, ...], pattern:
                    + (f" contract={sym.contract_size}" if sym.contract_size is not None else ""))
 
 
-def _recorded_channels(capture: Path) -> dict[str, list[str]]:
-    """The channels and symbols in the capture's header (none for formats without one)."""
-    from gateways.capture import HEADER, capture_format, read_capture
+def _recorded(exchange: str, capture: Path, urls: dict[str, str]) -> tuple[Adapter, dict[str, Any]]:
+    """The adapter the capture was recorded with (it holds the instrument lists that subscription
+    asked for) and every page of them, as the replay reads them."""
+    from gateways.capture import HEADER, REST, capture_format, read_capture
+    from gateways.replay import RestPool, capture_adapter, recorded_instruments
 
     try:
         capture_format(capture)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--capture") from None
-    for rec in read_capture(capture):
-        if rec.kind == HEADER and isinstance(rec.data, dict):
-            return {ch: list(syms) for ch, syms in (rec.data.get("channels") or {}).items()}
-        break
-    return {}
-
-
-def _recorded_instruments(adapter: Adapter, capture: Path) -> dict[str, Any]:
-    """Every page of every instruments list, as recorded in ``capture``."""
-    from gateways.capture import REST, read_capture
-    from gateways.replay import RestPool
-
     pool = RestPool()
+    header: dict[str, Any] = {}
     for rec in read_capture(capture):
-        if rec.kind == REST:
+        if rec.kind == HEADER and not header and isinstance(rec.data, dict):
+            header = rec.data
+        elif rec.kind == REST:
             pool.add(rec)
-    bodies: dict[str, Any] = {}
-    for first in adapter.instrument_requests():
-        pages = InstrumentPages(adapter, first)
-        while (fetch := pages.next) is not None:
-            rec = pool.take(fetch, loose=pages.pages == 0)     # later pages differ only by cursor
-            if rec is None:
-                if pages.pages:                     # a later page was not recorded: list what we have
-                    click.echo(f"{capture}: no recorded response for {fetch.url}; listing the "
-                               f"{pages.pages} page(s) before it", err=True)
-                    break
-                raise click.ClickException(f"{capture}: no recorded response for {fetch.url}")
-            bodies[fetch.url] = rec.data
-            pages.got(rec.data)
-        _warn_unfinished(pages, first)
-    return bodies
+    adapter = capture_adapter(header, exchange=exchange, urls=urls)
+    found = recorded_instruments(adapter, pool)
+    if not found.bodies:
+        missing = found.missing[0].url if found.missing else "the instruments"
+        raise click.ClickException(f"{capture}: no recorded response for {missing}")
+    for fetch in found.missing:
+        click.echo(f"{capture}: no recorded response for {fetch.url}; listing the others", err=True)
+    if found.unfinished:
+        click.echo(f"{capture}: instrument pages do not end; listing those read", err=True)
+    return adapter, found.bodies
 
 
 async def _fetch_all(adapter: Adapter) -> dict[str, str]:
@@ -346,13 +332,10 @@ async def _fetch_all(adapter: Adapter) -> dict[str, str]:
                     raise click.ClickException(f"cannot fetch {exchange} instruments: GET {url} failed "
                                                f"({reason}); {hint}") from None
                 pages.got(out[url])
-            _warn_unfinished(pages, first)
+            if pages.unfinished:
+                click.echo(f"{first.url}: instrument pages do not end after {pages.pages}; listing those",
+                           err=True)
     return out
-
-
-def _warn_unfinished(pages: InstrumentPages, first: Fetch) -> None:
-    if pages.unfinished:
-        click.echo(f"{first.url}: instrument pages do not end after {pages.pages}; listing those", err=True)
 
 
 COMMANDS = [record, replay, exchanges, symbols]

@@ -50,8 +50,9 @@ CAPTURE_EXCHANGES: dict[str, str] = {}
 # poll, e.g. Kraken Futures' and Coinbase's candles: the replay's timer does not tick at the
 # recorder's wall-clock instants, so its first window may begin a bar away from the recorded one).
 _IGNORED_QUERY = frozenset({"limit", "from", "start", "end"})
-_NEVER = 1 << 63
-_RECORDED_OPTIONS = ("depth", "candle_interval", "open_interest_interval")   # the next timer call of an adapter without a timer
+_NEVER = 1 << 63   # the next timer call of an adapter without a timer
+# Subscription options a gateway writes into its capture's header (gateways.process).
+_RECORDED_OPTIONS = ("depth", "candle_interval", "open_interest_interval")
 
 
 def _url_key(url: str) -> tuple[str, frozenset[tuple[str, str]]]:
@@ -108,6 +109,56 @@ class RestPool:
         return len(self._recs)
 
 
+def capture_adapter(header: Mapping[str, Any], *, exchange: str | None = None,
+                    channels: Mapping[str, Iterable[str]] | None = None,
+                    options: Mapping[str, Any] | None = None, urls: Mapping[str, str] | None = None) -> Adapter:
+    """The adapter a capture was recorded with, from its header record: its exchange and
+    channels (unless given) and the subscription options the recording gateway wrote there
+    (``depth``, ``candle_interval``...; given ``options`` win), so that e.g. its candles keep
+    their bar length and its books their depth."""
+    name = exchange or header.get("exchange") or ""
+    cls = exchanges.get(CAPTURE_EXCHANGES.get(name, name))
+    if channels is None:
+        channels = header.get("channels") or {}
+    opts = dict(options or {})
+    for key in _RECORDED_OPTIONS:
+        if header.get(key) and key not in opts:
+            opts[key] = header[key]
+    return cls(Subscription({ch: list(syms) for ch, syms in channels.items()}, **opts), urls=urls or None)
+
+
+@dataclass
+class RecordedInstruments:
+    """What :func:`recorded_instruments` found: the bodies to ``load_instruments`` and what was not there."""
+
+    bodies: dict[str, Any] = field(default_factory=dict)
+    missing: list[Fetch] = field(default_factory=list)   # requests (a list's first page or a later one) not recorded
+    failed_responses: int = 0   # recorded non-200 answers skipped (the live driver retried after them)
+    unfinished: int = 0         # lists whose pages did not end (InstrumentPages.unfinished)
+
+
+def recorded_instruments(adapter: Adapter, pool: RestPool) -> RecordedInstruments:
+    """Every page of every instruments list of ``adapter``, answered from ``pool`` as live."""
+    found = RecordedInstruments()
+    for first in adapter.instrument_requests():
+        pages = InstrumentPages(adapter, first)
+        while (fetch := pages.next) is not None:
+            # Later pages differ only by their cursor: never let one stand in for another.
+            loose = pages.pages == 0
+            rec = pool.take(fetch, loose=loose)
+            while rec is not None and not _ok(rec):
+                # Live, the driver retried after a failed instruments request: the next response is the retry.
+                found.failed_responses += 1
+                rec = pool.take(fetch, loose=loose)
+            if rec is None:
+                found.missing.append(fetch)
+                break
+            found.bodies[rec.url or fetch.url] = rec.data
+            pages.got(rec.data)
+        found.unfinished += pages.unfinished
+    return found
+
+
 class Replayer:
     """Drives one adapter from a record stream (see the module docstring)."""
 
@@ -143,18 +194,8 @@ class Replayer:
 
     # ---- setup
     def _make_adapter(self, header: Mapping[str, Any]) -> Adapter:
-        name = self.exchange or header.get("exchange") or ""
-        name = CAPTURE_EXCHANGES.get(name, name)
-        cls = exchanges.get(name)
-        channels = self.channels if self.channels is not None else header.get("channels") or {}
-        options = dict(self.subscription_options)
-        # The recording's own subscription options (a gateway's capture header has them), so that
-        # e.g. its candles keep their bar length and its books their depth; given options win.
-        for key in _RECORDED_OPTIONS:
-            if header.get(key) and key not in options:
-                options[key] = header[key]
-        sub = Subscription({ch: list(syms) for ch, syms in channels.items()}, **options)
-        return cls(sub)
+        return capture_adapter(header, exchange=self.exchange, channels=self.channels,
+                               options=self.subscription_options)
 
     def _load_instruments(self) -> None:
         self._instruments_done = True
@@ -163,27 +204,15 @@ class Replayer:
         if self.publisher is not None and not self._shared:
             self._shared = True
             share_books(adapter, self.publisher)
-        bodies: dict[str, Any] = {}
-        for first in adapter.instrument_requests():
-            pages = InstrumentPages(adapter, first)
-            while (fetch := pages.next) is not None:
-                # Later pages differ only by their cursor: never let one stand in for another.
-                loose = pages.pages == 0
-                rec = self.pool.take(fetch, loose=loose)
-                while rec is not None and not _ok(rec):
-                    # Live, the driver retried after a failed instruments request: the next response is the retry.
-                    adapter.count("replay.instruments_failed_response")
-                    rec = self.pool.take(fetch, loose=loose)
-                if rec is None:
-                    adapter.count("replay.instruments_missing")
-                    break
-                bodies[rec.url or fetch.url] = rec.data
-                pages.got(rec.data)
-            if pages.unfinished:
-                adapter.count("replay.instrument_pages_unfinished")
-        if bodies:
+        found = recorded_instruments(adapter, self.pool)
+        for name, n in (("instruments_failed_response", found.failed_responses),
+                        ("instruments_missing", len(found.missing)),
+                        ("instrument_pages_unfinished", found.unfinished)):
+            if n:
+                adapter.count(f"replay.{name}", n)
+        if found.bodies:
             try:
-                adapter.load_instruments(bodies)
+                adapter.load_instruments(found.bodies)
             except Exception as exc:  # noqa: BLE001 - a bad capture must not stop the replay
                 adapter.count("replay.instruments_error")
                 logger.warning("{}: instruments from capture unusable: {}", adapter.exchange, exc)
