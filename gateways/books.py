@@ -57,7 +57,6 @@ _BROKE = {
 _SNAPSHOT_LOG_REASON = {"checksum": "snapshot_replay_checksum", "crossed": "snapshot_crossed"}
 
 
-
 def range_rule(current: int | None, first: int | None, last: int | None, prev: int | None,
                bridging: bool) -> int:
     """Updates carry an id range [first, last] that must continue the book without a hole.

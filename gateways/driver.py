@@ -25,12 +25,14 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import random
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from loguru import logger
@@ -75,15 +77,11 @@ PROXY_SCHEMES = ("http", "https", "socks4", "socks5", "socks5h")
 
 def proxy_problem(url: str, *, websocket: bool) -> str | None:
     """Why ``url`` can't serve as a proxy here (None: it can): scheme, host, SOCKS support."""
-    from urllib.parse import urlsplit
-
     parts = urlsplit(url)
     if parts.scheme not in PROXY_SCHEMES or not parts.hostname:
         return f"{redact(url)!r}: a proxy is scheme://[user:password@]host:port, scheme one of {', '.join(PROXY_SCHEMES)}"
     if parts.scheme.startswith("socks"):
         module, package = ("python_socks", "python-socks") if websocket else ("aiohttp_socks", "aiohttp-socks")
-        import importlib.util
-
         if importlib.util.find_spec(module) is None:
             return (f"{redact(url)!r}: SOCKS proxies for {'websockets' if websocket else 'REST'} need the "
                     f"{package} package (pip install {package})")

@@ -89,8 +89,7 @@ class CandlePoller:
                  parse: CandleParser) -> None:
         if not isinstance(adapter, PolledCandles):
             raise TypeError(f"{type(adapter).__name__} must mix in PolledCandles to own a CandlePoller")
-        self.adapter = adapter
-        self.timing: PolledCandles = adapter
+        self.adapter: Any = adapter   # an Adapter that is a PolledCandles (checked above)
         self.intervals = dict(intervals)
         self._request = request
         self._parse = parse
@@ -124,8 +123,8 @@ class CandlePoller:
 
     def period(self, length: int) -> int:
         """The retry period of polls of bars ``length`` ns long."""
-        t = self.timing
-        return min(max(length // 4, t.candle_poll_min_ns), t.candle_poll_max_ns)
+        ad = self.adapter
+        return min(max(length // 4, ad.candle_poll_min_ns), ad.candle_poll_max_ns)
 
     def fetch(self, symbol: str, ts: int) -> Fetch:
         """The request for ``symbol``'s bars from its first unpublished one."""
@@ -160,8 +159,7 @@ class CandlePoller:
         symbol = fetch.symbol
         if fetch.tag != TAG or symbol is None:
             raise AdapterError("rest_unexpected", fetch.url)
-        ad = self.adapter
-        t = self.timing
+        ad = t = self.adapter
         interval = ad.candle_interval
         length = self.intervals[interval]
         parsed, more = self._parse(body)

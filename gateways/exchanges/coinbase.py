@@ -91,7 +91,6 @@ _WS_CHANNEL = {TRADES: "market_trades", L2_BOOK: "level2", TICKER: "ticker", BBO
                CANDLES: "candles"}
 
 
-
 def _expiry(text: str) -> str:
     return text[:10].replace("-", "")
 

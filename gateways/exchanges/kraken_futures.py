@@ -23,20 +23,11 @@ Integrity: every ``book`` message carries the product's ``seq``, +1 per message 
 ``book_snapshot`` rebuilds it (Reset + L2Snapshot). Buffered updates older than the new
 snapshot are dropped as stale.
 
-Candles: the websocket has none, so the charts API is polled (:meth:`KrakenFutures.handle_timer`,
-tag ``candles``) by a :class:`gateways.polling.CandlePoller`, which owns the rules below; this
-module gives it the URL and the body's parser. ``candle_interval`` is one of the API's resolutions
-(:data:`CANDLE_INTERVALS`); another is refused once (logged,
-``subscription.unsupported_candle_interval``) and the other channels run. Each bar is published
-once, when closed: a bar is closed when the response holds a later bar (or says ``more_candles``),
-or when its end is ``candle_close_grace_ns`` behind the receipt time (a quiet product may have no
-later bar); the forming bar is never published. The first response
-of a product gives only its latest closed bar (as a candle websocket's snapshot would), older ones
-are counted ``ignored.candle_history``. A poll asks ``from`` the first unpublished bar, so a missed
-poll is caught up and the URL depends only on what was published. Polls of a product follow its
-forming bar's end (+ ``candle_settle_ns``, staggered across products like the first polls); a poll
-that brings no new bar is retried every quarter interval (5 s to 60 s). ``stop`` = the bar's last
-millisecond, ``timestamp`` null (the API gives only the start), volume as the API gives it.
+Candles: the websocket has none, so the charts API is polled on the timer by a
+:class:`gateways.polling.CandlePoller` (its docstring has the rules: closed bars only, each once,
+an unsupported ``candle_interval`` refused); this module gives it the URL (``from`` the first
+unpublished bar) and the body's parser. ``candle_interval`` is one of the API's resolutions
+(:data:`CANDLE_INTERVALS`); ``more_candles`` is the poller's "more"; volume is as the API gives it.
 
 Numbers arrive as JSON numbers; prices/sizes become text with
 :func:`cryptofeed_types.dec_str` (the float's shortest repr, plain notation: ``20108.0``,
@@ -404,10 +395,6 @@ class KrakenFutures(ResubscribeByConnection, PolledCandles, Adapter):
 
     # ------------------------------------------------------------ candles (REST charts API)
     # The schedule, closing rule and dedupe are the CandlePoller's; the charts URL and body are ours.
-    def candle_fetch(self, symbol: str, ts: int) -> Fetch:
-        """The charts request for ``symbol``'s bars from its first unpublished one (tag ``candles``)."""
-        return self.candle_poller.fetch(symbol, ts)
-
     def _charts_request(self, symbol: str, start: int) -> Fetch:
         return Fetch(f"{self.url['rest']}/api/charts/v1/trade/{self.exchange_symbol(symbol)}/{self.candle_interval}"
                      f"?from={start // _S}", 1, TAG, symbol)

@@ -371,7 +371,7 @@ def test_malformed_candle_bodies_are_counted_not_raised() -> None:
     assert errors["errors.bad_number"] == 1 and errors["errors.bad_candle_time"] == 1
     assert errors["errors.rest_parse.JSONDecodeError"] == 1 and errors["errors.rest_parse.KeyError"] == 1
     # Nothing was published: the same request again, and a good answer still gives the bar.
-    assert kf.candle_fetch("BTC-USD-PERP", _T0) == fetch
+    assert kf.candle_poller.fetch("BTC-USD-PERP", _T0) == fetch
     forming = _bar(1_699_999_980, "1", "1", "1", "1", "1")
     assert [c.start for c in kf.on_rest(fetch, 200, _body(good, forming), _T0 + _S).events] == [1_699_999_920 * _S]
     assert kf.on_rest(Fetch("https://x/other", 1, "other"), 200, b"{}", 1).events == []
