@@ -44,10 +44,6 @@ class Header(NamedTuple):
     publish_timestamp: int
 
 
-_packer = msgpack.Packer(use_bin_type=True)
-_pack = _packer.pack
-
-
 def header_prefix(gateway: str, epoch: int) -> bytes:
     """The encoded start of every header of one publisher epoch (for :func:`encode_header`)."""
     return _header_prefix(WIRE_VERSION, gateway, epoch)

@@ -40,8 +40,7 @@ try:  # direct libzmq send (bus/_zmqio.pyx); without it, three pyzmq sends
 except ImportError:
     _HAVE_ZMQIO = False
 
-# codec's packer: msgpack's pack runs in C without releasing the GIL, so sharing it is safe.
-_pack = codec._pack
+# Header and body are written by compiled code (cryptofeed_types.events) that keeps the GIL.
 _pack_header = codec._pack_header
 _time_ns = time.time_ns
 _SNDMORE_NB = zmq.SNDMORE | zmq.NOBLOCK

@@ -280,8 +280,8 @@ cdef class OrderBook:
         cdef _CkText text
         text.n = 0
         text.spill = False
-        _kraken_side_c(self.asks, depth, &text)
-        _kraken_side_c(self.bids, depth, &text)
+        _kraken_side(self.asks, depth, &text)
+        _kraken_side(self.bids, depth, &text)
         if not text.spill:
             return crc32(PyBytes_FromStringAndSize(text.data, text.n))
         return _kraken_checksum_slow(self.bids.top(depth), self.asks.top(depth))
@@ -316,7 +316,7 @@ cdef inline void _kraken_put(str s, _CkText* text):
         text.n += 1
 
 
-cdef void _kraken_side_c(BookSide side, Py_ssize_t depth, _CkText* text):
+cdef void _kraken_side(BookSide side, Py_ssize_t depth, _CkText* text):
     cdef list keys = side._keys
     cdef dict levels = side._levels
     cdef Py_ssize_t total = len(keys), n = min(total, depth), i
