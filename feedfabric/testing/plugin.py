@@ -26,5 +26,7 @@ def shared_data() -> Path:
 from feedfabric.testing.bus import bus_dir, bus_endpoint, publisher_factory, publisher_process, subscriber_factory  # noqa: E402,F401,I001
 # --- gateway fixtures (feedfabric.testing.exchange) ---
 from feedfabric.testing.exchange import loopback_exchange, recording_publisher  # noqa: E402,F401,I001
+# --- log capture (feedfabric.testing.logs) ---
+from feedfabric.testing.logs import log_records  # noqa: E402,F401,I001
 # --- consumer fixtures (feedfabric.testing.consumers) ---
 from feedfabric.testing.consumers import postgres_server, redis_server  # noqa: E402,F401,I001

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import orjson
 import pytest
-from loguru import logger
 
 from cryptofeed_types import Symbol
 from gateways.adapter import Fetch, LogLimit, Output, Resync, Send, Subscription
@@ -18,14 +16,9 @@ from gateways.exchanges.binance import BinanceSpot
 
 
 @pytest.fixture
-def records() -> Iterator[list[Any]]:
-    """Every loguru record logged meanwhile (DEBUG and up), as ``message.record`` dicts."""
-    got: list[Any] = []
-    sink = logger.add(lambda m: got.append(m.record), level="DEBUG", format="{message}")
-    try:
-        yield got
-    finally:
-        logger.remove(sink)
+def records(log_records: list[Any]) -> list[Any]:
+    """feedfabric.testing's ``log_records``: every loguru record logged during the test."""
+    return log_records
 
 
 def _binance() -> BinanceSpot:

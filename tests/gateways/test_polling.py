@@ -8,6 +8,7 @@ import orjson
 import pytest
 
 from cryptofeed_types import Candle, Symbol
+from feedfabric.testing.logs import captured_logs
 from gateways.adapter import Adapter, Fetch, Output, Subscription
 from gateways.polling import Bar, CandlePoller, PolledCandles, json_rows
 
@@ -208,16 +209,10 @@ def test_malformed_bodies_are_counted_by_the_adapter_and_publish_nothing() -> No
 
 
 def test_an_interval_the_rest_api_lacks_is_refused_once() -> None:
-    from loguru import logger
-
-    lines: list[str] = []
-    sink = logger.add(lines.append, level="ERROR", format="{message}")
-    try:
+    with captured_logs("ERROR") as lines:
         ad = _adapter("4h", 2, trades=["BTC-USD"])
         outs = [ad.on_timer(_T0 + i * _S) for i in range(5)]
         assert ad.poller.symbols() == []
-    finally:
-        logger.remove(sink)
     assert all(o.actions == [] for o in outs)
     assert ad.counters["subscription.unsupported_candle_interval"] == 1 and ad.error_counts() == {}
     assert [ln.rstrip() for ln in lines] == ["TEST: candles not polled: candle_interval '4h' is not one of its REST candle "

@@ -8,6 +8,7 @@ from pathlib import Path
 import orjson
 
 from cryptofeed_types import BBO, Candle, Gap, L2Delta, L2Snapshot, Reset, Symbol, iso_ns
+from feedfabric.testing.logs import captured_logs
 from gateways.adapter import Fetch, Send, Subscription
 from gateways.capture import RECV, REST, read_capture
 from gateways.exchanges import get
@@ -337,19 +338,13 @@ def test_bbo_with_l2_book_stays_derived_from_the_book() -> None:
 
 
 def test_candle_interval_without_a_granularity_is_refused_at_subscription_time() -> None:
-    from loguru import logger
-
-    lines: list[str] = []
-    sink = logger.add(lines.append, level="ERROR", format="{message}")
-    try:
+    with captured_logs("ERROR") as lines:
         cb = Coinbase(Subscription({"candles": ["BTC-USD"], "trades": ["BTC-USD"]}, candle_interval="4h"),
                       symbols=_syms("BTC-USD"))
         specs = cb.connections()
         cb.set_symbols(_syms("BTC-USD"))
         cb.connections()                                   # rebuilt: refused (and counted) once
         timers = [cb.on_timer(_T0 + i * 5 * _S) for i in range(4)]
-    finally:
-        logger.remove(sink)
     channels = {orjson.loads(m)["channel"] for s in specs for m in s.subscribe}
     assert channels == {"market_trades", "heartbeats"}     # the other channels go on
     assert ("candles", "BTC-USD") not in {st for s in specs for st in s.streams}

@@ -9,6 +9,7 @@ import orjson
 import pytest
 
 from cryptofeed_types import BBO, Candle, Gap, L2Delta, L2Snapshot, Reset, Symbol
+from feedfabric.testing.logs import captured_logs
 from gateways.adapter import Fetch, Send, Subscription
 from gateways.capture import RECV, REST, read_capture
 from gateways.exchanges import get
@@ -379,15 +380,9 @@ def test_malformed_candle_bodies_are_counted_not_raised() -> None:
 
 
 def test_unsupported_candle_interval_is_refused_once() -> None:
-    from loguru import logger
-
-    lines: list[str] = []
-    sink = logger.add(lines.append, level="ERROR", format="{message}")
-    try:
+    with captured_logs("ERROR") as lines:
         kf = _candle_adapter("3m", 1, trades=["BTC-USD-PERP"])
         outs = [kf.on_timer(_T0 + i * 5 * _S) for i in range(4)]
-    finally:
-        logger.remove(sink)
     assert all(o.actions == [] for o in outs)
     assert kf.counters["subscription.unsupported_candle_interval"] == 1 and kf.error_counts() == {}
     assert sum("'3m'" in ln and "1w" in ln for ln in lines) == 1, lines

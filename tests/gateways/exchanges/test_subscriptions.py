@@ -5,9 +5,9 @@ that would stop the gateway; the known symbols are still subscribed."""
 from __future__ import annotations
 
 import pytest
-from loguru import logger
 
 from cryptofeed_types import FUTURE, PERPETUAL, SPOT, Symbol
+from feedfabric.testing.logs import captured_logs
 from gateways import exchanges
 from gateways.adapter import CHANNELS, Subscription
 
@@ -37,13 +37,9 @@ def test_unknown_symbols_are_skipped_counted_and_logged(exchange: str) -> None:
     channels = {ch: [unknown, known.normalized] for ch in CHANNELS}
     adapter = exchanges.get(exchange)(Subscription(channels), symbols=[known])
     assert adapter.check_subscription() == [unknown]
-    lines: list[str] = []
-    sink = logger.add(lines.append, level="WARNING", format="{message}")
-    try:
+    with captured_logs("WARNING") as lines:
         specs = adapter.connections()
         again = adapter.connections()          # building again neither raises nor counts again
-    finally:
-        logger.remove(sink)
     assert [s.id for s in specs] == [s.id for s in again]
     streams = {sym for spec in specs for _, sym in spec.streams}
     assert known.normalized in streams
