@@ -75,6 +75,7 @@ class Publisher:
         self.counters: dict[str, int] = {"messages": 0, "bytes": 0, "dropped": 0, "errors": 0,
                                          "heartbeats": 0, "snapshot_requests": 0, "snapshot_errors": 0}
         self._extra: dict[str, int] = {}
+        self._subscribed: dict[str, int] = {}   # prefix → subscribe messages read (XPUB_VERBOSE: every one)
         self._feeds: dict[str, str] = {}
         self._seqs: dict[str, int] = {}
         self._kinds: dict[type, tuple[bool, str]] = {}
@@ -238,6 +239,13 @@ class Publisher:
         with self._lock:
             self._extra[name] = self._extra.get(name, 0) + n
 
+    def subscriptions(self) -> dict[str, int]:
+        """Subscribe messages read so far in this epoch, per prefix: one per subscriber and per
+        (re)connection (XPUB_VERBOSE). A prefix counted here is in libzmq's filter: every message
+        published from now on reaches those subscribers (read every 50 ms by the service thread)."""
+        with self._lock:
+            return dict(self._subscribed)
+
     def seq(self, topic: str) -> int:
         """The last sequence number sent on ``topic`` in this epoch (0 if none)."""
         with self._lock:
@@ -308,6 +316,8 @@ class Publisher:
                     return subscribed
                 if msg[:1] == b"\x01":
                     subscribed = True
+                    prefix = msg[1:].decode("utf-8", "replace")
+                    self._subscribed[prefix] = self._subscribed.get(prefix, 0) + 1
 
     def _answer(self, log) -> None:
         router = self._router

@@ -259,13 +259,19 @@ def _phase(clients: list[Collector], pred: Callable[[Lines], bool], what: str,
             c.wait(pred, 0.1)
 
 
-def _confirm(clients: list[Collector], pub: Publisher) -> int:
-    """Heartbeats until every client delivered one of ``pub``'s current epoch (its subscriptions
-    are then active), then one more that all must deliver: its sequence number.
+def _confirm(clients: list[Collector], pub: Publisher, prefixes: list[str]) -> int:
+    """Wait until ``pub`` has every client's subscription to every prefix (a heartbeat alone
+    would only prove ``heartbeat.``: a client's other prefixes may reach the publisher later, e.g.
+    resent in another order on a reconnect), then heartbeats until every client delivered one of
+    ``pub``'s current epoch, then one more that all must deliver: its sequence number.
 
-    The clients need ``heartbeat.`` among their prefixes. From the returned heartbeat on, every
-    client receives everything ``pub`` sends.
+    From the returned heartbeat on, every client receives everything ``pub`` sends.
     """
+    deadline = time.monotonic() + WAIT
+    while any(pub.subscriptions().get(p, 0) < len(clients) for p in prefixes):
+        if time.monotonic() > deadline:
+            pytest.fail(f"subscriptions not all at the publisher in {WAIT} s: {pub.subscriptions()}")
+        time.sleep(0.01)
     hb_topic = topic("heartbeat", pub.gateway)
 
     def seen(min_seq: int) -> Callable[[Lines], bool]:
@@ -470,7 +476,7 @@ def test_replayed_capture_through_the_gateway(node_client: Path, c_client: Path,
     pub.start()
     try:
         clients = _start_clients(node_client, c_client, [ep], prefixes)
-        since = {pub.epoch: _confirm(clients, pub)}
+        since = {pub.epoch: _confirm(clients, pub, prefixes)}
         result = Replayer(publisher=pub).run(read_capture(capture))
         assert result.events_by_kind == dry.events_by_kind and not result.unanswered
         assert pub.store.providers, "the snapshot service should serve the adapter's books"
@@ -548,7 +554,7 @@ def test_publisher_restart(node_client: Path, c_client: Path, bus_endpoint: Call
     since: dict[int, int] = {}
     try:
         clients = _start_clients(node_client, c_client, [ep], prefixes)
-        since[first.epoch] = _confirm(clients, first)
+        since[first.epoch] = _confirm(clients, first, prefixes)
         for ev in first_gen.initial() + list(first_gen.events(80)):
             first.publish(ev)
         _phase(clients, _caught_up(dict(first._seqs), first.epoch), "the end of the first epoch")
@@ -558,7 +564,7 @@ def test_publisher_restart(node_client: Path, c_client: Path, bus_endpoint: Call
         second.start()
         pubs.append(second)
         assert second.epoch > first.epoch
-        since[second.epoch] = _confirm(clients, second)   # the clients saw the restart here
+        since[second.epoch] = _confirm(clients, second, prefixes)   # the clients saw the restart here
         for ev in second_gen.initial() + list(second_gen.events(80)):
             second.publish(ev)
         _phase(clients, _caught_up(dict(second._seqs), second.epoch), "the end of the second epoch")
