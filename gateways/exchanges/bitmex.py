@@ -93,7 +93,8 @@ from gateways.adapter import (
     Send,
     Subscription,
 )
-from gateways.books import GAP, SYNCED, Books, Resubscriber, no_rule
+from gateways.books import GAP, SYNCED, Books, no_rule
+from gateways.resync import Resubscriber
 
 EXCHANGE = "BITMEX"
 WS = "ws"

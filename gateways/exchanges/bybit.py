@@ -99,7 +99,8 @@ from gateways.adapter import (
     Send,
     Subscription,
 )
-from gateways.books import SYNCED, Books, Resubscriber, range_rule
+from gateways.books import SYNCED, Books, range_rule
+from gateways.resync import Resubscriber
 
 EXCHANGE = "BYBIT"
 CATEGORIES = ("spot", "linear", "inverse", "option")

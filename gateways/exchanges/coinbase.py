@@ -68,8 +68,9 @@ from gateways.adapter import (
     Send,
     Subscription,
 )
-from gateways.books import SYNCED, Books, Resubscriber, no_rule
+from gateways.books import SYNCED, Books, no_rule
 from gateways.polling import TAG, Bar, CandlePoller, PolledCandles, json_rows
+from gateways.resync import Resubscriber
 
 _S = 1_000_000_000
 _MS = 1_000_000  # candle stop = the bar's last millisecond, as the other adapters

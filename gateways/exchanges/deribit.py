@@ -96,7 +96,8 @@ from gateways.adapter import (
     Send,
     Subscription,
 )
-from gateways.books import Books, Resubscriber, prev_rule
+from gateways.books import Books, prev_rule
+from gateways.resync import Resubscriber
 
 EXCHANGE = "DERIBIT"
 WS = "ws"

@@ -55,7 +55,8 @@ from gateways.adapter import (
     Send,
     Subscription,
 )
-from gateways.books import APPLY, SYNCED, Books, ResubscribeByConnection, Resubscriber, no_rule
+from gateways.books import APPLY, SYNCED, Books, no_rule
+from gateways.resync import ResubscribeByConnection, Resubscriber
 
 _S = 1_000_000_000
 _MS = 1_000_000  # candle stop = the bar's last millisecond, as the other adapters

@@ -77,8 +77,9 @@ from gateways.adapter import (
     Send,
     Subscription,
 )
-from gateways.books import Books, ResubscribeByConnection, Resubscriber, range_rule
+from gateways.books import Books, range_rule
 from gateways.polling import TAG, Bar, CandlePoller, PolledCandles, json_rows
+from gateways.resync import ResubscribeByConnection, Resubscriber
 
 _MS = 1_000_000
 _S = 1_000_000_000

@@ -95,7 +95,8 @@ from gateways.adapter import (
     Send,
     Subscription,
 )
-from gateways.books import SYNCED, Books, Resubscriber, prev_rule
+from gateways.books import SYNCED, Books, prev_rule
+from gateways.resync import Resubscriber
 
 EXCHANGE = "OKX"
 PUBLIC = "public"

@@ -13,7 +13,8 @@ import pytest
 from cryptofeed_types import PERPETUAL, SPOT, Symbol
 from gateways import exchanges
 from gateways.adapter import Output, Resync, Send, Subscription
-from gateways.books import SYNCED, Resubscriber
+from gateways.books import SYNCED
+from gateways.resync import Resubscriber
 
 S = 1_000_000_000
 
