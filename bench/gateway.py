@@ -34,6 +34,12 @@ Per capture, three rates on the same messages (messages/s = websocket messages i
   that only receives. No code of ours between the frames and the socket: what ZeroMQ itself
   allows here, so the distance from pub-only to zmq-only is our publish path (and the
   subscriber's share of the 2 cores).
+- **sub-core** (the live subscriber's own ceiling): the same events' frames, encoded before the
+  clock starts with per-topic sequence numbers, fed in this process to the Python subscriber's
+  sans-I/O core (bus.subscriber.SubscriberCore: decode, validate, sequence) and its BookKeeper
+  (books on), as the live Subscriber does, with no socket. It is how fast a Python consumer of
+  this stream can keep up: the gateway never waits for it (PUB does not block), but a rate
+  above it only fills the subscriber's queue.
 
 Each rate is the best of --runs runs (the machine is shared; best-of is the least noisy).
 Ratios printed: ours/cryptofeed (goal >= 3) and ours/bare (goal >= 1/3), messages/s.
@@ -358,6 +364,7 @@ class Pipeline:
         no_pub = float("inf")
         ceiling = float("inf")
         bare_zmq = float("inf")
+        sub_core = float("inf")
         for _ in range(runs):
             r = self.run(records, n_messages)
             if best is None or r["seconds"] < best["seconds"]:
@@ -366,12 +373,14 @@ class Pipeline:
             no_pub = min(no_pub, seconds)
             ceiling = min(ceiling, self.run_publish_only(events, adapter, n_messages)["seconds"])
             bare_zmq = min(bare_zmq, self.run_bare_zmq(events, n_messages))
+            sub_core = min(sub_core, subscriber_core(events))
         assert best is not None
         best["rate"] = best["messages"] / best["seconds"]
         best["event_rate"] = best["events"] / best["seconds"]
         best["no_publish_rate"] = n_messages / no_pub
         best["publish_only_rate"] = n_messages / ceiling
         best["bare_zmq_rate"] = n_messages / bare_zmq
+        best["subscriber_core_rate"] = n_messages / sub_core
         return best
 
 
@@ -394,6 +403,30 @@ def adapter_only(records: list) -> tuple[float, list, Any]:
 
     adapter = Replayer(sink=sink).run(records).adapter
     return stamp[1] - stamp[0], events, adapter
+
+
+def subscriber_core(events: list) -> float:
+    """Seconds the Python subscriber's core and book keeper take for ``events`` (frames encoded
+    beforehand, per-topic sequence numbers from 1, no socket): the live consumer's ceiling."""
+    from bus import codec
+    from bus.subscriber import BookKeeper, SubscriberCore
+
+    seqs: dict[str, int] = {}
+    frames = []
+    for e in events:
+        topic = e.topic()
+        seqs[topic] = seqs.get(topic, 0) + 1
+        frames.append(list(codec.encode(e, "bench", 1, seqs[topic])))
+    core, keeper = SubscriberCore([""], []), BookKeeper()
+    on_sub, deliver = core.on_sub, keeper.on_delivered
+    t0 = time.perf_counter()
+    for f in frames:
+        for m in on_sub(f, 0.0):
+            deliver(m)
+    seconds = time.perf_counter() - t0
+    if core.counters["junk"] or core.counters["gaps"]:
+        raise RuntimeError(f"subscriber core: {core.counters}")
+    return seconds
 
 
 def profile(records: list, top: int = 25) -> None:
@@ -575,7 +608,7 @@ def main() -> None:
           f"{args.runs} runs; messages/s = websocket messages in")
     print()
     header = (f"{'capture':<17}{'msgs':>6}{'events':>7}  {'ours msg/s':>11}{'ours ev/s':>11}{'no-pub':>9}{'pub-only':>9}"
-              f"{'zmq-only':>11}{'cf msg/s':>11}{'bare msg/s':>12}  {'ours/cf':>8}{'ours/bare':>10}{'pub-only/cf':>12}"
+              f"{'zmq-only':>11}{'sub-core':>10}{'cf msg/s':>11}{'bare msg/s':>12}  {'ours/cf':>8}{'ours/bare':>10}{'pub-only/cf':>12}"
               f"{'zmq-only/cf':>12}  notes")
     print(header)
     print("-" * len(header))
@@ -614,7 +647,7 @@ def main() -> None:
             cf_r = cf.get("rate")
             print(f"{ex:<17}{len(lines):>6}{ours['events']:>7}  {_fmt(ours['rate']):>11}{_fmt(ours['event_rate']):>11}"
                   f"{_fmt(ours['no_publish_rate']):>9}{_fmt(ours['publish_only_rate']):>9}"
-                  f"{_fmt(ours['bare_zmq_rate']):>11}"
+                  f"{_fmt(ours['bare_zmq_rate']):>11}{_fmt(ours['subscriber_core_rate']):>10}"
                   f"{_fmt(cf_r):>11}{_fmt(bare):>12}  {_ratio(ours['rate'], cf_r):>8}{_ratio(ours['rate'], bare):>10}"
                   f"{_ratio(ours['publish_only_rate'], cf_r):>12}{_ratio(ours['bare_zmq_rate'], cf_r):>12}"
                   f"  {'; '.join(notes)}", flush=True)
@@ -638,6 +671,10 @@ def main() -> None:
     z_bare = [r for r in results if r["ours"]["bare_zmq_rate"] / r["bare_rate"] >= 1 / 3]
     print(f"zmq-only (pre-encoded frames, bare PUB to a bare receive-only SUB) reaches 3x cryptofeed on "
           f"{len(z_cf)}/{len(results)}, 1/3 of bare on {len(z_bare)}/{len(results)}")
+    s_cf = [r for r in results if r["cryptofeed"].get("rate")
+            and r["ours"]["subscriber_core_rate"] / r["cryptofeed"]["rate"] >= 3]
+    print(f"sub-core (the Python subscriber's decode + sequence + books, no socket) keeps up with 3x "
+          f"cryptofeed's rate on {len(s_cf)}/{len(results)}")
     out: dict[str, Any] = {"captures": results, "skipped": skipped}
     if not args.no_rss:
         empty, books = rss_pair(args.books, args.depth, args.updates)

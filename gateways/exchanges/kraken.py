@@ -21,7 +21,8 @@ each side, in every v2 snapshot and update (v1: updates only). Each one is verif
 pair only (Gap) and resubscribes its book (unsubscribe + subscribe), whose snapshot
 rebuilds it (Reset + L2Snapshot). Updates reaching a book that waits for that snapshot
 are dropped (``ignored.book_waiting_snapshot``). Books are truncated to the subscribed
-depth after each update, as Kraken requires (it sends no delete for levels pushed out).
+depth after each update, as Kraken requires (it sends no delete for levels pushed out);
+the published L2Delta carries the levels cut as deletes (``gateways.books``).
 
 Prices and sizes: v1 sends exact strings, kept as sent. v2 sends JSON numbers; they are
 formatted with the pair's price/quantity precision (AssetPairs ``pair_decimals`` /

@@ -369,3 +369,29 @@ def test_v2_bbo_only_symbol_publishes_no_ticker() -> None:
                                                                 "ask_qty": 2, "last": 10.2, "volume": 5}]}
         kinds += [(e.KIND, e.symbol) for e in adapter.on_message(CONN, orjson.dumps(msg), 1).events]
     assert kinds == [("ticker", "BTC-USD"), ("bbo", "ETH-USD")]
+
+
+def test_published_stream_rebuilds_the_depth_limited_books(shared_data: Path) -> None:
+    """Kraken sends no delete for a level pushed out of the subscribed depth; the gateway
+    publishes those cuts as deletes, so a subscriber's book with no depth limit, built from the
+    published L2Snapshot/L2Delta events alone, ends equal to the gateway's on every pair.
+    The recording (depth 1000, whose books never fill it) is replayed at depth 100, so levels
+    are pushed out; its checksums cover the top 10 and still verify."""
+    from cryptofeed_types import OrderBook
+    result = replay_capture(_capture(shared_data), collect=True, subscription_options={"depth": 100})
+    mirrors: dict[str, OrderBook] = {}
+    cuts = 0
+    for ev in result.events:
+        if type(ev) is L2Snapshot:
+            mirrors[ev.symbol] = OrderBook()
+            mirrors[ev.symbol].apply_snapshot(ev.bids_str, ev.asks_str, ev.sequence)
+        elif type(ev) is L2Delta:
+            mirrors[ev.symbol].apply_delta(ev.bids_str, ev.asks_str, ev.sequence)
+            cuts += sum(1 for _, size in ev.bids_str + ev.asks_str if size == "0")  # Kraken's own: "0.00000000"
+    depth = result.adapter.books.max_depth
+    assert depth == 100 and cuts > 0 and len(mirrors) == 10
+    assert result.adapter.counters["book.checksum_verified"] > 4000
+    for sb in result.adapter.books:
+        assert sb.state == "synced"
+        assert len(sb.book.bids) <= depth and len(sb.book.asks) <= depth
+        assert mirrors[sb.symbol].snapshot() == sb.book.snapshot(), sb.symbol
