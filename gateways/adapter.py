@@ -7,7 +7,8 @@ the replayer (captures) and tests all call the same methods:
   turns into :class:`~cryptofeed_types.Symbol` (tick/lot/contract size, exchange id);
   ``set_symbols()`` installs them (the exchange↔normalized maps).
 - ``connections()`` → one :class:`ConnectionSpec` per websocket: url, subscribe
-  messages (already batched within the exchange's limits), ping, silence timeout.
+  messages (already batched within the exchange's limits), ping, silence timeout; the
+  subclass writes ``build_connections()``, kept until the symbols change.
 - ``on_open / on_message / on_rest / on_close / on_timer`` → an :class:`Output`:
   ``events`` (cryptofeed_types events to publish) and ``actions`` (:class:`Send`,
   :class:`Open`, :class:`Close`, :class:`Fetch`, :class:`Resync`) for the caller to perform.
@@ -315,6 +316,7 @@ class Adapter:
         self.from_exchange: dict[str, Symbol] = {}    # exchange id → Symbol
         self.log_limit = LogLimit()   # _error lines, per error reason
         self._unknown_subscribed: set[str] = set()   # subscribed symbols already reported unknown
+        self._connections: list[ConnectionSpec] | None = None   # built once per set of symbols
         if symbols is not None:
             self.set_symbols(symbols)
 
@@ -342,6 +344,7 @@ class Adapter:
         return symbols
 
     def set_symbols(self, symbols: Iterable[Symbol]) -> None:
+        self._connections = None   # subscriptions name exchange ids: build them again
         for sym in symbols:
             self.symbols[sym.normalized] = sym
             if sym.exchange_symbol is not None:
@@ -362,7 +365,7 @@ class Adapter:
     def known_symbols(self, symbols: Iterable[str]) -> list[str]:
         """The symbols the loaded instruments know, in order, for building subscriptions.
 
-        Every adapter's ``connections()`` goes through this (or :meth:`subscribed`): an unknown
+        Every adapter's ``build_connections()`` goes through this (or :meth:`subscribed`): an unknown
         symbol is left out, logged once (``"<EX>: unknown symbol ... not subscribed"``) and counted
         once as ``subscription.unknown_symbol``, so one bad symbol in a config never stops the
         others from being subscribed (nor the gateway from running).
@@ -389,6 +392,15 @@ class Adapter:
 
     # ---- connections
     def connections(self) -> list[ConnectionSpec]:
+        """The websocket connections to keep open: :meth:`build_connections`, built once and kept
+        until :meth:`set_symbols` changes the symbols (the driver, the replayer and resubscribes
+        ask for them often)."""
+        if self._connections is None:
+            self._connections = self.build_connections()
+        return self._connections
+
+    def build_connections(self) -> list[ConnectionSpec]:
+        """One :class:`ConnectionSpec` per websocket, from the subscription and the loaded symbols."""
         raise NotImplementedError
 
     def match_connection(self, url: str) -> str | None:

@@ -121,7 +121,6 @@ class _Binance(Adapter):
         self._failed_at: dict[str, int] = {}       # symbol → ts of the last failed snapshot
         self._oi_next: dict[str, int] = {}         # symbol → ts of its next open-interest poll
         self._pair_symbols: dict[str, list[str]] = {}  # COIN-M pair → subscribed symbols (index stream)
-        self._specs: list[ConnectionSpec] | None = None
 
     # ------------------------------------------------------------ instruments
     def instrument_requests(self) -> list[Fetch]:
@@ -225,16 +224,7 @@ class _Binance(Adapter):
                     self._pair_symbols.setdefault(pair, []).append(sym)
         return out
 
-    def set_symbols(self, symbols: Any) -> None:
-        super().set_symbols(symbols)
-        self._specs = None
-
-    def connections(self) -> list[ConnectionSpec]:
-        if self._specs is None:
-            self._specs = self._build_connections()
-        return self._specs
-
-    def _build_connections(self) -> list[ConnectionSpec]:
+    def build_connections(self) -> list[ConnectionSpec]:
         self._pair_symbols.clear()
         streams = self._streams()
         specs: list[ConnectionSpec] = []

@@ -300,7 +300,7 @@ class BitMEX(Adapter):
                 add(f"tradeBin{interval[0]}:{self.exchange_symbol(s)}", CANDLES, s)
         return out
 
-    def connections(self) -> list[ConnectionSpec]:
+    def build_connections(self) -> list[ConnectionSpec]:
         topics = self.topics()
         args = [t for t, _, _ in topics]
         msgs = tuple(orjson.dumps({"op": "subscribe", "args": args[i:i + BATCH]}).decode()

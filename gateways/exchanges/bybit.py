@@ -372,7 +372,7 @@ class BybitAdapter(Adapter):
                 add(text, f"kline.{interval[0]}.{{}}")
         return topics
 
-    def connections(self) -> list[ConnectionSpec]:
+    def build_connections(self) -> list[ConnectionSpec]:
         specs = []
         sub = self.subscription
         for cat, topics in self._topics().items():

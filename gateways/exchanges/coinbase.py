@@ -48,7 +48,6 @@ integer ns.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any, ClassVar
 
 import orjson
@@ -130,7 +129,6 @@ class Coinbase(PolledCandles, Adapter):
         self._next_seq: dict[str, int] = {}          # conn → next expected sequence_num
         self._conn_books: dict[str, set[str]] = {}   # conn → normalized symbols whose l2 arrived there
         self._book_conn: dict[str, str] = {}         # normalized symbol → conn of its level2 subscription
-        self._specs: list[ConnectionSpec] | None = None
         self.resubscribes = Resubscriber(self.counters, min_interval_ns=self.resubscribe_min_interval_ns,
                                          retry_ns=self.resubscribe_timeout_ns)
         self._now = 0
@@ -194,21 +192,12 @@ class Coinbase(PolledCandles, Adapter):
         return sym
 
     # ------------------------------------------------------------ connections
-    def set_symbols(self, symbols: Iterable[Symbol]) -> None:
-        super().set_symbols(symbols)
-        self._specs = None
-
-    def connections(self) -> list[ConnectionSpec]:
-        if self._specs is None:
-            self._specs = self._build_connections()
-        return self._specs
-
     def _sub_messages(self, kind: str, channel: str, pids: list[str]) -> list[str]:
         per = self.products_per_message
         return [orjson.dumps({"type": kind, "product_ids": pids[i:i + per], "channel": channel}).decode()
                 for i in range(0, len(pids), per)]
 
-    def _build_connections(self) -> list[ConnectionSpec]:
+    def build_connections(self) -> list[ConnectionSpec]:
         specs: list[ConnectionSpec] = []
         interval = 1.0 / self.messages_per_second
         self._book_conn.clear()

@@ -356,7 +356,7 @@ class Deribit(Adapter):
         self._rpc_id += 1
         return orjson.dumps({"jsonrpc": "2.0", "id": self._rpc_id, "method": method, "params": params}).decode()
 
-    def connections(self) -> list[ConnectionSpec]:
+    def build_connections(self) -> list[ConnectionSpec]:
         chans = self.channels()
         names = [c for c, _, _ in chans]
         msgs = tuple(self._rpc("public/subscribe", {"channels": names[i:i + BATCH]})

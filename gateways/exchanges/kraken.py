@@ -96,7 +96,6 @@ class Kraken(ResubscribeByConnection, Adapter):
     def __init__(self, subscription: Subscription, **kwargs: Any) -> None:
         self._v1: dict[str, Symbol] = {}                     # v1 wsname → Symbol
         self._precision: dict[str, tuple[int, int]] = {}     # normalized → (price, qty) decimals
-        self._specs: list[ConnectionSpec] | None = None
         super().__init__(subscription, **kwargs)
         depth = subscription.depth or self.default_depth
         if depth not in _DEPTHS:
@@ -150,7 +149,6 @@ class Kraken(ResubscribeByConnection, Adapter):
     def set_symbols(self, symbols: Iterable[Symbol]) -> None:
         symbols = list(symbols)
         super().set_symbols(symbols)
-        self._specs = None
         for sym in symbols:
             # Symbols installed without AssetPairs (a cache, a config): precision from tick/lot size.
             if sym.normalized not in self._precision and sym.tick_size is not None and sym.lot_size is not None:
@@ -181,11 +179,6 @@ class Kraken(ResubscribeByConnection, Adapter):
         return sym
 
     # ------------------------------------------------------------ connections
-    def connections(self) -> list[ConnectionSpec]:
-        if self._specs is None:
-            self._specs = self._build_connections()
-        return self._specs
-
     def _sub(self, method: str, params: dict[str, Any], symbols: list[str], req: int) -> list[str]:
         per = self.symbols_per_message
         return [orjson.dumps({"method": method, "params": {**params, "symbol": symbols[i:i + per]},
@@ -211,7 +204,7 @@ class Kraken(ResubscribeByConnection, Adapter):
             out.append((CANDLES, {"channel": "ohlc", "interval": minutes, "snapshot": False}, self.subscribed(CANDLES)))
         return [(ch, p, syms) for ch, p, syms in out if syms]
 
-    def _build_connections(self) -> list[ConnectionSpec]:
+    def build_connections(self) -> list[ConnectionSpec]:
         groups = self._channel_params()
         symbols = list(dict.fromkeys(s for _, _, syms in groups for s in syms))
         specs: list[ConnectionSpec] = []

@@ -42,7 +42,6 @@ XBT is called BTC.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any, ClassVar
 
 import orjson
@@ -138,7 +137,6 @@ class KrakenFutures(ResubscribeByConnection, PolledCandles, Adapter):
         self.resubscribes = Resubscriber(self.counters, min_interval_ns=self.resubscribe_min_interval_ns,
                                          retry_ns=self.resubscribe_timeout_ns)
         self._now = 0
-        self._specs: list[ConnectionSpec] | None = None
         self.candle_poller = CandlePoller(self, CANDLE_INTERVALS, self._charts_request, self._charts_bars)
 
     # ------------------------------------------------------------ instruments
@@ -212,15 +210,6 @@ class KrakenFutures(ResubscribeByConnection, PolledCandles, Adapter):
         return sym
 
     # ------------------------------------------------------------ connections
-    def set_symbols(self, symbols: Iterable[Symbol]) -> None:
-        super().set_symbols(symbols)
-        self._specs = None
-
-    def connections(self) -> list[ConnectionSpec]:
-        if self._specs is None:
-            self._specs = self._build_connections()
-        return self._specs
-
     def _feeds(self) -> list[tuple[str, str, list[str]]]:
         """(feed, our channel, normalized symbols) to subscribe."""
         feeds: list[tuple[str, str, list[str]]] = []
@@ -240,7 +229,7 @@ class KrakenFutures(ResubscribeByConnection, PolledCandles, Adapter):
         return [orjson.dumps({"event": event, "feed": feed, "product_ids": pids[i:i + per]}).decode()
                 for i in range(0, len(pids), per)]
 
-    def _build_connections(self) -> list[ConnectionSpec]:
+    def build_connections(self) -> list[ConnectionSpec]:
         feeds = self._feeds()
         symbols = list(dict.fromkeys(s for _, _, syms in feeds for s in syms))
         specs: list[ConnectionSpec] = []

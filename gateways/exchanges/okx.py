@@ -316,7 +316,7 @@ class OKXAdapter(Adapter):
                 add(BUSINESS, {"channel": "candle" + bar[0], "instId": self.exchange_symbol(text)})
         return args
 
-    def connections(self) -> list[ConnectionSpec]:
+    def build_connections(self) -> list[ConnectionSpec]:
         specs = []
         sub = self.subscription
         for conn, conn_args in self._args().items():
