@@ -1202,15 +1202,21 @@ class Loopback:
         return out
 
     # ---- commands
+    @property
+    def released(self) -> int:
+        """Where the next release starts: the index of the first capture message not released
+        yet (the cursor, once the rest of the capture is released)."""
+        return self.cursor if self._limit is None else max(self._limit, self.cursor)
+
     def release(self, n: int | None = None) -> None:
         """Let the next ``n`` capture messages go (``None``: all the rest)."""
-        self._limit = None if n is None else (self.cursor if self._limit is None else max(self._limit, self.cursor)) + n
+        self._limit = None if n is None else self.released + n
         self._wake.set()
 
     def release_book_updates(self, key: str, n: int = 1) -> int:
         """Release the capture up to and including the ``n``-th next book message of book ``key``
         (so a test can act right after a given update); returns how many messages that releases."""
-        start = self.cursor if self._limit is None else max(self._limit, self.cursor)
+        start = self.released
         seen = 0
         for i in range(start, len(self.messages)):
             conn, msg = self.messages[i]
@@ -1229,7 +1235,7 @@ class Loopback:
         """Release the capture far enough that the first book message (the recorded snapshot)
         of every one of ``keys`` goes out; returns how many more messages that releases."""
         wanted = set(keys)
-        start = self.cursor if self._limit is None else max(self._limit, self.cursor)
+        start = self.released
         last = -1
         for i in range(self.cursor, len(self.messages)):
             if not wanted:
@@ -1255,7 +1261,7 @@ class Loopback:
         if not self.skipped:
             raise ValueError("nothing was skipped yet")
         _, key, skipped_msg = self.skipped[-1]
-        start = self.cursor if self._limit is None else max(self._limit, self.cursor)
+        start = self.released
         seen = 0
         for i in range(start, len(self.messages)):
             conn, msg = self.messages[i]
