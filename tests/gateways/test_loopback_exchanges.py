@@ -10,7 +10,7 @@ polled from the REST charts API by the adapter's timer, and Coinbase's 1m candle
 public REST candles, get a short session of their own each.
 
 Fault storms: the same faults, eight in a seeded random order, each thrown without waiting for
-the previous one to be repaired, on every exchange (Binance futures too); the books must still
+the previous one to be repaired, on every exchange and Binance market; the books must still
 converge to the truth.
 """
 
@@ -299,7 +299,8 @@ async def test_coinbase_rest_candles_polled_end_to_end(shared_data: Path, loopba
 
 
 # ---------------------------------------------------------------------------------- storms
-STORM_CASES = [*CASES, Case("BINANCE_FUTURES", "cryptofeed/BINANCE_FUTURES", "SUSHI-USDT-PERP", _xs, 400)]
+STORM_CASES = [*CASES, *(Case(ex, f"cryptofeed/{ex}", "", _xs, 200)     # Binance: resync by REST snapshot
+                         for ex in ("BINANCE", "BINANCE_FUTURES", "BINANCE_DELIVERY"))]
 FAULTS = ("gap", "drop", "garbage", "short_silence", "long_silence")
 
 
