@@ -11,7 +11,7 @@ public REST candles, get a short session of their own each.
 
 Fault storms: the same faults, eight in a seeded random order, each thrown without waiting for
 the previous one to be repaired, on every exchange and Binance market; the books must still
-converge to the truth.
+converge to the truth, also for bus subscribers joining before, during and after the storm.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import asyncio
 import os
 import random
 import zlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -318,6 +318,62 @@ def _reveals(lb, key, skipped, msg, conn) -> bool:
         return False
 
 
+def _seed(case: Case) -> int:
+    return int(os.environ.get("FEEDFABRIC_STORM_SEED") or zlib.crc32(case.exchange.encode()))
+
+
+def _storm_config(case: Case, lb, channels: dict, **kwargs) -> GatewayConfig:
+    return GatewayConfig(name="gw", exchange=case.exchange, channels=channels, urls=lb.urls(),
+                         backoff_initial=0.05, backoff_max=0.2, silence_timeout=1.0,
+                         candle_interval="5m" if case.exchange == "COINBASE" else "1m", **kwargs)
+
+
+def _revealed_later(lb, key: str) -> bool:
+    """Whether the update a break of ``key`` would skip (its next one) is noticed by a later
+    message of the capture: without sequence numbers (BitMEX ids, Kraken's top-10 checksum)
+    a lost update can stay invisible for good, and no gateway can repair it."""
+    msgs = lb.messages
+    nxt = next((i for i in range(lb.released, len(msgs)) if _book_key(lb, msgs[i][1], msgs[i][0]) == key), None)
+    if nxt is None:
+        return False
+    return any(_reveals(lb, key, msgs[nxt][1], msg, conn) for conn, msg in msgs[nxt + 1:])
+
+
+async def _storm(lb, rng: random.Random, keys: list[str], first: int, *, faults: int = 8,
+                 midway: Callable[[], Awaitable[None]] | None = None) -> list[str]:
+    """Play the capture with ``faults`` faults thrown in ``rng``'s order, while at least 40 % of
+    it is left (``midway`` runs after half of them); then release the rest. Returns the faults."""
+    done: list[str] = []
+    lb.release_first_books(keys)
+    lb.release(first // 2)
+    await lb.wait_sent()
+    total = len(lb.messages)
+    while len(done) < faults and lb.cursor < 0.6 * total:
+        fault = rng.choice(FAULTS)
+        if fault == "gap":
+            key = rng.choice(keys)
+            if not _revealed_later(lb, key):
+                continue
+            lb.break_sequence(key)
+        elif fault == "drop":
+            await lb.drop()
+        elif fault == "garbage":
+            await lb.garbage(GARBAGE)
+        else:
+            lb.silence()
+            await asyncio.sleep(0.3 if fault == "short_silence" else 1.5)
+            lb.resume()
+        done.append(fault)
+        if midway is not None and len(done) == faults // 2:
+            await midway()
+        lb.release(rng.randrange(5, max(6, total // 40)))
+        await lb.wait_sent()
+        await asyncio.sleep(rng.uniform(0.0, 0.3))
+    lb.release(None)
+    await lb.wait_sent()
+    return done
+
+
 @pytest.mark.parametrize("case", STORM_CASES, ids=str)
 async def test_fault_storm_converges_to_the_truth(case: Case, shared_data: Path, loopback_exchange) -> None:
     """Faults in a seeded random order, each while the previous ones may still be being
@@ -326,62 +382,21 @@ async def test_fault_storm_converges_to_the_truth(case: Case, shared_data: Path,
     truth, as is every book rebuilt from the published events; each symbol's last Gap is
     followed by its Reset; the only errors counted are the garbage's. The seed is printed on
     failure; FEEDFABRIC_STORM_SEED replays one."""
-    seed = int(os.environ.get("FEEDFABRIC_STORM_SEED") or zlib.crc32(case.exchange.encode()))
-    rng = random.Random(seed)
+    seed = _seed(case)
     records = list(read_capture(shared_data / case.capture))
     channels = records[0].data["channels"]
     lb = await loopback_exchange(records)
-    cfg = GatewayConfig(name="gw", exchange=case.exchange, channels=channels, pub="inproc://unused",
-                        urls=lb.urls(), backoff_initial=0.05, backoff_max=0.2, silence_timeout=1.0,
-                        candle_interval="5m" if case.exchange == "COINBASE" else "1m")
     pub = RecordingPublisher(case.exchange)
-    gw = Gateway(cfg, publisher=pub)
+    gw = Gateway(_storm_config(case, lb, channels, pub="inproc://unused"), publisher=pub)
     adapter = gw.adapter
     books = adapter.books
     done: list[str] = []
-
-    def revealed_later(key: str) -> bool:
-        """Whether the update a break of ``key`` would skip (its next one) is noticed by a later
-        message of the capture: without sequence numbers (BitMEX ids, Kraken's top-10
-        checksum) a lost update can stay invisible for good, and no gateway can repair it."""
-        msgs = lb.messages
-        start = lb.released
-        nxt = next((i for i in range(start, len(msgs)) if _book_key(lb, msgs[i][1], msgs[i][0]) == key), None)
-        if nxt is None:
-            return False
-        return any(_reveals(lb, key, msgs[nxt][1], msg, conn) for conn, msg in msgs[nxt + 1:])
 
     async with gw:
         await lb.wait_subscribed()
         symbols = adapter.subscription.symbols("l2_book")
         keys = {s: case.key(adapter, s) for s in symbols}
-        lb.release_first_books(keys.values())
-        lb.release(case.first // 2)
-        await lb.wait_sent()
-        total = len(lb.messages)
-        # Faults while at least 40 % of the capture is left.
-        while len(done) < 8 and lb.cursor < 0.6 * total:
-            fault = rng.choice(FAULTS)
-            if fault == "gap":
-                sym = rng.choice(symbols)
-                if not revealed_later(keys[sym]):
-                    continue
-                lb.break_sequence(keys[sym])
-            elif fault == "drop":
-                await lb.drop()
-            elif fault == "garbage":
-                await lb.garbage(GARBAGE)
-            else:
-                lb.silence()
-                await asyncio.sleep(0.3 if fault == "short_silence" else 1.5)
-                lb.resume()
-            done.append(fault)
-            lb.release(rng.randrange(5, max(6, total // 40)))
-            await lb.wait_sent()
-            await asyncio.sleep(rng.uniform(0.0, 0.3))
-
-        lb.release(None)
-        await lb.wait_sent()
+        done = await _storm(lb, random.Random(seed), list(keys.values()), case.first)
 
         def converged() -> bool:
             return all(books.get(s) is not None and books.get(s).state == "synced"
@@ -409,3 +424,62 @@ async def test_fault_storm_converges_to_the_truth(case: Case, shared_data: Path,
         if "gap" in kinds:
             assert kinds[-1] == "reset", (seed, done, s, kinds)
 
+
+@pytest.mark.parametrize("case", [c for c in STORM_CASES if c.exchange in ("OKX", "KRAKEN", "BINANCE_FUTURES")],
+                         ids=str)
+async def test_fault_storm_through_the_bus(case: Case, shared_data: Path, loopback_exchange, bus_endpoint) -> None:
+    """The storm with the real publisher and three bus subscribers: one there from the start,
+    one that joins halfway through (while books are being repaired) and one that joins once the
+    capture has played out (its books can only come from the snapshot service). All three end
+    with every book equal to the truth."""
+    from bus.subscriber import AsyncSubscriber
+
+    seed = _seed(case)
+    records = list(read_capture(shared_data / case.capture))
+    channels = records[0].data["channels"]
+    lb = await loopback_exchange(records)
+    ep = bus_endpoint("gw")
+    gw = Gateway(_storm_config(case, lb, channels, pub=ep.pub, snapshot=ep.snapshot))
+    subs: list[AsyncSubscriber] = []
+    pumps: list[asyncio.Task[None]] = []
+
+    async def pump(sub: AsyncSubscriber) -> None:
+        while True:
+            await sub.recv(0.05)
+
+    def join() -> AsyncSubscriber:
+        sub = AsyncSubscriber(ep, ["book.", "gap.", "reset."], heartbeat_timeout=10)
+        subs.append(sub)
+        pumps.append(asyncio.create_task(pump(sub)))
+        return sub
+
+    async def late_join() -> None:
+        join()
+
+    try:
+        async with gw:
+            join()
+            await lb.wait_subscribed()
+            symbols = gw.adapter.subscription.symbols("l2_book")
+            keys = {s: case.key(gw.adapter, s) for s in symbols}
+            done = await _storm(lb, random.Random(seed), list(keys.values()), case.first, midway=late_join)
+            join()
+            assert len(subs) == 3, done
+
+            def converged() -> bool:
+                return all(b is not None and b.snapshot() == lb.profile.truth_book(keys[s])
+                           for sub in subs for s in symbols for b in [sub.book(case.exchange, s)])
+
+            try:
+                await wait_until(converged, 20, f"every subscriber's books equal to the truth after {done}")
+            except TimeoutError as exc:
+                wrong = [(i, s) for i, sub in enumerate(subs) for s in symbols
+                         if (b := sub.book(case.exchange, s)) is None or b.snapshot() != lb.profile.truth_book(keys[s])]
+                raise AssertionError(f"seed {seed}, faults {done}, wrong (subscriber, book): {wrong}") from exc
+    finally:
+        for task in pumps:
+            task.cancel()
+        await asyncio.gather(*pumps, return_exceptions=True)
+        for sub in subs:
+            sub.close()
+    assert lb.errors == [], (seed, done)
