@@ -9,6 +9,7 @@ import orjson
 import pytest
 
 from cryptofeed_types import Gap, L2Delta, L2Snapshot, Reset
+from feedfabric.testing.adapters import accounted
 from gateways.adapter import Fetch, Output, Subscription
 from gateways.capture import RECV, REST, read_capture
 from gateways.exchanges import get, names
@@ -17,12 +18,6 @@ from gateways.replay import Replayer, replay_capture
 
 EXCHANGES = ("BINANCE", "BINANCE_FUTURES", "BINANCE_DELIVERY")
 TARDIS = {"binance": "BINANCE", "binance-futures": "BINANCE_FUTURES", "binance-delivery": "BINANCE_DELIVERY"}
-
-
-def _accounted(counters: Counter[str]) -> int:
-    """Counters that account for a message producing no event (a named reason)."""
-    return sum(v for k, v in counters.items()
-               if k.startswith(("ignored.", "errors.", "book.")) and k not in ("book.snapshots", "book.resets"))
 
 
 def _instruments(shared: Path, exchange: str) -> dict[str, str]:
@@ -89,12 +84,12 @@ def test_capture_replay_every_message_accounted(shared_data: Path, exchange: str
     silent = 0
     for rec in records[1:]:
         before_events = result.event_count
-        before_acc = _accounted(adapter.counters)
+        before_acc = accounted(adapter.counters)
         buffered = sum(len(sb.buffer) for sb in adapter.books)
         replayer.run([rec])
         if rec.kind != RECV:
             continue
-        if (result.event_count == before_events and _accounted(adapter.counters) == before_acc
+        if (result.event_count == before_events and accounted(adapter.counters) == before_acc
                 and sum(len(sb.buffer) for sb in adapter.books) <= buffered):
             silent += 1
     assert silent == 0
@@ -163,10 +158,10 @@ def test_tardis_messages(shared_data: Path, tardis_id: str) -> None:
     adapter = get(TARDIS[tardis_id])(Subscription({}))
     silent = []
     for i, line in enumerate(lines):
-        acc = _accounted(adapter.counters)
+        acc = accounted(adapter.counters)
         buffered = sum(len(sb.buffer) for sb in adapter.books)
         out = adapter.on_message("tardis", line, i)
-        if not out.events and _accounted(adapter.counters) == acc and \
+        if not out.events and accounted(adapter.counters) == acc and \
                 sum(len(sb.buffer) for sb in adapter.books) <= buffered:
             silent.append(line)
     assert silent == []

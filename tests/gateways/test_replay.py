@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from feedfabric.testing.adapters import accounted
 from feedfabric.testing.exchange import RecordingPublisher, wait_until
 from gateways.capture import CaptureWriter, Record, read_capture
 from gateways.process import Gateway, GatewayConfig
@@ -168,10 +169,6 @@ _TARDIS_IDS = ("binance", "binance-futures", "binance-delivery", "coinbase", "kr
                "bybit-options", "bitmex", "deribit")
 
 
-def _accounted(counters) -> int:
-    return sum(v for k, v in counters.items() if k.startswith(("ignored.", "errors.", "book.")))
-
-
 def test_tardis_ids_cover_every_file_of_our_exchanges(shared_data: Path) -> None:
     from gateways.capture import TARDIS_EXCHANGES
     prefixes = ("binance", "coinbase", "kraken", "cryptofacilities", "okex", "bybit", "bitmex", "deribit")
@@ -193,10 +190,10 @@ def test_every_tardis_file_replays(shared_data: Path, tardis_id: str) -> None:
     def records():
         for rec in read_capture(path):
             before = (replayer.result.event_count if replayer.result else 0,
-                      _accounted(replayer.adapter.counters) if replayer.adapter else 0)
+                      accounted(replayer.adapter.counters) if replayer.adapter else 0)
             yield rec     # the replayer handles rec before asking for the next one
             if rec.kind == "recv":
-                after = (replayer.result.event_count, _accounted(replayer.adapter.counters))
+                after = (replayer.result.event_count, accounted(replayer.adapter.counters))
                 if after == before:
                     silent.append(rec.data[:200])
 

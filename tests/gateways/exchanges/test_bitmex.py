@@ -11,10 +11,9 @@ import orjson
 import pytest
 
 from cryptofeed_types import Gap, L2Delta, L2Snapshot, Reset
+from feedfabric.testing.adapters import CaptureParts, accounted, capture_parts, feed
 from gateways.adapter import Resync, Send, Subscription
 from gateways.books import SYNCED
-from gateways.capture import read_capture
-from gateways.capture.record import RECV, REST
 from gateways.exchanges import get
 from gateways.exchanges.bitmex import BATCH, WS, BitMEX, guess_symbol, iso_ns
 from gateways.replay import replay_capture
@@ -26,34 +25,14 @@ CAPTURE_SUB = {"l2_book": SYMBOLS, "ticker": SYMBOLS, "trades": SYMBOLS}
 
 
 @pytest.fixture(scope="module")
-def capture(shared_data: Path) -> tuple[dict[str, str], list[tuple[int, str]]]:
-    rest: dict[str, str] = {}
-    msgs: list[tuple[int, str]] = []
-    for rec in read_capture(shared_data / "cryptofeed" / "BITMEX"):
-        if rec.kind == REST:
-            rest[rec.url] = rec.data
-        elif rec.kind == RECV:
-            msgs.append((rec.ts, rec.data))
-    return rest, msgs
+def capture(shared_data: Path) -> CaptureParts:
+    return capture_parts(shared_data / "cryptofeed" / "BITMEX")
 
 
 def _adapter(capture, channels=None) -> BitMEX:
     a = BitMEX(Subscription(channels if channels is not None else CAPTURE_SUB))
     a.load_instruments(capture[0])
     return a
-
-
-def _replay(a: BitMEX, messages) -> tuple[list, list]:
-    events, actions = [], []
-    for ts, raw in messages:
-        out = a.on_message(WS, raw, ts)
-        events.extend(out.events)
-        actions.extend(out.actions)
-    return events, actions
-
-
-def _accounted(a: BitMEX) -> int:
-    return sum(v for k, v in a.counters.items() if k.startswith(("ignored.", "errors.", "book.")))
 
 
 def _json_num(text: str) -> int | float:
@@ -128,7 +107,7 @@ def test_subscribe_batches():
 
 def test_replay_capture(capture):
     a = _adapter(capture)
-    events, actions = _replay(a, capture[1])
+    events, actions = feed(a, capture[1], WS)
     assert a.error_counts() == {} and actions == []
     kinds = Counter(type(e).__name__ for e in events)
     assert kinds["Trade"] == 27 and kinds["Ticker"] == 436
@@ -145,9 +124,9 @@ def test_replay_capture(capture):
 def test_every_message_accounted(capture):
     a = _adapter(capture)
     for ts, raw in capture[1]:
-        before = _accounted(a)
+        before = accounted(a.counters)
         out = a.on_message(WS, raw, ts)
-        assert out.events or _accounted(a) > before, raw[:200]
+        assert out.events or accounted(a.counters) > before, raw[:200]
 
 
 def test_matches_cryptofeed_reference(shared_data):
@@ -168,8 +147,8 @@ def test_unknown_id_resyncs_one_symbol(capture):
     idx = [i for i, (_, raw) in enumerate(msgs) if '"orderBookL2","action":"update"' in raw
            and '"symbol":"XBTUSD"' in raw]
     cut = idx[len(idx) // 2]
-    _replay(clean, msgs[:cut])
-    _replay(broken, msgs[:cut])
+    feed(clean, msgs[:cut], WS)
+    feed(broken, msgs[:cut], WS)
     ts, raw = msgs[cut]
     doc = json.loads(raw)
     doc["data"][0]["id"] = 1  # an id the book never held: an update was lost
@@ -184,8 +163,8 @@ def test_unknown_id_resyncs_one_symbol(capture):
     ]
     # Until a new partial: XBTUSD publishes no book, the other symbols keep flowing.
     rest = msgs[cut + 1:]
-    ev, _ = _replay(broken, rest)
-    _replay(clean, rest)
+    ev, _ = feed(broken, rest, WS)
+    feed(clean, rest, WS)
     assert not [e for e in ev if isinstance(e, (L2Delta, L2Snapshot)) and e.symbol == "BTC-USD-PERP"]
     assert {e.symbol for e in ev if isinstance(e, L2Delta)} - {"BTC-USD-PERP"}
     assert broken.counters["ignored.book_before_partial"] > 0 and broken.error_counts() == {}
@@ -291,10 +270,10 @@ def test_tardis_messages(shared_data):
     for line in (shared_data / "tardis_messages" / "bitmex.jsonl").read_text().splitlines():
         if not line:
             continue
-        before = _accounted(a)
+        before = accounted(a.counters)
         out = a.on_message(WS, line, 1)
         kinds.update(e.KIND for e in out.events)
-        assert out.events or _accounted(a) > before, line[:200]
+        assert out.events or accounted(a.counters) > before, line[:200]
     assert a.error_counts() == {}
     assert {"trade", "ticker", "book_snapshot", "book_delta", "open_interest", "mark", "index",
             "liquidation"} <= set(kinds)
@@ -305,7 +284,7 @@ def test_tardis_messages(shared_data):
 
 def test_close_then_reconnect_partial(capture):
     a = _adapter(capture)
-    _replay(a, capture[1])
+    feed(a, capture[1], WS)
     out = a.on_close(WS, 5, "test")
     assert sorted(e.symbol for e in out.events if isinstance(e, Gap)) == sorted(SYMBOLS)
     first_partial = next(raw for _, raw in capture[1] if '"orderBookL2","action":"partial"' in raw)

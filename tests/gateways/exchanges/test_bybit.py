@@ -11,6 +11,7 @@ import orjson
 import pytest
 
 from cryptofeed_types import Gap, L2Delta, L2Snapshot, Reset
+from feedfabric.testing.adapters import accounted
 from gateways.adapter import Resync, Send, Subscription
 from gateways.books import SYNCED
 from gateways.exchanges import get
@@ -47,11 +48,6 @@ def _feed(a: BybitAdapter, msgs) -> tuple[list, list]:
         events.extend(out.events)
         actions.extend(out.actions)
     return events, actions
-
-
-def _accounted(a: BybitAdapter) -> int:
-    """Messages explained by a counter instead of events (ignored with a reason, errors, book states)."""
-    return sum(v for k, v in a.counters.items() if k.startswith(("ignored.", "errors.", "book.")))
 
 
 # ------------------------------------------------------------------ instruments / symbols
@@ -115,10 +111,10 @@ def test_replay_capture(capture):
     msgs = capture[2]
     events, actions = [], []
     for addr, ts, raw in msgs:
-        before = _accounted(a)
+        before = accounted(a.counters)
         out = a.on_message(a.match_connection(addr), raw, ts)
         # Every message gives events or a named counter.
-        assert out.events or _accounted(a) > before, raw[:200]
+        assert out.events or accounted(a.counters) > before, raw[:200]
         events.extend(out.events)
         actions.extend(out.actions)
     assert a.error_counts() == {}
@@ -262,10 +258,10 @@ def test_tardis_messages(shared_data, name):
     kinds: Counter[str] = Counter()
     lines = [ln for ln in (shared_data / "tardis_messages" / f"{name}.jsonl").read_text().splitlines() if ln]
     for line in lines:
-        before = _accounted(a)
+        before = accounted(a.counters)
         out = a.on_message(_tardis_conn(name, line), line, 1)
         kinds.update(e.KIND for e in out.events)
-        assert out.events or _accounted(a) > before, line[:200]
+        assert out.events or accounted(a.counters) > before, line[:200]
     assert a.error_counts() == {}
     if name == "bybit":
         assert {"trade", "book_snapshot", "book_delta", "ticker", "funding", "open_interest", "index", "mark",

@@ -8,6 +8,7 @@ from pathlib import Path
 import orjson
 
 from cryptofeed_types import BBO, Candle, Gap, L2Delta, L2Snapshot, Reset, Symbol, iso_ns
+from feedfabric.testing.adapters import accounted
 from feedfabric.testing.logs import captured_logs
 from gateways.adapter import Fetch, Send, Subscription
 from gateways.capture import RECV, REST, read_capture
@@ -16,11 +17,6 @@ from gateways.exchanges.coinbase import Coinbase
 from gateways.replay import Replayer, replay_capture
 
 V3 = ("cryptofeed_v3", "COINBASE.jsonl")
-
-
-def _accounted(counters: Counter[str]) -> int:
-    return sum(v for k, v in counters.items()
-               if k.startswith(("ignored.", "errors.", "book.", "sequence.")) and k not in ("book.snapshots",))
 
 
 def _v3(shared: Path) -> Path:
@@ -105,9 +101,9 @@ def test_v3_capture_replay_every_message_accounted(shared_data: Path) -> None:
     adapter = result.adapter
     silent = []
     for rec in records[1:]:
-        before = (result.event_count, _accounted(adapter.counters))
+        before = (result.event_count, accounted(adapter.counters))
         replayer.run([rec])
-        if rec.kind == RECV and (result.event_count, _accounted(adapter.counters)) == before:
+        if rec.kind == RECV and (result.event_count, accounted(adapter.counters)) == before:
             silent.append(rec.data[:200])
     assert silent == []
     assert adapter.error_counts() == {}
@@ -156,10 +152,10 @@ def test_tardis_messages(shared_data: Path) -> None:
     kinds: Counter[str] = Counter()
     silent = []
     for i, line in enumerate(lines):
-        acc = _accounted(adapter.counters)
+        acc = accounted(adapter.counters)
         out = adapter.on_message("tardis", line, i)
         kinds.update(e.KIND for e in out.events)
-        if not out.events and _accounted(adapter.counters) == acc:
+        if not out.events and accounted(adapter.counters) == acc:
             silent.append(line)
     assert silent == []
     # The only error: tardis' deliberately invalid size "0.-10000" in a snapshot.

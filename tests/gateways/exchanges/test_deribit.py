@@ -11,10 +11,9 @@ import orjson
 import pytest
 
 from cryptofeed_types import Gap, L2Delta, L2Snapshot, Reset
+from feedfabric.testing.adapters import CaptureParts, accounted, capture_parts, feed
 from gateways.adapter import Resync, Send, Subscription
 from gateways.books import SYNCED
-from gateways.capture import read_capture
-from gateways.capture.record import RECV, REST
 from gateways.exchanges import get
 from gateways.exchanges.deribit import (
     BATCH,
@@ -35,34 +34,14 @@ CAPTURE_SUB = {"l2_book": SYMBOLS, "ticker": SYMBOLS, "trades": SYMBOLS}
 
 
 @pytest.fixture(scope="module")
-def capture(shared_data: Path) -> tuple[dict[str, str], list[tuple[int, str]]]:
-    rest: dict[str, str] = {}
-    msgs: list[tuple[int, str]] = []
-    for rec in read_capture(shared_data / "cryptofeed" / "DERIBIT"):
-        if rec.kind == REST:
-            rest[rec.url] = rec.data
-        elif rec.kind == RECV:
-            msgs.append((rec.ts, rec.data))
-    return rest, msgs
+def capture(shared_data: Path) -> CaptureParts:
+    return capture_parts(shared_data / "cryptofeed" / "DERIBIT")
 
 
 def _adapter(capture, channels=None) -> Deribit:
     a = Deribit(Subscription(channels if channels is not None else CAPTURE_SUB))
     a.load_instruments(capture[0])
     return a
-
-
-def _replay(a: Deribit, messages) -> tuple[list, list]:
-    events, actions = [], []
-    for ts, raw in messages:
-        out = a.on_message(WS, raw, ts)
-        events.extend(out.events)
-        actions.extend(out.actions)
-    return events, actions
-
-
-def _accounted(a: Deribit) -> int:
-    return sum(v for k, v in a.counters.items() if k.startswith(("ignored.", "errors.", "book.")))
 
 
 def _sub(channel: str, data) -> str:
@@ -144,7 +123,7 @@ def test_connections_and_heartbeat(capture):
 
 def test_replay_capture(capture):
     a = _adapter(capture)
-    events, actions = _replay(a, capture[1])
+    events, actions = feed(a, capture[1], WS)
     assert a.error_counts() == {} and actions == []
     kinds = Counter(type(e).__name__ for e in events)
     assert kinds["Ticker"] == 89 and kinds["L2Snapshot"] == 10 and kinds["L2Delta"] == 36
@@ -162,9 +141,9 @@ def test_replay_capture(capture):
 def test_every_message_accounted(capture):
     a = _adapter(capture)
     for ts, raw in capture[1]:
-        before = _accounted(a)
+        before = accounted(a.counters)
         out = a.on_message(WS, raw, ts)
-        assert out.events or _accounted(a) > before, raw[:200]
+        assert out.events or accounted(a.counters) > before, raw[:200]
 
 
 def test_matches_cryptofeed_reference(shared_data):
@@ -185,8 +164,8 @@ def test_broken_change_chain_resyncs_one_symbol(capture):
     sym, name = "BTC-USD-20210924-8000-P", "BTC-24SEP21-8000-P"
     idx = [i for i, (_, raw) in enumerate(msgs) if f'"book.{name}.raw"' in raw and '"change"' in raw]
     cut = idx[len(idx) // 2]
-    _replay(clean, msgs[:cut])
-    _replay(broken, msgs[:cut])
+    feed(clean, msgs[:cut], WS)
+    feed(broken, msgs[:cut], WS)
     ts, raw = msgs[cut]
     doc = json.loads(raw)
     doc["params"]["data"]["prev_change_id"] -= 7  # a change was lost
@@ -200,8 +179,8 @@ def test_broken_change_chain_resyncs_one_symbol(capture):
         ("public/unsubscribe", [f"book.{name}.100ms"]), ("public/subscribe", [f"book.{name}.100ms"])]
     # Until a new snapshot: that book publishes nothing, the others keep flowing.
     rest = msgs[cut + 1:]
-    ev, _ = _replay(broken, rest)
-    _replay(clean, rest)
+    ev, _ = feed(broken, rest, WS)
+    feed(clean, rest, WS)
     assert not [e for e in ev if isinstance(e, (L2Delta, L2Snapshot)) and e.symbol == sym]
     assert {e.symbol for e in ev if isinstance(e, L2Delta)} - {sym}
     assert broken.counters["book.buffered"] > 0 and broken.error_counts() == {}
@@ -251,11 +230,11 @@ def test_tardis_messages(shared_data):
     for line in (shared_data / "tardis_messages" / "deribit.jsonl").read_text().splitlines():
         if not line:
             continue
-        before = _accounted(a)
+        before = accounted(a.counters)
         out = a.on_message(WS, line, 1)
         kinds.update(e.KIND for e in out.events)
         events.extend(out.events)
-        assert out.events or _accounted(a) > before, line[:200]
+        assert out.events or accounted(a.counters) > before, line[:200]
     assert a.error_counts() == {}
     assert {"trade", "ticker", "bbo", "book_snapshot", "funding", "open_interest", "index", "mark",
             "liquidation"} <= set(kinds)
@@ -307,7 +286,7 @@ def test_errors_counted_not_raised():
 
 def test_close_then_reconnect_snapshot(capture):
     a = _adapter(capture)
-    _replay(a, capture[1])
+    feed(a, capture[1], WS)
     out = a.on_close(WS, 5, "test")
     assert sorted(e.symbol for e in out.events if isinstance(e, Gap)) == sorted(SYMBOLS)
     first_snap = next(raw for _, raw in capture[1] if '"type":"snapshot"' in raw)

@@ -17,6 +17,7 @@ import pytest
 
 from cryptofeed_types import BBO, Gap, L2Delta, L2Snapshot, Reset, Symbol
 from cryptofeed_types import seconds_ns as epoch_str_ns
+from feedfabric.testing.adapters import accounted
 from gateways.adapter import Send, Subscription
 from gateways.capture import RECV, REST, read_capture
 from gateways.exchanges import get
@@ -24,12 +25,6 @@ from gateways.exchanges.kraken import Kraken
 from gateways.replay import Replayer, replay_capture
 
 CONN = "KRAKEN.0"
-
-
-def _accounted(counters: Counter[str]) -> int:
-    return sum(v for k, v in counters.items()
-               if k.startswith(("ignored.", "errors.", "book.")) and k not in ("book.snapshots", "book.resets",
-                                                                               "book.checksum_verified"))
 
 
 def _capture(shared: Path) -> Path:
@@ -135,9 +130,9 @@ def test_v1_capture_replay_every_message_accounted_and_checksummed(shared_data: 
     adapter = result.adapter
     silent = []
     for rec in records[1:]:
-        before = (result.event_count, _accounted(adapter.counters))
+        before = (result.event_count, accounted(adapter.counters))
         replayer.run([rec])
-        if rec.kind == RECV and (result.event_count, _accounted(adapter.counters)) == before:
+        if rec.kind == RECV and (result.event_count, accounted(adapter.counters)) == before:
             silent.append(rec.data[:200])
     assert silent == []
     assert adapter.error_counts() == {}
@@ -337,10 +332,10 @@ def test_tardis_messages(shared_data: Path) -> None:
     kinds: Counter[str] = Counter()
     silent = []
     for i, line in enumerate(lines):
-        acc = _accounted(adapter.counters)
+        acc = accounted(adapter.counters)
         out = adapter.on_message("tardis", line, i)
         kinds.update(e.KIND for e in out.events)
-        if not out.events and _accounted(adapter.counters) == acc:
+        if not out.events and accounted(adapter.counters) == acc:
             silent.append(line)
     assert silent == [] and adapter.error_counts() == {}
     assert kinds["trade"] == 4 and kinds["ticker"] == 2 and kinds["book_snapshot"] == 2 and kinds["bbo"] >= 2

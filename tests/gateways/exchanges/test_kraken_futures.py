@@ -9,17 +9,13 @@ import orjson
 import pytest
 
 from cryptofeed_types import BBO, Candle, Gap, L2Delta, L2Snapshot, Reset, Symbol
+from feedfabric.testing.adapters import accounted
 from feedfabric.testing.logs import captured_logs
 from gateways.adapter import Fetch, Send, Subscription
 from gateways.capture import RECV, REST, read_capture
 from gateways.exchanges import get
 from gateways.exchanges.kraken_futures import KrakenFutures
 from gateways.replay import Replayer, replay_capture
-
-
-def _accounted(counters: Counter[str]) -> int:
-    return sum(v for k, v in counters.items()
-               if k.startswith(("ignored.", "errors.", "book.")) and k not in ("book.snapshots", "book.resets"))
 
 
 def _capture(shared: Path) -> Path:
@@ -92,10 +88,10 @@ def test_capture_replay_every_message_accounted(shared_data: Path) -> None:
     adapter = result.adapter
     silent = []
     for rec in records[1:]:
-        before = (result.event_count, _accounted(adapter.counters))
+        before = (result.event_count, accounted(adapter.counters))
         buffered = sum(len(sb.buffer) for sb in adapter.books)
         replayer.run([rec])
-        if rec.kind == RECV and (result.event_count, _accounted(adapter.counters)) == before and \
+        if rec.kind == RECV and (result.event_count, accounted(adapter.counters)) == before and \
                 sum(len(sb.buffer) for sb in adapter.books) <= buffered:
             silent.append(rec.data[:200])
     assert silent == []
@@ -128,11 +124,11 @@ def test_tardis_messages(shared_data: Path) -> None:
     kinds: Counter[str] = Counter()
     silent = []
     for i, line in enumerate(lines):
-        acc = _accounted(adapter.counters)
+        acc = accounted(adapter.counters)
         buffered = sum(len(sb.buffer) for sb in adapter.books)
         out = adapter.on_message("tardis", line, i)
         kinds.update(e.KIND for e in out.events)
-        if not out.events and _accounted(adapter.counters) == acc and \
+        if not out.events and accounted(adapter.counters) == acc and \
                 sum(len(sb.buffer) for sb in adapter.books) <= buffered:
             silent.append(line)
     assert silent == [] and adapter.error_counts() == {}

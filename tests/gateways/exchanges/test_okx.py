@@ -12,6 +12,7 @@ import orjson
 import pytest
 
 from cryptofeed_types import Gap, L2Delta, L2Snapshot, Reset, okx_checksum
+from feedfabric.testing.adapters import accounted, feed
 from gateways.adapter import Resync, Send, Subscription
 from gateways.books import SYNCED
 from gateways.exchanges import get
@@ -61,20 +62,6 @@ def _adapter(capture, channels=None) -> OKXAdapter:
     a = OKXAdapter(Subscription(channels or CAPTURE_SUB))
     a.load_instruments(capture[0])
     return a
-
-
-def _replay(a: OKXAdapter, messages) -> tuple[list, list]:
-    events, actions = [], []
-    for ts, raw in messages:
-        out = a.on_message(PUBLIC, raw, ts)
-        events.extend(out.events)
-        actions.extend(out.actions)
-    return events, actions
-
-
-def _accounted(a: OKXAdapter) -> int:
-    """Messages explained by a counter instead of events (ignored with a reason, errors, book states)."""
-    return sum(v for k, v in a.counters.items() if k.startswith(("ignored.", "errors.", "book.")))
 
 
 # ------------------------------------------------------------------ instruments / symbols
@@ -145,7 +132,7 @@ def test_liquidations_and_index_subscriptions(capture):
 
 def test_replay_capture(capture):
     a = _adapter(capture)
-    events, actions = _replay(a, capture[1])
+    events, actions = feed(a, capture[1], PUBLIC)
     assert a.error_counts() == {}
     assert actions == []
     kinds = Counter(type(e).__name__ for e in events)
@@ -165,9 +152,9 @@ def test_replay_capture(capture):
 def test_every_message_accounted(capture):
     a = _adapter(capture)
     for ts, raw in capture[1]:
-        before = _accounted(a)
+        before = accounted(a.counters)
         out = a.on_message(PUBLIC, raw, ts)
-        assert out.events or _accounted(a) > before, raw[:200]
+        assert out.events or accounted(a.counters) > before, raw[:200]
 
 
 def test_deflate_frames(capture):
@@ -200,8 +187,8 @@ def test_bad_checksum_resyncs_one_symbol(capture):
     book_idx = [i for i, (_, raw) in enumerate(msgs) if '"books"' in raw and '"update"' in raw
                 and '"BTC-USDT"' in raw]
     cut = book_idx[len(book_idx) // 2]
-    _replay(clean, msgs[:cut])
-    _replay(broken, msgs[:cut])
+    feed(clean, msgs[:cut], PUBLIC)
+    feed(broken, msgs[:cut], PUBLIC)
     ts, raw = msgs[cut]
     doc = json.loads(raw)
     doc["data"][0]["checksum"] ^= 0x5A5A
@@ -218,8 +205,8 @@ def test_bad_checksum_resyncs_one_symbol(capture):
     # Until a new snapshot: BTC-USDT publishes nothing, the other books keep flowing.
     rest = msgs[cut + 1:]
     nxt = next(i for i, (_, r) in enumerate(rest) if '"books"' in r and '"BTC-USDT"' in r)
-    ev, _ = _replay(broken, rest[:nxt + 1])
-    _replay(clean, rest[:nxt + 1])
+    ev, _ = feed(broken, rest[:nxt + 1], PUBLIC)
+    feed(clean, rest[:nxt + 1], PUBLIC)
     assert not [e for e in ev if isinstance(e, (L2Delta, L2Snapshot)) and e.symbol == "BTC-USDT"]
     assert {e.symbol for e in ev if isinstance(e, L2Delta)} - {"BTC-USDT"}
     # The resubscription's snapshot (the clean book as OKX would send it) rebuilds it: Reset + L2Snapshot.
@@ -227,8 +214,8 @@ def test_bad_checksum_resyncs_one_symbol(capture):
     snap = _book_msg("BTC-USDT", "snapshot", bids, asks, okx_checksum(bids, asks))
     out = broken.on_message(PUBLIC, snap, ts)
     assert [type(e).__name__ for e in out.events][:2] == ["Reset", "L2Snapshot"]
-    ev, _ = _replay(broken, rest[nxt + 1:])
-    _replay(clean, rest[nxt + 1:])
+    ev, _ = feed(broken, rest[nxt + 1:], PUBLIC)
+    feed(clean, rest[nxt + 1:], PUBLIC)
     assert broken.error_counts() == {}
     assert not any(isinstance(e, Gap) for e in ev)
     for sym in SYMBOLS:
@@ -275,11 +262,11 @@ def test_tardis_messages(shared_data, name):
     lines = [ln for ln in (shared_data / "tardis_messages" / f"{name}.jsonl").read_text().splitlines() if ln]
     kinds: Counter[str] = Counter()
     for line in lines:
-        before = _accounted(a)
+        before = accounted(a.counters)
         out = a.on_message(PUBLIC, line, 1)
         kinds.update(e.KIND for e in out.events)
         # Each line gives events or moves a named counter (ignored.*, book.*); never an error.
-        assert out.events or _accounted(a) > before, line[:200]
+        assert out.events or accounted(a.counters) > before, line[:200]
     assert a.error_counts() == {}
     # Retired v3 lines ("table") parse too; only option greeks have no event kind.
     v3_ignored = sum(v for k, v in a.counters.items() if k.startswith("ignored.legacy_v3"))
@@ -306,7 +293,7 @@ def test_tardis_values(shared_data):
 
 def test_close_then_reconnect_snapshot(capture):
     a = _adapter(capture)
-    _replay(a, capture[1])
+    feed(a, capture[1], PUBLIC)
     out = a.on_close(PUBLIC, 5, "test")
     assert sorted(e.symbol for e in out.events if isinstance(e, Gap)) == sorted(SYMBOLS)
     first_snap = next(raw for _, raw in capture[1] if '"snapshot"' in raw)

@@ -1,0 +1,30 @@
+"""feedfabric.testing.adapters, the shipped helpers of sans-I/O adapter tests."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+from feedfabric.testing.adapters import accounted, capture_parts, feed
+from gateways.adapter import Subscription
+from gateways.exchanges.kraken_futures import KrakenFutures
+
+
+def test_accounted_counts_reasons_only() -> None:
+    counters = Counter({"messages": 9, "events": 7, "errors": 2, "errors.parse.JSONDecodeError": 2,
+                        "ignored.heartbeat": 3, "book.buffered": 4, "book.stale": 1, "sequence.gaps": 1,
+                        "book.snapshots": 5, "book.resets": 1, "book.checksum_verified": 8})
+    # Totals and counters that come with a published event are no reason for publishing nothing.
+    assert accounted(counters) == 2 + 3 + 4 + 1 + 1
+
+
+def test_capture_parts_and_feed(shared_data: Path) -> None:
+    parts = capture_parts(shared_data / "cryptofeed" / "KRAKEN_FUTURES")
+    assert any("instruments" in url for url in parts.rest) and len(parts.messages) == 7175
+    assert all(type(ts) is int and ts > 0 for ts, _ in parts.messages[:10])
+    adapter = KrakenFutures(Subscription({"l2_book": ["BTC-USD-PERP"], "trades": ["BTC-USD-PERP"]}))
+    adapter.load_instruments(parts.rest)
+    events, actions = feed(adapter, parts.messages[:500], "KRAKEN_FUTURES.0")
+    kinds = {e.KIND for e in events}
+    assert {"book_snapshot", "book_delta"} <= kinds and adapter.counters["messages"] == 500
+    assert actions == [] and adapter.error_counts() == {}
