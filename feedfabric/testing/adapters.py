@@ -5,6 +5,8 @@ No sockets and no event loop, as the adapters themselves (docs/adding-an-exchang
 - :func:`capture_parts`: a capture in any format :func:`gateways.capture.read_capture` reads,
   as the REST bodies by url (instruments, snapshots) and the received messages.
 - :func:`feed`: ``adapter.on_message`` for each message; all the events and actions.
+- :func:`silent_messages`: replay a capture and list the received messages that published
+  nothing and bumped no such counter ([] when no message was dropped silently).
 - :func:`accounted`: how many of the adapter's counters name a reason for a message that
   published nothing, so a test can prove that no message is dropped silently::
 
@@ -16,12 +18,13 @@ No sockets and no event loop, as the adapters themselves (docs/adding-an-exchang
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from gateways.adapter import Adapter, Output
-from gateways.capture import RECV, REST, read_capture
+from gateways.capture import RECV, REST, Record, read_capture
+from gateways.replay import Replayer, ReplayResult
 
 # Counters that name a reason for publishing nothing. ``book.*`` counts both kinds of book
 # event, so the ones that come with a published event are excluded below.
@@ -62,3 +65,21 @@ def accounted(counters: Mapping[str, int]) -> int:
     ``errors.*``, ``sequence.*`` and the ``book.*`` counters of held, stale or refused
     updates), for "every message made events or a counted reason" checks."""
     return sum(v for k, v in counters.items() if k.startswith(_REASONS) and k not in _NOT_REASONS)
+
+
+def silent_messages(records: Iterable[Record], **replayer: Any) -> tuple[ReplayResult, list[str | bytes]]:
+    """Replay ``records`` (a capture's, header first) through a :class:`~gateways.replay.Replayer`
+    made with the ``replayer`` keywords; returns its result and the first 200 characters of
+    every received message that published no event and bumped no :func:`accounted` counter."""
+    player = Replayer(**replayer)
+    silent: list[str | bytes] = []
+
+    def watched() -> Iterator[Record]:
+        for rec in records:
+            result, adapter = player.result, player.adapter
+            before = (result.event_count if result else 0, accounted(adapter.counters) if adapter else 0)
+            yield rec   # the replayer handles rec before asking for the next one
+            if rec.kind == RECV and (player.result.event_count, accounted(player.adapter.counters)) == before:
+                silent.append(rec.data[:200])
+
+    return player.run(watched()), silent

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from feedfabric.testing.adapters import accounted
+from feedfabric.testing.adapters import silent_messages
 from feedfabric.testing.exchange import RecordingPublisher, wait_until
 from gateways.capture import CaptureWriter, Record, read_capture
 from gateways.process import Gateway, GatewayConfig
@@ -184,20 +184,7 @@ def test_tardis_ids_cover_every_file_of_our_exchanges(shared_data: Path) -> None
 def test_every_tardis_file_replays(shared_data: Path, tardis_id: str) -> None:
     """Each message gives events or a named counter (ignored with a reason, an error, a book state)."""
     path = shared_data / "tardis_messages" / f"{tardis_id}.jsonl"
-    replayer = Replayer(collect=True)
-    silent: list[str] = []
-
-    def records():
-        for rec in read_capture(path):
-            before = (replayer.result.event_count if replayer.result else 0,
-                      accounted(replayer.adapter.counters) if replayer.adapter else 0)
-            yield rec     # the replayer handles rec before asking for the next one
-            if rec.kind == "recv":
-                after = (replayer.result.event_count, accounted(replayer.adapter.counters))
-                if after == before:
-                    silent.append(rec.data[:200])
-
-    result = replayer.run(records())
+    result, silent = silent_messages(read_capture(path), collect=True)
     counters = result.adapter.counters
     assert result.records["recv"] == counters["messages"] > 0
     assert silent == []

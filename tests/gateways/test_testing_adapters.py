@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from feedfabric.testing.adapters import accounted, capture_parts, feed
-from gateways.adapter import Subscription
+from feedfabric.testing.adapters import accounted, capture_parts, feed, silent_messages
+from gateways.adapter import Output, Subscription
+from gateways.capture import CONNECT, HEADER, RECV, Record
 from gateways.exchanges.kraken_futures import KrakenFutures
 
 
@@ -28,3 +29,25 @@ def test_capture_parts_and_feed(shared_data: Path) -> None:
     kinds = {e.KIND for e in events}
     assert {"book_snapshot", "book_delta"} <= kinds and adapter.counters["messages"] == 500
     assert actions == [] and adapter.error_counts() == {}
+
+
+class _Swallows(KrakenFutures):
+    """Drops one kind of message without an event or a counter: the bug silent_messages finds."""
+
+    def handle_message(self, conn: str, raw: str | bytes, ts: int, out: Output) -> None:
+        if "swallowed" in str(raw):
+            return
+        super().handle_message(conn, raw, ts, out)
+
+
+def test_silent_messages_names_what_an_adapter_drops_without_a_reason() -> None:
+    records = [Record(HEADER, "", 0, {"exchange": "KRAKEN_FUTURES", "channels": {}}),
+               Record(CONNECT, "c", 1, url="wss://futures.kraken.com/ws/v1"),
+               Record(RECV, "c", 2, '{"event": "info", "version": 1}'),        # ignored.event_info
+               Record(RECV, "c", 3, '{"feed": "swallowed"}'),
+               Record(RECV, "c", 4, '{"feed": "no such feed"}')]                # errors.unknown_feed
+    adapter = _Swallows(Subscription({}))
+    result, silent = silent_messages(records, adapter=adapter)
+    assert silent == ['{"feed": "swallowed"}']
+    assert result.adapter is adapter and adapter.counters["messages"] == 3
+    assert silent_messages(records[:3] + records[4:], adapter=KrakenFutures(Subscription({})))[1] == []
