@@ -42,7 +42,28 @@ def _wait(ready: Callable[[], bool], timeout: float, what: str, proc: subprocess
     raise TimeoutError(f"{what} not ready after {timeout} s")
 
 
-class RedisServer:
+class _Server:
+    """A server process of the tests in its own temp dir: ``start``/``stop`` come from the subclass."""
+
+    dir: Path
+
+    def start(self) -> _Server:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def close(self) -> None:
+        """Stop it and delete its files."""
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class RedisServer(_Server):
     """redis-server on 127.0.0.1:<port> in a temp dir (AOF on, so a clean restart keeps the data)."""
 
     def __init__(self) -> None:
@@ -76,16 +97,8 @@ class RedisServer:
             self.proc.wait(10)
         self.proc = None
 
-    def restart(self) -> None:
-        self.stop()
-        self.start()
 
-    def close(self) -> None:
-        self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
-class PostgresServer:
+class PostgresServer(_Server):
     """A throwaway PostgreSQL cluster on 127.0.0.1:<port> (trust auth, user ``ff``, db ``ff``)."""
 
     def __init__(self) -> None:
@@ -137,14 +150,6 @@ class PostgresServer:
             subprocess.run(["kill", "-INT", str(pid)], check=False)
             self.proc.wait(30)
         self.proc = None
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-    def close(self) -> None:
-        self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
