@@ -15,7 +15,8 @@ Gateways are tested end to end through it with their real network code (the adap
 - on command: :meth:`drop` (abort every connection), :meth:`silence` / :meth:`resume`,
   :meth:`garbage` (send malformed frames), :meth:`break_sequence` (skip one book update
   of a symbol, which the truth still includes, so the client's own check fails: sequence
-  numbers, checksum, or an unknown order id, depending on the exchange).
+  numbers, checksum, or an unknown order id, depending on the exchange), :meth:`fail_rest` /
+  :meth:`restore_rest` (the REST API answers an error status, or drops the request unanswered).
 
 Streaming is gated: :meth:`release` lets the next n messages go (``None``: all), so a
 test can act at a known point of the capture. Exchange specifics (stream names, book
@@ -1132,6 +1133,8 @@ class Loopback:
         self._limit: int | None = 0
         self._wake = asyncio.Event()
         self._silent = False
+        self._rest_failure: int | None = None   # the status REST requests get instead (0: dropped)
+        self.rest_failures = 0
         self._skip: set[str] = set()
         self._clients: list[_Client] = []
         self._lock = asyncio.Lock()   # a truth snapshot and the capture's messages never interleave
@@ -1306,6 +1309,14 @@ class Loopback:
                     except (ConnectionResetError, RuntimeError):
                         pass
 
+    def fail_rest(self, status: int = 503) -> None:
+        """Fail every REST request until :meth:`restore_rest`: answered with ``status`` (an
+        overloaded or broken API), or, with 0, dropped without an answer (a dead server)."""
+        self._rest_failure = status
+
+    def restore_rest(self) -> None:
+        self._rest_failure = None
+
     def break_sequence(self, key: str) -> None:
         """Skip the next book update of book ``key`` (the profile's truth key: the exchange
         symbol; ``category/SYMBOL`` for Bybit); the truth still applies it, so the client
@@ -1474,6 +1485,11 @@ class Loopback:
     async def _rest_handler(self, request: web.Request) -> web.Response:
         url = str(request.url)
         self.rest_requests.append(url)
+        if self._rest_failure is not None:
+            self.rest_failures += 1
+            if self._rest_failure == 0 and request.transport is not None:
+                request.transport.abort()
+            return web.Response(status=self._rest_failure or 503, text='{"code":-1,"msg":"Service unavailable"}')
         query = dict(request.query)
         body = self.profile.rest(request.path, query)
         if body is None:

@@ -69,7 +69,7 @@ from gateways.adapter import (
     Output,
     Subscription,
 )
-from gateways.books import Books, prev_rule, range_rule
+from gateways.books import SYNCED, Books, prev_rule, range_rule
 
 _MS = 1_000_000  # ms → ns
 
@@ -294,7 +294,7 @@ class _Binance(Adapter):
         books.delta(name, d["b"], d["a"], out, first=d["U"], last=d["u"], prev=d.get("pu"),
                     timestamp=d["E"] * _MS, receipt_timestamp=ts)
         sb = books.get(name)
-        if sb is not None and sb.state != "synced" and name not in self._pending:
+        if sb is not None and sb.state != SYNCED and name not in self._pending:
             failed = self._failed_at.get(name)
             if failed is None or ts - failed >= self.snapshot_retry_ns:
                 self._request_snapshot(name, ts, out)
@@ -443,6 +443,17 @@ class _Binance(Adapter):
         self.books.invalidate_all(f"disconnected: {reason}" if reason else "disconnected", out, symbols=symbols,
                                   receipt_timestamp=ts, resync=False)
 
+    def _retry_snapshots(self, ts: int, out: Output) -> None:
+        # A failed snapshot is retried by its symbol's next depth update (_depth); a quiet symbol,
+        # or a burst that ended before the REST API came back, may bring none for a long time.
+        for name, failed in list(self._failed_at.items()):
+            sb = self.books.get(name)
+            if sb is None or sb.state == SYNCED:
+                del self._failed_at[name]
+            elif name not in self._pending and ts - failed >= self.snapshot_retry_ns:
+                self.count("book.snapshot_retries")
+                self._request_snapshot(name, ts, out)
+
     def _conn_streams(self, conn: str) -> tuple[tuple[str, str], ...]:
         for spec in self.connections():
             if spec.id == conn:
@@ -450,6 +461,7 @@ class _Binance(Adapter):
         return ()
 
     def handle_timer(self, ts: int, out: Output) -> None:
+        self._retry_snapshots(ts, out)
         if not self.futures:
             return
         period = int(self.subscription.open_interest_interval * 1e9)

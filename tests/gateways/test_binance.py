@@ -213,6 +213,24 @@ def test_sequence_break_resyncs_one_symbol(cls: type, prev: bool) -> None:
     assert adapter.error_counts() == {}
 
 
+def test_failed_snapshot_is_retried_without_further_updates() -> None:
+    """A failed snapshot is retried by the next diff, or by the timer when no diff comes (a quiet
+    symbol, or the REST API back only after the last diff): never left unsynced for good."""
+    from cryptofeed_types import Symbol
+    sym = Symbol.parse("AAA-USDT", exchange_symbol="AAAUSDT")
+    adapter = BinanceSpot(Subscription({"l2_book": [sym.normalized]}), symbols=[sym])
+    (fetch,) = adapter.on_message("c", _delta("AAAUSDT", 100, 105, None), 1).actions
+    assert adapter.on_rest(fetch, 503, "unavailable", 2).events == []      # counted, not raised
+    assert adapter.error_counts() == {"errors.rest_status.snapshot": 1}
+    assert adapter.on_timer(2 + 999_999_999).actions == []                   # not before 1 s
+    (again,) = adapter.on_timer(2 + 1_000_000_000).actions
+    assert again.url == fetch.url and adapter.counters["book.snapshot_retries"] == 1
+    assert adapter.on_timer(2 + 3_000_000_000).actions == []                 # one fetch out at a time
+    out = adapter.on_rest(again, 200, _snapshot_body(102), 3_000_000_001)
+    assert [type(e) for e in out.events][:1] == [L2Snapshot] and adapter.books.state(sym.normalized) == "synced"
+    assert adapter.on_timer(10_000_000_000).actions == []                    # synced: nothing more to retry
+
+
 def test_malformed_messages_are_counted_not_raised() -> None:
     adapter = BinanceSpot(Subscription({}))
     bad = [b"\x00\xffgarbage", "not json", "[1,2]", '{"stream":"x@aggTrade","data":{"e":"aggTrade"}}',
