@@ -332,7 +332,10 @@ class Replayer:
             self._emit(adapter.on_close(conn, self._now, "reconnect"))
             self._status(conn, "disconnected", "reconnect")
         try:
-            conn = adapter.match_connection(url or "") or cap_conn
+            # Our own recordings name each connection by its id; several connections may share
+            # a url (Coinbase, Kraken: symbols spread over connections), so the id comes first.
+            ours = any(spec.id == cap_conn for spec in adapter.connections())
+            conn = cap_conn if ours else adapter.match_connection(url or "") or cap_conn
         except Exception:  # noqa: BLE001 - unknown symbols: connection specs can't be built
             conn = cap_conn
         self.open[cap_conn] = conn
@@ -389,9 +392,15 @@ class Replayer:
                 if delay > 0:
                     time.sleep(delay)  # reproducing recorded pacing is the feature here
             if kind == REST:
-                self.pool.add(rec)
                 if self._instruments_done:
+                    # The timer ticks up to the response first: live, a tick may have asked for it
+                    # (a retried snapshot, a poll) after the last message before it.
+                    if rec.ts >= self._next_timer and rec.ts:
+                        self._timer(rec.ts)
+                    self.pool.add(rec)
                     self._answer_pending()
+                else:
+                    self.pool.add(rec)
                 continue
             if not self._instruments_done:
                 self._load_instruments()

@@ -231,6 +231,25 @@ def test_failed_snapshot_is_retried_without_further_updates() -> None:
     assert adapter.on_timer(10_000_000_000).actions == []                    # synced: nothing more to retry
 
 
+def test_replay_answers_a_retry_the_timer_asked_after_the_last_message() -> None:
+    """Live, the 1 s timer retried the failed snapshot after the symbol's last diff; replay runs
+    the timer up to each recorded response too, so it asks again and gets the recorded answer."""
+    from cryptofeed_types import Symbol
+    from gateways.capture import CONNECT, Record
+    from gateways.replay import Replayer
+    sym = Symbol.parse("AAA-USDT", exchange_symbol="AAAUSDT")
+    adapter = BinanceSpot(Subscription({"l2_book": [sym.normalized]}), symbols=[sym])
+    url = adapter.snapshot_fetch(sym.normalized).url
+    s = 1_000_000_000
+    records = [Record(CONNECT, "BINANCE.0", 1 * s, url="wss://stream.binance.com:9443/stream"),
+               Record(RECV, "BINANCE.0", 1 * s, _delta("AAAUSDT", 100, 105).decode()),
+               Record(REST, "rest", 1 * s + 10, "unavailable", url=url, status=503),
+               Record(REST, "rest", 3 * s, _snapshot_body(102).decode(), url=url, status=200)]
+    result = Replayer(adapter).run(records)
+    assert result.unused_rest == 0 and adapter.counters["book.snapshot_retries"] == 1
+    assert adapter.books.state(sym.normalized) == "synced"
+
+
 def test_malformed_messages_are_counted_not_raised() -> None:
     adapter = BinanceSpot(Subscription({}))
     bad = [b"\x00\xffgarbage", "not json", "[1,2]", '{"stream":"x@aggTrade","data":{"e":"aggTrade"}}',

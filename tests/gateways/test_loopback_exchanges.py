@@ -30,6 +30,7 @@ from feedfabric.testing.exchange import RecordingPublisher, wait_until
 from gateways.adapter import Adapter
 from gateways.capture import read_capture
 from gateways.process import Gateway, GatewayConfig
+from gateways.replay import Replayer
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -342,13 +343,16 @@ def _revealed_later(lb, key: str) -> bool:
 async def _storm(lb, rng: random.Random, keys: list[str], first: int, *, faults: int = 8,
                  midway: Callable[[], Awaitable[None]] | None = None) -> list[str]:
     """Play the capture with ``faults`` faults thrown in ``rng``'s order, while at least 40 % of
-    it is left (``midway`` runs after half of them); then release the rest. Returns the faults."""
+    what follows the books' first messages is left (``midway`` runs after half of them); then
+    release the rest. Returns the faults."""
     done: list[str] = []
     lb.release_first_books(keys)
     lb.release(first // 2)
     await lb.wait_sent()
     total = len(lb.messages)
-    while len(done) < faults and lb.cursor < 0.6 * total:
+    start = lb.cursor
+    step = max(6, (total - start) // 40)
+    while len(done) < faults and lb.cursor < start + 0.6 * (total - start):
         fault = rng.choice(FAULTS)
         if fault == "gap":
             key = rng.choice(keys)
@@ -364,7 +368,7 @@ async def _storm(lb, rng: random.Random, keys: list[str], first: int, *, faults:
             # so every book resyncs (Binance by REST snapshots, retried until the API is back).
             lb.fail_rest(rng.choice((0, 429, 500, 503)))
             await lb.drop()
-            lb.release(rng.randrange(5, max(6, total // 40)))
+            lb.release(rng.randrange(5, step))
             await lb.wait_sent()
             await asyncio.sleep(rng.uniform(0.2, 1.5))
             lb.restore_rest()
@@ -375,7 +379,7 @@ async def _storm(lb, rng: random.Random, keys: list[str], first: int, *, faults:
         done.append(fault)
         if midway is not None and len(done) == faults // 2:
             await midway()
-        lb.release(rng.randrange(5, max(6, total // 40)))
+        lb.release(rng.randrange(5, step))
         await lb.wait_sent()
         await asyncio.sleep(rng.uniform(0.0, 0.3))
     lb.release(None)
@@ -384,7 +388,8 @@ async def _storm(lb, rng: random.Random, keys: list[str], first: int, *, faults:
 
 
 @pytest.mark.parametrize("case", STORM_CASES, ids=str)
-async def test_fault_storm_converges_to_the_truth(case: Case, shared_data: Path, loopback_exchange) -> None:
+async def test_fault_storm_converges_to_the_truth(case: Case, shared_data: Path, loopback_exchange,
+                                                  tmp_path: Path) -> None:
     """Faults in a seeded random order, each while the previous ones may still be being
     repaired (a gap during a resync, a drop while a snapshot is awaited, garbage on a fresh
     connection, the REST API failing while a snapshot is needed...): once the capture has
@@ -397,7 +402,8 @@ async def test_fault_storm_converges_to_the_truth(case: Case, shared_data: Path,
     channels = records[0].data["channels"]
     lb = await loopback_exchange(records)
     pub = RecordingPublisher(case.exchange)
-    gw = Gateway(_storm_config(case, lb, channels, pub="inproc://unused"), publisher=pub)
+    recording = tmp_path / "storm.ffcap"
+    gw = Gateway(_storm_config(case, lb, channels, pub="inproc://unused", record=recording), publisher=pub)
     adapter = gw.adapter
     books = adapter.books
     done: list[str] = []
@@ -420,7 +426,18 @@ async def test_fault_storm_converges_to_the_truth(case: Case, shared_data: Path,
         except (AssertionError, TimeoutError) as exc:
             state = {s: books.get(s).state if books.get(s) else None for s in symbols}
             raise AssertionError(f"seed {seed}, faults {done}, books {state}: {exc}") from exc
+        live_books = {s: books.get(s).book.snapshot() for s in symbols}
+        live_trades = [e.wire_body() for e in pub.events if e.KIND == "trade"]
 
+    # The recording of the whole storm replays to the same books and trades. It ends with the
+    # stop's closes, which (rightly) invalidate the books: replayed up to them.
+    recorded = list(read_capture(recording))
+    while recorded[-1].kind == "close":
+        recorded.pop()
+    replayed = Replayer(collect=True).run(recorded)
+    for s in symbols:
+        assert replayed.adapter.books.book(s).snapshot() == live_books[s], (seed, done, s)
+    assert [e.wire_body() for e in replayed.events if e.KIND == "trade"] == live_trades, (seed, done)
     assert lb.errors == [], (seed, done)
     # The only errors are the garbage's (the reasons a fresh adapter gives those frames) and
     # the failed REST requests'.
