@@ -21,6 +21,10 @@ polling adapter behaves alike:
 - the request asks from the first unpublished bar (the first one: two bars back on the epoch grid),
   so missed polls are caught up and the URL depends on the bar, not on the instant (replay finds the
   recorded response);
+- catching up: where a request spans a fixed number of bars (``window``, an API that answers a range
+  and never says "more"), a response whose whole range ended before its receipt is a "more" one:
+  its bars are all closed and the next range is asked soon, not a bar later (after an outage of a
+  day, 1 m bars in ranges of 300 are back within seconds, not minutes);
 - an interval the REST API lacks is refused once: logged, ``subscription.unsupported_candle_interval``.
 
 Events are :class:`~cryptofeed_types.Candle` with ``closed`` True, ``stop`` the bar's last
@@ -82,20 +86,23 @@ class CandlePoller:
     ``request(symbol, start_ns)``: the Fetch of ``symbol``'s bars from ``start_ns`` on (tag
     :data:`TAG`, ``symbol`` set, so the adapter's ``handle_rest`` hands it back to :meth:`on_response`);
     ``parse(body)``: the bars of a response and whether it says there are more (raise on a malformed
-    body: :class:`~gateways.adapter.AdapterError` names the counter).
+    body: :class:`~gateways.adapter.AdapterError` names the counter); ``window``: the bars one request
+    spans when the API answers a fixed range (None: the response's own "more" says it all).
     """
 
     def __init__(self, adapter: Adapter, intervals: Mapping[str, int], request: CandleRequest,
-                 parse: CandleParser) -> None:
+                 parse: CandleParser, window: int | None = None) -> None:
         if not isinstance(adapter, PolledCandles):
             raise TypeError(f"{type(adapter).__name__} must mix in PolledCandles to own a CandlePoller")
         self.adapter: Any = adapter   # an Adapter that is a PolledCandles (checked above)
         self.intervals = dict(intervals)
         self._request = request
         self._parse = parse
+        self.window = window
         self._next: dict[str, int] = {}     # symbol → ts of its next poll
         self._offset: dict[str, int] = {}   # symbol → its stagger after a bar's end
         self._last: dict[str, int] = {}     # symbol → start of the last bar published
+        self._asked: dict[str, tuple[str, int]] = {}   # symbol → (url, first bar start) of its last request
         self._refused = False
 
     def last_published(self, symbol: str) -> int | None:
@@ -134,7 +141,9 @@ class CandlePoller:
         # even where the exchange's grid is offset (weeks); a boundary, so the URL depends on the bar,
         # not on the instant of the poll.
         start = last + length if last is not None else (ts // length - 2) * length
-        return self._request(symbol, start)
+        fetch = self._request(symbol, start)
+        self._asked[symbol] = (fetch.url, start)
+        return fetch
 
     def poll(self, ts: int, out: Output) -> None:
         """The timer's part: the requests due at ``ts``."""
@@ -163,6 +172,11 @@ class CandlePoller:
         interval = ad.candle_interval
         length = self.intervals[interval]
         parsed, more = self._parse(body)
+        if self.window is not None and not more:
+            # The range asked ended (its bar after the end too: an end may be inclusive) before this
+            # answer: every bar in it is closed, and there are more to catch up.
+            url, start = self._asked.get(symbol, ("", 0))
+            more = url == fetch.url and start + (self.window + 1) * length <= ts
         bars = sorted({b[0]: b for b in parsed}.values())   # by start, one bar per start
         grace = t.candle_close_grace_ns
         closed = [b for i, b in enumerate(bars)

@@ -83,7 +83,7 @@ REST_CANDLES: dict[str, tuple[str, int]] = {
     "6h": ("SIX_HOUR", 6 * 3600 * _S), "1d": ("ONE_DAY", 86400 * _S),
 }
 # Bars one REST candles request spans (start..end): under the 350 a response may hold, with a margin
-# for an inclusive end; a missed hour of 1m bars is caught up in one request.
+# for an inclusive end; a longer outage is caught up one such range after another, seconds apart.
 REST_CANDLE_WINDOW = 300
 
 # Our channel → Advanced Trade websocket channel (bbo without l2_book: the ticker's best bid/ask).
@@ -125,7 +125,7 @@ class Coinbase(PolledCandles, Adapter):
         self._bbo_from_ticker = frozenset(subscription.symbols(BBO_CHANNEL)) - frozenset(subscription.symbols(L2_BOOK))
         self._last_bbo: dict[str, tuple[Any, ...]] = {}
         self.candle_poller = CandlePoller(self, {k: length for k, (_, length) in REST_CANDLES.items()},
-                                          self._candles_request, self._candle_bars)
+                                          self._candles_request, self._candle_bars, REST_CANDLE_WINDOW)
         self._next_seq: dict[str, int] = {}          # conn → next expected sequence_num
         self._conn_books: dict[str, set[str]] = {}   # conn → normalized symbols whose l2 arrived there
         self._book_conn: dict[str, str] = {}         # normalized symbol → conn of its level2 subscription
@@ -272,8 +272,8 @@ class Coinbase(PolledCandles, Adapter):
                     or type(v) is not str:
                 raise AdapterError("bad_number", repr(r)[:200])
             bars.append((int(start) * _S, o, h, low, c, v))
-        # The body never says there is more: a window that ends before now (after a long outage) has
-        # its bars closed by the grace rule, and the next window is asked a poll period later.
+        # The body never says there is more: the poller knows the range asked (REST_CANDLE_WINDOW) and
+        # asks the next one soon when it ended before the answer (catching up after an outage).
         return bars, False
 
     def handle_rest(self, fetch: Fetch, body: str | bytes, ts: int, out: Output) -> None:

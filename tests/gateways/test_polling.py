@@ -151,6 +151,38 @@ def test_more_closes_the_last_bar_and_asks_again_soon() -> None:
     assert nxt.url == f"https://x/bars/BTCUSD/1m?from={_M}"
 
 
+def test_a_fixed_range_that_ended_before_its_answer_is_caught_up_range_after_range() -> None:
+    ad = _adapter()
+    ad.poller = CandlePoller(ad, {"1m": 60 * _S}, ad._request, ad._parse, window=3)   # 3 bars per request
+    fetch = _first_fetch(ad)
+    ad.on_rest(fetch, 200, _body(_bar(_M - 60), _bar(_M)), _T0 + _S)         # the range reaches now
+    assert ad.poller.last_published("BTC-USD") == (_M - 60) * _S and ad.counters["ignored.candle_forming"] == 1
+    # An outage of ten minutes: the next range (3 bars from _M) ended long before its answer.
+    back = (_M + 600) * _S
+    (f,) = ad.on_timer(back).actions
+    assert f.url == f"https://x/bars/BTCUSD/1m?from={_M}"
+    bars = [(e.start // _S - _M) // 60 for e in ad.on_rest(f, 200, _body(_bar(_M), _bar(_M + 60), _bar(_M + 120)),
+                                                             back + _S).events]
+    assert bars == [0, 1, 2] and ad.counters["ignored.candle_forming"] == 1   # the last one is closed too
+    # Asked again after the minimum period (5 s), not a quarter bar later, from the range's end.
+    assert ad.on_timer(back + 5 * _S).actions == []
+    (f2,) = ad.on_timer(back + 6 * _S).actions
+    assert f2.url == f"https://x/bars/BTCUSD/1m?from={_M + 180}"
+    # A range that reaches its answer's time (its bar after the end too) is not "more": its newest
+    # bar is forming until the grace rule closes it.
+    ad.on_rest(f2, 200, _body(_bar(_M + 180), _bar(_M + 240), _bar(_M + 300)), (_M + 359) * _S)
+    assert ad.counters["ignored.candle_forming"] == 2
+    assert ad.poller.last_published("BTC-USD") == (_M + 240) * _S
+    # A late answer to an older request proves nothing about the range: no catch-up inferred.
+    late = _adapter()
+    late.poller = CandlePoller(late, {"1m": 60 * _S}, late._request, late._parse, window=3)
+    old = _first_fetch(late)
+    late.on_rest(old, 200, _body(_bar(_M - 60), _bar(_M)), _T0 + _S)
+    late.poller.fetch("BTC-USD", back)                                      # a newer request is out
+    late.on_rest(old, 200, _body(_bar(_M - 60), _bar(_M), _bar(_M + 60)), (_M + 130) * _S)
+    assert late.counters["ignored.candle_forming"] == 2
+
+
 def test_first_response_publishes_only_its_latest_closed_bar() -> None:
     ad = _adapter()
     fetch = _first_fetch(ad)

@@ -443,6 +443,29 @@ def test_rest_candles_newest_first_become_ascending_closed_candles() -> None:
     assert cb.counters["ignored.candle_repeated"] == 1 and cb.error_counts() == {}
 
 
+def test_rest_candles_catch_up_a_day_long_outage_within_seconds() -> None:
+    cb = _rest_candles("1m", 1)
+    (fetch,) = cb.on_timer(_T0).actions
+    cb.on_rest(fetch, 200, _cb_body(_cb_bar(1_699_999_920, "1", "1", "1", "1", "1")), _T0 + _S)
+    # The REST API answers again a day later: 1440 bars in ranges of 300, each asked 5 s after the
+    # previous answer (the minimum period), all published, in order, none twice.
+    ts, published, requests = _T0 + 86_400 * _S, [], 0
+    while requests < 10:
+        actions = cb.on_timer(ts).actions
+        if actions:
+            (f,) = actions
+            requests += 1
+            start, end = (int(p.split("=")[1]) for p in f.url.split("?")[1].split("&")[:2])
+            bars = [_cb_bar(t, "1", "2", "1", "2", "3") for t in range(end, start - 1, -60) if t * _S < ts]
+            published += [e.start // _S for e in cb.on_rest(f, 200, _cb_body(*bars), ts).events]
+            if published[-1] >= ts // _S - 120:
+                break
+        ts += _S
+    assert requests == 5 and ts - (_T0 + 86_400 * _S) < 30 * _S
+    assert published == list(range(1_699_999_980, published[-1] + 60, 60))
+    assert published[-1] >= (ts // _S) - 120 and cb.error_counts() == {}
+
+
 def test_malformed_rest_candle_bodies_are_counted_not_raised() -> None:
     cb = _rest_candles("1m", 1)
     (fetch,) = cb.on_timer(_T0).actions
