@@ -103,6 +103,12 @@ def _channel(value: str) -> str:
 def _symbol(value: str) -> str:
     from cryptofeed_types import Symbol
 
+    if not _PATTERN_CHARS.isdisjoint(value):
+        # A pattern over normalized symbols (gateways.selection), matched when the gateway starts.
+        if any(c.isspace() for c in value):
+            raise ValueError(f"{value!r} is not a symbol pattern: write a symbol pattern without white space "
+                             "(BTC-*, *-USDT-PERP)")
+        return value
     try:
         parsed = Symbol.parse(value)
     except Exception as exc:  # noqa: BLE001 - the parser's own message says what is wrong
@@ -118,6 +124,7 @@ def _prefix(value: str) -> str:
     return value
 
 
+_PATTERN_CHARS = frozenset("*?[")   # as gateways.selection.is_pattern (bus does not import gateways)
 Channel = Annotated[str, AfterValidator(_channel)]
 SymbolName = Annotated[str, AfterValidator(_symbol)]
 Prefix = Annotated[str, AfterValidator(_prefix)]
@@ -189,7 +196,9 @@ class GatewayConfig(_Strict):
 
     exchange: str = Field(description="exchange id, e.g. BINANCE, COINBASE, KRAKEN, OKX, BYBIT")
     channels: list[Channel] = Field(min_length=1, description="channels to subscribe (see CHANNELS)")
-    symbols: list[SymbolName] | None = Field(description="normalized symbols, or 'all' (stored as None)")
+    symbols: list[SymbolName] | None = Field(
+        description="normalized symbols or patterns of them (BTC-*, *-USDT-PERP), or 'all' (stored as None): "
+                    "every instrument of a live exchange, every symbol of a replayed capture")
     pub: str | None = Field(None, description="PUB endpoint (default ipc://<run_dir>/<name>.pub)")
     snapshot: str | Literal[False] | None = Field(
         None, description="snapshot service endpoint (default ipc://<run_dir>/<name>.snap; false = none)")

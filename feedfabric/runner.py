@@ -252,9 +252,6 @@ def _gateway_problems(topo: Topology, name: str, keys: bool) -> list[Problem]:
             if key not in known:
                 out.append(((*base, "urls", key), f"unknown url name for {cfg.exchange}; "
                                                   f"known: {', '.join(sorted(known)) or 'none'}"))
-    if live and cfg.symbols is None:
-        out.append(((*base, "symbols"), "'all' is only supported by replaying gateways; a live gateway needs "
-                                        f"a list of symbols (see `feedfabric symbols {cfg.exchange}`)"))
     if not live and cfg.replay is not None and not Path(cfg.replay.path).exists():
         out.append(((*base, "replay", "path"), f"capture {cfg.replay.path} does not exist"))
     if keys:
@@ -461,11 +458,11 @@ def live_config(topo: Topology, name: str) -> Any:
     except ImportError as exc:
         raise RunError(f"the live gateway (gateways.process) is not installed: {exc}") from None
     cfg = topo.gateways[name]
-    if cfg.symbols is None:
-        raise RunError(f"gateways.{name}.symbols: 'all' is only supported by replaying gateways; list the symbols")
     ep = topo.gateway_endpoint(name)
     data: dict[str, Any] = {
-        "name": name, "exchange": cfg.exchange, "channels": list(cfg.channels), "symbols": list(cfg.symbols),
+        # 'all' is the pattern of every instrument the exchange lists (gateways.selection).
+        "name": name, "exchange": cfg.exchange, "channels": list(cfg.channels),
+        "symbols": ["*"] if cfg.symbols is None else list(cfg.symbols),
         "depth": cfg.book_depth, "candle_interval": cfg.candle_interval, "pub": ep.pub, "snapshot": ep.snapshot,
         "urls": dict(cfg.urls), "record": cfg.record, "heartbeat_interval": cfg.heartbeat_interval,
         "sndhwm": cfg.sndhwm, "ws_proxy": cfg.proxy, "rest_proxy": cfg.proxy,

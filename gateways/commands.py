@@ -118,7 +118,8 @@ no_progress_option = click.option("--no-progress", is_flag=True, help="no progre
 @click.command("record")
 @click.argument("exchange")
 @click.option("-c", "--channels", required=True, help="comma-separated channels, e.g. trades,l2_book")
-@click.option("-s", "--symbols", required=True, help="comma-separated normalized symbols, e.g. BTC-USDT")
+@click.option("-s", "--symbols", required=True,
+              help="comma-separated normalized symbols or patterns, e.g. BTC-USDT or 'BTC-*'")
 @click.option("-o", "--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="capture file to append to (.ffcap)")
 @click.option("--duration", type=float, default=None, help="stop after this many seconds (default: Ctrl-C)")
@@ -165,8 +166,10 @@ def record(exchange: str, channels: str, symbols: str, out: Path, duration: floa
                 if reporter is not None:
                     reporter.cancel()
         progress.close()
-        assert gw.recorder is not None
-        click.echo(f"{out}: {gw.recorder.records} records in {gw.recorder.blocks} blocks", err=True)
+        if gw.recorder is None:   # stopped before its symbol patterns were matched
+            click.echo(f"{out}: nothing recorded (stopped before the instruments loaded)", err=True)
+        else:
+            click.echo(f"{out}: {gw.recorder.records} records in {gw.recorder.blocks} blocks", err=True)
 
     try:
         asyncio.run(amain())
@@ -257,9 +260,17 @@ def exchanges() -> None:
               help="read the instruments from a capture instead of the exchange")
 @click.option("--url", "urls", multiple=True, help="override an exchange endpoint: NAME=URL")
 @click.option("--grep", "pattern", default=None, help="only symbols whose normalized or exchange name contains this text")
-def symbols(exchange: str, capture: Path | None, urls: tuple[str, ...], pattern: str | None) -> None:
-    """List EXCHANGE's instruments: normalized symbol, exchange id, tick, lot, contract size."""
+@click.option("--match", "globs", multiple=True,
+              help="only the symbols a gateway's symbol pattern selects, e.g. 'BTC-*' or '*-USDT-PERP' (repeatable)")
+def symbols(exchange: str, capture: Path | None, urls: tuple[str, ...], pattern: str | None,
+            globs: tuple[str, ...]) -> None:
+    """List EXCHANGE's instruments: normalized symbol, exchange id, tick, lot, contract size.
+
+    With --match, what the same patterns in a topology's `symbols` would subscribe (a live gateway
+    matches them against the instruments it loads at start).
+    """
     from gateways.adapter import Subscription
+    from gateways.selection import expand
 
     try:
         cls = registry.get(exchange)
@@ -269,10 +280,15 @@ def symbols(exchange: str, capture: Path | None, urls: tuple[str, ...], pattern:
         adapter, bodies = _recorded(cls.exchange, capture, _urls(urls))
     else:
         adapter = cls(Subscription({}), urls=_urls(urls) or None)
-        bodies = asyncio.run(_fetch_all(adapter))
+        bodies = asyncio.run(_fetch_all(adapter))   # the default lists: what patterns are matched against
     syms = adapter.load_instruments(bodies)
+    selected, unmatched = expand({"": list(globs)}, (s.normalized for s in syms))
+    for glob in unmatched:
+        click.echo(f"pattern {glob!r} matches no symbol", err=True)
     for sym in sorted(syms, key=lambda s: s.normalized):
         if pattern and pattern.upper() not in f"{sym.normalized} {sym.exchange_symbol or ''}".upper():
+            continue
+        if globs and sym.normalized not in selected[""]:
             continue
         click.echo(f"{sym.normalized:28} {sym.exchange_symbol or '':24} tick={sym.tick_size} lot={sym.lot_size}"
                    + (f" contract={sym.contract_size}" if sym.contract_size is not None else ""))

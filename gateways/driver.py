@@ -25,11 +25,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import random
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -213,14 +214,7 @@ class Driver:
 
     # ------------------------------------------------------------ lifecycle
     async def run(self) -> None:
-        for pool, websocket in ((self._ws_proxies, True), (self._rest_proxies, False)):
-            for proxy in pool.proxies:
-                problem = proxy_problem(proxy, websocket=websocket)
-                if problem is not None:
-                    raise RuntimeError(problem)
-        timeout = aiohttp.ClientTimeout(total=self.config.rest_timeout)
-        async with aiohttp.ClientSession(timeout=timeout) as session:
-            self._session = session
+        async with self.rest_session():
             try:
                 await self._load_instruments()
                 if self._stop.is_set():
@@ -232,6 +226,22 @@ class Driver:
                 await self._stop.wait()
             finally:
                 await self._shutdown()
+
+    @contextlib.asynccontextmanager
+    async def rest_session(self) -> AsyncIterator[None]:
+        """The REST session(s) every request of this driver goes through, for the block's duration
+        (proxies checked first: a bad one raises here, before any request)."""
+        for pool, websocket in ((self._ws_proxies, True), (self._rest_proxies, False)):
+            for proxy in pool.proxies:
+                problem = proxy_problem(proxy, websocket=websocket)
+                if problem is not None:
+                    raise RuntimeError(problem)
+        timeout = aiohttp.ClientTimeout(total=self.config.rest_timeout)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            self._session = session
+            try:
+                yield
+            finally:
                 for socks in self._socks_sessions.values():
                     await socks.close()
                 self._socks_sessions.clear()
@@ -304,7 +314,22 @@ class Driver:
             adapter.load_instruments(self.preloaded_instruments)
             return
         requests = adapter.instrument_requests()
-        while requests and not self._stop.is_set():
+        if not requests or await self.load_instruments(requests) is None:
+            return
+        unknown = adapter.check_subscription()
+        if unknown:
+            self.log.warning("{}: subscribed symbols unknown to the exchange: {}", adapter.exchange, unknown)
+            self._count("unknown_symbols", len(unknown))
+
+    async def load_instruments(self, requests: Sequence[Fetch]) -> dict[str, Any] | None:
+        """GET every page of ``requests`` (instrument lists) and load them into the adapter, inside
+        :meth:`rest_session`. A failure (an HTTP error, a body the adapter can't parse) is logged,
+        counted (``instrument_errors``) and all is tried again ``instrument_retry`` s later, until it
+        works (returns the bodies by URL) or the driver stops (returns None)."""
+        adapter = self.adapter
+        if not requests:
+            return {}
+        while not self._stop.is_set():
             bodies: dict[str, Any] = {}
             try:
                 for first in requests:
@@ -320,16 +345,13 @@ class Driver:
                         self.log.warning("{}: {}: instrument pages do not end after {}; using those",
                                          adapter.exchange, first.url, pages.pages)
                 adapter.load_instruments(bodies)
-                unknown = adapter.check_subscription()
-                if unknown:
-                    self.log.warning("{}: subscribed symbols unknown to the exchange: {}", adapter.exchange, unknown)
-                    self._count("unknown_symbols", len(unknown))
-                return
+                return bodies
             except Exception as exc:  # noqa: BLE001 - retried until it works or we stop
                 self._count("instrument_errors")
                 self.log.warning("{}: loading instruments failed ({}); retrying in {} s", adapter.exchange, exc,
                                  self.config.instrument_retry)
                 await self._sleep_or_stop(self.config.instrument_retry)
+        return None
 
     # ------------------------------------------------------------ REST
     async def _get(self, fetch: Fetch) -> tuple[int, str | None, int]:

@@ -3,7 +3,9 @@
 :class:`GatewayConfig` (pydantic) is everything one gateway needs: exchange, channels
 and symbols, depth, where to publish, exchange URL overrides (e.g. the loopback
 exchange), driver behaviour (backoff, proxies, silence timeout) and an optional capture
-file to record into. :class:`Gateway` runs it inside an event loop (tests, embedding);
+file to record into. Symbols may be patterns (gateways.selection): the gateway matches them
+against the exchange's instruments before it builds its adapter. :class:`Gateway` runs it
+inside an event loop (tests, embedding);
 :func:`run_gateway` runs it as a process until SIGINT/SIGTERM.
 
 The adapter's counters (parse errors, ignored messages by reason, book gaps...) are
@@ -25,6 +27,7 @@ from gateways import exchanges
 from gateways.adapter import CHANNELS, Adapter, Subscription
 from gateways.books import share_books
 from gateways.driver import Driver, DriverConfig, proxy_problem
+from gateways.selection import expand, has_patterns, instrument_requests
 
 
 class GatewayConfig(BaseModel):
@@ -106,43 +109,127 @@ class GatewayConfig(BaseModel):
 class Gateway:
     """A running gateway inside the current event loop: ``async with Gateway(cfg) as gw: ...``.
 
-    ``publisher`` may be given (tests); otherwise a bus Publisher is created and bound.
+    ``publisher`` may be given (tests); otherwise a bus Publisher is created and bound. When the
+    config's symbols hold patterns (gateways.selection), the adapter, the driver and the recorder
+    are built once they are resolved, inside the gateway's task: :attr:`adapter` and
+    :attr:`driver` raise until then, :attr:`resolved` is set then.
     """
 
     def __init__(self, config: GatewayConfig, *, publisher: Any = None, driver_config: DriverConfig | None = None
                  ) -> None:
         self.config = config
-        self.adapter = config.make_adapter()
+        self._driver_config = driver_config or config.driver_config()
         self._own_publisher = publisher is None
         if publisher is None:
             from bus.publisher import Publisher
             publisher = Publisher(config.name, config.pub, config.snapshot, sndhwm=config.sndhwm,
-                                  heartbeat_interval=config.heartbeat_interval, exchange=self.adapter.exchange)
+                                  heartbeat_interval=config.heartbeat_interval,
+                                  exchange=exchanges.get(config.exchange).exchange)
         self.publisher = publisher
-        share_books(self.adapter, publisher)  # its snapshot service serves the adapter's own books
-        self.recorder = None
+        self.resolved = asyncio.Event()
+        self.resolver: Driver | None = None   # the instrument loading that resolves patterns, while it runs
+        self._adapter: Adapter | None = None
+        self._driver: Driver | None = None
+        self.recorder: Any = None
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+        self._counters_task: asyncio.Task[None] | None = None
+        self._copied: Counter[str] = Counter()
+        assert isinstance(config.channels, dict)
+        if not has_patterns(config.channels):
+            self._build(config)
+
+    @property
+    def adapter(self) -> Adapter:
+        if self._adapter is None:
+            raise RuntimeError(f"gateway {self.config.name}: symbol patterns not resolved yet "
+                               "(they are matched once the instruments load; await gw.resolved.wait())")
+        return self._adapter
+
+    @property
+    def driver(self) -> Driver:
+        if self._driver is None:
+            raise RuntimeError(f"gateway {self.config.name}: symbol patterns not resolved yet")
+        return self._driver
+
+    def _build(self, config: GatewayConfig) -> None:
+        """The adapter, its recorder and driver, for a config whose symbols are all explicit."""
+        self.config = config
+        adapter = self._adapter = config.make_adapter()
+        share_books(adapter, self.publisher)  # its snapshot service serves the adapter's own books
         if config.record is not None:
             from gateways.capture import CaptureWriter
-            self.recorder = CaptureWriter(config.record, exchange=self.adapter.exchange,
+            self.recorder = CaptureWriter(config.record, exchange=adapter.exchange,
                                           channels=config.subscription().channels,
                                           meta={"gateway": config.name, "depth": config.depth,
                                                 "candle_interval": config.candle_interval,
                                                 "open_interest_interval": config.open_interest_interval})
-        self.driver = Driver(self.adapter, publisher, config=driver_config or config.driver_config(),
-                             recorder=self.recorder)
-        self._task: asyncio.Task[None] | None = None
-        self._counters_task: asyncio.Task[None] | None = None
-        self._copied: Counter[str] = Counter()
+        self._driver = Driver(adapter, self.publisher, config=self._driver_config, recorder=self.recorder)
+        self.resolved.set()
+
+    async def _resolve(self) -> GatewayConfig | None:
+        """The config with its patterns replaced by the instruments they match (None: stopped first).
+
+        The instrument lists are loaded by a driver of their own (same proxies, budget and retries
+        as the gateway's); the gateway's driver then loads them again for the adapter it runs, so
+        its capture holds them as always.
+        """
+        config = self.config
+        assert isinstance(config.channels, dict)
+        cls = exchanges.get(config.exchange)
+        probe = cls(Subscription({}), urls=config.urls or None)
+        self.resolver = Driver(probe, self.publisher, config=self._driver_config)
+        if self._stopping:
+            return None
+        log = logger.bind(exchange=probe.exchange, gateway=config.name)
+        try:
+            async with self.resolver.rest_session():
+                bodies = await self.resolver.load_instruments(
+                    instrument_requests(cls, config.channels, config.urls))
+        finally:
+            self.resolver = None
+        if bodies is None:
+            return None
+        channels, unmatched = expand(config.channels, probe.symbols)
+        for pattern in unmatched:
+            self._count("subscription.unmatched_pattern")
+            log.warning("{}: symbol pattern {!r} matches none of its {} instruments", probe.exchange, pattern,
+                        len(probe.symbols))
+        log.info("{}: symbol patterns resolved: {}", probe.exchange,
+                 ", ".join(f"{ch} {len(syms)}" for ch, syms in channels.items()))
+        return config.model_copy(update={"channels": channels})
+
+    def _count(self, name: str, n: int = 1) -> None:
+        count = getattr(self.publisher, "count", None)
+        if count is not None:
+            count(name, n)
+
+    async def _run(self) -> None:
+        if self._driver is None:
+            config = await self._resolve()
+            if config is None:
+                return
+            self._build(config)
+            if self._stopping:
+                return
+        await self.driver.run()
 
     async def start(self) -> Gateway:
         if self._own_publisher:
             self.publisher.start()
-        self._task = asyncio.create_task(self.driver.run(), name=f"gateway:{self.config.name}")
+        self._task = asyncio.create_task(self._run(), name=f"gateway:{self.config.name}")
         self._counters_task = asyncio.create_task(self._copy_counters())
         return self
 
+    def request_stop(self) -> None:
+        """Ask the gateway to stop (from a signal handler too): its driver, or its pattern resolution."""
+        self._stopping = True
+        for driver in (self.resolver, self._driver):
+            if driver is not None:
+                driver.stop()
+
     async def stop(self) -> None:
-        self.driver.stop()
+        self.request_stop()
         for task in (self._task, self._counters_task):
             if task is not None:
                 if task is self._counters_task:
@@ -166,9 +253,9 @@ class Gateway:
 
     def copy_counters(self) -> None:
         count = getattr(self.publisher, "count", None)
-        if count is None:
+        if count is None or self._adapter is None:
             return
-        for name, value in self.adapter.counters.items():
+        for name, value in self._adapter.counters.items():
             delta = value - self._copied[name]
             if delta:
                 count(f"adapter.{name}", delta)
@@ -184,7 +271,7 @@ async def _amain(config: GatewayConfig) -> None:
     gw = Gateway(config)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, gw.driver.stop)
+        loop.add_signal_handler(sig, gw.request_stop)
     logger.info("gateway {} ({}) publishing on {}", config.name, config.exchange, config.pub)
     async with gw:
         await gw.wait()

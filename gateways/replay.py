@@ -41,6 +41,7 @@ from gateways import exchanges
 from gateways.adapter import Adapter, Close, Fetch, InstrumentPages, Open, Output, Resync, Send, Subscription
 from gateways.books import share_books
 from gateways.capture import CLOSE, CONNECT, HEADER, RECV, REST, SEND, Record, read_capture
+from gateways.selection import expand, has_patterns
 
 # Capture exchange name → registry name, where they differ.
 CAPTURE_EXCHANGES: dict[str, str] = {}
@@ -115,11 +116,18 @@ def capture_adapter(header: Mapping[str, Any], *, exchange: str | None = None,
     """The adapter a capture was recorded with, from its header record: its exchange and
     channels (unless given) and the subscription options the recording gateway wrote there
     (``depth``, ``candle_interval``...; given ``options`` win), so that e.g. its candles keep
-    their bar length and its books their depth."""
+    their bar length and its books their depth. Patterns among the given channels' symbols
+    (gateways.selection) match the symbols the capture recorded, on any channel."""
     name = exchange or header.get("exchange") or ""
     cls = exchanges.get(CAPTURE_EXCHANGES.get(name, name))
+    recorded: Mapping[str, Iterable[str]] = header.get("channels") or {}
     if channels is None:
-        channels = header.get("channels") or {}
+        channels = recorded
+    elif has_patterns(channels):
+        channels, unmatched = expand({ch: list(syms) for ch, syms in channels.items()},
+                                     {s for syms in recorded.values() for s in syms})
+        for pattern in unmatched:
+            logger.warning("{}: symbol pattern {!r} matches none of the capture's symbols", name, pattern)
     opts = dict(options or {})
     for key in _RECORDED_OPTIONS:
         if header.get(key) and key not in opts:

@@ -33,6 +33,15 @@ def test_symbols_grep_matches_the_exchange_name_too(shared_data: Path) -> None:
     assert lines and all("XBTUSD" in ln for ln in lines) and any(ln.startswith("BTC-USD-PERP ") for ln in lines)
 
 
+def test_symbols_match_shows_what_a_pattern_subscribes(shared_data: Path) -> None:
+    capture = str(shared_data / "cryptofeed" / "BINANCE_FUTURES")
+    res = CliRunner().invoke(symbols, ["BINANCE_FUTURES", "--capture", capture, "--match", "SUSHI-*",
+                                       "--match", "*-BUSD-PERP", "--match", "NOPE-*"])
+    assert res.exit_code == 0, res.output
+    assert [ln.split()[0] for ln in res.stdout.splitlines()] == ["BTC-BUSD-PERP", "ETH-BUSD-PERP", "SUSHI-USDT-PERP"]
+    assert res.stderr.strip() == "pattern 'NOPE-*' matches no symbol"
+
+
 def test_replay_command(shared_data: Path) -> None:
     res = CliRunner().invoke(replay, [str(shared_data / "cryptofeed" / "BINANCE_DELIVERY")])
     assert res.exit_code == 0, res.output

@@ -61,6 +61,8 @@ BROKEN = [
      "gateways.binance.channels[1]", "unknown channel 'l2_bok'", 6),
     ("symbol not normalized", ("symbols: [BTC-USDT]", "symbols: [BTC-USDT, eth-usdt]"),
      "gateways.binance.symbols[1]", "write 'ETH-USDT'", 7),
+    ("symbol pattern with a space", ("symbols: [BTC-USDT]", "symbols: [BTC-USDT, 'ETH *']"),
+     "gateways.binance.symbols[1]", "write a symbol pattern without white space", 7),
     ("missing field", ("    exchange: COINBASE\n", ""), "gateways.coinbase.exchange", "required field is missing", 8),
     ("unknown consumer kind", ("kind: nbbo", "kind: nbb0"), "consumers.nbbo.kind", "unknown consumer kind 'nbb0'", 14),
     ("prefix without terminator", ("prefixes: [trades., nbbo.]", "prefixes: [trades, nbbo.]"),
@@ -211,14 +213,23 @@ START_BROKEN = [
     ("nbbo option typo", ("    kind: nbbo\n", "    kind: nbbo\n    options: {quote_equivalance: {USDT: USD}}\n"),
      "consumers.nbbo.options.quote_equivalance",
      "unknown option of the nbbo consumer kind; accepted: quote_equivalence", 15),
-    ("symbols all on a live gateway", ("symbols: [BTC-USD]", "symbols: all"),
-     "gateways.coinbase.symbols", "'all' is only supported by replaying gateways", 11),
     ("replayed capture missing", ("symbols: [BTC-USD]", "symbols: all\n    replay: {path: /nonexistent/x.ffcap}"),
      "gateways.coinbase.replay.path", "capture /nonexistent/x.ffcap does not exist", 12),
     ("proxy pool with a bad scheme", ("    symbols: [BTC-USDT]\n",
                                       "    symbols: [BTC-USDT]\n    proxy: [http://p1:3128, 'ftp://me:pw@p2:21']\n"),
      "gateways.binance.proxy", "'ftp://p2:21': a proxy is scheme://", 8),
 ]
+
+
+def test_live_gateway_symbols_may_be_all_or_patterns() -> None:
+    from feedfabric.runner import live_config, start_checks
+
+    for given, expected in (("all", ["*"]),
+                            ("[BTC-*, '*-USD-PERP', ETH-USD, 'SOL-USD-2026????']",
+                             ["BTC-*", "*-USD-PERP", "ETH-USD", "SOL-USD-2026????"])):
+        topo = parse_topology(GOOD.replace("symbols: [BTC-USD]", f"symbols: {given}"), env={},
+                              checks=start_checks())
+        assert live_config(topo, "coinbase").symbols == expected, given
 
 
 @pytest.mark.parametrize("what,edit,path,reason,line", START_BROKEN, ids=[b[0] for b in START_BROKEN])

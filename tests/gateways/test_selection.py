@@ -1,0 +1,113 @@
+"""Symbol patterns (gateways.selection): matching, the instrument lists they are matched against,
+and a live gateway that resolves them through the loopback exchange, records and replays."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from feedfabric.testing.exchange import RecordingPublisher, wait_until
+from feedfabric.testing.logs import captured_logs
+from gateways import exchanges
+from gateways.adapter import Subscription
+from gateways.capture import HEADER, read_capture
+from gateways.process import Gateway, GatewayConfig
+from gateways.replay import Replayer
+from gateways.selection import exact, expand, has_patterns, instrument_requests, is_pattern
+
+pytestmark = pytest.mark.timeout(60)
+
+KNOWN = ["BTC-USDT", "BTC-USDT-PERP", "ETH-USDT", "ETH-USDT-PERP", "ETH-USD-20261225", "SOL-USDT"]
+
+
+def test_patterns_are_fnmatch_over_normalized_symbols() -> None:
+    assert [is_pattern(s) for s in ("BTC-USDT", "BTC-*", "ETH-USD-2026????", "[BE]TC-USDT", "*")] == [
+        False, True, True, True, True]
+    assert has_patterns({"trades": ["BTC-USDT"], "l2_book": ["*-PERP"]})
+    assert not has_patterns({"trades": ["BTC-USDT"]})
+    assert exact({"trades": ["BTC-USDT", "*-PERP"]}) == {"trades": ["BTC-USDT"]}
+
+
+def test_expand_keeps_the_written_order_sorts_each_patterns_matches_and_names_the_unmatched() -> None:
+    channels = {"trades": ["SOL-USDT", "*-PERP", "BTC-*", "DOGE-USDT", "XRP-*"],
+                "l2_book": ["ETH-USD-2026????", "eth-*"],    # case-sensitive: 'eth-*' matches nothing
+                "ticker": ["*"]}
+    out, unmatched = expand(channels, KNOWN)
+    assert out["trades"] == ["SOL-USDT", "BTC-USDT-PERP", "ETH-USDT-PERP", "BTC-USDT", "DOGE-USDT"]
+    assert out["l2_book"] == ["ETH-USD-20261225"]
+    assert out["ticker"] == sorted(KNOWN)
+    # An exact name is kept even unknown (the adapter reports it); patterns matching nothing, once each.
+    assert unmatched == ["XRP-*", "eth-*"]
+    assert expand({"trades": ["XRP-*"], "ticker": ["XRP-*"]}, KNOWN)[1] == ["XRP-*"]
+
+
+def test_instrument_lists_are_the_defaults_plus_what_exact_symbols_need() -> None:
+    okx = exchanges.get("OKX")
+    default = [f.url for f in instrument_requests(okx, {"trades": ["*-PERP"]})]
+    assert default == [f.url for f in okx(Subscription({})).instrument_requests()]
+    assert not any("OPTION" in u for u in default)
+    # An exactly named option adds its family's list, once, to the default ones.
+    urls = [f.url for f in instrument_requests(okx, {"trades": ["*-PERP", "BTC-USD-20261225-50000-C"],
+                                                     "ticker": ["BTC-USD-20261225-60000-P"]})]
+    assert urls[:len(default)] == default
+    assert [u for u in urls if "OPTION" in u] == [u for u in urls[len(default):]] and len(urls) == len(default) + 1
+
+
+async def test_live_gateway_resolves_patterns_then_records_the_explicit_list(
+        shared_data: Path, loopback_exchange, tmp_path: Path) -> None:
+    records = list(read_capture(shared_data / "cryptofeed" / "BINANCE_FUTURES"))
+    recorded = records[0].data["channels"]["l2_book"]   # SUSHI, AKRO, KEEP and CTK -USDT-PERP
+    lb = await loopback_exchange(records)
+    capture = tmp_path / "patterns.ffcap"
+    cfg = GatewayConfig(name="bnf", exchange="BINANCE_FUTURES", channels=["trades", "l2_book"],
+                        symbols=["SUSHI-*", "AKRO-*", "KEEP-USDT-PERP", "C?K-USDT-PERP", "NOPE-*"],
+                        pub="inproc://unused", urls=lb.urls(), backoff_initial=0.05, record=capture)
+    pub = RecordingPublisher("BINANCE_FUTURES")
+    gw = Gateway(cfg, publisher=pub)
+    with pytest.raises(RuntimeError, match="not resolved yet"):
+        gw.adapter  # noqa: B018 - the property refuses until the patterns are matched
+    with captured_logs() as logs:
+        async with gw:
+            await wait_until(gw.resolved.is_set, 10, "patterns resolved")
+            channels = gw.adapter.subscription.channels
+            assert {ch: sorted(syms) for ch, syms in channels.items()} == {
+                "trades": sorted(recorded), "l2_book": sorted(recorded)}
+            wanted = {s for s in lb.expected if s.endswith(("@aggTrade", "@depth@100ms"))}
+            await wait_until(lambda: lb.subscribed_streams() == wanted, 10, "subscribed")
+            assert len(wanted) == 8 and lb.errors == []    # the capture's streams of the four, none other
+            lb.release(400)
+            await lb.wait_sent()
+            books = gw.adapter.books
+            await wait_until(lambda: all(books.get(s) is not None and books.get(s).state == "synced"
+                                         for s in recorded), 10, "books synced")
+            assert pub.of_kind("trade") and {b.symbol for b in pub.of_kind("book_snapshot")} == set(recorded)
+    # Loaded once to match the patterns, once by the gateway's own driver (which records it).
+    assert sum("exchangeInfo" in r for r in lb.rest_requests) == 2
+    assert pub.counters["subscription.unmatched_pattern"] == 1
+    assert any("'NOPE-*' matches none" in str(line) for line in logs)
+    # The capture's header holds the explicit list, so a replay of it needs no patterns.
+    rec = list(read_capture(capture))
+    assert rec[0].kind == HEADER and rec[0].data["channels"] == {ch: list(s) for ch, s in channels.items()}
+    assert Replayer(collect=True).run(rec).adapter.subscription.channels == rec[0].data["channels"]
+
+
+async def test_a_stop_during_resolution_ends_the_gateway(shared_data: Path, loopback_exchange) -> None:
+    lb = await loopback_exchange(shared_data / "cryptofeed" / "BINANCE_FUTURES")
+    lb.fail_rest(503)                              # the instruments never load
+    cfg = GatewayConfig(name="x", exchange="BINANCE_FUTURES", channels=["trades"], symbols=["SUSHI-*"],
+                        pub="inproc://unused", urls=lb.urls())
+    gw = Gateway(cfg, publisher=RecordingPublisher("BINANCE"))
+    async with gw:
+        await wait_until(lambda: gw.resolver is not None and gw.resolver.counters["instrument_errors"] >= 1, 10,
+                         "a failed instrument load")
+    assert gw.resolved.is_set() is False and gw._task is not None and gw._task.done()
+
+
+def test_replay_matches_patterns_against_the_captures_symbols(shared_data: Path) -> None:
+    records = list(read_capture(shared_data / "cryptofeed" / "KRAKEN_FUTURES"))
+    res = Replayer(collect=True, channels={"l2_book": ["XRP-*", "NOPE-*"], "trades": ["*-PERP"]}).run(records)
+    assert res.adapter.subscription.channels == {
+        "l2_book": ["XRP-USD-20210924", "XRP-USD-PERP"],
+        "trades": ["ETH-USD-PERP", "LTC-USD-PERP", "XRP-USD-PERP"]}
+    assert res.event_count > 0 and res.adapter.error_counts() == {}
