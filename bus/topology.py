@@ -529,9 +529,11 @@ def _cross_check(topo: Topology, lines: _LineMap) -> list[Issue]:
     known = known_exchanges()
     if known:
         for name, gw in topo.gateways.items():
-            if gw.exchange not in known:
+            # CCXT_<id>: any of ccxt's exchanges, checked by the gateway's start-time checks.
+            if gw.exchange not in known and not gw.exchange.startswith("CCXT_"):
                 add(("gateways", name, "exchange"),
-                    f"unknown exchange {gw.exchange!r}; known: {', '.join(sorted(known))}")
+                    f"unknown exchange {gw.exchange!r}; known: {', '.join(sorted(known))}, "
+                    "or CCXT_<id> for any of ccxt's exchanges")
     return _dedupe_exact(issues)
 
 

@@ -244,8 +244,10 @@ def _gateway_problems(topo: Topology, name: str, keys: bool) -> list[Problem]:
         from gateways import exchanges as registry
 
         adapter = registry.get(cfg.exchange)
-    except Exception:  # noqa: BLE001 - an unknown exchange is reported by the topology check
+    except Exception as exc:  # noqa: BLE001 - an unknown exchange is reported by the topology check
         adapter = None
+        if cfg.exchange.startswith("CCXT_"):   # ... except the long tail's, known only to ccxt
+            out.append(((*base, "exchange"), str(exc.args[0] if exc.args else exc)))
     if adapter is not None:
         known = dict(getattr(adapter, "urls", {}) or {})
         for key in cfg.urls:

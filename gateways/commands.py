@@ -252,6 +252,14 @@ def exchanges() -> None:
             continue
         doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
         click.echo(f"{name:20} {doc}")
+    try:
+        import ccxt
+
+        known = ", ".join(ccxt.exchanges[:6])
+        click.echo(f"{'CCXT_<ID>':20} any of ccxt's {len(ccxt.exchanges)} exchanges, polled over REST through ccxt "
+                   f"(<ID>: a ccxt id, e.g. CCXT_KUCOIN; {known}, ...)")
+    except ImportError:
+        pass
 
 
 @click.command("symbols")
@@ -330,6 +338,20 @@ async def _fetch_all(adapter: Adapter) -> dict[str, str]:
     exchange = adapter.exchange
     out: dict[str, str] = {}
     hint = "check the network (or --url rest=...), or read them offline from a recording with --capture FILE"
+    from gateways.exchanges.longtail import CcxtAdapter
+
+    if isinstance(adapter, CcxtAdapter):   # the long tail: ccxt's load_markets, not an HTTP GET
+        from gateways.longtail_driver import CcxtDriver
+
+        driver = CcxtDriver(adapter, None)
+        async with driver.rest_session():
+            for fetch in adapter.instrument_requests():
+                status, body = await driver._request(fetch)
+                if status != 200 or body is None:
+                    raise click.ClickException(f"cannot fetch {exchange} instruments through ccxt "
+                                               f"({fetch.url}: {status or 'no response'}); {hint}")
+                out[fetch.url] = body
+        return out
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as session:
         for first in adapter.instrument_requests():
             pages = InstrumentPages(adapter, first)

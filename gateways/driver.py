@@ -71,6 +71,7 @@ class DriverConfig:
     rest_proxy: str | Sequence[str] | None = None
     instrument_retry: float = 5.0    # seconds between attempts to load instruments
     silence_timeout: float | None = None   # overrides every spec's silence_timeout when set
+    ccxt: Mapping[str, Any] | None = None  # the long tail's ccxt exchange config (gateways/longtail_driver.py)
 
 
 PROXY_SCHEMES = ("http", "https", "socks4", "socks5", "socks5h")
@@ -355,25 +356,14 @@ class Driver:
 
     # ------------------------------------------------------------ REST
     async def _get(self, fetch: Fetch) -> tuple[int, str | None, int]:
+        """Perform ``fetch`` within the REST budget, record its answer: ``(status, body, ts)``
+        (status 0 and body None: no response)."""
         await self.budget.acquire(fetch.weight)
-        session, proxy = self._rest_route()
         self._count("rest_requests")
-        try:
-            async with session.get(fetch.url, proxy=proxy) as resp:
-                body = await resp.text()
-                status = resp.status
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            self._count("rest_errors")
-            via = f" via proxy {redact(proxy)}" if proxy else ""
-            self._log_symbol("WARNING", fetch.tag or "rest", fetch.symbol, "{} GET {} failed{}: {!r}",
-                             fetch.tag or "REST", fetch.url, via, exc)
-            ts = time.time_ns()
-            if self.recorder is not None:
-                self.recorder.rest(ts, fetch.url, None, status=0)  # replayed as the same failure
-            return 0, None, ts
+        status, body = await self._request(fetch)
         ts = time.time_ns()
         if self.recorder is not None:
-            self.recorder.rest(ts, fetch.url, body, status=status)
+            self.recorder.rest(ts, fetch.url, body, status=status)  # a failure is replayed as the same
         if status == 429 or status == 418:
             self._count("rest_rate_limited")
             self._log_symbol("WARNING", "rate_limited", None, "GET {} -> HTTP {}: rate limited by the exchange; "
@@ -381,6 +371,20 @@ class Driver:
             # The exchange says we exceeded its budget: empty ours so later requests wait.
             self.budget.tokens = 0.0
         return status, body, ts
+
+    async def _request(self, fetch: Fetch) -> tuple[int, str | None]:
+        """The HTTP GET of ``fetch`` (through the pool's next proxy): ``(status, body)``; a request
+        with no response is logged, counted (``rest_errors``) and answered ``(0, None)``."""
+        session, proxy = self._rest_route()
+        try:
+            async with session.get(fetch.url, proxy=proxy) as resp:
+                return resp.status, await resp.text()
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            self._count("rest_errors")
+            via = f" via proxy {redact(proxy)}" if proxy else ""
+            self._log_symbol("WARNING", fetch.tag or "rest", fetch.symbol, "{} GET {} failed{}: {!r}",
+                             fetch.tag or "REST", fetch.url, via, exc)
+            return 0, None
 
     async def _fetch(self, fetch: Fetch) -> None:
         status, body, ts = await self._get(fetch)

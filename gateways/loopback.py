@@ -28,9 +28,11 @@ to them.
 from __future__ import annotations
 
 import asyncio
+import collections
 import re
 import time
 from collections.abc import Iterable
+from decimal import Decimal
 from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, urlsplit
 
@@ -151,7 +153,13 @@ class Profile:
 
 
 class BinanceProfile(Profile):
-    """Binance spot/futures: combined streams, SUBSCRIBE messages, depth snapshots with lastUpdateId."""
+    """Binance spot/futures: combined streams, SUBSCRIBE messages, depth snapshots with lastUpdateId;
+    over REST also the recent aggregate trades and a 24 h ticker, from what was released."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.trades: dict[str, collections.deque[dict[str, Any]]] = {}   # exchange symbol → released aggTrades
+        self.volume: dict[str, Decimal] = {}                             # exchange symbol → their quantity
 
     def expected_streams(self, records: list[Record]) -> set[str]:
         streams: set[str] = set()
@@ -197,6 +205,10 @@ class BinanceProfile(Profile):
 
     def apply_truth(self, message: str | bytes, conn: str = "") -> str | bytes:
         d = orjson.loads(message).get("data") or {}
+        if d.get("e") == "aggTrade":
+            trades = self.trades.setdefault(d["s"], collections.deque(maxlen=1000))
+            trades.append({k: d[k] for k in ("a", "p", "q", "f", "l", "T", "m", "M") if k in d})
+            self.volume[d["s"]] = self.volume.get(d["s"], Decimal(0)) + Decimal(d["q"])
         if d.get("e") != "depthUpdate":
             return message
         book = self.truth.get(d["s"])
@@ -213,6 +225,19 @@ class BinanceProfile(Profile):
         return message
 
     def rest(self, path: str, query: dict[str, str]) -> bytes | None:
+        if path.endswith("/aggTrades"):
+            # The REST page of recent aggregate trades: the released ones (the stream's fields, the
+            # REST shape), oldest first, at most `limit`.
+            trades = list(self.trades.get(query.get("symbol", ""), ()))
+            return orjson.dumps(trades[-int(query.get("limit") or 500):])
+        if path.endswith("/ticker/24hr") and query.get("symbol") in self.truth:
+            xs = query["symbol"]
+            bids, asks = self.truth_book(xs)
+            trades = self.trades.get(xs) or [{}]
+            return orjson.dumps({"symbol": xs, "bidPrice": bids[0][0] if bids else None,
+                                 "bidQty": bids[0][1] if bids else None, "askPrice": asks[0][0] if asks else None,
+                                 "askQty": asks[0][1] if asks else None, "lastPrice": trades[-1].get("p"),
+                                 "volume": str(self.volume.get(xs, 0)), "closeTime": trades[-1].get("T")})
         if not path.endswith("/depth"):
             return None
         book = self.truth.get(query.get("symbol", ""))
@@ -1103,7 +1128,11 @@ class Loopback:
     """The server (see the module docstring). ``async with Loopback(records) as lb: lb.ws_url ...``"""
 
     def __init__(self, records: Iterable[Record], *, exchange: str | None = None, profile: Profile | None = None,
-                 subscribe_timeout: float = 5.0, keepalive_interval: float | None = 0.1) -> None:
+                 subscribe_timeout: float = 5.0, keepalive_interval: float | None = 0.1,
+                 rest_only: bool = False) -> None:
+        # rest_only: the capture plays out (the truth moves on as released) with no websocket client
+        # subscribed, for a client that only polls REST (the ccxt long tail).
+        self.rest_only = rest_only
         self.records = list(records)
         header = next((r.data for r in self.records if r.kind == HEADER), {}) or {}
         self.exchange = exchange or header.get("exchange") or ""
@@ -1425,7 +1454,7 @@ class Loopback:
         while True:
             can_send = (not self._silent and self.cursor < len(messages)
                         and (self._limit is None or self.cursor < self._limit)
-                        and any(c.subscribed.is_set() for c in self._clients))
+                        and (self.rest_only or any(c.subscribed.is_set() for c in self._clients)))
             if not can_send:
                 if self.cursor >= len(messages):
                     self.done.set()

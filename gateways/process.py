@@ -42,6 +42,8 @@ class GatewayConfig(BaseModel):
     depth: int = Field(0, ge=0, description="REST snapshot depth (0: the adapter's default)")
     candle_interval: str | None = Field(None, description="candle bar length (None: the adapter's default)")
     open_interest_interval: float = Field(60.0, gt=0)
+    poll_interval: float = Field(1.0, gt=0, description="seconds between polls of trades, books and tickers "
+                                 "(CCXT_<ID> exchanges, which have no stream)")
     pub: str = Field(description="PUB endpoint, e.g. ipc:///run/ff/binance.pub")
     snapshot: str | None = None
     urls: dict[str, str] = Field(default_factory=dict, description="exchange URL overrides by name (ws, rest)")
@@ -54,6 +56,8 @@ class GatewayConfig(BaseModel):
     silence_timeout: float | None = Field(None, gt=0)
     ws_proxy: str | list[str] | None = Field(None, description="proxy URL, or a pool of them used in turn")
     rest_proxy: str | list[str] | None = Field(None, description="proxy URL, or a pool of them used in turn")
+    ccxt: dict[str, Any] = Field(default_factory=dict, description="CCXT_<ID> exchanges: the ccxt exchange's "
+                                 "config, e.g. {options: {fetchMarkets: [spot]}} (no API keys: market data only)")
 
     @field_validator("name")
     @classmethod
@@ -77,8 +81,10 @@ class GatewayConfig(BaseModel):
     @field_validator("exchange")
     @classmethod
     def _exchange(cls, v: str) -> str:
-        if v not in exchanges.names():
-            raise ValueError(f"unknown exchange {v!r}; known: {', '.join(exchanges.names())}")
+        try:
+            exchanges.get(v)
+        except KeyError as exc:
+            raise ValueError(exc.args[0]) from None
         return v
 
     @model_validator(mode="after")
@@ -95,15 +101,26 @@ class GatewayConfig(BaseModel):
     def subscription(self) -> Subscription:
         assert isinstance(self.channels, dict)
         return Subscription(self.channels, depth=self.depth, candle_interval=self.candle_interval,
-                            open_interest_interval=self.open_interest_interval)
+                            open_interest_interval=self.open_interest_interval, poll_interval=self.poll_interval)
 
     def driver_config(self) -> DriverConfig:
         cfg = DriverConfig(backoff_initial=self.backoff_initial, backoff_max=self.backoff_max,
-                           ws_proxy=self.ws_proxy, rest_proxy=self.rest_proxy, silence_timeout=self.silence_timeout)
+                           ws_proxy=self.ws_proxy, rest_proxy=self.rest_proxy, silence_timeout=self.silence_timeout,
+                           ccxt=self.ccxt or None)
         return cfg
 
     def make_adapter(self) -> Adapter:
         return exchanges.get(self.exchange)(self.subscription(), urls=self.urls or None)
+
+
+def driver_class(adapter: Adapter) -> type[Driver]:
+    """The driver that performs ``adapter``'s I/O: the ccxt one for the long tail, else the native one."""
+    from gateways.exchanges.longtail import CcxtAdapter
+
+    if isinstance(adapter, CcxtAdapter):
+        from gateways.longtail_driver import CcxtDriver
+        return CcxtDriver
+    return Driver
 
 
 class Gateway:
@@ -159,12 +176,15 @@ class Gateway:
         share_books(adapter, self.publisher)  # its snapshot service serves the adapter's own books
         if config.record is not None:
             from gateways.capture import CaptureWriter
-            self.recorder = CaptureWriter(config.record, exchange=adapter.exchange,
+            # The registry's name (CCXT_<ID> for the long tail), so a replay picks the same adapter.
+            self.recorder = CaptureWriter(config.record, exchange=config.exchange,
                                           channels=config.subscription().channels,
                                           meta={"gateway": config.name, "depth": config.depth,
                                                 "candle_interval": config.candle_interval,
-                                                "open_interest_interval": config.open_interest_interval})
-        self._driver = Driver(adapter, self.publisher, config=self._driver_config, recorder=self.recorder)
+                                                "open_interest_interval": config.open_interest_interval,
+                                                "poll_interval": config.poll_interval})
+        self._driver = driver_class(adapter)(adapter, self.publisher, config=self._driver_config,
+                                             recorder=self.recorder)
         self.resolved.set()
 
     async def _resolve(self) -> GatewayConfig | None:
@@ -178,7 +198,7 @@ class Gateway:
         assert isinstance(config.channels, dict)
         cls = exchanges.get(config.exchange)
         probe = cls(Subscription({}), urls=config.urls or None)
-        self.resolver = Driver(probe, self.publisher, config=self._driver_config)
+        self.resolver = driver_class(probe)(probe, self.publisher, config=self._driver_config)
         if self._stopping:
             return None
         log = logger.bind(exchange=probe.exchange, gateway=config.name)

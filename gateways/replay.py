@@ -53,7 +53,7 @@ CAPTURE_EXCHANGES: dict[str, str] = {}
 _IGNORED_QUERY = frozenset({"limit", "from", "start", "end"})
 _NEVER = 1 << 63   # the next timer call of an adapter without a timer
 # Subscription options a gateway writes into its capture's header (gateways.process).
-_RECORDED_OPTIONS = ("depth", "candle_interval", "open_interest_interval")
+_RECORDED_OPTIONS = ("depth", "candle_interval", "open_interest_interval", "poll_interval")
 
 
 def _url_key(url: str) -> tuple[str, frozenset[tuple[str, str]]]:
@@ -105,6 +105,11 @@ class RestPool:
                     del self._recs[i]
                     return rec
         return None
+
+    def has(self, fetch: Fetch) -> bool:
+        """Whether a response for ``fetch`` is here (exact URL)."""
+        key = _url_key(fetch.url)
+        return any(k == key for k, _ in self._recs)
 
     def __len__(self) -> int:
         return len(self._recs)
@@ -207,6 +212,9 @@ class Replayer:
 
     def _load_instruments(self) -> None:
         self._instruments_done = True
+        if not self._next_timer:
+            # Live, the driver's timer ticks first right after the instruments load.
+            self._next_timer = self._now
         adapter = self.adapter
         assert adapter is not None
         if self.publisher is not None and not self._shared:
@@ -227,6 +235,17 @@ class Replayer:
         unknown = adapter.check_subscription()
         if unknown:
             adapter.count("replay.unknown_symbols", len(unknown))
+
+    def _polled_after_instruments(self, rec: Record) -> bool:
+        """Whether ``rec``, a REST response, came after the instruments were loaded: in a capture
+        with no websocket (a polling adapter: the ccxt long tail) no connect record says when
+        that was; the first response to anything but an instrument list does, once every list is here."""
+        adapter = self.adapter
+        assert adapter is not None
+        requests = adapter.instrument_requests()
+        paths = {f.url.split("?", 1)[0] for f in requests}
+        return (bool(requests) and (rec.url or "").split("?", 1)[0] not in paths
+                and all(self.pool.has(f) for f in requests))
 
     # ---- output handling
     def _emit(self, out: Output, polls: bool = False) -> None:
@@ -400,6 +419,8 @@ class Replayer:
                 if delay > 0:
                     time.sleep(delay)  # reproducing recorded pacing is the feature here
             if kind == REST:
+                if not self._instruments_done and self._polled_after_instruments(rec):
+                    self._load_instruments()
                 if self._instruments_done:
                     # The timer ticks up to the response first: live, a tick may have asked for it
                     # (a retried snapshot, a poll) after the last message before it.

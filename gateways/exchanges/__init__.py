@@ -2,7 +2,8 @@
 
 Entries are ``"module:Class"`` strings imported on first use, so one exchange's module
 failing to import never breaks the others. To add an exchange, add one line to
-``_REGISTRY`` (see docs/adding-an-exchange.md).
+``_REGISTRY`` (see docs/adding-an-exchange.md). ``CCXT_<ID>`` names any exchange of ccxt's
+through its REST API (gateways/exchanges/longtail.py), made on first use.
 """
 
 from __future__ import annotations
@@ -48,10 +49,16 @@ def get(name: str) -> type[Adapter]:
     cls = _loaded.get(name)
     if cls is not None:
         return cls
+    if name not in _REGISTRY and name.startswith("CCXT_"):
+        from gateways.exchanges.longtail import adapter_class
+
+        cls = _loaded[name] = adapter_class(name)
+        return cls
     try:
         target = _REGISTRY[name]
     except KeyError:
-        raise KeyError(f"unknown exchange {name!r}; known: {', '.join(names())}") from None
+        raise KeyError(f"unknown exchange {name!r}; known: {', '.join(names())}, "
+                       "or CCXT_<id> for any of ccxt's exchanges") from None
     module, _, attr = target.partition(":")
     cls = getattr(importlib.import_module(module), attr)
     if not (isinstance(cls, type) and issubclass(cls, Adapter)):

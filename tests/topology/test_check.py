@@ -213,12 +213,24 @@ START_BROKEN = [
     ("nbbo option typo", ("    kind: nbbo\n", "    kind: nbbo\n    options: {quote_equivalance: {USDT: USD}}\n"),
      "consumers.nbbo.options.quote_equivalance",
      "unknown option of the nbbo consumer kind; accepted: quote_equivalence", 15),
+    ("unknown ccxt exchange", ("exchange: COINBASE", "exchange: CCXT_NOPE"),
+     "gateways.coinbase.exchange", "unknown exchange 'CCXT_NOPE': ccxt has no exchange 'nope'", 9),
     ("replayed capture missing", ("symbols: [BTC-USD]", "symbols: all\n    replay: {path: /nonexistent/x.ffcap}"),
      "gateways.coinbase.replay.path", "capture /nonexistent/x.ffcap does not exist", 12),
     ("proxy pool with a bad scheme", ("    symbols: [BTC-USDT]\n",
                                       "    symbols: [BTC-USDT]\n    proxy: [http://p1:3128, 'ftp://me:pw@p2:21']\n"),
      "gateways.binance.proxy", "'ftp://p2:21': a proxy is scheme://", 8),
 ]
+
+
+def test_any_ccxt_exchange_is_a_gateway_with_its_options() -> None:
+    from feedfabric.runner import live_config, start_checks
+
+    text = GOOD.replace("exchange: COINBASE", "exchange: CCXT_KUCOIN").replace(
+        "symbols: [BTC-USD]", "symbols: [BTC-USDT]\n    options: {poll_interval: 2, ccxt: {options: {x: 1}}}")
+    topo = parse_topology(text, env={}, checks=start_checks())
+    cfg = live_config(topo, "coinbase")
+    assert (cfg.exchange, cfg.poll_interval, cfg.ccxt) == ("CCXT_KUCOIN", 2.0, {"options": {"x": 1}})
 
 
 def test_live_gateway_symbols_may_be_all_or_patterns() -> None:

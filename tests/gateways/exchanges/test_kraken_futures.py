@@ -400,9 +400,9 @@ def test_replay_runs_the_timer_and_answers_polls_from_the_capture(shared_data: P
     cap = tmp_path / "kf_candles.ffcap"
     _polled_capture(shared_data, cap, with_poll=True)
     res = Replayer(collect=True).run(read_capture(cap))
-    # The timer ran on the capture's clock (every 5 s over 60 s) and its first poll found the
-    # recorded response: the candle is published as it was live.
-    assert res.timers == 12
+    # The timer ran on the capture's clock (as live: once when the instruments loaded, then every 5 s
+    # over 60 s) and its first poll found the recorded response: the candle is published as it was live.
+    assert res.timers == 13
     candles = [e for e in res.events if isinstance(e, Candle)]
     assert [(c.symbol, c.start, c.close_str, c.closed) for c in candles] == [
         ("BTC-USD-PERP", 1_699_999_920 * _S, "37005", True)]

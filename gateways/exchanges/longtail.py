@@ -1,0 +1,428 @@
+"""The long tail: any exchange ccxt knows and feedfabric has no native adapter for, polled over REST.
+
+``CCXT_<ID>`` (``CCXT_KUCOIN``, ``CCXT_GATEIO``...; ``<ID>`` is a ccxt exchange id) names this
+adapter for ccxt's exchange ``<id>``; its events carry the exchange ``<ID>`` (``KUCOIN``). It is
+sans-I/O like every adapter: its requests are :class:`~gateways.adapter.Fetch` actions whose URL
+names a ccxt call (``ccxt:fetch_trades?symbol=BTC%2FUSDT``), which the ccxt driver
+(gateways/longtail_driver.py) performs through ``ccxt.async_support`` and answers with the call's
+result as JSON (ccxt's unified structures). So a capture records those results, and a replay feeds
+them back through this same code.
+
+=============  =================================  ===================================================
+channel        ccxt call (polled)                 events
+=============  =================================  ===================================================
+trades         ``fetch_trades`` (``poll_interval``) Trade (only trades after the first poll, each once)
+l2_book        ``fetch_order_book`` (same)        L2Snapshot first, then L2Delta of what changed
+                                                  between two polls (+ BBO), depth: the config's
+                                                  ``depth`` or the exchange's default
+ticker         ``fetch_ticker`` (same)            Ticker (when it changed)
+candles        ``fetch_ohlcv`` (CandlePoller)     Candle, closed bars only, each once
+funding        ``fetch_funding_rate`` every 60 s  Funding (when it changed)
+open_interest  ``fetch_open_interest`` (interval) OpenInterest (when it changed)
+=============  =================================  ===================================================
+
+``poll_interval`` (gateway config, default 1 s) spaces the polls of each (channel, symbol); the
+first polls of a channel are spread over one interval. A channel the exchange lacks in ccxt (``exchange.has``) is refused once: logged,
+``subscription.unsupported_channel`` counted; the others run. Instruments come from
+``load_markets`` (spot, swaps, futures, options; tick size from ``precision`` in ccxt's
+precision mode, contract size). Prices and sizes are kept as the exchange's text where ccxt
+gives text (the driver sets ccxt's ``number`` to ``str``) and otherwise turned into their
+shortest exact decimal text (ccxt parses order books into floats; a float's ``repr`` is the
+decimal the exchange sent for every price of up to 15 significant digits).
+
+Polled data is coarser than a stream: a book is the exchange's top levels at each poll (levels
+that left them are published as deletes), trades between two polls beyond the exchange's page
+size are missed (``trades.page_full`` counts the polls that may have missed some). A poll is
+never asked again before its answer came or failed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any, ClassVar
+from urllib.parse import parse_qsl, urlencode
+
+import orjson
+from loguru import logger
+
+from cryptofeed_types import FUTURE, OPTION, PERPETUAL, SPOT, Funding, OpenInterest, Symbol, Ticker, Trade
+from gateways.adapter import (
+    CANDLES,
+    FUNDING,
+    L2_BOOK,
+    OPEN_INTEREST,
+    TICKER,
+    TRADES,
+    Adapter,
+    AdapterError,
+    ConnectionSpec,
+    Fetch,
+    Output,
+    Subscription,
+)
+from gateways.books import Books, no_rule
+from gateways.polling import Bar, CandlePoller, PolledCandles
+
+PREFIX = "CCXT_"          # CCXT_<ID>: the registry's names of this adapter
+SCHEME = "ccxt:"          # the URL scheme of a ccxt call
+_S = 1_000_000_000
+_MS = 1_000_000
+OHLCV_LIMIT = 300         # bars one fetch_ohlcv asks for (every exchange serves at least this many)
+
+# channel → (ccxt call, its `has` key)
+CALLS: dict[str, tuple[str, str]] = {
+    TRADES: ("fetch_trades", "fetchTrades"),
+    L2_BOOK: ("fetch_order_book", "fetchOrderBook"),
+    TICKER: ("fetch_ticker", "fetchTicker"),
+    FUNDING: ("fetch_funding_rate", "fetchFundingRate"),
+    OPEN_INTEREST: ("fetch_open_interest", "fetchOpenInterest"),
+}
+FUNDING_PERIOD = 60.0     # s between funding polls (rates change every few hours; the mark moves)
+CANDLE_INTERVALS = {"1m": 60, "3m": 180, "5m": 300, "15m": 900, "30m": 1800, "1h": 3600, "2h": 7200,
+                    "4h": 14400, "6h": 21600, "12h": 43200, "1d": 86400}
+_KINDS = {"spot": SPOT, "swap": PERPETUAL, "future": FUTURE, "option": OPTION}
+
+
+def call_url(method: str, **params: Any) -> str:
+    """The Fetch URL of a ccxt call: ``ccxt:<method>?<params>`` (params sorted, None left out)."""
+    query = urlencode(sorted((k, v) for k, v in params.items() if v is not None))
+    return f"{SCHEME}{method}?{query}" if query else f"{SCHEME}{method}"
+
+
+def parse_call(url: str) -> tuple[str, dict[str, Any]]:
+    """``(method, params)`` of a :func:`call_url` (numbers back as ints)."""
+    if not url.startswith(SCHEME):
+        raise ValueError(f"not a ccxt call: {url!r}")
+    method, _, query = url[len(SCHEME):].partition("?")
+    params: dict[str, Any] = {}
+    for k, v in parse_qsl(query, keep_blank_values=True):
+        params[k] = int(v) if v.lstrip("-").isdigit() else v
+    return method, params
+
+
+def dec(value: Any) -> str | None:
+    """A ccxt number as exact plain decimal text (None stays None): text as given, a float by the
+    shortest decimal that reads back as it (``repr``), never in exponent form."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise AdapterError("bad_number", repr(value))
+    if isinstance(value, float) and not math.isfinite(value):
+        raise AdapterError("bad_number", repr(value))
+    text = repr(value)
+    if "e" in text or "E" in text:
+        text = format(Decimal(text), "f")
+    return text
+
+
+def _same(a: str | None, b: str | None) -> bool:
+    try:
+        return a == b or (a is not None and b is not None and Decimal(a) == Decimal(b))
+    except InvalidOperation:
+        return False
+
+
+def market_symbol(market: Mapping[str, Any], tick_is_size: bool) -> Symbol:
+    """Our Symbol of a ccxt market (raises ValueError/KeyError/TypeError on one we can't name)."""
+    kind = _KINDS[market["type"]]
+    expiry = strike = option_type = None
+    if kind in (FUTURE, OPTION):
+        expiry = datetime.fromtimestamp(int(market["expiry"]) / 1000, UTC).strftime("%Y%m%d")
+    if kind == OPTION:
+        strike = dec(market["strike"])
+        option_type = {"call": "C", "put": "P"}[market["optionType"]]
+    precision = market.get("precision") or {}
+    tick = precision.get("price")
+    lot = precision.get("amount")
+    if not tick_is_size:   # DECIMAL_PLACES: the number of decimals
+        tick = None if tick is None else Decimal(1).scaleb(-int(tick))
+        lot = None if lot is None else Decimal(1).scaleb(-int(lot))
+    return Symbol(market["base"], market["quote"], kind, expiry=expiry, strike=strike, option_type=option_type,
+                  settle=market.get("settle") or None, exchange_symbol=str(market["id"]),
+                  tick_size=None if tick is None else dec(tick) if not isinstance(tick, Decimal) else tick,
+                  lot_size=None if lot is None else dec(lot) if not isinstance(lot, Decimal) else lot,
+                  contract_size=dec(market.get("contractSize")) if kind != SPOT else None)
+
+
+class CcxtAdapter(PolledCandles, Adapter):
+    """An exchange through ccxt's unified REST API (see the module docstring); made per ccxt id by
+    :func:`adapter_class`."""
+
+    ccxt_id: ClassVar[str] = ""
+    # Whether ccxt gives tick and lot sizes (TICK_SIZE) rather than numbers of decimals.
+    tick_is_size: ClassVar[bool] = True
+    # ccxt's `has` of this exchange (what it can fetch), read from ccxt when the class is made.
+    has: ClassVar[Mapping[str, Any]] = {}
+    urls = {"rest": ""}   # "": ccxt's own endpoints; a base URL replaces the scheme and host of all of them
+    timer_interval = 0.1
+
+    def __init__(self, subscription: Subscription, **kwargs: Any) -> None:
+        super().__init__(subscription, **kwargs)
+        self.books = Books(self.exchange, no_rule, counters=self.counters)
+        self.candle_poller = CandlePoller(self, {k: v * _S for k, v in CANDLE_INTERVALS.items()},
+                                          self._ohlcv_request, self._ohlcv_bars, OHLCV_LIMIT)
+        self.ccxt_symbols: dict[str, str] = {}          # normalized → ccxt's unified symbol
+        self._next: dict[tuple[str, str], int] = {}     # (channel, symbol) → ts of its next poll
+        self._inflight: set[tuple[str, str]] = set()    # polls asked and not answered yet
+        self._last_trade: dict[str, tuple[int, set[str]]] = {}   # symbol → (newest ts ms, ids at it)
+        self._last: dict[tuple[str, str], tuple[Any, ...]] = {}  # (channel, symbol) → last published values
+        self._refused: set[str] = set()
+
+    # ------------------------------------------------------------ instruments
+    def instrument_requests(self) -> list[Fetch]:
+        return [Fetch(call_url("load_markets"), 1, "instruments")]
+
+    def parse_instruments(self, url: str, body: str | bytes) -> list[Symbol]:
+        markets = orjson.loads(body)
+        if type(markets) is not dict:
+            raise AdapterError("instruments_error", str(markets)[:200])
+        out: list[Symbol] = []
+        for ccxt_symbol, market in markets.items():
+            try:
+                sym = market_symbol(market, self.tick_is_size)
+            except (ValueError, KeyError, TypeError, InvalidOperation, AdapterError):
+                self.count("instruments.skipped")
+                continue
+            if sym.normalized in self.ccxt_symbols and self.ccxt_symbols[sym.normalized] != ccxt_symbol:
+                self.count("instruments.duplicate")   # two markets, one name: the first listed wins
+                continue
+            self.ccxt_symbols[sym.normalized] = ccxt_symbol
+            out.append(sym)
+        return out
+
+    def build_connections(self) -> list[ConnectionSpec]:
+        return []   # polled: no websocket
+
+    # ------------------------------------------------------------ polls
+    def _channels(self) -> list[str]:
+        """The subscribed polled channels this exchange offers in ccxt (others refused once)."""
+        out = []
+        for ch in CALLS:
+            if not self.subscription.symbols(ch):
+                continue
+            if self.has.get(CALLS[ch][1]):
+                out.append(ch)
+            elif ch not in self._refused:
+                self._refused.add(ch)
+                self.count("subscription.unsupported_channel")
+                logger.bind(exchange=self.exchange).error("{}: {} not polled: ccxt's {} has no {}", self.exchange, ch,
+                                                          self.ccxt_id, CALLS[ch][1])
+        return out
+
+    def _period(self, channel: str) -> float:
+        if channel == OPEN_INTEREST:
+            return self.subscription.open_interest_interval
+        if channel == FUNDING:
+            return FUNDING_PERIOD
+        return self.subscription.poll_interval
+
+    def _request(self, channel: str, symbol: str) -> Fetch:
+        method = CALLS[channel][0]
+        ccxt_symbol = self.ccxt_symbols[symbol]
+        if channel == L2_BOOK:
+            url = call_url(method, symbol=ccxt_symbol, limit=self.subscription.depth or None)
+        else:
+            url = call_url(method, symbol=ccxt_symbol)
+        return Fetch(url, 1, channel, symbol)
+
+    def handle_timer(self, ts: int, out: Output) -> None:
+        for ch in self._channels():
+            syms = [s for s in self.subscribed(ch) if s in self.ccxt_symbols]
+            period = int(self._period(ch) * _S)
+            for i, sym in enumerate(syms):
+                key = (ch, sym)
+                due = self._next.get(key)
+                if due is None:
+                    # The first polls spread over one period, so they don't burst the rate limit.
+                    due = self._next[key] = ts + (period * i) // len(syms)
+                if ts >= due and key not in self._inflight:
+                    self._next[key] = max(due + period, ts)
+                    self._inflight.add(key)
+                    out.actions.append(self._request(ch, sym))
+        if self.subscription.symbols(CANDLES):
+            if self.has.get("fetchOHLCV"):
+                self.candle_poller.poll(ts, out)
+            elif CANDLES not in self._refused:
+                self._refused.add(CANDLES)
+                self.count("subscription.unsupported_channel")
+
+    def rest_failed(self, fetch: Fetch, ts: int, out: Output) -> None:
+        self._inflight.discard((fetch.tag, fetch.symbol or ""))
+
+    def handle_rest(self, fetch: Fetch, body: str | bytes, ts: int, out: Output) -> None:
+        if fetch.tag == CANDLES:
+            self.candle_poller.on_response(fetch, body, ts, out)
+            return
+        symbol = fetch.symbol
+        if fetch.tag not in CALLS or symbol is None:
+            raise AdapterError("rest_unexpected", fetch.url)
+        self._inflight.discard((fetch.tag, symbol))
+        data = orjson.loads(body)
+        if fetch.tag == TRADES:
+            if type(data) is not list:
+                raise AdapterError("bad_trades", str(data)[:200])
+            self._trades(symbol, data, ts, out)
+            return
+        if type(data) is not dict:
+            raise AdapterError(f"bad_{fetch.tag}", str(data)[:200])
+        self._HANDLERS[fetch.tag](self, symbol, data, ts, out)
+
+    # ------------------------------------------------------------ results → events
+    def _book(self, symbol: str, data: dict[str, Any], ts: int, out: Output) -> None:
+        bids = [(dec(p), dec(a)) for p, a, *_ in data["bids"]]
+        asks = [(dec(p), dec(a)) for p, a, *_ in data["asks"]]
+        t = data.get("timestamp")
+        stamp = int(t) * _MS if t else None
+        xs = self.to_exchange.get(symbol)
+        sb = self.books.get(symbol)
+        if sb is None or sb.state != "synced":
+            self.books.add(symbol, xs)
+            self.books.snapshot(symbol, bids, asks, None, out, timestamp=stamp, receipt_timestamp=ts)
+            return
+        old_bids, old_asks = sb.book.snapshot()
+        d_bids, d_asks = _diff(old_bids, bids), _diff(old_asks, asks)
+        if not d_bids and not d_asks:
+            self.ignore("book_unchanged")
+            return
+        self.books.delta(symbol, d_bids, d_asks, out, timestamp=stamp, receipt_timestamp=ts)
+
+    def _ticker(self, symbol: str, data: dict[str, Any], ts: int, out: Output) -> None:
+        values = (dec(data.get("bid")), dec(data.get("ask")), dec(data.get("last")), dec(data.get("baseVolume")))
+        if not self._changed((TICKER, symbol), values):
+            return
+        bid, ask, last, volume = values
+        t = data.get("timestamp")
+        out.events.append(Ticker(self.exchange, symbol, bid=bid, ask=ask, last=last, volume=volume,
+                                 exchange_symbol=self.to_exchange.get(symbol), timestamp=int(t) * _MS if t else None,
+                                 receipt_timestamp=ts))
+
+    def _funding(self, symbol: str, data: dict[str, Any], ts: int, out: Output) -> None:
+        rate = dec(data.get("fundingRate"))
+        if rate is None:
+            raise AdapterError("bad_funding", "no fundingRate")
+        nxt = data.get("nextFundingTimestamp") or data.get("fundingTimestamp")
+        values = (rate, dec(data.get("markPrice")), int(nxt) * _MS if nxt else None, dec(data.get("nextFundingRate")))
+        if not self._changed((FUNDING, symbol), values):
+            return
+        t = data.get("timestamp")
+        out.events.append(Funding(self.exchange, symbol, values[0], mark_price=values[1], next_funding_time=values[2],
+                                  predicted_rate=values[3], exchange_symbol=self.to_exchange.get(symbol),
+                                  timestamp=int(t) * _MS if t else None, receipt_timestamp=ts))
+
+    def _open_interest(self, symbol: str, data: dict[str, Any], ts: int, out: Output) -> None:
+        oi = dec(data.get("openInterestAmount"))
+        if oi is None:
+            oi = dec(data.get("baseVolume"))   # some exchanges give it there (ccxt's own fallback)
+        if oi is None:
+            raise AdapterError("bad_open_interest", "no openInterestAmount")
+        if not self._changed((OPEN_INTEREST, symbol), (oi,)):
+            return
+        t = data.get("timestamp")
+        out.events.append(OpenInterest(self.exchange, symbol, oi, exchange_symbol=self.to_exchange.get(symbol),
+                                       timestamp=int(t) * _MS if t else None, receipt_timestamp=ts))
+
+    def _changed(self, key: tuple[str, str], values: tuple[Any, ...]) -> bool:
+        if self._last.get(key) == values:
+            self.ignore(f"{key[0]}_unchanged")
+            return False
+        self._last[key] = values
+        return True
+
+    _HANDLERS: ClassVar[dict[str, Any]] = {L2_BOOK: _book, TICKER: _ticker, FUNDING: _funding,
+                                           OPEN_INTEREST: _open_interest}
+
+    def _trades(self, symbol: str, rows: list[Any], ts: int, out: Output) -> None:
+        """New trades of one fetch_trades answer: after the newest of the previous answer, each once.
+        The first answer sets the mark only (its trades happened before the gateway looked; none at
+        all: every later one is new)."""
+        rows = sorted(rows, key=lambda r: int(r["timestamp"] or 0))
+        mark = self._last_trade.get(symbol)
+        newest = int(rows[-1]["timestamp"] or 0) if rows else (mark[0] if mark else 0)
+        at_newest = {str(r["id"]) for r in rows if int(r["timestamp"] or 0) == newest}
+        if mark is None:
+            self._last_trade[symbol] = (newest, at_newest)
+            if rows:
+                self.count("ignored.trade_history", len(rows))
+            return
+        last_ts, last_ids = mark
+        if rows and last_ts and int(rows[0]["timestamp"] or 0) > last_ts:
+            # The page starts after our mark: trades between the two answers may be missing.
+            self.count("trades.page_full")
+        xs = self.to_exchange.get(symbol)
+        built = []
+        for r in rows:
+            t = int(r["timestamp"] or 0)
+            rid = None if r.get("id") is None else str(r["id"])
+            if t < last_ts or (t == last_ts and rid in last_ids):
+                continue
+            side = r.get("side")
+            if side not in ("buy", "sell"):
+                raise AdapterError("bad_trade_side", repr(side))
+            built.append(Trade(self.exchange, symbol, side, dec(r["amount"]), dec(r["price"]), id=rid,
+                               exchange_symbol=xs, timestamp=t * _MS if t else None, receipt_timestamp=ts))
+        out.events.extend(built)
+        if rows:
+            self._last_trade[symbol] = (newest, at_newest | (last_ids if newest == last_ts else set()))
+
+    # ------------------------------------------------------------ candles
+    def _ohlcv_request(self, symbol: str, start: int) -> Fetch:
+        return Fetch(call_url("fetch_ohlcv", symbol=self.ccxt_symbols[symbol], timeframe=self.candle_interval,
+                              since=start // _MS, limit=OHLCV_LIMIT), 1, CANDLES, symbol)
+
+    @staticmethod
+    def _ohlcv_bars(body: str | bytes) -> tuple[list[Bar], bool]:
+        rows = orjson.loads(body)
+        if type(rows) is not list:
+            raise AdapterError("bad_candles", str(rows)[:200])
+        bars: list[Bar] = []
+        for r in rows:
+            t, o, h, low, c, v = r[:6]
+            if type(t) is not int:
+                raise AdapterError("bad_candle_time", repr(t))
+            bars.append((t * _MS, dec(o), dec(h), dec(low), dec(c), dec(v) if v is not None else "0"))
+        return bars, False
+
+
+def _diff(old: Iterable[tuple[str, str]], new: list[tuple[str | None, str | None]]) -> list[tuple[str, str]]:
+    """The levels that change ``old`` into ``new``: new or resized levels, and removed ones at size 0."""
+    before = {Decimal(p): (p, s) for p, s in old}
+    after: dict[Decimal, tuple[str, str]] = {}
+    for p, s in new:
+        if p is None or s is None:
+            raise AdapterError("bad_level", repr((p, s)))
+        after[Decimal(p)] = (p, s)
+    out = [(p, s) for k, (p, s) in after.items() if k not in before or not _same(before[k][1], s)]
+    out += [(p, "0") for k, (p, _) in before.items() if k not in after]
+    return out
+
+
+_classes: dict[str, type[CcxtAdapter]] = {}
+
+
+def adapter_class(name: str) -> type[CcxtAdapter]:
+    """The adapter class of registry name ``CCXT_<ID>`` (KeyError when ccxt has no exchange ``<id>``)."""
+    cls = _classes.get(name)
+    if cls is not None:
+        return cls
+    import ccxt
+
+    ccxt_id = name[len(PREFIX):].lower()
+    if ccxt_id not in ccxt.exchanges:
+        raise KeyError(f"unknown exchange {name!r}: ccxt has no exchange {ccxt_id!r} "
+                       f"(ccxt {ccxt.__version__} knows {len(ccxt.exchanges)}: ccxt.exchanges)")
+    probe = getattr(ccxt, ccxt_id)()
+    rate_limit_ms = float(probe.rateLimit or 50)
+    cls = type(f"Ccxt_{ccxt_id}", (CcxtAdapter,), {
+        "__doc__": f"{ccxt_id} through ccxt's unified REST API (polled).",
+        "exchange": ccxt_id.upper(), "ccxt_id": ccxt_id, "has": dict(probe.has),
+        "tick_is_size": probe.precisionMode == ccxt.TICK_SIZE,
+        # ccxt spaces its calls by rateLimit ms; the driver's budget allows the same rate.
+        "rest_weight_per_minute": max(1, int(60_000 / rate_limit_ms)),
+    })
+    _classes[name] = cls
+    return cls

@@ -1,0 +1,282 @@
+"""The ccxt long tail (CCXT_<ID>): the sans-I/O adapter on ccxt's unified structures, and a gateway
+that polls the loopback exchange through ccxt, records, and replays to the same events."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from pydantic import ValidationError
+
+from cryptofeed_types import BBO, Candle, Funding, L2Delta, L2Snapshot, OpenInterest, Ticker, Trade
+from feedfabric.testing.exchange import RecordingPublisher, wait_until
+from gateways import exchanges
+from gateways.adapter import Fetch, Subscription
+from gateways.capture import read_capture
+from gateways.exchanges.longtail import CcxtAdapter, adapter_class, call_url, dec, market_symbol, parse_call
+from gateways.process import Gateway, GatewayConfig
+from gateways.replay import Replayer
+
+_S = 10**9
+_T0 = 1_700_000_030 * _S
+_MS_T0 = _T0 // 10**6
+
+MARKETS = {
+    "BTC/USDT": {"id": "BTCUSDT", "type": "spot", "base": "BTC", "quote": "USDT", "settle": None,
+                 "precision": {"price": 0.01, "amount": 1e-05}},
+    "BTC/USDT:USDT": {"id": "BTCUSDT_PERP", "type": "swap", "base": "BTC", "quote": "USDT", "settle": "USDT",
+                      "contractSize": 1.0, "precision": {"price": 0.1, "amount": 0.001}},
+    "BTC/USD:BTC-261225": {"id": "BTCUSD_261225", "type": "future", "base": "BTC", "quote": "USD", "settle": "BTC",
+                           "expiry": 1798156800000, "contractSize": 100, "precision": {"price": 0.5, "amount": 1}},
+    "BTC/USD:BTC-261225-100000-C": {"id": "BTC-25DEC26-100000-C", "type": "option", "base": "BTC", "quote": "USD",
+                                    "settle": "BTC", "expiry": 1798156800000, "strike": 100000.0,
+                                    "optionType": "call", "contractSize": 1, "precision": {"price": 0.0005}},
+    "BTC.D/USDT": {"id": "BTCDUSDT", "type": "spot", "base": "BTC.D", "quote": "USDT", "precision": {}},
+}
+
+
+def _adapter(channels: dict[str, list[str]] | None = None, **options: Any) -> CcxtAdapter:
+    cls = adapter_class("CCXT_BINANCE")
+    ad = cls(Subscription(channels or {"trades": ["BTC-USDT"]}, **options))
+    ad.load_instruments({call_url("load_markets"): orjson.dumps(MARKETS)})
+    return ad
+
+
+def _answer(ad: CcxtAdapter, fetch: Fetch, result: Any, ts: int) -> list[Any]:
+    out = ad.on_rest(fetch, 200, orjson.dumps(result), ts)
+    assert out.actions == []
+    return out.events
+
+
+def _trade(i: int, t_ms: int, price: str = "100.5", side: str = "buy") -> dict[str, Any]:
+    return {"id": str(i), "timestamp": t_ms, "price": price, "amount": "0.25", "side": side, "symbol": "BTC/USDT"}
+
+
+# ---------------------------------------------------------------- pieces
+
+def test_a_call_is_a_url_and_back() -> None:
+    url = call_url("fetch_order_book", symbol="BTC/USDT:USDT", limit=100, since=None)
+    assert url == "ccxt:fetch_order_book?limit=100&symbol=BTC%2FUSDT%3AUSDT"
+    assert parse_call(url) == ("fetch_order_book", {"limit": 100, "symbol": "BTC/USDT:USDT"})
+    assert parse_call(call_url("load_markets")) == ("load_markets", {})
+    with pytest.raises(ValueError):
+        parse_call("https://api.binance.com/api/v3/depth")
+
+
+def test_numbers_become_exact_plain_text() -> None:
+    assert [dec(v) for v in ("100.50", 0.1, 1e-08, 5, 123456789.12345678, None)] == [
+        "100.50", "0.1", "0.00000001", "5", "123456789.12345678", None]
+    for bad in (True, float("nan"), float("inf"), [1]):
+        with pytest.raises(Exception, match="bad_number"):
+            dec(bad)
+
+
+def test_markets_become_symbols_with_their_sizes() -> None:
+    ad = _adapter()
+    assert sorted(ad.symbols) == ["BTC-USD-20261225", "BTC-USD-20261225-100000-C", "BTC-USDT", "BTC-USDT-PERP"]
+    assert ad.counters["instruments.skipped"] == 1                     # 'BTC.D' can't be a currency code
+    perp = ad.symbols["BTC-USDT-PERP"]
+    assert (perp.exchange_symbol, perp.settle, perp.tick_size, perp.lot_size, perp.contract_size) == (
+        "BTCUSDT_PERP", "USDT", Decimal("0.1"), Decimal("0.001"), Decimal("1.0"))
+    assert ad.symbols["BTC-USDT"].lot_size == Decimal("0.00001") and ad.symbols["BTC-USDT"].contract_size is None
+    assert ad.ccxt_symbols["BTC-USD-20261225-100000-C"] == "BTC/USD:BTC-261225-100000-C"
+    # Exchanges whose precision is a number of decimals.
+    sym = market_symbol({"type": "spot", "base": "ETH", "quote": "EUR", "id": "ETHEUR",
+                         "precision": {"price": 2, "amount": 4}}, tick_is_size=False)
+    assert (sym.tick_size, sym.lot_size) == (Decimal("0.01"), Decimal("0.0001"))
+
+
+def test_ccxt_names_are_registered_on_first_use_and_unknown_ones_are_clear() -> None:
+    cls = exchanges.get("CCXT_KUCOIN")
+    assert issubclass(cls, CcxtAdapter) and cls.exchange == "KUCOIN" and cls.ccxt_id == "kucoin"
+    assert exchanges.get("CCXT_KUCOIN") is cls and cls.rest_weight_per_minute > 0
+    with pytest.raises(KeyError, match="ccxt has no exchange 'nope'"):
+        exchanges.get("CCXT_NOPE")
+    with pytest.raises(ValidationError, match="ccxt has no exchange"):
+        GatewayConfig(name="x", exchange="CCXT_NOPE", channels=["trades"], symbols=["BTC-USDT"], pub="inproc://x")
+
+
+# ---------------------------------------------------------------- polls
+
+def test_polls_are_spread_over_the_interval_and_never_asked_twice_before_their_answer() -> None:
+    ad = _adapter({"trades": ["BTC-USDT", "BTC-USDT-PERP"], "l2_book": ["BTC-USDT"]}, poll_interval=1.0)
+    first = ad.on_timer(_T0).actions
+    assert [(f.tag, f.symbol) for f in first] == [("trades", "BTC-USDT"), ("l2_book", "BTC-USDT")]
+    assert first[0].url == "ccxt:fetch_trades?symbol=BTC%2FUSDT"
+    assert [(f.tag, f.symbol) for f in ad.on_timer(_T0 + _S // 2).actions] == [("trades", "BTC-USDT-PERP")]
+    # A second later both BTC-USDT polls are due, but their answers have not come: not asked again.
+    assert ad.on_timer(_T0 + _S).actions == []
+    _answer(ad, first[0], [], _T0 + _S + 2)
+    assert [(f.tag, f.symbol) for f in ad.on_timer(_T0 + _S + 3).actions] == [("trades", "BTC-USDT")]
+    # A failed poll frees its slot too: asked again when next due.
+    perp = Fetch(call_url("fetch_trades", symbol="BTC/USDT:USDT"), 1, "trades", "BTC-USDT-PERP")
+    assert ad.on_timer(_T0 + 3 * _S // 2).actions == []
+    assert ad.on_rest(perp, 500, None, _T0 + 3 * _S // 2 + 1).events == []
+    assert ad.counters["errors.rest_status.trades"] == 1
+    assert [(f.tag, f.symbol) for f in ad.on_timer(_T0 + 3 * _S // 2 + 2).actions] == [("trades", "BTC-USDT-PERP")]
+
+
+def test_book_depth_is_the_subscriptions() -> None:
+    ad = _adapter({"l2_book": ["BTC-USDT"]}, depth=50)
+    (f,) = ad.on_timer(_T0).actions
+    assert parse_call(f.url) == ("fetch_order_book", {"limit": 50, "symbol": "BTC/USDT"})
+
+
+def test_a_channel_the_exchange_lacks_in_ccxt_is_refused_once() -> None:
+    cls = type("NoOI", (adapter_class("CCXT_BINANCE"),), {"has": {"fetchTrades": True}})
+    ad = cls(Subscription({"trades": ["BTC-USDT"], "open_interest": ["BTC-USDT-PERP"]}))
+    ad.load_instruments({call_url("load_markets"): orjson.dumps(MARKETS)})
+    for i in range(3):
+        tags = {f.tag for f in ad.on_timer(_T0 + i * 2 * _S).actions}
+        assert "open_interest" not in tags
+    assert ad.counters["subscription.unsupported_channel"] == 1
+
+
+# ---------------------------------------------------------------- answers → events
+
+def test_trades_after_the_first_poll_each_once() -> None:
+    ad = _adapter()
+    (f,) = ad.on_timer(_T0).actions
+    # The first answer only sets the mark: those trades happened before the gateway looked.
+    assert _answer(ad, f, [_trade(1, _MS_T0 - 2000), _trade(2, _MS_T0 - 1000)], _T0) == []
+    assert ad.counters["ignored.trade_history"] == 2
+    # Then each new trade once: the page repeats the old ones, a trade shares the mark's instant.
+    page = [_trade(1, _MS_T0 - 2000), _trade(2, _MS_T0 - 1000), _trade(3, _MS_T0 - 1000, "100.6", "sell"),
+            _trade(4, _MS_T0 + 500, "100.7")]
+    events = _answer(ad, f, list(reversed(page)), _T0 + _S)
+    assert [(t.id, t.side, t.price_str, t.amount_str, t.timestamp) for t in events] == [
+        ("3", "sell", "100.6", "0.25", (_MS_T0 - 1000) * 10**6), ("4", "buy", "100.7", "0.25", (_MS_T0 + 500) * 10**6)]
+    assert all(isinstance(t, Trade) and t.exchange == "BINANCE" and t.exchange_symbol == "BTCUSDT" for t in events)
+    assert _answer(ad, f, page, _T0 + 2 * _S) == []
+    # A page that starts after the mark may have missed trades between: counted.
+    assert len(_answer(ad, f, [_trade(9, _MS_T0 + 9000)], _T0 + 3 * _S)) == 1
+    assert ad.counters["trades.page_full"] == 1
+    # No trade at all before the first poll: every later one is new.
+    ad2 = _adapter()
+    (f2,) = ad2.on_timer(_T0).actions
+    assert _answer(ad2, f2, [], _T0) == [] and len(_answer(ad2, f2, [_trade(1, _MS_T0)], _T0 + _S)) == 1
+    assert ad2.counters["trades.page_full"] == 0
+
+
+def test_a_book_is_a_snapshot_then_the_deltas_between_polls() -> None:
+    ad = _adapter({"l2_book": ["BTC-USDT"]})
+    (f,) = ad.on_timer(_T0).actions
+    snap = {"bids": [[100.5, 1.0], [100.0, 2.0]], "asks": [[101.0, 1.5], [101.5, 3.0]], "timestamp": _MS_T0}
+    events = _answer(ad, f, snap, _T0)
+    assert [type(e) for e in events] == [L2Snapshot, BBO]
+    assert events[0].bids_str == (("100.5", "1.0"), ("100.0", "2.0"))   # a float's shortest text
+    assert _answer(ad, f, snap, _T0 + _S) == [] and ad.counters["ignored.book_unchanged"] == 1
+    # 100.0 resized, 99.5 new, 101.5 gone (published as size 0), 100.5 and 101.0 unchanged.
+    nxt = {"bids": [[100.5, 1.0], [100.0, 2.5], [99.5, 4.0]], "asks": [[101.0, 1.5]], "timestamp": _MS_T0 + 1000}
+    (delta,) = _answer(ad, f, nxt, _T0 + 2 * _S)
+    assert isinstance(delta, L2Delta)
+    assert sorted(delta.bids_str) == [("100.0", "2.5"), ("99.5", "4.0")] and delta.asks_str == (("101.5", "0"),)
+    bids, asks = ad.books.get("BTC-USDT").book.snapshot()
+    assert [(Decimal(p), Decimal(s)) for p, s in bids] == [(Decimal("100.5"), 1), (Decimal("100"), Decimal("2.5")),
+                                                             (Decimal("99.5"), 4)]
+    assert [(Decimal(p), Decimal(s)) for p, s in asks] == [(Decimal("101"), Decimal("1.5"))]
+
+
+def test_tickers_funding_and_open_interest_when_they_change() -> None:
+    ad = _adapter({"ticker": ["BTC-USDT"], "funding": ["BTC-USDT-PERP"], "open_interest": ["BTC-USDT-PERP"]})
+    fetches = {f.tag: f for i in range(61) for f in ad.on_timer(_T0 + i * _S).actions}
+    assert set(fetches) == {"ticker", "funding", "open_interest"}
+    tick = {"bid": "100.5", "ask": "101.0", "last": "100.7", "baseVolume": "12.5", "timestamp": _MS_T0}
+    (t,) = _answer(ad, fetches["ticker"], tick, _T0)
+    assert isinstance(t, Ticker) and (t.bid_str, t.ask_str, t.last_str, t.volume_str) == ("100.5", "101.0", "100.7",
+                                                                                          "12.5")
+    assert _answer(ad, fetches["ticker"], tick, _T0 + _S) == [] and ad.counters["ignored.ticker_unchanged"] == 1
+    fund = {"fundingRate": 0.0001, "markPrice": "100.6", "nextFundingTimestamp": _MS_T0 + 3_600_000}
+    (fu,) = _answer(ad, fetches["funding"], fund, _T0)
+    assert isinstance(fu, Funding) and (fu.rate_str, fu.mark_price_str, fu.next_funding_time) == (
+        "0.0001", "100.6", (_MS_T0 + 3_600_000) * 10**6)
+    (oi,) = _answer(ad, fetches["open_interest"], {"openInterestAmount": "1234.5", "timestamp": _MS_T0}, _T0)
+    assert isinstance(oi, OpenInterest) and oi.open_interest_str == "1234.5" and oi.symbol == "BTC-USDT-PERP"
+
+
+def test_candles_are_polled_bars_closed_once() -> None:
+    ad = _adapter({"candles": ["BTC-USDT"]}, candle_interval="1m")
+    (f,) = ad.on_timer(_T0).actions
+    method, params = parse_call(f.url)
+    assert (method, params["timeframe"], params["limit"]) == ("fetch_ohlcv", "1m", 300)
+    start = params["since"]
+    rows = [[start, 100.0, 101.0, 99.5, 100.5, 3.0], [start + 60_000, 100.5, 100.9, 100.1, 100.2, 1.25],
+            [start + 120_000, 100.2, 100.2, 100.2, 100.2, 0.5]]
+    (c,) = _answer(ad, f, rows, _T0 + _S)                      # the first answer: its latest closed bar
+    assert isinstance(c, Candle) and (c.start, c.close_str, c.volume_str, c.closed) == (
+        (start + 60_000) * 10**6, "100.2", "1.25", True)
+
+
+def test_malformed_answers_are_counted_and_publish_nothing() -> None:
+    ad = _adapter({"trades": ["BTC-USDT"], "l2_book": ["BTC-USDT"], "funding": ["BTC-USDT-PERP"]})
+    fetches = {f.tag: f for f in ad.on_timer(_T0).actions}
+    fetches |= {f.tag: f for i in range(1, 61) for f in ad.on_timer(_T0 + i * _S).actions}
+    bad = [(fetches["trades"], {"not": "a list"}), (fetches["l2_book"], {"bids": "x"}),
+           (fetches["l2_book"], [1, 2]), (fetches["funding"], {"markPrice": "1"})]
+    for fetch, body in bad:
+        assert ad.on_rest(fetch, 200, orjson.dumps(body), _T0).events == []
+    assert ad.on_rest(fetches["trades"], 200, b"<html>502</html>", _T0).events == []
+    ad.on_rest(fetches["trades"], 200, orjson.dumps([]), _T0)
+    assert ad.on_rest(fetches["trades"], 200, orjson.dumps([{**_trade(1, _MS_T0), "side": None}]), _T0).events == []
+    assert ad.counters["errors"] == 6
+    assert {"errors.bad_trades", "errors.bad_funding", "errors.bad_trade_side"} <= set(ad.error_counts())
+
+
+# ---------------------------------------------------------------- a gateway through the loopback exchange
+
+async def test_ccxt_gateway_polls_the_loopback_records_and_replays(shared_data: Path, loopback_exchange,
+                                                                   tmp_path: Path) -> None:
+    records = list(read_capture(shared_data / "cryptofeed" / "BINANCE_FUTURES"))
+    lb = await loopback_exchange(records, rest_only=True)
+    symbols = {"SUSHI-USDT-PERP": "SUSHIUSDT", "CTK-USDT-PERP": "CTKUSDT"}
+    capture = tmp_path / "ccxt.ffcap"
+    cfg = GatewayConfig(name="ccxt", exchange="CCXT_BINANCE", channels=["trades", "l2_book", "ticker"],
+                        symbols=list(symbols), pub="inproc://unused", urls={"rest": lb.urls()["rest"]}, depth=1000,
+                        poll_interval=0.2, record=capture,
+                        ccxt={"enableRateLimit": False, "options": {"fetchMarkets": ["linear"]}})
+    pub = RecordingPublisher("BINANCE")
+    gw = Gateway(cfg, publisher=pub)
+    books = gw.adapter.books
+
+    def matches_truth() -> bool:
+        def norm(levels: Any) -> list[tuple[Decimal, Decimal]]:
+            return [(Decimal(p), Decimal(q)) for p, q in levels]
+        return all(books.get(s) is not None and [norm(x) for x in books.get(s).book.snapshot()]
+                   == [norm(x) for x in lb.profile.truth_book(xs)] for s, xs in symbols.items())
+
+    async with gw:
+        await wait_until(lambda: len(pub.of_kind("book_snapshot")) == 2, 10, "first book polls")
+        for _ in range(4):
+            lb.release(300)
+            await lb.wait_sent()
+            await asyncio.sleep(0.3)
+        # The REST API fails for a while: counted, polled again after, nothing lost but time.
+        lb.fail_rest(503)
+        await wait_until(lambda: lb.rest_failures >= 3, 10, "failed polls")
+        lb.restore_rest()
+        lb.release(None)
+        await lb.wait_sent()
+        await wait_until(matches_truth, 10, "books equal to the capture's truth")
+        await wait_until(lambda: len(pub.of_kind("trade")) == 78, 10, "every trade")
+        live_trades = [t.wire_body() for t in pub.of_kind("trade")]
+        live_books = {s: books.get(s).book.snapshot() for s in symbols}
+    # Every aggregate trade of the two symbols in the capture, once each, as the exchange gave it.
+    want = []
+    for r in records:
+        d = orjson.loads(r.data).get("data", {}) if r.kind == "recv" else {}
+        if d.get("e") == "aggTrade" and d["s"] in symbols.values():
+            want.append((d["s"], str(d["a"]), d["p"], d["q"], "sell" if d["m"] else "buy"))
+    got = [(t.exchange_symbol, t.id, t.price_str, t.amount_str, t.side) for t in pub.of_kind("trade")]
+    assert sorted(got) == sorted(want) and len(want) == 78
+    assert pub.counters["kind.ticker"] > 0 and pub.counters["kind.book_delta"] > 0
+    assert gw.adapter.counters["errors.rest_status.trades"] + gw.adapter.counters["errors.rest_status.l2_book"] > 0
+    assert all("/fapi/v1/" in u for u in lb.rest_requests)
+    # The recording replays through the same adapter to the same trades and books.
+    res = Replayer(collect=True).run(read_capture(capture))
+    assert type(res.adapter).__name__ == "Ccxt_binance"
+    assert [e.wire_body() for e in res.events if e.KIND == "trade"] == live_trades
+    assert {s: res.adapter.books.get(s).book.snapshot() for s in symbols} == live_books
