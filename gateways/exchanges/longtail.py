@@ -8,24 +8,22 @@ names a ccxt call (``ccxt:fetch_trades?symbol=BTC%2FUSDT``), which the ccxt driv
 result as JSON (ccxt's unified structures). So a capture records those results, and a replay feeds
 them back through this same code.
 
-=============  =================================  ===================================================
-channel        ccxt call (polled)                 events
-=============  =================================  ===================================================
-trades         ``fetch_trades`` (``poll_interval``) Trade (only trades after the first poll, each once)
-l2_book        ``fetch_order_book`` (same)        L2Snapshot first, then L2Delta of what changed
-                                                  between two polls (+ BBO), depth: the config's
-                                                  ``depth`` or the exchange's default
-ticker         ``fetch_ticker`` (same)            Ticker (when it changed)
-candles        ``fetch_ohlcv`` (CandlePoller)     Candle, closed bars only, each once
-funding        ``fetch_funding_rate`` every 60 s  Funding (when it changed)
-open_interest  ``fetch_open_interest`` (interval) OpenInterest (when it changed)
-=============  =================================  ===================================================
+Channels (ccxt call, polled → events):
+
+- trades: ``fetch_trades`` every ``poll_interval`` → Trade, only after the first poll, each once;
+- l2_book: ``fetch_order_book`` (``depth`` levels, or the exchange's default), same interval →
+  L2Snapshot first, then L2Delta of what changed between two polls (+ BBO);
+- ticker: ``fetch_ticker``, same interval → Ticker when it changed;
+- candles: ``fetch_ohlcv`` through the shared CandlePoller → Candle, closed bars only, each once;
+- funding: ``fetch_funding_rate`` every 60 s → Funding when it changed;
+- open_interest: ``fetch_open_interest`` every ``open_interest_interval`` → OpenInterest when it changed.
 
 ``poll_interval`` (gateway config, default 1 s) spaces the polls of each (channel, symbol); the
-first polls of a channel are spread over one interval. A channel the exchange lacks in ccxt (``exchange.has``) is refused once: logged,
-``subscription.unsupported_channel`` counted; the others run. Instruments come from
-``load_markets`` (spot, swaps, futures, options; tick size from ``precision`` in ccxt's
-precision mode, contract size). Prices and sizes are kept as the exchange's text where ccxt
+first polls of a channel are spread over one interval. A channel the exchange lacks in ccxt
+(``exchange.has``) is refused once: logged, ``subscription.unsupported_channel`` counted; the
+others run. Instruments come from ``load_markets`` (spot, swaps, futures, options; tick size
+from ``precision`` in ccxt's precision mode, contract size). A book found crossed is resynced
+like any other (Gap, then the next poll is its snapshot, after Reset). Prices and sizes are kept as the exchange's text where ccxt
 gives text (the driver sets ccxt's ``number`` to ``str``) and otherwise turned into their
 shortest exact decimal text (ccxt parses order books into floats; a float's ``repr`` is the
 decimal the exchange sent for every price of up to 15 significant digits).
@@ -63,7 +61,7 @@ from gateways.adapter import (
     Output,
     Subscription,
 )
-from gateways.books import Books, no_rule
+from gateways.books import SYNCED, Books, no_rule
 from gateways.polling import Bar, CandlePoller, PolledCandles
 
 PREFIX = "CCXT_"          # CCXT_<ID>: the registry's names of this adapter
@@ -251,6 +249,14 @@ class CcxtAdapter(PolledCandles, Adapter):
                 self._refused.add(CANDLES)
                 self.count("subscription.unsupported_channel")
 
+    def handle_resync(self, symbol: str, ts: int, out: Output) -> None:
+        # A polled book is rebuilt by its next poll, which finds it invalid and installs it whole:
+        # asked now unless one is out.
+        key = (L2_BOOK, symbol)
+        if symbol in self.ccxt_symbols and key not in self._inflight:
+            self._inflight.add(key)
+            out.actions.append(self._request(L2_BOOK, symbol))
+
     def rest_failed(self, fetch: Fetch, ts: int, out: Output) -> None:
         self._inflight.discard((fetch.tag, fetch.symbol or ""))
 
@@ -280,7 +286,7 @@ class CcxtAdapter(PolledCandles, Adapter):
         stamp = int(t) * _MS if t else None
         xs = self.to_exchange.get(symbol)
         sb = self.books.get(symbol)
-        if sb is None or sb.state != "synced":
+        if sb is None or sb.state != SYNCED:
             self.books.add(symbol, xs)
             self.books.snapshot(symbol, bids, asks, None, out, timestamp=stamp, receipt_timestamp=ts)
             return

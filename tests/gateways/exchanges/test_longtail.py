@@ -181,6 +181,24 @@ def test_a_book_is_a_snapshot_then_the_deltas_between_polls() -> None:
     assert [(Decimal(p), Decimal(s)) for p, s in asks] == [(Decimal("101"), Decimal("1.5"))]
 
 
+def test_a_crossed_book_is_resynced_by_its_next_poll() -> None:
+    from cryptofeed_types import Gap, Reset
+    from gateways.adapter import Resync
+
+    ad = _adapter({"l2_book": ["BTC-USDT"]})
+    (f,) = ad.on_timer(_T0).actions
+    _answer(ad, f, {"bids": [[100.0, 1.0]], "asks": [[101.0, 1.0]]}, _T0)
+    out = ad.on_rest(f, 200, orjson.dumps({"bids": [[102.0, 1.0]], "asks": [[101.0, 1.0]]}), _T0 + _S)
+    assert [type(e) for e in out.events] == [Gap] and out.events[0].reason == "crossed"
+    (resync,) = out.actions
+    assert isinstance(resync, Resync) and resync.symbol == "BTC-USDT"
+    (again,) = ad.resync("BTC-USDT", _T0 + _S).actions               # the driver's part: asked at once
+    assert again == f and ad.resync("BTC-USDT", _T0 + _S).actions == []   # ... once
+    events = _answer(ad, f, {"bids": [[100.5, 2.0]], "asks": [[101.0, 1.0]]}, _T0 + 2 * _S)
+    assert [type(e) for e in events] == [Reset, L2Snapshot, BBO]
+    assert events[1].bids_str == (("100.5", "2.0"),)
+
+
 def test_tickers_funding_and_open_interest_when_they_change() -> None:
     ad = _adapter({"ticker": ["BTC-USDT"], "funding": ["BTC-USDT-PERP"], "open_interest": ["BTC-USDT-PERP"]})
     fetches = {f.tag: f for i in range(61) for f in ad.on_timer(_T0 + i * _S).actions}
