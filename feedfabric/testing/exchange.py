@@ -4,6 +4,7 @@
   (same ``publish`` / ``set_feed_state`` / ``count`` calls) that keeps every event and
   lets async tests wait for a condition with a bounded timeout.
 - :func:`wait_until`: poll a condition inside the event loop, bounded.
+- :class:`HttpProxy`: a minimal HTTP proxy on loopback that counts what it relays (proxy tests).
 - fixtures: ``loopback_exchange`` (async factory: a started :class:`gateways.loopback.Loopback`
   serving a capture, stopped at teardown), ``recording_publisher``.
 """
@@ -21,6 +22,53 @@ import pytest
 import pytest_asyncio
 
 from cryptofeed_types import OrderBook, Status
+
+
+class HttpProxy:
+    """A minimal HTTP proxy on 127.0.0.1 (CONNECT tunnels and absolute-form requests) that counts
+    what it relays: ``proxy = HttpProxy(); await proxy.start()``, then ``http://127.0.0.1:{proxy.port}``;
+    ``proxy.close()``."""
+
+    def __init__(self) -> None:
+        self.connects = 0
+        self.forwards = 0
+        self.server: asyncio.AbstractServer | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        method, target, _ = head.split(b"\r\n", 1)[0].split(b" ", 2)
+        if method == b"CONNECT":
+            self.connects += 1
+            host, port = target.decode().rsplit(":", 1)
+            up_r, up_w = await asyncio.open_connection(host, int(port))
+            writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        else:
+            self.forwards += 1
+            hostport = target.split(b"/")[2].decode()
+            host, port = hostport.rsplit(":", 1)
+            up_r, up_w = await asyncio.open_connection(host, int(port))
+            up_w.write(head)
+        await asyncio.gather(self._pipe(reader, up_w), self._pipe(up_r, writer))
+
+    def close(self) -> None:
+        # Not awaiting wait_closed(): since Python 3.12 it waits for relayed connections too.
+        if self.server is not None:
+            self.server.close()
 
 
 class RecordingPublisher:

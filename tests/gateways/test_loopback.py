@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from feedfabric.testing.exchange import RecordingPublisher, wait_until
+from feedfabric.testing.exchange import HttpProxy, RecordingPublisher, wait_until
 from gateways.capture import read_capture
 from gateways.process import Gateway, GatewayConfig
 
@@ -169,49 +169,9 @@ async def test_loopback_checks_subscriptions(shared_data: Path, loopback_exchang
     assert any("unexpected streams" in e and "ethbtc@aggTrade" in e for e in lb.errors)
 
 
-class _HttpProxy:
-    """A minimal HTTP proxy (CONNECT tunnels and absolute-form requests) that counts what it relays."""
-
-    def __init__(self) -> None:
-        self.connects = 0
-        self.forwards = 0
-        self.server: asyncio.AbstractServer | None = None
-        self.port = 0
-
-    async def start(self) -> None:
-        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        self.port = self.server.sockets[0].getsockname()[1]
-
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        except (ConnectionError, asyncio.CancelledError):
-            pass
-        finally:
-            writer.close()
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        head = await reader.readuntil(b"\r\n\r\n")
-        method, target, _ = head.split(b"\r\n", 1)[0].split(b" ", 2)
-        if method == b"CONNECT":
-            self.connects += 1
-            host, port = target.decode().rsplit(":", 1)
-            up_r, up_w = await asyncio.open_connection(host, int(port))
-            writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
-        else:
-            self.forwards += 1
-            hostport = target.split(b"/")[2].decode()
-            host, port = hostport.rsplit(":", 1)
-            up_r, up_w = await asyncio.open_connection(host, int(port))
-            up_w.write(head)
-        await asyncio.gather(self._pipe(reader, up_w), self._pipe(up_r, writer))
-
-
 async def test_http_proxies(shared_data: Path, loopback_exchange) -> None:
     """Websocket (CONNECT) and REST (absolute-form) traffic both go through the configured proxy."""
-    proxy = _HttpProxy()
+    proxy = HttpProxy()
     await proxy.start()
     records = list(read_capture(shared_data / "cryptofeed" / "BINANCE"))
     lb = await loopback_exchange(records)
@@ -236,7 +196,7 @@ async def test_proxy_pool_moves_past_a_dead_proxy(shared_data: Path, loopback_ex
     to the next one, and the gateway syncs its books through it."""
     import socket
 
-    live = _HttpProxy()
+    live = HttpProxy()
     await live.start()
     with socket.socket() as s:                       # a port nobody listens on: a dead proxy
         s.bind(("127.0.0.1", 0))

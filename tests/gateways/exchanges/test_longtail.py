@@ -13,7 +13,7 @@ import pytest
 from pydantic import ValidationError
 
 from cryptofeed_types import BBO, Candle, Funding, L2Delta, L2Snapshot, OpenInterest, Ticker, Trade
-from feedfabric.testing.exchange import RecordingPublisher, wait_until
+from feedfabric.testing.exchange import HttpProxy, RecordingPublisher, wait_until
 from gateways import exchanges
 from gateways.adapter import Fetch, Subscription
 from gateways.capture import read_capture
@@ -298,3 +298,18 @@ async def test_ccxt_gateway_polls_the_loopback_records_and_replays(shared_data: 
     assert type(res.adapter).__name__ == "Ccxt_binance"
     assert [e.wire_body() for e in res.events if e.KIND == "trade"] == live_trades
     assert {s: res.adapter.books.get(s).book.snapshot() for s in symbols} == live_books
+
+
+async def test_ccxt_calls_go_through_the_rest_proxy(shared_data: Path, loopback_exchange) -> None:
+    proxy = HttpProxy()
+    await proxy.start()
+    lb = await loopback_exchange(shared_data / "cryptofeed" / "BINANCE_FUTURES", rest_only=True)
+    cfg = GatewayConfig(name="ccxt", exchange="CCXT_BINANCE", channels=["l2_book"], symbols=["SUSHI-USDT-PERP"],
+                        pub="inproc://unused", urls={"rest": lb.urls()["rest"]}, poll_interval=0.2,
+                        rest_proxy=f"http://127.0.0.1:{proxy.port}",
+                        ccxt={"enableRateLimit": False, "options": {"fetchMarkets": ["linear"]}})
+    pub = RecordingPublisher("BINANCE")
+    async with Gateway(cfg, publisher=pub):
+        await wait_until(lambda: pub.of_kind("book_snapshot"), 10, "a book through the proxy")
+    proxy.close()
+    assert proxy.forwards + proxy.connects >= 1 and len(lb.rest_requests) >= 2   # markets, then the book
