@@ -1,6 +1,6 @@
 """The long tail: any exchange ccxt knows and feedfabric has no native adapter for, polled over REST.
 
-``CCXT_<ID>`` (``CCXT_KUCOIN``, ``CCXT_GATEIO``...; ``<ID>`` is a ccxt exchange id) names this
+``CCXT_<ID>`` (``CCXT_KUCOIN``, ``CCXT_GATE``...; ``<ID>`` is a ccxt exchange id) names this
 adapter for ccxt's exchange ``<id>``; its events carry the exchange ``<ID>`` (``KUCOIN``). It is
 sans-I/O like every adapter: its requests are :class:`~gateways.adapter.Fetch` actions whose URL
 names a ccxt call (``ccxt:fetch_trades?symbol=BTC%2FUSDT``), which the ccxt driver
@@ -16,7 +16,11 @@ Channels (ccxt call, polled → events):
 - ticker: ``fetch_ticker``, same interval → Ticker when it changed;
 - candles: ``fetch_ohlcv`` through the shared CandlePoller → Candle, closed bars only, each once;
 - funding: ``fetch_funding_rate`` every 60 s → Funding when it changed;
-- open_interest: ``fetch_open_interest`` every ``open_interest_interval`` → OpenInterest when it changed.
+- open_interest: ``fetch_open_interest`` every ``open_interest_interval`` → OpenInterest when it changed;
+- mark, index: ``fetch_mark_price`` (the ticker where ccxt has no such call) every ``poll_interval``
+  → MarkPrice / IndexPrice when it changed (one call for both when both are subscribed).
+
+Liquidations are not offered: ccxt's unified liquidation has no side, which a Liquidation needs.
 
 ``poll_interval`` (gateway config, default 1 s) spaces the polls of each (channel, symbol); the
 first polls of a channel are spread over one interval. A channel the exchange lacks in ccxt
@@ -46,11 +50,25 @@ from urllib.parse import parse_qsl, urlencode
 import orjson
 from loguru import logger
 
-from cryptofeed_types import FUTURE, OPTION, PERPETUAL, SPOT, Funding, OpenInterest, Symbol, Ticker, Trade
+from cryptofeed_types import (
+    FUTURE,
+    OPTION,
+    PERPETUAL,
+    SPOT,
+    Funding,
+    IndexPrice,
+    MarkPrice,
+    OpenInterest,
+    Symbol,
+    Ticker,
+    Trade,
+)
 from gateways.adapter import (
     CANDLES,
     FUNDING,
+    INDEX,
     L2_BOOK,
+    MARK,
     OPEN_INTEREST,
     TICKER,
     TRADES,
@@ -77,6 +95,10 @@ CALLS: dict[str, tuple[str, str]] = {
     TICKER: ("fetch_ticker", "fetchTicker"),
     FUNDING: ("fetch_funding_rate", "fetchFundingRate"),
     OPEN_INTEREST: ("fetch_open_interest", "fetchOpenInterest"),
+    # Mark and index prices: fetch_mark_price where ccxt has it, else the ticker (whose unified
+    # structure carries markPrice/indexPrice on most derivatives exchanges); see _call.
+    MARK: ("fetch_mark_price", "fetchMarkPrice"),
+    INDEX: ("fetch_mark_price", "fetchMarkPrice"),
 }
 FUNDING_PERIOD = 60.0     # s between funding polls (rates change every few hours; the mark moves)
 CANDLE_INTERVALS = {"1m": 60, "3m": 180, "5m": 300, "15m": 900, "30m": 1800, "1h": 3600, "2h": 7200,
@@ -197,19 +219,27 @@ class CcxtAdapter(PolledCandles, Adapter):
         return []   # polled: no websocket
 
     # ------------------------------------------------------------ polls
+    def _call(self, channel: str) -> tuple[str, str]:
+        """(ccxt method, its ``has`` key) polled for ``channel`` on this exchange."""
+        method, has = CALLS[channel]
+        if channel in (MARK, INDEX) and not self.has.get(has):
+            return "fetch_ticker", "fetchTicker"
+        return method, has
+
     def _channels(self) -> list[str]:
         """The subscribed polled channels this exchange offers in ccxt (others refused once)."""
         out = []
         for ch in CALLS:
             if not self.subscription.symbols(ch):
                 continue
-            if self.has.get(CALLS[ch][1]):
+            has = self._call(ch)[1]
+            if self.has.get(has):
                 out.append(ch)
             elif ch not in self._refused:
                 self._refused.add(ch)
                 self.count("subscription.unsupported_channel")
                 logger.bind(exchange=self.exchange).error("{}: {} not polled: ccxt's {} has no {}", self.exchange, ch,
-                                                          self.ccxt_id, CALLS[ch][1])
+                                                          self.ccxt_id, has)
         return out
 
     def _period(self, channel: str) -> float:
@@ -220,7 +250,7 @@ class CcxtAdapter(PolledCandles, Adapter):
         return self.subscription.poll_interval
 
     def _request(self, channel: str, symbol: str) -> Fetch:
-        method = CALLS[channel][0]
+        method = self._call(channel)[0]
         ccxt_symbol = self.ccxt_symbols[symbol]
         if channel == L2_BOOK:
             url = call_url(method, symbol=ccxt_symbol, limit=self.subscription.depth or None)
@@ -229,8 +259,13 @@ class CcxtAdapter(PolledCandles, Adapter):
         return Fetch(url, 1, channel, symbol)
 
     def handle_timer(self, ts: int, out: Output) -> None:
-        for ch in self._channels():
+        channels = self._channels()
+        for ch in channels:
             syms = [s for s in self.subscribed(ch) if s in self.ccxt_symbols]
+            if ch == INDEX and MARK in channels:
+                # One call answers both: the mark polls publish the index of these symbols too.
+                marks = set(self.subscribed(MARK))
+                syms = [s for s in syms if s not in marks]
             period = int(self._period(ch) * _S)
             for i, sym in enumerate(syms):
                 key = (ch, sym)
@@ -332,6 +367,26 @@ class CcxtAdapter(PolledCandles, Adapter):
         out.events.append(OpenInterest(self.exchange, symbol, oi, exchange_symbol=self.to_exchange.get(symbol),
                                        timestamp=int(t) * _MS if t else None, receipt_timestamp=ts))
 
+    def _mark(self, symbol: str, data: dict[str, Any], ts: int, out: Output) -> None:
+        self._price(MARK, "markPrice", symbol, data, ts, out)
+        if symbol in self.subscription.symbols(INDEX):
+            self._price(INDEX, "indexPrice", symbol, data, ts, out)
+
+    def _index(self, symbol: str, data: dict[str, Any], ts: int, out: Output) -> None:
+        self._price(INDEX, "indexPrice", symbol, data, ts, out)
+
+    def _price(self, channel: str, field: str, symbol: str, data: dict[str, Any], ts: int, out: Output) -> None:
+        price = dec(data.get(field))
+        if price is None:
+            self.ignore(f"{channel}_missing")   # this exchange's answer has no such price for the symbol
+            return
+        if not self._changed((channel, symbol), (price,)):
+            return
+        t = data.get("timestamp")
+        cls = MarkPrice if channel == MARK else IndexPrice
+        out.events.append(cls(self.exchange, symbol, price, exchange_symbol=self.to_exchange.get(symbol),
+                              timestamp=int(t) * _MS if t else None, receipt_timestamp=ts))
+
     def _changed(self, key: tuple[str, str], values: tuple[Any, ...]) -> bool:
         if self._last.get(key) == values:
             self.ignore(f"{key[0]}_unchanged")
@@ -340,7 +395,7 @@ class CcxtAdapter(PolledCandles, Adapter):
         return True
 
     _HANDLERS: ClassVar[dict[str, Any]] = {L2_BOOK: _book, TICKER: _ticker, FUNDING: _funding,
-                                           OPEN_INTEREST: _open_interest}
+                                           OPEN_INTEREST: _open_interest, MARK: _mark, INDEX: _index}
 
     def _trades(self, symbol: str, rows: list[Any], ts: int, out: Output) -> None:
         """New trades of one fetch_trades answer: after the newest of the previous answer, each once.

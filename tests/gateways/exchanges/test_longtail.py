@@ -216,6 +216,28 @@ def test_tickers_funding_and_open_interest_when_they_change() -> None:
     assert isinstance(oi, OpenInterest) and oi.open_interest_str == "1234.5" and oi.symbol == "BTC-USDT-PERP"
 
 
+def test_mark_and_index_prices_from_one_call() -> None:
+    from cryptofeed_types import IndexPrice, MarkPrice
+
+    ad = _adapter({"mark": ["BTC-USDT-PERP"], "index": ["BTC-USDT-PERP", "BTC-USD-20261225"]})
+    fetches = [f for f in ad.on_timer(_T0).actions] + [f for f in ad.on_timer(_T0 + _S // 2).actions]
+    # Binance has fetch_mark_price; the perp's mark poll answers its index too: no second call.
+    assert sorted((f.tag, f.symbol) for f in fetches) == [("index", "BTC-USD-20261225"), ("mark", "BTC-USDT-PERP")]
+    assert all(parse_call(f.url)[0] == "fetch_mark_price" for f in fetches)
+    mark = next(f for f in fetches if f.tag == "mark")
+    events = _answer(ad, mark, {"markPrice": "100.25", "indexPrice": 100.2, "timestamp": _MS_T0}, _T0)
+    assert [(type(e), e.price_str) for e in events] == [(MarkPrice, "100.25"), (IndexPrice, "100.2")]
+    assert _answer(ad, mark, {"markPrice": "100.25", "indexPrice": 100.3}, _T0 + _S)[0].price_str == "100.3"
+    index = next(f for f in fetches if f.tag == "index")
+    assert _answer(ad, index, {"markPrice": "1"}, _T0) == [] and ad.counters["ignored.index_missing"] == 1
+    # Where ccxt has no fetch_mark_price, the ticker answers (its unified structure carries both).
+    cls = type("NoMark", (adapter_class("CCXT_BINANCE"),), {"has": {"fetchTicker": True}})
+    ad2 = cls(Subscription({"mark": ["BTC-USDT-PERP"]}))
+    ad2.load_instruments({call_url("load_markets"): orjson.dumps(MARKETS)})
+    (f,) = ad2.on_timer(_T0).actions
+    assert parse_call(f.url) == ("fetch_ticker", {"symbol": "BTC/USDT:USDT"})
+
+
 def test_candles_are_polled_bars_closed_once() -> None:
     ad = _adapter({"candles": ["BTC-USDT"]}, candle_interval="1m")
     (f,) = ad.on_timer(_T0).actions
