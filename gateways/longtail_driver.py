@@ -13,7 +13,8 @@ gateway's ``ccxt`` setting is passed to the exchange's constructor (e.g. ``{"opt
 URL in the config (e.g. the loopback exchange) replaces the scheme and host of every endpoint ccxt
 knows for the exchange; a REST proxy (the pool's next one per call) goes to ccxt's
 ``aiohttp_proxy``. ccxt's errors become statuses: rate limited or DDoS protection 429, a symbol or
-call the exchange lacks 400, any other exchange error 500, a network failure 0 (no response).
+call the exchange lacks 400, any other exchange error (or an exception inside ccxt) 500, a network
+failure 0 (no response); the adapter sees a failed poll and asks it again when next due.
 """
 
 from __future__ import annotations
@@ -94,6 +95,8 @@ class CcxtDriver(Driver):
         except (ccxt.BadSymbol, ccxt.NotSupported, ccxt.BadRequest, ValueError, AttributeError, TypeError) as exc:
             return self._failed(fetch, 400, exc), None
         except ccxt.BaseError as exc:
+            return self._failed(fetch, 500, exc), None
+        except Exception as exc:  # noqa: BLE001 - a bug in ccxt's parsing of one answer: that poll fails
             return self._failed(fetch, 500, exc), None
 
     def _failed(self, fetch: Fetch, status: int, exc: BaseException) -> int:

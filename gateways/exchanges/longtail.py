@@ -157,15 +157,16 @@ def market_symbol(market: Mapping[str, Any], tick_is_size: bool) -> Symbol:
         strike = dec(market["strike"])
         option_type = {"call": "C", "put": "P"}[market["optionType"]]
     precision = market.get("precision") or {}
-    tick = precision.get("price")
-    lot = precision.get("amount")
-    if not tick_is_size:   # DECIMAL_PLACES: the number of decimals
-        tick = None if tick is None else Decimal(1).scaleb(-int(tick))
-        lot = None if lot is None else Decimal(1).scaleb(-int(lot))
+
+    def size(value: Any) -> str | Decimal | None:
+        # ccxt's TICK_SIZE mode gives the size; DECIMAL_PLACES the number of decimals.
+        if value is None:
+            return None
+        return dec(value) if tick_is_size else Decimal(1).scaleb(-int(value))
+
     return Symbol(market["base"], market["quote"], kind, expiry=expiry, strike=strike, option_type=option_type,
                   settle=market.get("settle") or None, exchange_symbol=str(market["id"]),
-                  tick_size=None if tick is None else dec(tick) if not isinstance(tick, Decimal) else tick,
-                  lot_size=None if lot is None else dec(lot) if not isinstance(lot, Decimal) else lot,
+                  tick_size=size(precision.get("price")), lot_size=size(precision.get("amount")),
                   contract_size=dec(market.get("contractSize")) if kind != SPOT else None)
 
 

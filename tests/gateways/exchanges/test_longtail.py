@@ -335,3 +335,37 @@ async def test_ccxt_calls_go_through_the_rest_proxy(shared_data: Path, loopback_
         await wait_until(lambda: pub.of_kind("book_snapshot"), 10, "a book through the proxy")
     proxy.close()
     assert proxy.forwards + proxy.connects >= 1 and len(lb.rest_requests) >= 2   # markets, then the book
+
+
+async def test_ccxt_errors_become_statuses_and_a_poll_is_never_lost() -> None:
+    import ccxt
+
+    from gateways.longtail_driver import CcxtDriver, _rebase
+
+    class Fake:
+        def __init__(self, exc: BaseException | None) -> None:
+            self.exc = exc
+            self.aiohttp_proxy = None
+
+        async def fetch_ticker(self, symbol: str) -> dict[str, Any]:
+            if self.exc is not None:
+                raise self.exc
+            return {"symbol": symbol, "bid": Decimal("1.5"), 7: "int key"}
+
+    ad = _adapter({"ticker": ["BTC-USDT"]})
+    pub = RecordingPublisher("BINANCE")
+    driver = CcxtDriver(ad, pub)
+    fetch = Fetch(call_url("fetch_ticker", symbol="BTC/USDT"), 1, "ticker", "BTC-USDT")
+    for exc, status in ((ccxt.RateLimitExceeded("slow down"), 429), (ccxt.DDoSProtection("cf"), 429),
+                        (ccxt.RequestTimeout("t"), 0), (ccxt.NetworkError("n"), 0), (ccxt.BadSymbol("b"), 400),
+                        (ccxt.ExchangeError("e"), 500), (KeyError("a bug inside ccxt"), 500)):
+        driver.exchange = Fake(exc)
+        assert await driver._request(fetch) == (status, None), exc
+    assert driver.counters["rest_errors"] == 7
+    driver.exchange = Fake(None)
+    status, body = await driver._request(fetch)
+    assert status == 200 and orjson.loads(body) == {"symbol": "BTC/USDT", "bid": "1.5", "7": "int key"}
+    # Every endpoint ccxt knows moves to the configured host, paths kept.
+    api = {"public": "https://api.binance.com/api/v3", "fapi": {"public": "https://fapi.binance.com/fapi/v1"}, "n": 1}
+    assert _rebase(api, "http://127.0.0.1:9/") == {"public": "http://127.0.0.1:9/api/v3",
+                                                   "fapi": {"public": "http://127.0.0.1:9/fapi/v1"}, "n": 1}
