@@ -369,3 +369,32 @@ async def test_ccxt_errors_become_statuses_and_a_poll_is_never_lost() -> None:
     api = {"public": "https://api.binance.com/api/v3", "fapi": {"public": "https://fapi.binance.com/fapi/v1"}, "n": 1}
     assert _rebase(api, "http://127.0.0.1:9/") == {"public": "http://127.0.0.1:9/api/v3",
                                                    "fapi": {"public": "http://127.0.0.1:9/fapi/v1"}, "n": 1}
+
+
+@pytest.mark.parametrize("capture,markets", [("BINANCE_DELIVERY", "inverse"), ("BINANCE_FUTURES", "linear")])
+async def test_ccxt_names_the_instruments_as_the_native_adapter_does(shared_data: Path, loopback_exchange,
+                                                                     capture: str, markets: str) -> None:
+    """The same exchangeInfo through ccxt's Binance code and through our native adapter: the same
+    normalized symbols with the same tick and lot sizes (contract sizes: ccxt's 1 for USDⓈ-M
+    perpetuals, which the native adapter leaves unset)."""
+    from feedfabric.testing.adapters import capture_parts
+    from gateways.driver import DriverConfig
+    from gateways.longtail_driver import CcxtDriver
+
+    path = shared_data / "cryptofeed" / capture
+    lb = await loopback_exchange(path, rest_only=True)
+    ad = adapter_class("CCXT_BINANCE")(Subscription({}), urls={"rest": lb.urls()["rest"]})
+    driver = CcxtDriver(ad, None, config=DriverConfig(ccxt={"enableRateLimit": False,
+                                                            "options": {"fetchMarkets": [markets]}}))
+    async with driver.rest_session():
+        assert await driver.load_instruments(ad.instrument_requests()) is not None
+    native = exchanges.get(capture)(Subscription({}))
+    native.load_instruments({u: b for u, b in capture_parts(path).rest.items() if "exchangeInfo" in u})
+    common = set(ad.symbols) & set(native.symbols)
+    assert len(common) == len(native.symbols) >= 36 and len(ad.symbols) - len(common) <= 1
+    for s in common:
+        mine, theirs = ad.symbols[s], native.symbols[s]
+        assert (mine.tick_size, mine.lot_size, mine.exchange_symbol) == (
+            theirs.tick_size, theirs.lot_size, theirs.exchange_symbol), s
+        assert mine.contract_size == theirs.contract_size or (theirs.contract_size is None
+                                                              and mine.contract_size == 1), s
