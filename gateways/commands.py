@@ -285,7 +285,7 @@ def symbols(exchange: str, capture: Path | None, urls: tuple[str, ...], pattern:
     except KeyError as exc:
         raise click.UsageError(str(exc.args[0])) from None
     if capture is not None:
-        adapter, bodies = _recorded(cls.exchange, capture, _urls(urls))
+        adapter, bodies = _recorded(exchange, capture, _urls(urls))   # the registry name: CCXT_<ID> too
     else:
         adapter = cls(Subscription({}), urls=_urls(urls) or None)
         bodies = asyncio.run(_fetch_all(adapter))   # the default lists: what patterns are matched against

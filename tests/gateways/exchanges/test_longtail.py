@@ -320,6 +320,16 @@ async def test_ccxt_gateway_polls_the_loopback_records_and_replays(shared_data: 
     assert type(res.adapter).__name__ == "Ccxt_binance"
     assert [e.wire_body() for e in res.events if e.KIND == "trade"] == live_trades
     assert {s: res.adapter.books.get(s).book.snapshot() for s in symbols} == live_books
+    # The command-line tools read it too.
+    from click.testing import CliRunner
+
+    from gateways.commands import replay as replay_command
+    from gateways.commands import symbols as symbols_command
+
+    out = CliRunner().invoke(symbols_command, ["CCXT_BINANCE", "--capture", str(capture), "--match", "SUSHI-*"])
+    assert out.exit_code == 0 and out.output.split()[:2] == ["SUSHI-USDT-PERP", "SUSHIUSDT"], out.output
+    out = CliRunner().invoke(replay_command, [str(capture)])
+    assert out.exit_code == 0 and "trade           78" in out.output, out.output
 
 
 async def test_ccxt_calls_go_through_the_rest_proxy(shared_data: Path, loopback_exchange) -> None:
