@@ -329,7 +329,8 @@ async def test_ccxt_gateway_polls_the_loopback_records_and_replays(shared_data: 
     out = CliRunner().invoke(symbols_command, ["CCXT_BINANCE", "--capture", str(capture), "--match", "SUSHI-*"])
     assert out.exit_code == 0 and out.output.split()[:2] == ["SUSHI-USDT-PERP", "SUSHIUSDT"], out.output
     out = CliRunner().invoke(replay_command, [str(capture)])
-    assert out.exit_code == 0 and "trade           78" in out.output, out.output
+    # (exit status 1: the outage's failed polls were recorded, and replay as the same errors)
+    assert out.exit_code == 1 and "trade           78" in out.output and "rest_status" in out.output, out.output
 
 
 async def test_ccxt_calls_go_through_the_rest_proxy(shared_data: Path, loopback_exchange) -> None:
