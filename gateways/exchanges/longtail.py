@@ -18,7 +18,9 @@ Channels (ccxt call, polled → events):
 - funding: ``fetch_funding_rate`` every 60 s → Funding when it changed;
 - open_interest: ``fetch_open_interest`` every ``open_interest_interval`` → OpenInterest when it changed;
 - mark, index: ``fetch_mark_price`` (the ticker where ccxt has no such call) every ``poll_interval``
-  → MarkPrice / IndexPrice when it changed (one call for both when both are subscribed).
+  → MarkPrice / IndexPrice when it changed (one call for both when both are subscribed);
+- bbo: ``fetch_ticker`` (one call with the ticker's) → BBO when it changed, for symbols without
+  l2_book (a book publishes its own BBO).
 
 Liquidations are not offered: ccxt's unified liquidation has no side, which a Liquidation needs.
 
@@ -51,6 +53,7 @@ import orjson
 from loguru import logger
 
 from cryptofeed_types import (
+    BBO,
     FUTURE,
     OPTION,
     PERPETUAL,
@@ -64,6 +67,7 @@ from cryptofeed_types import (
     Trade,
 )
 from gateways.adapter import (
+    BBO_CHANNEL,
     CANDLES,
     FUNDING,
     INDEX,
@@ -99,7 +103,10 @@ CALLS: dict[str, tuple[str, str]] = {
     # structure carries markPrice/indexPrice on most derivatives exchanges); see _call.
     MARK: ("fetch_mark_price", "fetchMarkPrice"),
     INDEX: ("fetch_mark_price", "fetchMarkPrice"),
+    BBO_CHANNEL: ("fetch_ticker", "fetchTicker"),
 }
+# A channel another one's call answers too: polled itself only for the symbols the other is not.
+RIDES_ON = {INDEX: MARK, BBO_CHANNEL: TICKER}
 FUNDING_PERIOD = 60.0     # s between funding polls (rates change every few hours; the mark moves)
 CANDLE_INTERVALS = {"1m": 60, "3m": 180, "5m": 300, "15m": 900, "30m": 1800, "1h": 3600, "2h": 7200,
                     "4h": 14400, "6h": 21600, "12h": 43200, "1d": 86400}
@@ -193,6 +200,9 @@ class CcxtAdapter(PolledCandles, Adapter):
         self._last_trade: dict[str, tuple[int, set[str]]] = {}   # symbol → (newest ts ms, ids at it)
         self._last: dict[tuple[str, str], tuple[Any, ...]] = {}  # (channel, symbol) → last published values
         self._refused: set[str] = set()
+        self._book_symbols = frozenset(subscription.symbols(L2_BOOK))
+        # BBO from the ticker only where no book gives it (a book publishes BBO on top changes).
+        self._bbo_from_ticker = frozenset(subscription.symbols(BBO_CHANNEL)) - self._book_symbols
 
     # ------------------------------------------------------------ instruments
     def instrument_requests(self) -> list[Fetch]:
@@ -263,10 +273,13 @@ class CcxtAdapter(PolledCandles, Adapter):
         channels = self._channels()
         for ch in channels:
             syms = [s for s in self.subscribed(ch) if s in self.ccxt_symbols]
-            if ch == INDEX and MARK in channels:
-                # One call answers both: the mark polls publish the index of these symbols too.
-                marks = set(self.subscribed(MARK))
-                syms = [s for s in syms if s not in marks]
+            host = RIDES_ON.get(ch)
+            if host in channels:
+                # One call answers both: the host's polls publish this channel for its symbols too.
+                hosted = set(self.subscribed(host))
+                syms = [s for s in syms if s not in hosted]
+            if ch == BBO_CHANNEL:
+                syms = [s for s in syms if s not in self._book_symbols]   # a book gives its own BBO
             period = int(self._period(ch) * _S)
             for i, sym in enumerate(syms):
                 key = (ch, sym)
@@ -334,6 +347,8 @@ class CcxtAdapter(PolledCandles, Adapter):
         self.books.delta(symbol, d_bids, d_asks, out, timestamp=stamp, receipt_timestamp=ts)
 
     def _ticker(self, symbol: str, data: dict[str, Any], ts: int, out: Output) -> None:
+        if symbol in self._bbo_from_ticker:
+            self._bbo(symbol, data, ts, out)
         values = (dec(data.get("bid")), dec(data.get("ask")), dec(data.get("last")), dec(data.get("baseVolume")))
         if not self._changed((TICKER, symbol), values):
             return
@@ -342,6 +357,19 @@ class CcxtAdapter(PolledCandles, Adapter):
         out.events.append(Ticker(self.exchange, symbol, bid=bid, ask=ask, last=last, volume=volume,
                                  exchange_symbol=self.to_exchange.get(symbol), timestamp=int(t) * _MS if t else None,
                                  receipt_timestamp=ts))
+
+    def _bbo(self, symbol: str, data: dict[str, Any], ts: int, out: Output) -> None:
+        values = (dec(data.get("bid")), dec(data.get("bidVolume")), dec(data.get("ask")), dec(data.get("askVolume")))
+        if values[0] is None and values[2] is None:
+            self.ignore("bbo_missing")
+            return
+        if not self._changed((BBO_CHANNEL, symbol), values):
+            return
+        bid, bid_size, ask, ask_size = values
+        t = data.get("timestamp")
+        out.events.append(BBO(self.exchange, symbol, bid=bid, bid_size=bid_size, ask=ask, ask_size=ask_size,
+                              exchange_symbol=self.to_exchange.get(symbol), timestamp=int(t) * _MS if t else None,
+                              receipt_timestamp=ts))
 
     def _funding(self, symbol: str, data: dict[str, Any], ts: int, out: Output) -> None:
         rate = dec(data.get("fundingRate"))
@@ -396,7 +424,8 @@ class CcxtAdapter(PolledCandles, Adapter):
         return True
 
     _HANDLERS: ClassVar[dict[str, Any]] = {L2_BOOK: _book, TICKER: _ticker, FUNDING: _funding,
-                                           OPEN_INTEREST: _open_interest, MARK: _mark, INDEX: _index}
+                                           OPEN_INTEREST: _open_interest, MARK: _mark, INDEX: _index,
+                                           BBO_CHANNEL: _bbo}
 
     def _trades(self, symbol: str, rows: list[Any], ts: int, out: Output) -> None:
         """New trades of one fetch_trades answer: after the newest of the previous answer, each once.

@@ -216,6 +216,23 @@ def test_tickers_funding_and_open_interest_when_they_change() -> None:
     assert isinstance(oi, OpenInterest) and oi.open_interest_str == "1234.5" and oi.symbol == "BTC-USDT-PERP"
 
 
+def test_bbo_from_the_ticker_where_no_book_gives_it() -> None:
+    ad = _adapter({"bbo": ["BTC-USDT", "BTC-USDT-PERP", "BTC-USD-20261225"], "ticker": ["BTC-USDT"],
+                   "l2_book": ["BTC-USD-20261225"]})
+    fetches = [f for i in range(3) for f in ad.on_timer(_T0 + i * _S // 3).actions]
+    # BTC-USDT: its ticker poll answers the bbo too; BTC-USD-20261225: its book gives the bbo.
+    assert sorted((f.tag, f.symbol) for f in fetches) == [("bbo", "BTC-USDT-PERP"), ("l2_book", "BTC-USD-20261225"),
+                                                           ("ticker", "BTC-USDT")]
+    tick = {"bid": "100.5", "bidVolume": "2", "ask": "101", "askVolume": "3", "last": "100.7"}
+    ticker = next(f for f in fetches if f.tag == "ticker")
+    assert [type(e) for e in _answer(ad, ticker, tick, _T0)] == [BBO, Ticker]
+    assert _answer(ad, ticker, {**tick, "last": "100.8"}, _T0 + _S) != [] and ad.counters["ignored.bbo_unchanged"] == 1
+    bbo = next(f for f in fetches if f.tag == "bbo")
+    (b,) = _answer(ad, bbo, tick, _T0)
+    assert (b.symbol, b.bid_str, b.bid_size_str, b.ask_str, b.ask_size_str) == ("BTC-USDT-PERP", "100.5", "2", "101", "3")
+    assert _answer(ad, bbo, {"last": "1"}, _T0 + _S) == [] and ad.counters["ignored.bbo_missing"] == 1
+
+
 def test_mark_and_index_prices_from_one_call() -> None:
     from cryptofeed_types import IndexPrice, MarkPrice
 
