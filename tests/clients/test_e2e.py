@@ -280,6 +280,15 @@ def _confirm(clients: list[Collector], pub: Publisher, prefixes: list[str]) -> i
     _phase(clients, seen(1), f"a heartbeat of epoch {pub.epoch}", nudge=pub.heartbeat)
     first = pub.heartbeat()
     _phase(clients, seen(first), f"heartbeat {first} of epoch {pub.epoch}")
+    # Each client asked for the snapshot of every prefix when it first saw this epoch. Until the
+    # service has answered them all, a late reply could hold messages published next (a last
+    # value, a book's state) for one client and not for another, which then drops them from the
+    # stream as already seen: the clients' message lists would differ by timing alone.
+    asked = len(clients) * len(prefixes)
+    while pub.counters["snapshot_requests"] < asked:
+        if time.monotonic() > deadline:
+            pytest.fail(f"{pub.counters['snapshot_requests']} of {asked} snapshot requests answered in {WAIT} s")
+        time.sleep(0.01)
     return first
 
 
