@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import orjson
 
 from gateways import exchanges as registry
 from gateways.adapter import Adapter, InstrumentPages
@@ -34,6 +35,19 @@ def _urls(pairs: tuple[str, ...]) -> dict[str, str]:
         if not sep:
             raise click.BadParameter(f"{pair!r}: expected NAME=URL (e.g. ws=ws://127.0.0.1:9000)")
         out[name] = url
+    return out
+
+
+def _settings(pairs: tuple[str, ...]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{pair!r}: expected KEY=VALUE (e.g. poll_interval=0.5)", param_hint="--option")
+        try:
+            out[key] = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            out[key] = text   # a plain word: its text
     return out
 
 
@@ -126,16 +140,28 @@ no_progress_option = click.option("--no-progress", is_flag=True, help="no progre
 @click.option("--pub", default=None, help="also publish on this PUB endpoint")
 @click.option("--url", "urls", multiple=True, help="override an exchange endpoint: NAME=URL (repeatable)")
 @click.option("--depth", type=int, default=0, help="REST snapshot depth")
+@click.option("--option", "options", multiple=True,
+              help="a gateway setting KEY=VALUE, VALUE read as JSON when it parses: poll_interval=0.5, "
+                   "silence_timeout=30, ccxt='{\"options\": {\"fetchMarkets\": [\"spot\"]}}' (repeatable)")
 @progress_option
 @no_progress_option
 def record(exchange: str, channels: str, symbols: str, out: Path, duration: float | None, pub: str | None,
-           urls: tuple[str, ...], depth: int, progress_interval: float | None, no_progress: bool) -> None:
+           urls: tuple[str, ...], depth: int, options: tuple[str, ...], progress_interval: float | None,
+           no_progress: bool) -> None:
     """Record EXCHANGE live into a feedfabric capture file."""
+    from pydantic import ValidationError
+
     from gateways.process import Gateway, GatewayConfig
 
-    cfg = GatewayConfig(name=f"record-{exchange.lower()}", exchange=exchange, channels=_split(channels),
-                        symbols=_split(symbols), pub=pub or "inproc://unused", record=out, urls=_urls(urls),
-                        depth=depth)
+    settings = _settings(options)
+    try:
+        cfg = GatewayConfig(name=f"record-{exchange.lower()}", exchange=exchange, channels=_split(channels),
+                            symbols=_split(symbols), pub=pub or "inproc://unused", record=out, urls=_urls(urls),
+                            depth=depth, **settings)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or exchange}: {e['msg']}"
+                             for e in exc.errors(include_url=False))
+        raise click.UsageError(problems) from None
     publisher = None if pub else _NullPublisher()
 
     progress = Progress(f"recording {exchange} to {out}", progress_interval, enabled=not no_progress)

@@ -5,6 +5,8 @@
   lets async tests wait for a condition with a bounded timeout.
 - :func:`wait_until`: poll a condition inside the event loop, bounded.
 - :class:`HttpProxy`: a minimal HTTP proxy on loopback that counts what it relays (proxy tests).
+- :class:`ThreadedLoopback`: the loopback exchange on a background thread's event loop, for
+  synchronous tests of command-line tools.
 - fixtures: ``loopback_exchange`` (async factory: a started :class:`gateways.loopback.Loopback`
   serving a capture, stopped at teardown), ``recording_publisher``.
 """
@@ -12,6 +14,8 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
+import threading
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
@@ -152,3 +156,53 @@ async def loopback_exchange() -> AsyncIterator[Callable[..., Any]]:
     yield factory
     for lb in started:
         await lb.stop()
+
+
+class ThreadedLoopback:
+    """A loopback exchange on its own event loop in a background thread, for synchronous tests
+    (command-line tools that run ``asyncio.run`` themselves)::
+
+        with ThreadedLoopback(path) as lb:
+            lb.call(lb.exchange.release, None)       # any Loopback method, run on its loop
+            CliRunner().invoke(record, [..., "--url", f"rest={lb.urls()['rest']}"])
+    """
+
+    def __init__(self, capture: Any, **kwargs: Any) -> None:
+        self._capture = capture
+        self._kwargs = kwargs
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="loopback", daemon=True)
+        self.exchange: Any = None   # the gateways.loopback.Loopback, once started
+
+    def call(self, fn: Callable[..., Any], *args: Any, timeout: float = 30.0) -> Any:
+        """``fn(*args)`` on the loopback's loop (awaited when it is a coroutine); its result."""
+        async def run() -> Any:
+            result = fn(*args)
+            return await result if inspect.isawaitable(result) else result
+        return asyncio.run_coroutine_threadsafe(run(), self.loop).result(timeout)
+
+    def urls(self) -> dict[str, str]:
+        return self.exchange.urls()
+
+    def __enter__(self) -> ThreadedLoopback:
+        from gateways.capture import read_capture
+        from gateways.loopback import Loopback
+
+        self._thread.start()
+        records = read_capture(self._capture) if isinstance(self._capture, (str, Path)) else self._capture
+
+        async def start() -> Any:
+            lb = Loopback(records, **self._kwargs)
+            await lb.start()
+            return lb
+        self.exchange = self.call(start)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if self.exchange is not None:
+                self.call(self.exchange.stop)
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(timeout=10)
+            self.loop.close()

@@ -48,3 +48,52 @@ def test_replay_command(shared_data: Path) -> None:
     assert "book_snapshot" in res.output and "trade" in res.output
     res = CliRunner().invoke(replay, ["/nonexistent/capture"])
     assert res.exit_code == 2 and "not a capture" in res.output
+
+
+def test_record_a_session_from_the_loopback_exchange_then_replay_it(shared_data: Path, tmp_path: Path) -> None:
+    """`feedfabric record` end to end: the loopback exchange (on its own thread) serves the capture,
+    the command records it for a while, and the recording replays."""
+    from feedfabric.testing.exchange import ThreadedLoopback
+    from gateways.capture import read_capture
+    from gateways.commands import record
+
+    out = tmp_path / "rec.ffcap"
+    with ThreadedLoopback(shared_data / "cryptofeed" / "BINANCE_FUTURES") as lb:
+        lb.call(lb.exchange.release, None)
+        urls = [f"--url={name}={url}" for name, url in lb.urls().items()]
+        res = CliRunner().invoke(record, ["BINANCE_FUTURES", "-c", "trades,l2_book", "-s", "SUSHI-*,CTK-USDT-PERP",
+                                          "-o", str(out), "--duration", "3", "--no-progress", *urls,
+                                          "--option", "silence_timeout=30", "--option", "backoff_max=1"])
+    assert res.exit_code == 0, res.output
+    recs = list(read_capture(out))
+    assert recs[0].data["channels"] == {"trades": ["SUSHI-USDT-PERP", "CTK-USDT-PERP"],
+                                        "l2_book": ["SUSHI-USDT-PERP", "CTK-USDT-PERP"]}
+    assert {r.kind for r in recs} >= {"header", "rest", "connect", "send", "recv"}
+    res = CliRunner().invoke(replay, [str(out)])
+    assert res.exit_code == 0 and "book_snapshot" in res.output and "trade" in res.output, res.output
+    # A setting the gateway does not have is one clear line, as is a malformed one.
+    res = CliRunner().invoke(record, ["BINANCE", "-c", "trades", "-s", "BTC-USDT", "-o", str(out),
+                                      "--option", "silense_timeout=3"])
+    assert res.exit_code == 2 and "silense_timeout: Extra inputs are not permitted" in res.output, res.output
+    res = CliRunner().invoke(record, ["BINANCE", "-c", "trades", "-s", "BTC-USDT", "-o", str(out), "--option", "x"])
+    assert res.exit_code == 2 and "expected KEY=VALUE" in res.output
+
+
+def test_record_a_ccxt_exchange_with_its_settings(shared_data: Path, tmp_path: Path) -> None:
+    from feedfabric.testing.exchange import ThreadedLoopback
+    from gateways.capture import read_capture
+    from gateways.commands import record
+
+    out = tmp_path / "ccxt.ffcap"
+    with ThreadedLoopback(shared_data / "cryptofeed" / "BINANCE_FUTURES", rest_only=True) as lb:
+        lb.call(lb.exchange.release, None)
+        res = CliRunner().invoke(record, [
+            "CCXT_BINANCE", "-c", "trades,l2_book", "-s", "SUSHI-USDT-PERP", "-o", str(out), "--duration", "2",
+            "--no-progress", f"--url=rest={lb.urls()['rest']}", "--option", "poll_interval=0.2",
+            "--option", 'ccxt={"enableRateLimit": false, "options": {"fetchMarkets": ["linear"]}}'])
+    assert res.exit_code == 0, res.output
+    recs = list(read_capture(out))
+    assert recs[0].data["exchange"] == "CCXT_BINANCE" and recs[0].data["poll_interval"] == 0.2
+    calls = [r.url.split("?")[0] for r in recs if r.kind == "rest"]
+    assert calls[0] == "ccxt:load_markets" and {"ccxt:fetch_trades", "ccxt:fetch_order_book"} <= set(calls)
+    assert calls.count("ccxt:fetch_order_book") >= 5          # every 0.2 s for 2 s
