@@ -5,6 +5,8 @@
 - :class:`PublisherProcess` — a real :class:`bus.publisher.Publisher` in a child process
   (multiprocessing, spawn), driven by commands; reports its own books for comparison.
 - :func:`drain_until` — receive from a subscriber until a condition holds (bounded wait).
+- :class:`PumpedSubscribers` — asyncio subscribers joining at any time, each received from in
+  the background (so its books follow the stream), closed together.
 - fixtures: ``bus_dir`` (private run directory for ipc sockets), ``bus_endpoint``
   (factory of GatewayEndpoint), ``publisher_factory``, ``subscriber_factory``,
   ``publisher_process`` (factory of PublisherProcess).
@@ -242,6 +244,57 @@ def drain_until(sub: Any, done: Callable[[], bool], timeout: float = 20.0,
             if on_message is not None:
                 on_message(m)
     return got
+
+
+class PumpedSubscribers:
+    """:class:`bus.subscriber.AsyncSubscriber` s on one endpoint, each joining when a test says
+    (from the start, halfway, after the fact) and received from in the background, so that
+    ``sub.book(...)`` follows the stream; all closed on exit::
+
+        async with PumpedSubscribers(endpoint, ["book."]) as subs:
+            subs.join()
+            ...
+            late = subs.join()        # its books can only come from the snapshot service
+    """
+
+    def __init__(self, endpoint: Any, prefixes: list[str], **options: Any) -> None:
+        self.endpoint = endpoint
+        self.prefixes = prefixes
+        self.options = {"heartbeat_timeout": 10, **options}
+        self.subscribers: list[Any] = []
+        self._pumps: list[Any] = []
+
+    def join(self) -> Any:
+        import asyncio
+
+        from bus.subscriber import AsyncSubscriber
+
+        sub = AsyncSubscriber(self.endpoint, self.prefixes, **self.options)
+        self.subscribers.append(sub)
+
+        async def pump() -> None:
+            while True:
+                await sub.recv(0.05)
+        self._pumps.append(asyncio.create_task(pump()))
+        return sub
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.subscribers)
+
+    def __len__(self) -> int:
+        return len(self.subscribers)
+
+    async def __aenter__(self) -> PumpedSubscribers:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        import asyncio
+
+        for task in self._pumps:
+            task.cancel()
+        await asyncio.gather(*self._pumps, return_exceptions=True)
+        for sub in self.subscribers:
+            sub.close()
 
 
 def books_match(sub: Any, state: dict[str, Any], exchange: str = "TESTEX") -> bool:

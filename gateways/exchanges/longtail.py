@@ -353,10 +353,8 @@ class CcxtAdapter(PolledCandles, Adapter):
         if not self._changed((TICKER, symbol), values):
             return
         bid, ask, last, volume = values
-        t = data.get("timestamp")
         out.events.append(Ticker(self.exchange, symbol, bid=bid, ask=ask, last=last, volume=volume,
-                                 exchange_symbol=self.to_exchange.get(symbol), timestamp=int(t) * _MS if t else None,
-                                 receipt_timestamp=ts))
+                                 **self._stamps(symbol, data, ts)))
 
     def _bbo(self, symbol: str, data: dict[str, Any], ts: int, out: Output) -> None:
         values = (dec(data.get("bid")), dec(data.get("bidVolume")), dec(data.get("ask")), dec(data.get("askVolume")))
@@ -366,10 +364,8 @@ class CcxtAdapter(PolledCandles, Adapter):
         if not self._changed((BBO_CHANNEL, symbol), values):
             return
         bid, bid_size, ask, ask_size = values
-        t = data.get("timestamp")
         out.events.append(BBO(self.exchange, symbol, bid=bid, bid_size=bid_size, ask=ask, ask_size=ask_size,
-                              exchange_symbol=self.to_exchange.get(symbol), timestamp=int(t) * _MS if t else None,
-                              receipt_timestamp=ts))
+                              **self._stamps(symbol, data, ts)))
 
     def _funding(self, symbol: str, data: dict[str, Any], ts: int, out: Output) -> None:
         rate = dec(data.get("fundingRate"))
@@ -379,10 +375,8 @@ class CcxtAdapter(PolledCandles, Adapter):
         values = (rate, dec(data.get("markPrice")), int(nxt) * _MS if nxt else None, dec(data.get("nextFundingRate")))
         if not self._changed((FUNDING, symbol), values):
             return
-        t = data.get("timestamp")
         out.events.append(Funding(self.exchange, symbol, values[0], mark_price=values[1], next_funding_time=values[2],
-                                  predicted_rate=values[3], exchange_symbol=self.to_exchange.get(symbol),
-                                  timestamp=int(t) * _MS if t else None, receipt_timestamp=ts))
+                                  predicted_rate=values[3], **self._stamps(symbol, data, ts)))
 
     def _open_interest(self, symbol: str, data: dict[str, Any], ts: int, out: Output) -> None:
         oi = dec(data.get("openInterestAmount"))
@@ -392,9 +386,7 @@ class CcxtAdapter(PolledCandles, Adapter):
             raise AdapterError("bad_open_interest", "no openInterestAmount")
         if not self._changed((OPEN_INTEREST, symbol), (oi,)):
             return
-        t = data.get("timestamp")
-        out.events.append(OpenInterest(self.exchange, symbol, oi, exchange_symbol=self.to_exchange.get(symbol),
-                                       timestamp=int(t) * _MS if t else None, receipt_timestamp=ts))
+        out.events.append(OpenInterest(self.exchange, symbol, oi, **self._stamps(symbol, data, ts)))
 
     def _mark(self, symbol: str, data: dict[str, Any], ts: int, out: Output) -> None:
         self._price(MARK, "markPrice", symbol, data, ts, out)
@@ -411,10 +403,14 @@ class CcxtAdapter(PolledCandles, Adapter):
             return
         if not self._changed((channel, symbol), (price,)):
             return
-        t = data.get("timestamp")
         cls = MarkPrice if channel == MARK else IndexPrice
-        out.events.append(cls(self.exchange, symbol, price, exchange_symbol=self.to_exchange.get(symbol),
-                              timestamp=int(t) * _MS if t else None, receipt_timestamp=ts))
+        out.events.append(cls(self.exchange, symbol, price, **self._stamps(symbol, data, ts)))
+
+    def _stamps(self, symbol: str, data: dict[str, Any], ts: int) -> dict[str, Any]:
+        """An event's exchange id and times: the answer's ``timestamp`` (ms) when it has one."""
+        t = data.get("timestamp")
+        return {"exchange_symbol": self.to_exchange.get(symbol), "timestamp": int(t) * _MS if t else None,
+                "receipt_timestamp": ts}
 
     def _changed(self, key: tuple[str, str], values: tuple[Any, ...]) -> bool:
         if self._last.get(key) == values:

@@ -471,7 +471,7 @@ async def test_fault_storm_through_the_bus(case: Case, shared_data: Path, loopba
     one that joins halfway through (while books are being repaired) and one that joins once the
     capture has played out (its books can only come from the snapshot service). All three end
     with every book equal to the truth."""
-    from bus.subscriber import AsyncSubscriber
+    from feedfabric.testing.bus import PumpedSubscribers
 
     seed = _seed(case)
     records = list(read_capture(shared_data / case.capture))
@@ -479,46 +479,27 @@ async def test_fault_storm_through_the_bus(case: Case, shared_data: Path, loopba
     lb = await loopback_exchange(records)
     ep = bus_endpoint("gw")
     gw = Gateway(_storm_config(case, lb, channels, pub=ep.pub, snapshot=ep.snapshot))
-    subs: list[AsyncSubscriber] = []
-    pumps: list[asyncio.Task[None]] = []
 
-    async def pump(sub: AsyncSubscriber) -> None:
-        while True:
-            await sub.recv(0.05)
+    async with PumpedSubscribers(ep, ["book.", "gap.", "reset."]) as subs, gw:
+        async def late_join() -> None:
+            subs.join()
 
-    def join() -> AsyncSubscriber:
-        sub = AsyncSubscriber(ep, ["book.", "gap.", "reset."], heartbeat_timeout=10)
-        subs.append(sub)
-        pumps.append(asyncio.create_task(pump(sub)))
-        return sub
+        subs.join()
+        await lb.wait_subscribed()
+        symbols = gw.adapter.subscription.symbols("l2_book")
+        keys = {s: case.key(gw.adapter, s) for s in symbols}
+        done = await _storm(lb, random.Random(seed), list(keys.values()), case.first, midway=late_join)
+        subs.join()
+        assert len(subs) == 3, done
 
-    async def late_join() -> None:
-        join()
+        def converged() -> bool:
+            return all(b is not None and b.snapshot() == lb.profile.truth_book(keys[s])
+                       for sub in subs for s in symbols for b in [sub.book(case.exchange, s)])
 
-    try:
-        async with gw:
-            join()
-            await lb.wait_subscribed()
-            symbols = gw.adapter.subscription.symbols("l2_book")
-            keys = {s: case.key(gw.adapter, s) for s in symbols}
-            done = await _storm(lb, random.Random(seed), list(keys.values()), case.first, midway=late_join)
-            join()
-            assert len(subs) == 3, done
-
-            def converged() -> bool:
-                return all(b is not None and b.snapshot() == lb.profile.truth_book(keys[s])
-                           for sub in subs for s in symbols for b in [sub.book(case.exchange, s)])
-
-            try:
-                await wait_until(converged, 20, f"every subscriber's books equal to the truth after {done}")
-            except TimeoutError as exc:
-                wrong = [(i, s) for i, sub in enumerate(subs) for s in symbols
-                         if (b := sub.book(case.exchange, s)) is None or b.snapshot() != lb.profile.truth_book(keys[s])]
-                raise AssertionError(f"seed {seed}, faults {done}, wrong (subscriber, book): {wrong}") from exc
-    finally:
-        for task in pumps:
-            task.cancel()
-        await asyncio.gather(*pumps, return_exceptions=True)
-        for sub in subs:
-            sub.close()
+        try:
+            await wait_until(converged, 20, f"every subscriber's books equal to the truth after {done}")
+        except TimeoutError as exc:
+            wrong = [(i, s) for i, sub in enumerate(subs) for s in symbols
+                     if (b := sub.book(case.exchange, s)) is None or b.snapshot() != lb.profile.truth_book(keys[s])]
+            raise AssertionError(f"seed {seed}, faults {done}, wrong (subscriber, book): {wrong}") from exc
     assert lb.errors == [], (seed, done)

@@ -433,7 +433,7 @@ async def test_a_late_subscriber_gets_the_ccxt_gateways_books_from_the_snapshot_
     """The long tail on the real bus: a subscriber there from the start and one joining after the
     capture has played out (its books can only come from the snapshot service) both hold the
     gateway's books."""
-    from bus.subscriber import AsyncSubscriber
+    from feedfabric.testing.bus import PumpedSubscribers
 
     lb = await loopback_exchange(shared_data / "cryptofeed" / "BINANCE_FUTURES", rest_only=True)
     ep = bus_endpoint("ccxt")
@@ -441,38 +441,19 @@ async def test_a_late_subscriber_gets_the_ccxt_gateways_books_from_the_snapshot_
     cfg = GatewayConfig(name="ccxt", exchange="CCXT_BINANCE", channels=["l2_book"], symbols=symbols,
                         pub=ep.pub, snapshot=ep.snapshot, urls={"rest": lb.urls()["rest"]}, depth=1000,
                         poll_interval=0.2, ccxt={"enableRateLimit": False, "options": {"fetchMarkets": ["linear"]}})
-    subs: list[AsyncSubscriber] = []
-    pumps: list[asyncio.Task[None]] = []
-
-    def join() -> None:
-        sub = AsyncSubscriber(ep, ["book."], heartbeat_timeout=10)
-        subs.append(sub)
-
-        async def pump() -> None:
-            while True:
-                await sub.recv(0.05)
-        pumps.append(asyncio.create_task(pump()))
-
     gw = Gateway(cfg)
-    try:
-        async with gw:
-            join()
-            await wait_until(lambda: all(gw.adapter.books.get(s) is not None for s in symbols), 10, "first polls")
-            lb.release(None)
-            await lb.wait_sent()
-            truth = {s: lb.profile.truth_book(s.split("-")[0] + "USDT") for s in symbols}
+    async with PumpedSubscribers(ep, ["book."]) as subs, gw:
+        subs.join()
+        await wait_until(lambda: all(gw.adapter.books.get(s) is not None for s in symbols), 10, "first polls")
+        lb.release(None)
+        await lb.wait_sent()
+        truth = {s: lb.profile.truth_book(s.split("-")[0] + "USDT") for s in symbols}
 
-            def equal(book: Any, s: str) -> bool:
-                def norm(sides: Any) -> list[list[tuple[Decimal, Decimal]]]:
-                    return [[(Decimal(p), Decimal(q)) for p, q in side] for side in sides]
-                return book is not None and norm(book.snapshot()) == norm(truth[s])
-            await wait_until(lambda: all(equal(gw.adapter.books.get(s).book, s) for s in symbols), 10, "gateway")
-            join()
-            await wait_until(lambda: all(equal(sub.book("BINANCE", s), s) for sub in subs for s in symbols), 10,
-                             "both subscribers' books")
-    finally:
-        for task in pumps:
-            task.cancel()
-        await asyncio.gather(*pumps, return_exceptions=True)
-        for sub in subs:
-            sub.close()
+        def equal(book: Any, s: str) -> bool:
+            def norm(sides: Any) -> list[list[tuple[Decimal, Decimal]]]:
+                return [[(Decimal(p), Decimal(q)) for p, q in side] for side in sides]
+            return book is not None and norm(book.snapshot()) == norm(truth[s])
+        await wait_until(lambda: all(equal(gw.adapter.books.get(s).book, s) for s in symbols), 10, "gateway")
+        subs.join()
+        await wait_until(lambda: all(equal(sub.book("BINANCE", s), s) for sub in subs for s in symbols), 10,
+                         "both subscribers' books")
