@@ -525,15 +525,14 @@ def _cross_check(topo: Topology, lines: _LineMap) -> list[Issue]:
                 seen.setdefault(value, path)
     if not topo.gateways and not topo.consumers:
         add((), "the topology defines no gateways and no consumers")
-    # Exchange ids the gateway registry knows (only when the registry is importable).
-    known = known_exchanges()
-    if known:
+    # Names no gateway adapter can have (only when the registry is importable; what importing an
+    # adapter reveals, e.g. a CCXT_<ID> ccxt lacks, is for the start-time checks).
+    registry = _registry()
+    if registry is not None:
         for name, gw in topo.gateways.items():
-            # CCXT_<id>: any of ccxt's exchanges, checked by the gateway's start-time checks.
-            if gw.exchange not in known and not gw.exchange.startswith("CCXT_"):
-                add(("gateways", name, "exchange"),
-                    f"unknown exchange {gw.exchange!r}; known: {', '.join(sorted(known))}, "
-                    "or CCXT_<id> for any of ccxt's exchanges")
+            problem = registry.unknown(gw.exchange)
+            if problem is not None:
+                add(("gateways", name, "exchange"), problem)
     return _dedupe_exact(issues)
 
 
@@ -545,24 +544,13 @@ def _dedupe_exact(issues: list[Issue]) -> list[Issue]:
     return out
 
 
-def known_exchanges() -> set[str]:
-    """Exchange ids of the gateway adapter registry (empty when gateways.exchanges is unavailable)."""
+def _registry() -> Any:
+    """The gateway adapter registry (gateways.exchanges), None where it is not installed."""
     try:
-        from gateways import exchanges as registry
+        from gateways import exchanges
     except Exception:  # noqa: BLE001 - the registry is optional for validation
-        return set()
-    for attr in ("names", "exchanges", "available"):
-        fn = getattr(registry, attr, None)
-        if callable(fn):
-            try:
-                return {str(n).upper() for n in fn()}
-            except Exception:  # noqa: BLE001
-                continue
-    for attr in ("REGISTRY", "ADAPTERS", "EXCHANGES"):
-        table = getattr(registry, attr, None)
-        if isinstance(table, Mapping) and table:
-            return {str(n).upper() for n in table}
-    return set()
+        return None
+    return exchanges
 
 
 #: A whole-topology check run after the model validated (``feedfabric.runner.start_problems``):

@@ -244,10 +244,11 @@ def _gateway_problems(topo: Topology, name: str, keys: bool) -> list[Problem]:
         from gateways import exchanges as registry
 
         adapter = registry.get(cfg.exchange)
-    except Exception as exc:  # noqa: BLE001 - an unknown exchange is reported by the topology check
+    except Exception as exc:  # noqa: BLE001 - reported below, or already by the topology check
         adapter = None
-        if cfg.exchange.startswith("CCXT_"):   # ... except the long tail's, known only to ccxt
-            out.append(((*base, "exchange"), str(exc.args[0] if exc.args else exc)))
+        if isinstance(exc, KeyError) and registry.unknown(cfg.exchange) is None:
+            # A name the topology check let through, refused once imported (a CCXT_<ID> ccxt lacks).
+            out.append(((*base, "exchange"), str(exc.args[0])))
     if adapter is not None:
         known = dict(getattr(adapter, "urls", {}) or {})
         for key in cfg.urls:

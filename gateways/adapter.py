@@ -290,12 +290,16 @@ class Adapter:
 
     Class attributes a subclass sets: ``exchange`` (the id used in events, e.g.
     ``'BINANCE'``), ``urls`` (named endpoints; a config can override any of them,
-    e.g. to point at the loopback exchange), ``rest_weight_per_minute``.
+    e.g. to point at the loopback exchange), ``rest_weight_per_minute``, and ``driver`` when
+    its actions are not websockets and HTTP GETs.
     """
 
     exchange: ClassVar[str] = ""
     urls: ClassVar[Mapping[str, str]] = {}
     rest_weight_per_minute: ClassVar[int] = 1200
+    # "module:Class" of the driver that performs this adapter's actions (named, not imported: the
+    # adapter stays free of I/O code); gateways.process.driver_class resolves it.
+    driver: ClassVar[str] = "gateways.driver:Driver"
     # Seconds between on_timer calls (None: the adapter needs no timer).
     timer_interval: ClassVar[float | None] = None
     # The candle bar length when the subscription names none (an exchange with a single

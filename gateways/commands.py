@@ -364,12 +364,12 @@ async def _fetch_all(adapter: Adapter) -> dict[str, str]:
     exchange = adapter.exchange
     out: dict[str, str] = {}
     hint = "check the network (or --url rest=...), or read them offline from a recording with --capture FILE"
-    from gateways.exchanges.longtail import CcxtAdapter
+    from gateways.driver import Driver
+    from gateways.process import driver_class
 
-    if isinstance(adapter, CcxtAdapter):   # the long tail: ccxt's load_markets, not an HTTP GET
-        from gateways.longtail_driver import CcxtDriver
-
-        driver = CcxtDriver(adapter, None)
+    driver_cls = driver_class(adapter)
+    if driver_cls is not Driver:   # requests that are not HTTP GETs (ccxt calls): the adapter's driver asks
+        driver = driver_cls(adapter, None)
         async with driver.rest_session():
             for fetch in adapter.instrument_requests():
                 status, body = await driver._request(fetch)

@@ -15,6 +15,7 @@ copied into the publisher's heartbeat counters every ``counters_interval`` secon
 from __future__ import annotations
 
 import asyncio
+import importlib
 import signal
 from collections import Counter
 from pathlib import Path
@@ -114,13 +115,12 @@ class GatewayConfig(BaseModel):
 
 
 def driver_class(adapter: Adapter) -> type[Driver]:
-    """The driver that performs ``adapter``'s I/O: the ccxt one for the long tail, else the native one."""
-    from gateways.exchanges.longtail import CcxtAdapter
-
-    if isinstance(adapter, CcxtAdapter):
-        from gateways.longtail_driver import CcxtDriver
-        return CcxtDriver
-    return Driver
+    """The driver that performs ``adapter``'s actions: the one its class names (``Adapter.driver``)."""
+    module, _, attr = adapter.driver.partition(":")
+    cls = getattr(importlib.import_module(module), attr)
+    if not (isinstance(cls, type) and issubclass(cls, Driver)):
+        raise TypeError(f"{adapter.driver} is not a Driver subclass")
+    return cls
 
 
 class Gateway:
@@ -198,31 +198,25 @@ class Gateway:
         assert isinstance(config.channels, dict)
         cls = exchanges.get(config.exchange)
         probe = cls(Subscription({}), urls=config.urls or None)
-        self.resolver = driver_class(probe)(probe, self.publisher, config=self._driver_config)
+        resolver = self.resolver = driver_class(probe)(probe, self.publisher, config=self._driver_config)
         if self._stopping:
             return None
         log = logger.bind(exchange=probe.exchange, gateway=config.name)
         try:
-            async with self.resolver.rest_session():
-                bodies = await self.resolver.load_instruments(
-                    instrument_requests(cls, config.channels, config.urls))
+            async with resolver.rest_session():
+                bodies = await resolver.load_instruments(instrument_requests(cls, config.channels, config.urls))
         finally:
             self.resolver = None
         if bodies is None:
             return None
         channels, unmatched = expand(config.channels, probe.symbols)
         for pattern in unmatched:
-            self._count("subscription.unmatched_pattern")
+            resolver._count("subscription.unmatched_pattern")
             log.warning("{}: symbol pattern {!r} matches none of its {} instruments", probe.exchange, pattern,
                         len(probe.symbols))
         log.info("{}: symbol patterns resolved: {}", probe.exchange,
                  ", ".join(f"{ch} {len(syms)}" for ch, syms in channels.items()))
         return config.model_copy(update={"channels": channels})
-
-    def _count(self, name: str, n: int = 1) -> None:
-        count = getattr(self.publisher, "count", None)
-        if count is not None:
-            count(name, n)
 
     async def _run(self) -> None:
         if self._driver is None:

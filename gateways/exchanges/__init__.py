@@ -12,6 +12,8 @@ import importlib
 
 from gateways.adapter import Adapter
 
+CCXT_PREFIX = "CCXT_"   # CCXT_<ID>: ccxt's exchange <id> through the long-tail adapter
+
 _REGISTRY: dict[str, str] = {
     "BINANCE": "gateways.exchanges.binance:BinanceSpot",
     "BINANCE_FUTURES": "gateways.exchanges.binance:BinanceFutures",
@@ -44,24 +46,30 @@ def names() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def unknown(name: str) -> str | None:
+    """Why ``name`` can name no adapter, judged without importing one (None: it may; :func:`get`
+    imports it and checks the rest, e.g. that ccxt has the exchange of a ``CCXT_<ID>``)."""
+    if name in _REGISTRY or (name.startswith(CCXT_PREFIX) and len(name) > len(CCXT_PREFIX)):
+        return None
+    return f"unknown exchange {name!r}; known: {', '.join(names())}, or CCXT_<id> for any of ccxt's exchanges"
+
+
 def get(name: str) -> type[Adapter]:
-    """The adapter class of an exchange id (KeyError listing the known ids when unknown)."""
+    """The adapter class of an exchange id (KeyError saying why when there is none)."""
     cls = _loaded.get(name)
     if cls is not None:
         return cls
-    if name not in _REGISTRY and name.startswith("CCXT_"):
+    problem = unknown(name)
+    if problem is not None:
+        raise KeyError(problem)
+    if name not in _REGISTRY:
         from gateways.exchanges.longtail import adapter_class
 
-        cls = _loaded[name] = adapter_class(name)
+        cls = _loaded[name] = adapter_class(name[len(CCXT_PREFIX):].lower())
         return cls
-    try:
-        target = _REGISTRY[name]
-    except KeyError:
-        raise KeyError(f"unknown exchange {name!r}; known: {', '.join(names())}, "
-                       "or CCXT_<id> for any of ccxt's exchanges") from None
-    module, _, attr = target.partition(":")
+    module, _, attr = _REGISTRY[name].partition(":")
     cls = getattr(importlib.import_module(module), attr)
     if not (isinstance(cls, type) and issubclass(cls, Adapter)):
-        raise TypeError(f"{target} is not an Adapter subclass")
+        raise TypeError(f"{_REGISTRY[name]} is not an Adapter subclass")
     _loaded[name] = cls
     return cls

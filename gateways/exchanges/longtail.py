@@ -84,9 +84,9 @@ from gateways.adapter import (
     Subscription,
 )
 from gateways.books import SYNCED, Books, no_rule
+from gateways.exchanges import CCXT_PREFIX
 from gateways.polling import Bar, CandlePoller, PolledCandles
 
-PREFIX = "CCXT_"          # CCXT_<ID>: the registry's names of this adapter
 SCHEME = "ccxt:"          # the URL scheme of a ccxt call
 _S = 1_000_000_000
 _MS = 1_000_000
@@ -187,6 +187,7 @@ class CcxtAdapter(PolledCandles, Adapter):
     # ccxt's `has` of this exchange (what it can fetch), read from ccxt when the class is made.
     has: ClassVar[Mapping[str, Any]] = {}
     urls = {"rest": ""}   # "": ccxt's own endpoints; a base URL replaces the scheme and host of all of them
+    driver = "gateways.longtail_driver:CcxtDriver"   # its Fetches are ccxt calls
     timer_interval = 0.1
 
     def __init__(self, subscription: Subscription, **kwargs: Any) -> None:
@@ -488,28 +489,20 @@ def _diff(old: Iterable[tuple[str, str]], new: list[tuple[str | None, str | None
     return out
 
 
-_classes: dict[str, type[CcxtAdapter]] = {}
-
-
-def adapter_class(name: str) -> type[CcxtAdapter]:
-    """The adapter class of registry name ``CCXT_<ID>`` (KeyError when ccxt has no exchange ``<id>``)."""
-    cls = _classes.get(name)
-    if cls is not None:
-        return cls
+def adapter_class(ccxt_id: str) -> type[CcxtAdapter]:
+    """A new adapter class for ccxt's exchange ``ccxt_id`` (KeyError when ccxt has none). The
+    registry makes (and keeps) it for the name ``CCXT_<ID>``: ``gateways.exchanges.get``."""
     import ccxt
 
-    ccxt_id = name[len(PREFIX):].lower()
     if ccxt_id not in ccxt.exchanges:
-        raise KeyError(f"unknown exchange {name!r}: ccxt has no exchange {ccxt_id!r} "
+        raise KeyError(f"unknown exchange {CCXT_PREFIX + ccxt_id.upper()!r}: ccxt has no exchange {ccxt_id!r} "
                        f"(ccxt {ccxt.__version__} knows {len(ccxt.exchanges)}: ccxt.exchanges)")
     probe = getattr(ccxt, ccxt_id)()
     rate_limit_ms = float(probe.rateLimit or 50)
-    cls = type(f"Ccxt_{ccxt_id}", (CcxtAdapter,), {
+    return type(f"Ccxt_{ccxt_id}", (CcxtAdapter,), {
         "__doc__": f"{ccxt_id} through ccxt's unified REST API (polled).",
         "exchange": ccxt_id.upper(), "ccxt_id": ccxt_id, "has": dict(probe.has),
         "tick_is_size": probe.precisionMode == ccxt.TICK_SIZE,
         # ccxt spaces its calls by rateLimit ms; the driver's budget allows the same rate.
         "rest_weight_per_minute": max(1, int(60_000 / rate_limit_ms)),
     })
-    _classes[name] = cls
-    return cls

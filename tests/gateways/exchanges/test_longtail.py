@@ -17,7 +17,7 @@ from feedfabric.testing.exchange import HttpProxy, RecordingPublisher, wait_unti
 from gateways import exchanges
 from gateways.adapter import Fetch, Subscription
 from gateways.capture import read_capture
-from gateways.exchanges.longtail import CcxtAdapter, adapter_class, call_url, dec, market_symbol, parse_call
+from gateways.exchanges.longtail import CcxtAdapter, call_url, dec, market_symbol, parse_call
 from gateways.process import Gateway, GatewayConfig
 from gateways.replay import Replayer
 
@@ -40,7 +40,7 @@ MARKETS = {
 
 
 def _adapter(channels: dict[str, list[str]] | None = None, **options: Any) -> CcxtAdapter:
-    cls = adapter_class("CCXT_BINANCE")
+    cls = exchanges.get("CCXT_BINANCE")
     ad = cls(Subscription(channels or {"trades": ["BTC-USDT"]}, **options))
     ad.load_instruments({call_url("load_markets"): orjson.dumps(MARKETS)})
     return ad
@@ -127,7 +127,7 @@ def test_book_depth_is_the_subscriptions() -> None:
 
 
 def test_a_channel_the_exchange_lacks_in_ccxt_is_refused_once() -> None:
-    cls = type("NoOI", (adapter_class("CCXT_BINANCE"),), {"has": {"fetchTrades": True}})
+    cls = type("NoOI", (exchanges.get("CCXT_BINANCE"),), {"has": {"fetchTrades": True}})
     ad = cls(Subscription({"trades": ["BTC-USDT"], "open_interest": ["BTC-USDT-PERP"]}))
     ad.load_instruments({call_url("load_markets"): orjson.dumps(MARKETS)})
     for i in range(3):
@@ -248,7 +248,7 @@ def test_mark_and_index_prices_from_one_call() -> None:
     index = next(f for f in fetches if f.tag == "index")
     assert _answer(ad, index, {"markPrice": "1"}, _T0) == [] and ad.counters["ignored.index_missing"] == 1
     # Where ccxt has no fetch_mark_price, the ticker answers (its unified structure carries both).
-    cls = type("NoMark", (adapter_class("CCXT_BINANCE"),), {"has": {"fetchTicker": True}})
+    cls = type("NoMark", (exchanges.get("CCXT_BINANCE"),), {"has": {"fetchTicker": True}})
     ad2 = cls(Subscription({"mark": ["BTC-USDT-PERP"]}))
     ad2.load_instruments({call_url("load_markets"): orjson.dumps(MARKETS)})
     (f,) = ad2.on_timer(_T0).actions
@@ -411,7 +411,7 @@ async def test_ccxt_names_the_instruments_as_the_native_adapter_does(shared_data
 
     path = shared_data / "cryptofeed" / capture
     lb = await loopback_exchange(path, rest_only=True)
-    ad = adapter_class("CCXT_BINANCE")(Subscription({}), urls={"rest": lb.urls()["rest"]})
+    ad = exchanges.get("CCXT_BINANCE")(Subscription({}), urls={"rest": lb.urls()["rest"]})
     driver = CcxtDriver(ad, None, config=DriverConfig(ccxt={"enableRateLimit": False,
                                                             "options": {"fetchMarkets": [markets]}}))
     async with driver.rest_session():
