@@ -314,9 +314,8 @@ class Driver:
         if self.preloaded_instruments is not None:
             adapter.load_instruments(self.preloaded_instruments)
             return
-        requests = adapter.instrument_requests()
-        if not requests or await self.load_instruments(requests) is None:
-            return
+        if not await self.load_instruments(adapter.instrument_requests()):
+            return   # stopped, or no instrument lists to load
         unknown = adapter.check_subscription()
         if unknown:
             self.log.warning("{}: subscribed symbols unknown to the exchange: {}", adapter.exchange, unknown)

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing as mp
 import os
 import queue
@@ -265,8 +266,6 @@ class PumpedSubscribers:
         self._pumps: list[Any] = []
 
     def join(self) -> Any:
-        import asyncio
-
         from bus.subscriber import AsyncSubscriber
 
         sub = AsyncSubscriber(self.endpoint, self.prefixes, **self.options)
@@ -288,8 +287,6 @@ class PumpedSubscribers:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        import asyncio
-
         for task in self._pumps:
             task.cancel()
         await asyncio.gather(*self._pumps, return_exceptions=True)

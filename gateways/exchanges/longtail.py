@@ -65,6 +65,7 @@ from cryptofeed_types import (
     Symbol,
     Ticker,
     Trade,
+    price_key,
 )
 from gateways.adapter import (
     BBO_CHANNEL,
@@ -147,13 +148,6 @@ def dec(value: Any) -> str | None:
     return text
 
 
-def _same(a: str | None, b: str | None) -> bool:
-    try:
-        return a == b or (a is not None and b is not None and Decimal(a) == Decimal(b))
-    except InvalidOperation:
-        return False
-
-
 def market_symbol(market: Mapping[str, Any], tick_is_size: bool) -> Symbol:
     """Our Symbol of a ccxt market (raises ValueError/KeyError/TypeError on one we can't name)."""
     kind = _KINDS[market["type"]]
@@ -200,7 +194,8 @@ class CcxtAdapter(PolledCandles, Adapter):
         self._inflight: set[tuple[str, str]] = set()    # polls asked and not answered yet
         self._last_trade: dict[str, tuple[int, set[str]]] = {}   # symbol → (newest ts ms, ids at it)
         self._last: dict[tuple[str, str], tuple[Any, ...]] = {}  # (channel, symbol) → last published values
-        self._refused: set[str] = set()
+        self._plan: list[tuple[str, list[str], int]] | None = None   # _polls(), per set of symbols
+        self._candles = False   # candles polled (subscribed and offered): set with the plan
         self._book_symbols = frozenset(subscription.symbols(L2_BOOK))
         # BBO from the ticker only where no book gives it (a book publishes BBO on top changes).
         self._bbo_from_ticker = frozenset(subscription.symbols(BBO_CHANNEL)) - self._book_symbols
@@ -238,21 +233,38 @@ class CcxtAdapter(PolledCandles, Adapter):
             return "fetch_ticker", "fetchTicker"
         return method, has
 
-    def _channels(self) -> list[str]:
-        """The subscribed polled channels this exchange offers in ccxt (others refused once)."""
-        out = []
-        for ch in CALLS:
-            if not self.subscription.symbols(ch):
-                continue
-            has = self._call(ch)[1]
-            if self.has.get(has):
-                out.append(ch)
-            elif ch not in self._refused:
-                self._refused.add(ch)
-                self.count("subscription.unsupported_channel")
-                logger.bind(exchange=self.exchange).error("{}: {} not polled: ccxt's {} has no {}", self.exchange, ch,
-                                                          self.ccxt_id, has)
-        return out
+    def _offered(self, channel: str, has: str) -> bool:
+        """Whether ccxt offers ``channel`` here (``has``); refused once otherwise: logged, counted."""
+        if self.has.get(has):
+            return True
+        self.count("subscription.unsupported_channel")
+        logger.bind(exchange=self.exchange).error("{}: {} not polled: ccxt's {} has no {}", self.exchange, channel,
+                                                  self.ccxt_id, has)
+        return False
+
+    def _polls(self) -> list[tuple[str, list[str], int]]:
+        """What the timer polls: (channel, symbols, period ns) per polled channel, derived once per set of
+        symbols (``set_symbols`` clears it). A channel another one's call answers (RIDES_ON) is polled
+        only for the symbols that one is not; bbo only where no book gives it."""
+        if self._plan is None:
+            offered = [ch for ch in CALLS if self.subscription.symbols(ch) and self._offered(ch, self._call(ch)[1])]
+            self._candles = bool(self.subscription.symbols(CANDLES)) and self._offered(CANDLES, "fetchOHLCV")
+            plan = []
+            for ch in offered:
+                syms = [s for s in self.subscribed(ch) if s in self.ccxt_symbols]
+                host = RIDES_ON.get(ch)
+                if host in offered:
+                    hosted = set(self.subscribed(host))
+                    syms = [s for s in syms if s not in hosted]
+                if ch == BBO_CHANNEL:
+                    syms = [s for s in syms if s not in self._book_symbols]
+                plan.append((ch, syms, int(self._period(ch) * _S)))
+            self._plan = plan
+        return self._plan
+
+    def set_symbols(self, symbols: Iterable[Symbol]) -> None:
+        super().set_symbols(symbols)
+        self._plan = None
 
     def _period(self, channel: str) -> float:
         if channel == OPEN_INTEREST:
@@ -271,17 +283,7 @@ class CcxtAdapter(PolledCandles, Adapter):
         return Fetch(url, 1, channel, symbol)
 
     def handle_timer(self, ts: int, out: Output) -> None:
-        channels = self._channels()
-        for ch in channels:
-            syms = [s for s in self.subscribed(ch) if s in self.ccxt_symbols]
-            host = RIDES_ON.get(ch)
-            if host in channels:
-                # One call answers both: the host's polls publish this channel for its symbols too.
-                hosted = set(self.subscribed(host))
-                syms = [s for s in syms if s not in hosted]
-            if ch == BBO_CHANNEL:
-                syms = [s for s in syms if s not in self._book_symbols]   # a book gives its own BBO
-            period = int(self._period(ch) * _S)
+        for ch, syms, period in self._polls():
             for i, sym in enumerate(syms):
                 key = (ch, sym)
                 due = self._next.get(key)
@@ -292,12 +294,8 @@ class CcxtAdapter(PolledCandles, Adapter):
                     self._next[key] = max(due + period, ts)
                     self._inflight.add(key)
                     out.actions.append(self._request(ch, sym))
-        if self.subscription.symbols(CANDLES):
-            if self.has.get("fetchOHLCV"):
-                self.candle_poller.poll(ts, out)
-            elif CANDLES not in self._refused:
-                self._refused.add(CANDLES)
-                self.count("subscription.unsupported_channel")
+        if self._candles:
+            self.candle_poller.poll(ts, out)
 
     def handle_resync(self, symbol: str, ts: int, out: Output) -> None:
         # A polled book is rebuilt by its next poll, which finds it invalid and installs it whole:
@@ -428,24 +426,24 @@ class CcxtAdapter(PolledCandles, Adapter):
         """New trades of one fetch_trades answer: after the newest of the previous answer, each once.
         The first answer sets the mark only (its trades happened before the gateway looked; none at
         all: every later one is new)."""
-        rows = sorted(rows, key=lambda r: int(r["timestamp"] or 0))
+        # (ms, id, row), oldest first: each row's instant and id read once.
+        stamped = sorted(((int(r["timestamp"] or 0), None if r.get("id") is None else str(r["id"]), r) for r in rows),
+                         key=lambda x: x[0])
         mark = self._last_trade.get(symbol)
-        newest = int(rows[-1]["timestamp"] or 0) if rows else (mark[0] if mark else 0)
-        at_newest = {str(r["id"]) for r in rows if int(r["timestamp"] or 0) == newest}
+        newest = stamped[-1][0] if stamped else (mark[0] if mark else 0)
+        at_newest = {rid for t, rid, _ in stamped if t == newest}
         if mark is None:
             self._last_trade[symbol] = (newest, at_newest)
-            if rows:
-                self.count("ignored.trade_history", len(rows))
+            if stamped:
+                self.count("ignored.trade_history", len(stamped))
             return
         last_ts, last_ids = mark
-        if rows and last_ts and int(rows[0]["timestamp"] or 0) > last_ts:
+        if stamped and last_ts and stamped[0][0] > last_ts:
             # The page starts after our mark: trades between the two answers may be missing.
             self.count("trades.page_full")
         xs = self.to_exchange.get(symbol)
         built = []
-        for r in rows:
-            t = int(r["timestamp"] or 0)
-            rid = None if r.get("id") is None else str(r["id"])
+        for t, rid, r in stamped:
             if t < last_ts or (t == last_ts and rid in last_ids):
                 continue
             side = r.get("side")
@@ -454,7 +452,7 @@ class CcxtAdapter(PolledCandles, Adapter):
             built.append(Trade(self.exchange, symbol, side, dec(r["amount"]), dec(r["price"]), id=rid,
                                exchange_symbol=xs, timestamp=t * _MS if t else None, receipt_timestamp=ts))
         out.events.extend(built)
-        if rows:
+        if stamped:
             self._last_trade[symbol] = (newest, at_newest | (last_ids if newest == last_ts else set()))
 
     # ------------------------------------------------------------ candles
@@ -477,14 +475,15 @@ class CcxtAdapter(PolledCandles, Adapter):
 
 
 def _diff(old: Iterable[tuple[str, str]], new: list[tuple[str | None, str | None]]) -> list[tuple[str, str]]:
-    """The levels that change ``old`` into ``new``: new or resized levels, and removed ones at size 0."""
-    before = {Decimal(p): (p, s) for p, s in old}
-    after: dict[Decimal, tuple[str, str]] = {}
+    """The levels that change ``old`` into ``new``: new or resized levels, and removed ones at size 0.
+    Prices and sizes compare as the book keys them (``price_key``: exact, "1.50" is "1.5")."""
+    before = {price_key(p): (p, price_key(s)) for p, s in old}
+    after: dict[Any, tuple[str, str]] = {}
     for p, s in new:
         if p is None or s is None:
             raise AdapterError("bad_level", repr((p, s)))
-        after[Decimal(p)] = (p, s)
-    out = [(p, s) for k, (p, s) in after.items() if k not in before or not _same(before[k][1], s)]
+        after[price_key(p)] = (p, s)
+    out = [(p, s) for k, (p, s) in after.items() if k not in before or before[k][1] != price_key(s)]
     out += [(p, "0") for k, (p, _) in before.items() if k not in after]
     return out
 
