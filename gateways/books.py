@@ -407,15 +407,17 @@ class Books:
                               receipt_timestamp=rts))
 
 
-def share_books(adapter: Any, publisher: Any) -> bool:
+def share_books(adapter: Any, publisher: Any, provider: Any = None) -> bool:
     """Let ``publisher``'s snapshot service serve ``adapter.books`` instead of mirroring them.
 
     True when done: the adapter keeps its L2 books in a :class:`Books` (every L2 event it
-    publishes comes from there) and the publisher supports ``share_books``.
+    publishes comes from there) and the publisher supports ``share_books``. ``provider``
+    replaces ``adapter.books.shared_book`` (a gateway whose books are spread over several
+    adapters, gateways.process).
     """
     books = getattr(adapter, "books", None)
     share = getattr(publisher, "share_books", None)
     if not isinstance(books, Books) or share is None:
         return False
-    share(books.exchange, books.shared_book)
+    share(books.exchange, provider or books.shared_book)
     return True

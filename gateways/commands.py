@@ -167,7 +167,7 @@ def record(exchange: str, channels: str, symbols: str, out: Path, duration: floa
     progress = Progress(f"recording {exchange} to {out}", progress_interval, enabled=not no_progress)
 
     def counts(gw: Any) -> tuple[int, int]:
-        records = gw.recorder.records if gw.recorder is not None else 0
+        records = sum(part.recorder.records for part in gw.parts if part.recorder is not None)
         pub_counters = getattr(gw.publisher, "counters", {}) or {}
         if isinstance(gw.publisher, _NullPublisher):
             events = sum(v for k, v in pub_counters.items() if not k.startswith(("errors", "ignored")))
@@ -192,10 +192,11 @@ def record(exchange: str, channels: str, symbols: str, out: Path, duration: floa
                 if reporter is not None:
                     reporter.cancel()
         progress.close()
-        if gw.recorder is None:   # stopped before its symbol patterns were matched
+        if not gw.parts:   # stopped before its symbol patterns were matched
             click.echo(f"{out}: nothing recorded (stopped before the instruments loaded)", err=True)
-        else:
-            click.echo(f"{out}: {gw.recorder.records} records in {gw.recorder.blocks} blocks", err=True)
+        for part in gw.parts:   # more than one: rematch_interval found instruments listed since
+            rec = part.recorder
+            click.echo(f"{rec.path}: {rec.records} records in {rec.blocks} blocks", err=True)
 
     try:
         asyncio.run(amain())

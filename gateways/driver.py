@@ -199,6 +199,10 @@ class Driver:
         self.recorder = recorder
         self.preloaded_instruments = instruments
         self.budget = RestBudget(adapter.rest_weight_per_minute)
+        # Appended to connection ids in Status (set_feed_state): a gateway that runs several
+        # adapters of one exchange (symbols listed after its start, gateways.process) keeps the
+        # feeds of each apart, e.g. "WS" and "WS+1".
+        self.feed_suffix = ""
         self.counters: Counter[str] = Counter()
         self.ws: dict[str, ClientConnection] = {}
         self.connected = asyncio.Event()
@@ -493,7 +497,7 @@ class Driver:
             self._count("connects")
             if self.recorder is not None:
                 self.recorder.connect(conn, ts, spec.url)
-            self.publisher.set_feed_state(conn, "connected")
+            self.publisher.set_feed_state(conn + self.feed_suffix, "connected")
             self.connected.set()
             await self.handle(adapter.on_open(conn, ts))
             helpers.append(asyncio.create_task(self._subscribe(spec)))
@@ -533,7 +537,7 @@ class Driver:
             if self.recorder is not None:
                 self.recorder.close_conn(conn, ts, reason)
             self._count("disconnects")
-            self.publisher.set_feed_state(conn, "disconnected", reason)
+            self.publisher.set_feed_state(conn + self.feed_suffix, "disconnected", reason)
             await self.handle(adapter.on_close(conn, ts, reason))
         return reason
 

@@ -31,7 +31,7 @@ import asyncio
 import collections
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from decimal import Decimal
 from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, urlsplit
@@ -1164,6 +1164,9 @@ class Loopback:
         self._silent = False
         self._rest_failure: int | None = None   # the status REST requests get instead (0: dropped)
         self.rest_failures = 0
+        # (path, body) -> the body answered instead, e.g. an instrument list without the instrument
+        # a test "lists" later by setting this back to None.
+        self.rest_filter: Callable[[str, bytes], bytes] | None = None
         self._skip: set[str] = set()
         self._clients: list[_Client] = []
         self._lock = asyncio.Lock()   # a truth snapshot and the capture's messages never interleave
@@ -1529,4 +1532,6 @@ class Loopback:
             body = self.profile.rest_fallback(request.path, query)
         if body is None:
             return web.Response(status=404, text='{"code":-1121,"msg":"Invalid symbol."}')
+        if self.rest_filter is not None:
+            body = self.rest_filter(request.path, body)
         return web.Response(body=body, content_type="application/json")

@@ -18,6 +18,7 @@ import asyncio
 import importlib
 import signal
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,9 @@ class GatewayConfig(BaseModel):
     snapshot: str | None = None
     urls: dict[str, str] = Field(default_factory=dict, description="exchange URL overrides by name (ws, rest)")
     record: Path | None = Field(None, description="capture file to append every frame to (.ffcap)")
+    rematch_interval: float | None = Field(None, gt=0, description="symbol patterns: seconds between matches "
+                                           "against the exchange's instruments again; instruments listed "
+                                           "since are subscribed (None: matched once, at start)")
     heartbeat_interval: float = Field(1.0, gt=0)
     sndhwm: int = Field(100_000, ge=0)
     counters_interval: float = Field(1.0, gt=0)
@@ -97,6 +101,9 @@ class GatewayConfig(BaseModel):
         unknown = set(self.channels) - set(CHANNELS)
         if unknown:
             raise ValueError(f"unknown channels {sorted(unknown)}; known: {', '.join(CHANNELS)}")
+        if self.rematch_interval is not None and not has_patterns(self.channels):
+            raise ValueError("rematch_interval needs symbol patterns (e.g. 'BTC-*'): exact symbols have "
+                             "nothing to match again")
         return self
 
     def subscription(self) -> Subscription:
@@ -123,18 +130,40 @@ def driver_class(adapter: Adapter) -> type[Driver]:
     return cls
 
 
+@dataclass(eq=False)
+class Part:
+    """One adapter of a gateway with its driver and recorder. A gateway runs one; with
+    ``rematch_interval`` each re-match that finds new instruments adds one for them."""
+
+    config: GatewayConfig          # its explicit channels and symbols
+    adapter: Adapter
+    driver: Driver
+    recorder: Any = None           # a CaptureWriter when the gateway records
+    task: asyncio.Task[None] | None = None
+    copied: Counter[str] = field(default_factory=Counter)   # adapter counters already reported
+
+
+def part_capture(path: Path, n: int) -> Path:
+    """The capture file part ``n`` of a gateway records into: ``path`` itself for the first,
+    ``<stem>.<n><suffix>`` beside it for later ones (each replays on its own)."""
+    return path if n == 0 else path.with_name(f"{path.stem}.{n}{path.suffix}")
+
+
 class Gateway:
     """A running gateway inside the current event loop: ``async with Gateway(cfg) as gw: ...``.
 
     ``publisher`` may be given (tests); otherwise a bus Publisher is created and bound. When the
     config's symbols hold patterns (gateways.selection), the adapter, the driver and the recorder
     are built once they are resolved, inside the gateway's task: :attr:`adapter` and
-    :attr:`driver` raise until then, :attr:`resolved` is set then.
+    :attr:`driver` raise until then, :attr:`resolved` is set then. With ``rematch_interval`` the
+    patterns are matched again that often; instruments listed since get a :class:`Part` of their
+    own (its own connections, the same publisher), so the running feeds are never touched.
     """
 
     def __init__(self, config: GatewayConfig, *, publisher: Any = None, driver_config: DriverConfig | None = None
                  ) -> None:
         self.config = config
+        self.requested = config   # as given, patterns included (config becomes the resolved one)
         self._driver_config = driver_config or config.driver_config()
         self._own_publisher = publisher is None
         if publisher is None:
@@ -145,60 +174,93 @@ class Gateway:
         self.publisher = publisher
         self.resolved = asyncio.Event()
         self.resolver: Driver | None = None   # the instrument loading that resolves patterns, while it runs
-        self._adapter: Adapter | None = None
-        self._driver: Driver | None = None
-        self.recorder: Any = None
+        self.parts: list[Part] = []
+        self.unlisted: set[str] = set()       # subscribed symbols a re-match no longer found listed
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._counters_task: asyncio.Task[None] | None = None
-        self._copied: Counter[str] = Counter()
+        self._rematch_task: asyncio.Task[None] | None = None
         assert isinstance(config.channels, dict)
         if not has_patterns(config.channels):
             self._build(config)
 
     @property
     def adapter(self) -> Adapter:
-        if self._adapter is None:
+        """The first part's adapter (the only one unless a re-match added instruments)."""
+        if not self.parts:
             raise RuntimeError(f"gateway {self.config.name}: symbol patterns not resolved yet "
                                "(they are matched once the instruments load; await gw.resolved.wait())")
-        return self._adapter
+        return self.parts[0].adapter
 
     @property
     def driver(self) -> Driver:
-        if self._driver is None:
+        if not self.parts:
             raise RuntimeError(f"gateway {self.config.name}: symbol patterns not resolved yet")
-        return self._driver
+        return self.parts[0].driver
 
-    def _build(self, config: GatewayConfig) -> None:
-        """The adapter, its recorder and driver, for a config whose symbols are all explicit."""
-        self.config = config
-        adapter = self._adapter = config.make_adapter()
-        share_books(adapter, self.publisher)  # its snapshot service serves the adapter's own books
+    @property
+    def recorder(self) -> Any:
+        return self.parts[0].recorder if self.parts else None
+
+    def subscribed(self) -> dict[str, list[str]]:
+        """Channel → symbols over all parts, in the order they were added."""
+        out: dict[str, list[str]] = {}
+        for part in self.parts:
+            assert isinstance(part.config.channels, dict)
+            for ch, syms in part.config.channels.items():
+                out.setdefault(ch, []).extend(syms)
+        return out
+
+    def _build(self, config: GatewayConfig) -> Part:
+        """A part (adapter, recorder, driver) for a config whose symbols are all explicit."""
+        n = len(self.parts)
+        adapter = config.make_adapter()
+        recorder = None
         if config.record is not None:
             from gateways.capture import CaptureWriter
             # The registry's name (CCXT_<ID> for the long tail), so a replay picks the same adapter.
-            self.recorder = CaptureWriter(config.record, exchange=config.exchange,
-                                          channels=config.subscription().channels,
-                                          meta={"gateway": config.name, "depth": config.depth,
-                                                "candle_interval": config.candle_interval,
-                                                "open_interest_interval": config.open_interest_interval,
-                                                "poll_interval": config.poll_interval})
-        self._driver = driver_class(adapter)(adapter, self.publisher, config=self._driver_config,
-                                             recorder=self.recorder)
-        self.resolved.set()
+            recorder = CaptureWriter(part_capture(config.record, n), exchange=config.exchange,
+                                     channels=config.subscription().channels,
+                                     meta={"gateway": config.name, "part": n, "depth": config.depth,
+                                           "candle_interval": config.candle_interval,
+                                           "open_interest_interval": config.open_interest_interval,
+                                           "poll_interval": config.poll_interval})
+        driver = driver_class(adapter)(adapter, self.publisher, config=self._driver_config, recorder=recorder)
+        part = Part(config, adapter, driver, recorder)
+        self.parts.append(part)
+        if n == 0:
+            self.config = config
+            # The snapshot service serves the adapters' own books: one provider for all parts,
+            # registered before the first book event (later parts hold other symbols).
+            share_books(adapter, self.publisher, self._shared_book)
+            self.resolved.set()
+        else:
+            driver.budget = self.parts[0].driver.budget   # one REST budget per exchange
+            driver.feed_suffix = f"+{n}"
+        return part
 
-    async def _resolve(self) -> GatewayConfig | None:
-        """The config with its patterns replaced by the instruments they match (None: stopped first).
+    def _shared_book(self, symbol: str) -> Any:
+        for part in self.parts:
+            book = part.adapter.books.shared_book(symbol)   # type: ignore[attr-defined]
+            if book is not None:
+                return book
+        return None
+
+    async def _resolve(self, *, again: bool = False) -> GatewayConfig | None:
+        """The requested config with its patterns replaced by the instruments they match (None:
+        stopped first). ``again``: a re-match, which logs quietly and reports no unmatched pattern twice.
 
         The instrument lists are loaded by a driver of their own (same proxies, budget and retries
         as the gateway's); the gateway's driver then loads them again for the adapter it runs, so
         its capture holds them as always.
         """
-        config = self.config
+        config = self.requested
         assert isinstance(config.channels, dict)
         cls = exchanges.get(config.exchange)
         probe = cls(Subscription({}), urls=config.urls or None)
         resolver = self.resolver = driver_class(probe)(probe, self.publisher, config=self._driver_config)
+        if self.parts:
+            resolver.budget = self.parts[0].driver.budget
         if self._stopping:
             return None
         log = logger.bind(exchange=probe.exchange, gateway=config.name)
@@ -210,6 +272,9 @@ class Gateway:
         if bodies is None:
             return None
         channels, unmatched = expand(config.channels, probe.symbols)
+        if again:
+            self._unlisted(channels, probe.symbols, log)
+            return config.model_copy(update={"channels": channels})
         for pattern in unmatched:
             resolver._count("subscription.unmatched_pattern")
             log.warning("{}: symbol pattern {!r} matches none of its {} instruments", probe.exchange, pattern,
@@ -218,14 +283,49 @@ class Gateway:
                  ", ".join(f"{ch} {len(syms)}" for ch, syms in channels.items()))
         return config.model_copy(update={"channels": channels})
 
+    def _unlisted(self, channels: dict[str, list[str]], listed: Any, log: Any) -> None:
+        # Kept subscribed (the exchange may only have paused it, and its feeds cost nothing once
+        # silent), but said once and counted, so a dashboard sees a delisting.
+        matched = {s for syms in channels.values() for s in syms}
+        for symbol in {s for syms in self.subscribed().values() for s in syms} - matched - self.unlisted:
+            if symbol in listed:
+                continue   # still listed, only not matched any more by an exact name's channel
+            self.unlisted.add(symbol)
+            self._count("subscription.unlisted")
+            log.warning("{}: {} is no longer listed; its feeds are kept", self.requested.exchange, symbol)
+
+    async def _rematch(self, interval: float) -> None:
+        """Every ``interval`` s: match the patterns again; a part for the instruments listed since."""
+        log = logger.bind(exchange=self.requested.exchange, gateway=self.requested.name)
+        while not self._stopping:
+            await asyncio.sleep(interval)
+            config = await self._resolve(again=True)
+            if config is None or self._stopping:
+                return
+            have = {ch: set(syms) for ch, syms in self.subscribed().items()}
+            assert isinstance(config.channels, dict)
+            new = {ch: [s for s in syms if s not in have.get(ch, ())] for ch, syms in config.channels.items()}
+            new = {ch: syms for ch, syms in new.items() if syms}
+            if not new:
+                continue
+            part = self._build(config.model_copy(update={"channels": new}))
+            part.task = asyncio.create_task(part.driver.run(), name=f"gateway:{self.config.name}+{len(self.parts) - 1}")
+            added = sorted({s for syms in new.values() for s in syms})
+            self._count("subscription.listed", len(added))
+            log.info("{}: newly listed, subscribed on connections of their own (part {}): {}",
+                     self.requested.exchange, len(self.parts) - 1, ", ".join(added))
+
     async def _run(self) -> None:
-        if self._driver is None:
+        if not self.parts:
             config = await self._resolve()
             if config is None:
                 return
             self._build(config)
             if self._stopping:
                 return
+        interval = self.requested.rematch_interval
+        if interval is not None:
+            self._rematch_task = asyncio.create_task(self._rematch(interval), name=f"rematch:{self.config.name}")
         await self.driver.run()
 
     async def start(self) -> Gateway:
@@ -236,22 +336,24 @@ class Gateway:
         return self
 
     def request_stop(self) -> None:
-        """Ask the gateway to stop (from a signal handler too): its driver, or its pattern resolution."""
+        """Ask the gateway to stop (from a signal handler too): its drivers, or its pattern resolution."""
         self._stopping = True
-        for driver in (self.resolver, self._driver):
+        drivers = [self.resolver] + [p.driver for p in self.parts]
+        for driver in drivers:
             if driver is not None:
                 driver.stop()
 
     async def stop(self) -> None:
         self.request_stop()
-        for task in (self._task, self._counters_task):
+        for task in (self._rematch_task, self._counters_task):
             if task is not None:
-                if task is self._counters_task:
-                    task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+                task.cancel()
+        tasks = [self._task, self._rematch_task, self._counters_task] + [p.task for p in self.parts]
+        await asyncio.gather(*(t for t in tasks if t is not None), return_exceptions=True)
         self.copy_counters()
-        if self.recorder is not None:
-            self.recorder.close()
+        for part in self.parts:
+            if part.recorder is not None:
+                part.recorder.close()
         if self._own_publisher:
             self.publisher.close()
 
@@ -265,15 +367,21 @@ class Gateway:
         if self._task is not None:
             await self._task
 
+    def _count(self, name: str, n: int = 1) -> None:
+        count = getattr(self.publisher, "count", None)
+        if count is not None:
+            count(name, n)
+
     def copy_counters(self) -> None:
         count = getattr(self.publisher, "count", None)
-        if count is None or self._adapter is None:
+        if count is None:
             return
-        for name, value in self._adapter.counters.items():
-            delta = value - self._copied[name]
-            if delta:
-                count(f"adapter.{name}", delta)
-                self._copied[name] = value
+        for part in self.parts:
+            for name, value in part.adapter.counters.items():
+                delta = value - part.copied[name]
+                if delta:
+                    count(f"adapter.{name}", delta)
+                    part.copied[name] = value
 
     async def _copy_counters(self) -> None:
         while True:

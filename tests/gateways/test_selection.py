@@ -3,8 +3,10 @@ and a live gateway that resolves them through the loopback exchange, records and
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
+import orjson
 import pytest
 
 from feedfabric.testing.exchange import RecordingPublisher, wait_until
@@ -102,6 +104,103 @@ async def test_a_stop_during_resolution_ends_the_gateway(shared_data: Path, loop
         await wait_until(lambda: gw.resolver is not None and gw.resolver.counters["instrument_errors"] >= 1, 10,
                          "a failed instrument load")
     assert gw.resolved.is_set() is False and gw._task is not None and gw._task.done()
+
+
+FOUR = ["SUSHI-*", "AKRO-*", "KEEP-*", "CTK-*"]   # the BINANCE_FUTURES capture's four symbols
+
+
+def _hiding(symbol: str):
+    """A loopback ``rest_filter``: Binance's exchangeInfo without ``symbol`` (not listed yet)."""
+    def rest_filter(path: str, body: bytes) -> bytes:
+        if not path.endswith("/exchangeInfo"):
+            return body
+        info = orjson.loads(body)
+        info["symbols"] = [s for s in info["symbols"] if s["symbol"] != symbol]
+        return orjson.dumps(info)
+    return rest_filter
+
+
+async def test_a_rematch_subscribes_what_was_listed_since_on_connections_of_its_own(
+        shared_data: Path, loopback_exchange, tmp_path: Path) -> None:
+    records = list(read_capture(shared_data / "cryptofeed" / "BINANCE_FUTURES"))
+    symbols = records[0].data["channels"]["l2_book"]   # SUSHI, AKRO, KEEP and CTK -USDT-PERP
+    lb = await loopback_exchange(records)
+    lb.rest_filter = _hiding("CTKUSDT")
+    capture = tmp_path / "patterns.ffcap"
+    cfg = GatewayConfig(name="bnf", exchange="BINANCE_FUTURES", channels=["trades", "l2_book"],
+                        symbols=FOUR, rematch_interval=0.1, pub="inproc://unused", urls=lb.urls(),
+                        backoff_initial=0.05, record=capture)
+    pub = RecordingPublisher("BINANCE_FUTURES")
+    wanted = {s for s in lb.expected if s.endswith(("@aggTrade", "@depth@100ms"))}
+    ctk = {s for s in wanted if s.startswith("ctkusdt@")}
+    with captured_logs() as logs:
+        async with Gateway(cfg, publisher=pub) as gw:
+            await wait_until(lambda: lb.subscribed_streams() == wanted - ctk, 10, "the three listed subscribed")
+            lb.release(400)                    # the market moves on, CTK's book included
+            await lb.wait_sent()
+            infos = sum("exchangeInfo" in r for r in lb.rest_requests)
+            await wait_until(lambda: sum("exchangeInfo" in r for r in lb.rest_requests) >= infos + 3, 10,
+                             "re-matches")
+            assert len(gw.parts) == 1 and pub.counters["subscription.listed"] == 0
+
+            lb.rest_filter = None              # CTK is listed
+            await wait_until(lambda: len(gw.parts) == 2 and lb.subscribed_streams() == wanted, 10,
+                             "CTK subscribed")
+            assert gw.parts[1].config.channels == {"trades": ["CTK-USDT-PERP"], "l2_book": ["CTK-USDT-PERP"]}
+            assert gw.subscribed()["l2_book"] == [p.replace("*", "USDT-PERP") for p in FOUR]
+            assert lb.connections == 2 and lb.errors == []   # part 0's connection untouched
+            await asyncio.sleep(0.3)                          # more re-matches: nothing more to add
+            assert len(gw.parts) == 2
+            lb.release()
+            await lb.wait_sent()
+
+            def synced(sym: str) -> bool:
+                part = next(p for p in gw.parts if sym in p.config.channels["l2_book"])
+                sb = part.adapter.books.get(sym)
+                return sb is not None and sb.state == "synced" and sb.book.snapshot() == lb.profile.truth_book(
+                    sb.exchange_symbol)
+            await wait_until(lambda: all(synced(s) for s in symbols), 10, "every book equal to the truth")
+            published = pub.books()
+            for sym in symbols:
+                assert published[sym] is not None and published[sym].snapshot() == lb.profile.truth_book(
+                    sym.split("-")[0] + "USDT"), sym
+            assert any(t.symbol == "CTK-USDT-PERP" for t in pub.of_kind("trade"))
+    assert pub.counters["subscription.listed"] == 1
+    assert pub.feeds == {"BINANCE_FUTURES.0": "disconnected", "BINANCE_FUTURES.0+1": "disconnected"}
+    assert any("newly listed" in str(line) and "CTK-USDT-PERP" in str(line) for line in logs)
+    # Each part records a capture of its own that replays alone.
+    first, second = list(read_capture(capture)), list(read_capture(tmp_path / "patterns.1.ffcap"))
+    assert second[0].data["channels"] == {"trades": ["CTK-USDT-PERP"], "l2_book": ["CTK-USDT-PERP"]}
+    assert (first[0].data["part"], second[0].data["part"]) == (0, 1)
+    for rec, syms in ((first, set(symbols) - {"CTK-USDT-PERP"}), (second, {"CTK-USDT-PERP"})):
+        res = Replayer(collect=True).run(rec)
+        assert {e.symbol for e in res.events if e.KIND == "trade"} == syms and res.adapter.error_counts() == {}
+
+
+async def test_a_rematch_that_no_longer_finds_a_symbol_keeps_its_feeds_and_says_so_once(
+        shared_data: Path, loopback_exchange) -> None:
+    records = list(read_capture(shared_data / "cryptofeed" / "BINANCE_FUTURES"))
+    lb = await loopback_exchange(records)
+    cfg = GatewayConfig(name="bnf", exchange="BINANCE_FUTURES", channels=["trades"], symbols=FOUR,
+                        rematch_interval=0.05, pub="inproc://unused", urls=lb.urls(), backoff_initial=0.05)
+    pub = RecordingPublisher("BINANCE_FUTURES")
+    with captured_logs() as logs:
+        async with Gateway(cfg, publisher=pub) as gw:
+            await wait_until(lambda: len(lb.subscribed_streams()) == 4, 10, "subscribed")
+            lb.rest_filter = _hiding("KEEPUSDT")
+            await wait_until(lambda: "KEEP-USDT-PERP" in gw.unlisted, 10, "KEEP unlisted")
+            infos = sum("exchangeInfo" in r for r in lb.rest_requests)
+            await wait_until(lambda: sum("exchangeInfo" in r for r in lb.rest_requests) >= infos + 3, 10,
+                             "re-matches")
+            assert len(lb.subscribed_streams()) == 4 and len(gw.parts) == 1
+    assert pub.counters["subscription.unlisted"] == 1
+    assert sum("KEEP-USDT-PERP is no longer listed" in str(line) for line in logs) == 1
+
+
+def test_rematch_interval_needs_patterns() -> None:
+    with pytest.raises(ValueError, match="rematch_interval needs symbol patterns"):
+        GatewayConfig(name="x", exchange="BINANCE", channels=["trades"], symbols=["BTC-USDT"],
+                      rematch_interval=60, pub="inproc://unused")
 
 
 def test_replay_matches_patterns_against_the_captures_symbols(shared_data: Path) -> None:
