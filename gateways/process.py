@@ -29,7 +29,7 @@ from gateways import exchanges
 from gateways.adapter import CHANNELS, Adapter, Subscription
 from gateways.books import share_books
 from gateways.driver import Driver, DriverConfig, proxy_problem
-from gateways.selection import expand, has_patterns, instrument_requests
+from gateways.selection import REMATCH_BUDGET_SHARE, expand, has_patterns, instrument_requests, rematch_floor
 
 
 class GatewayConfig(BaseModel):
@@ -101,9 +101,15 @@ class GatewayConfig(BaseModel):
         unknown = set(self.channels) - set(CHANNELS)
         if unknown:
             raise ValueError(f"unknown channels {sorted(unknown)}; known: {', '.join(CHANNELS)}")
-        if self.rematch_interval is not None and not has_patterns(self.channels):
-            raise ValueError("rematch_interval needs symbol patterns (e.g. 'BTC-*'): exact symbols have "
-                             "nothing to match again")
+        if self.rematch_interval is not None:
+            if not has_patterns(self.channels):
+                raise ValueError("rematch_interval needs symbol patterns (e.g. 'BTC-*'): exact symbols have "
+                                 "nothing to match again")
+            floor = rematch_floor(exchanges.get(self.exchange), self.channels, self.urls)
+            if self.rematch_interval < floor:
+                raise ValueError(f"rematch_interval {self.rematch_interval:g} s is too short for {self.exchange}: "
+                                 f"its instrument lists would take over {REMATCH_BUDGET_SHARE:.0%} of its REST "
+                                 f"weight per minute, which resyncs need; at least {floor:g} s")
         return self
 
     def subscription(self) -> Subscription:

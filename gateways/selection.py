@@ -3,13 +3,14 @@
 A symbol in a gateway's config is either a normalized symbol (``BTC-USDT``) or a pattern in
 :mod:`fnmatch` syntax over normalized symbols, case-sensitive: ``*`` any text, ``?`` one
 character, ``[...]`` one of a set (``BTC-*``, ``*-USDT-PERP``, ``ETH-USD-2025????``; ``*`` alone
-is every instrument the exchange lists). Patterns are resolved once, before the adapter is
-built: a live gateway against the instrument lists it loads at start (gateways.process), a
-replaying one against the symbols its capture recorded (feedfabric.runner). The adapter, the
+is every instrument the exchange lists). Patterns are resolved before the adapter is built: a
+live gateway against the instrument lists it loads at start, and again every ``rematch_interval``
+when set (gateways.process), a replaying one against the symbols its capture recorded
+(feedfabric.runner). The adapter, the
 capture header and everything downstream only ever see the explicit list.
 
 Pure functions, no I/O: what to fetch is :func:`instrument_requests`, what it selects is
-:func:`expand`.
+:func:`expand`, how often it may be fetched again is :func:`rematch_floor`.
 """
 
 from __future__ import annotations
@@ -72,3 +73,19 @@ def instrument_requests(cls: type[Adapter], channels: Mapping[str, Iterable[str]
         for fetch in cls(Subscription(sub), urls=dict(urls) if urls else None).instrument_requests():
             requests.setdefault(fetch.url, fetch)
     return list(requests.values())
+
+
+# The share of an exchange's REST weight per minute that re-matching patterns may spend: the rest
+# is for what cannot wait (book snapshots of resyncs, polls).
+REMATCH_BUDGET_SHARE = 0.1
+
+
+def rematch_floor(cls: type[Adapter], channels: Mapping[str, Iterable[str]],
+                  urls: Mapping[str, str] | None = None) -> float:
+    """The shortest ``rematch_interval`` (s) at which loading the instrument lists again spends at
+    most :data:`REMATCH_BUDGET_SHARE` of ``cls``'s REST weight per minute (0: no budget known)."""
+    weight = sum(f.weight for f in instrument_requests(cls, channels, urls))
+    budget = cls.rest_weight_per_minute
+    if not budget or not weight:
+        return 0.0
+    return 60.0 * weight / (REMATCH_BUDGET_SHARE * budget)

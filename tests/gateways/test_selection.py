@@ -16,7 +16,7 @@ from gateways.adapter import Subscription
 from gateways.capture import HEADER, read_capture
 from gateways.process import Gateway, GatewayConfig
 from gateways.replay import Replayer
-from gateways.selection import exact, expand, has_patterns, instrument_requests, is_pattern
+from gateways.selection import exact, expand, has_patterns, instrument_requests, is_pattern, rematch_floor
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -128,7 +128,7 @@ async def test_a_rematch_subscribes_what_was_listed_since_on_connections_of_its_
     lb.rest_filter = _hiding("CTKUSDT")
     capture = tmp_path / "patterns.ffcap"
     cfg = GatewayConfig(name="bnf", exchange="BINANCE_FUTURES", channels=["trades", "l2_book"],
-                        symbols=FOUR, rematch_interval=0.1, pub="inproc://unused", urls=lb.urls(),
+                        symbols=FOUR, rematch_interval=0.25, pub="inproc://unused", urls=lb.urls(),
                         backoff_initial=0.05, record=capture)
     pub = RecordingPublisher("BINANCE_FUTURES")
     wanted = {s for s in lb.expected if s.endswith(("@aggTrade", "@depth@100ms"))}
@@ -182,7 +182,7 @@ async def test_a_rematch_that_no_longer_finds_a_symbol_keeps_its_feeds_and_says_
     records = list(read_capture(shared_data / "cryptofeed" / "BINANCE_FUTURES"))
     lb = await loopback_exchange(records)
     cfg = GatewayConfig(name="bnf", exchange="BINANCE_FUTURES", channels=["trades"], symbols=FOUR,
-                        rematch_interval=0.05, pub="inproc://unused", urls=lb.urls(), backoff_initial=0.05)
+                        rematch_interval=0.25, pub="inproc://unused", urls=lb.urls(), backoff_initial=0.05)
     pub = RecordingPublisher("BINANCE_FUTURES")
     with captured_logs() as logs:
         async with Gateway(cfg, publisher=pub) as gw:
@@ -197,10 +197,19 @@ async def test_a_rematch_that_no_longer_finds_a_symbol_keeps_its_feeds_and_says_
     assert sum("KEEP-USDT-PERP is no longer listed" in str(line) for line in logs) == 1
 
 
-def test_rematch_interval_needs_patterns() -> None:
+def test_rematch_interval_needs_patterns_and_leaves_most_of_the_rest_budget_to_resyncs() -> None:
     with pytest.raises(ValueError, match="rematch_interval needs symbol patterns"):
         GatewayConfig(name="x", exchange="BINANCE", channels=["trades"], symbols=["BTC-USDT"],
                       rematch_interval=60, pub="inproc://unused")
+    # BitMEX: 30 weight a minute, 1 for its instrument list: at most one load every 20 s (10 %).
+    assert rematch_floor(exchanges.get("BITMEX"), {"trades": ["*"]}) == 20
+    # OKX: three lists (spot, swaps, futures) of weight 1 against 600 a minute.
+    assert rematch_floor(exchanges.get("OKX"), {"trades": ["*"]}) == 3
+    with pytest.raises(ValueError, match=r"rematch_interval 5 s is too short for BITMEX.*at least 20 s"):
+        GatewayConfig(name="x", exchange="BITMEX", channels=["trades"], symbols=["*"], rematch_interval=5,
+                      pub="inproc://unused")
+    assert GatewayConfig(name="x", exchange="BITMEX", channels=["trades"], symbols=["*"], rematch_interval=20,
+                         pub="inproc://unused").rematch_interval == 20
 
 
 def test_replay_matches_patterns_against_the_captures_symbols(shared_data: Path) -> None:
