@@ -277,9 +277,14 @@ class Gateway:
             self.resolver = None
         if bodies is None:
             return None
+        if again and not probe.symbols:
+            # An exchange in maintenance may answer an empty list: not a delisting of everything.
+            resolver._count("subscription.rematch_empty")
+            log.warning("{}: the instrument lists came back empty; nothing re-matched this time", probe.exchange)
+            return config.model_copy(update={"channels": self.subscribed()})
         channels, unmatched = expand(config.channels, probe.symbols)
         if again:
-            self._unlisted(channels, probe.symbols, log)
+            self._unlisted(probe.symbols, log)
             return config.model_copy(update={"channels": channels})
         for pattern in unmatched:
             resolver._count("subscription.unmatched_pattern")
@@ -289,16 +294,18 @@ class Gateway:
                  ", ".join(f"{ch} {len(syms)}" for ch, syms in channels.items()))
         return config.model_copy(update={"channels": channels})
 
-    def _unlisted(self, channels: dict[str, list[str]], listed: Any, log: Any) -> None:
+    def _unlisted(self, listed: Any, log: Any) -> None:
         # Kept subscribed (the exchange may only have paused it, and its feeds cost nothing once
         # silent), but said once and counted, so a dashboard sees a delisting.
-        matched = {s for syms in channels.values() for s in syms}
-        for symbol in {s for syms in self.subscribed().values() for s in syms} - matched - self.unlisted:
-            if symbol in listed:
-                continue   # still listed, only not matched any more by an exact name's channel
-            self.unlisted.add(symbol)
-            self._count("subscription.unlisted")
-            log.warning("{}: {} is no longer listed; its feeds are kept", self.requested.exchange, symbol)
+        for symbol in sorted(s for s in self.unlisted if s in listed):
+            self.unlisted.discard(symbol)   # so a later delisting is said again
+            log.info("{}: {} is listed again", self.requested.exchange, symbol)
+        subscribed = {s for syms in self.subscribed().values() for s in syms}
+        for symbol in sorted(subscribed - self.unlisted):
+            if symbol not in listed:
+                self.unlisted.add(symbol)
+                self._count("subscription.unlisted")
+                log.warning("{}: {} is no longer listed; its feeds are kept", self.requested.exchange, symbol)
 
     async def _rematch(self, interval: float) -> None:
         """Every ``interval`` s: match the patterns again; a part for the instruments listed since."""

@@ -184,17 +184,32 @@ async def test_a_rematch_that_no_longer_finds_a_symbol_keeps_its_feeds_and_says_
     cfg = GatewayConfig(name="bnf", exchange="BINANCE_FUTURES", channels=["trades"], symbols=FOUR,
                         rematch_interval=0.25, pub="inproc://unused", urls=lb.urls(), backoff_initial=0.05)
     pub = RecordingPublisher("BINANCE_FUTURES")
+
+    async def rematches(n: int) -> None:
+        infos = sum("exchangeInfo" in r for r in lb.rest_requests)
+        await wait_until(lambda: sum("exchangeInfo" in r for r in lb.rest_requests) >= infos + n, 10,
+                         f"{n} re-matches")
+
     with captured_logs() as logs:
         async with Gateway(cfg, publisher=pub) as gw:
             await wait_until(lambda: len(lb.subscribed_streams()) == 4, 10, "subscribed")
             lb.rest_filter = _hiding("KEEPUSDT")
             await wait_until(lambda: "KEEP-USDT-PERP" in gw.unlisted, 10, "KEEP unlisted")
-            infos = sum("exchangeInfo" in r for r in lb.rest_requests)
-            await wait_until(lambda: sum("exchangeInfo" in r for r in lb.rest_requests) >= infos + 3, 10,
-                             "re-matches")
-            assert len(lb.subscribed_streams()) == 4 and len(gw.parts) == 1
-    assert pub.counters["subscription.unlisted"] == 1
-    assert sum("KEEP-USDT-PERP is no longer listed" in str(line) for line in logs) == 1
+            await rematches(3)
+            assert len(lb.subscribed_streams()) == 4 and len(gw.parts) == 1 and lb.connections == 1
+            assert pub.counters["subscription.unlisted"] == 1
+            lb.rest_filter = None                          # back (a pause, not a delisting)
+            await wait_until(lambda: not gw.unlisted, 10, "KEEP listed again")
+            lb.rest_filter = _hiding("KEEPUSDT")           # and gone again: said again
+            await wait_until(lambda: "KEEP-USDT-PERP" in gw.unlisted, 10, "KEEP unlisted again")
+            # An empty answer (maintenance) is not a delisting of everything.
+            lb.rest_filter = lambda path, body: b'{"symbols": []}' if path.endswith("/exchangeInfo") else body
+            await wait_until(lambda: pub.counters["subscription.rematch_empty"] >= 2, 10, "empty lists")
+            assert gw.unlisted == {"KEEP-USDT-PERP"} and len(gw.parts) == 1
+    assert pub.counters["subscription.unlisted"] == 2
+    assert sum("KEEP-USDT-PERP is no longer listed" in str(line) for line in logs) == 2
+    assert sum("KEEP-USDT-PERP is listed again" in str(line) for line in logs) == 1
+    assert any("instrument lists came back empty" in str(line) for line in logs)
 
 
 def test_rematch_interval_needs_patterns_and_leaves_most_of_the_rest_budget_to_resyncs() -> None:
