@@ -239,6 +239,12 @@ class Publisher:
         with self._lock:
             self._extra[name] = self._extra.get(name, 0) + n
 
+    def all_counters(self) -> dict[str, int]:
+        """Every counter a heartbeat reports: the publisher's own and the extra ones (:meth:`count`:
+        the adapter's, the driver's, ...), e.g. for a metrics endpoint."""
+        with self._lock:
+            return {**self.counters, **self._extra}
+
     def subscriptions(self) -> dict[str, int]:
         """Subscribe messages read so far in this epoch, per prefix: one per subscriber and per
         (re)connection (XPUB_VERBOSE). A prefix counted here is in libzmq's filter: every message

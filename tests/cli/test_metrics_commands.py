@@ -80,3 +80,19 @@ consumers:
         store.close()
     with pytest.raises(RunError, match=r"consumers.bad.options.no_such_option: unknown option of the ohlcv consumer kind; accepted: grace, interval"):
         build_consumer(topo, "bad")
+
+
+def test_a_gateways_metrics_hold_the_counters_of_its_adapter_and_replay_too(
+        tmp_path: Path, short_run_dir: Path, sim_captures: Path, run_cli) -> None:
+    # Counters added through Publisher.count (replay passes, adapter and driver counters) are in
+    # the heartbeats and must be in /metrics as well, not only the publisher's own.
+    port = _free_port()
+    topo = tmp_path / "t.yaml"
+    topo.write_text(f"run_dir: {short_run_dir}\ngateways:\n  binance:\n    exchange: BINANCE\n"
+                    "    channels: [trades, l2_book]\n    symbols: [BTC-USDT]\n"
+                    f"    metrics_port: {port}\n    replay: {{path: {sim_captures}/binance.ffcap}}\n")
+    gw = run_cli(["gateway", "binance", "-t", str(topo), "--duration", "30"])
+    gw.wait_for(r"replay pass 1 of", 30)
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    assert 'feedfabric_counter_total{name="replay_passes",process="binance"}' in text
+    assert 'feedfabric_counter_total{name="messages",process="binance"}' in text
