@@ -535,7 +535,7 @@ def _replay_gateway(topo: Topology, name: str, stop: threading.Event, log: Any) 
     """
     from bus.publisher import Publisher
     from feedfabric.metrics import serve_metrics
-    from gateways.capture import read_capture
+    from gateways.capture import later_parts_note, read_capture
     from gateways.replay import Replayer
 
     cfg = topo.gateways[name]
@@ -543,6 +543,8 @@ def _replay_gateway(topo: Topology, name: str, stop: threading.Event, log: Any) 
     assert replay is not None
     if not Path(replay.path).exists():
         raise RunError(f"gateways.{name}.replay.path: {replay.path} does not exist")
+    if (note := later_parts_note(replay.path)) is not None:
+        log.warning("gateways.{}.replay.path: {}", name, note)
     ep = topo.gateway_endpoint(name)
     channels = None if cfg.symbols is None else {ch: list(cfg.symbols) for ch in cfg.channels}
     options: dict[str, Any] = {}

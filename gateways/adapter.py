@@ -297,6 +297,9 @@ class Adapter:
     exchange: ClassVar[str] = ""
     urls: ClassVar[Mapping[str, str]] = {}
     rest_weight_per_minute: ClassVar[int] = 1200
+    # The shortest time between two loads of the instrument lists a gateway re-matching its symbol
+    # patterns may ask (0: what the REST budget allows, gateways.selection.rematch_floor).
+    instruments_reload_min: ClassVar[float] = 0.0
     # "module:Class" of the driver that performs this adapter's actions (named, not imported: the
     # adapter stays free of I/O code); gateways.process.driver_class resolves it.
     driver: ClassVar[str] = "gateways.driver:Driver"

@@ -220,13 +220,15 @@ def replay(capture: Path, exchange: str | None, pub: str | None, snapshot: str |
     """Replay CAPTURE (feedfabric, cryptofeed or tardis format) through its adapter."""
     import time
 
-    from gateways.capture import capture_format, read_capture
+    from gateways.capture import capture_format, later_parts_note, read_capture
     from gateways.replay import Replayer
 
     try:
         capture_format(capture)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="CAPTURE") from None
+    if (note := later_parts_note(capture)) is not None:
+        click.echo(f"note: {note}", err=True)
     publisher = None
     if pub:
         from bus.publisher import Publisher

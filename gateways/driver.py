@@ -201,7 +201,7 @@ class Driver:
         self.budget = RestBudget(adapter.rest_weight_per_minute)
         # Appended to connection ids in Status (set_feed_state): a gateway that runs several
         # adapters of one exchange (symbols listed after its start, gateways.process) keeps the
-        # feeds of each apart, e.g. "WS" and "WS+1".
+        # feeds of each apart, e.g. "BINANCE_FUTURES.0" and "BINANCE_FUTURES.0+1".
         self.feed_suffix = ""
         self.counters: Counter[str] = Counter()
         self.ws: dict[str, ClientConnection] = {}

@@ -53,6 +53,9 @@ class GatewayConfig(BaseModel):
     rematch_interval: float | None = Field(None, gt=0, description="symbol patterns: seconds between matches "
                                            "against the exchange's instruments again; instruments listed "
                                            "since are subscribed (None: matched once, at start)")
+    rematch_max_parts: int = Field(4, ge=2, description="re-matching: the most parts (sets of connections) "
+                                   "a gateway runs; at the limit the newest part is rebuilt with the new "
+                                   "instruments added")
     heartbeat_interval: float = Field(1.0, gt=0)
     sndhwm: int = Field(100_000, ge=0)
     counters_interval: float = Field(1.0, gt=0)
@@ -92,6 +95,27 @@ class GatewayConfig(BaseModel):
             raise ValueError(exc.args[0]) from None
         return v
 
+    @field_validator("rematch_interval")
+    @classmethod
+    def _rematch(cls, v: float | None, info: ValidationInfo) -> float | None:
+        data = info.data
+        if v is None or "exchange" not in data or "channels" not in data:
+            return v   # no re-matching, or the fields it depends on are refused already
+        channels = data["channels"]
+        if isinstance(channels, list):
+            channels = {ch: list(data.get("symbols") or []) for ch in channels}
+        if not has_patterns(channels):
+            raise ValueError("rematch_interval needs symbol patterns (e.g. 'BTC-*'): exact symbols have "
+                             "nothing to match again")
+        adapter = exchanges.get(data["exchange"])
+        floor = rematch_floor(adapter, channels, data.get("urls"))
+        if v < floor:
+            why = (f"its adapter reloads instrument lists at most every {floor:g} s" if floor == adapter.instruments_reload_min
+                   else f"its instrument lists would take over {REMATCH_BUDGET_SHARE:.0%} of its REST weight per "
+                        "minute, which resyncs need")
+            raise ValueError(f"{v:g} s is too short for {data['exchange']}: {why}; at least {floor:g} s")
+        return v
+
     @model_validator(mode="after")
     def _channels(self) -> GatewayConfig:
         if isinstance(self.channels, list):
@@ -101,15 +125,6 @@ class GatewayConfig(BaseModel):
         unknown = set(self.channels) - set(CHANNELS)
         if unknown:
             raise ValueError(f"unknown channels {sorted(unknown)}; known: {', '.join(CHANNELS)}")
-        if self.rematch_interval is not None:
-            if not has_patterns(self.channels):
-                raise ValueError("rematch_interval needs symbol patterns (e.g. 'BTC-*'): exact symbols have "
-                                 "nothing to match again")
-            floor = rematch_floor(exchanges.get(self.exchange), self.channels, self.urls)
-            if self.rematch_interval < floor:
-                raise ValueError(f"rematch_interval {self.rematch_interval:g} s is too short for {self.exchange}: "
-                                 f"its instrument lists would take over {REMATCH_BUDGET_SHARE:.0%} of its REST "
-                                 f"weight per minute, which resyncs need; at least {floor:g} s")
         return self
 
     def subscription(self) -> Subscription:
@@ -147,12 +162,6 @@ class Part:
     recorder: Any = None           # a CaptureWriter when the gateway records
     task: asyncio.Task[None] | None = None
     copied: Counter[str] = field(default_factory=Counter)   # adapter counters already reported
-
-
-def part_capture(path: Path, n: int) -> Path:
-    """The capture file part ``n`` of a gateway records into: ``path`` itself for the first,
-    ``<stem>.<n><suffix>`` beside it for later ones (each replays on its own)."""
-    return path if n == 0 else path.with_name(f"{path.stem}.{n}{path.suffix}")
 
 
 class Gateway:
@@ -223,7 +232,7 @@ class Gateway:
         adapter = config.make_adapter()
         recorder = None
         if config.record is not None:
-            from gateways.capture import CaptureWriter
+            from gateways.capture import CaptureWriter, part_capture
             # The registry's name (CCXT_<ID> for the long tail), so a replay picks the same adapter.
             recorder = CaptureWriter(part_capture(config.record, n), exchange=config.exchange,
                                      channels=config.subscription().channels,
@@ -312,21 +321,61 @@ class Gateway:
         log = logger.bind(exchange=self.requested.exchange, gateway=self.requested.name)
         while not self._stopping:
             await asyncio.sleep(interval)
-            config = await self._resolve(again=True)
-            if config is None or self._stopping:
-                return
-            have = {ch: set(syms) for ch, syms in self.subscribed().items()}
-            assert isinstance(config.channels, dict)
-            new = {ch: [s for s in syms if s not in have.get(ch, ())] for ch, syms in config.channels.items()}
-            new = {ch: syms for ch, syms in new.items() if syms}
-            if not new:
-                continue
-            part = self._build(config.model_copy(update={"channels": new}))
-            part.task = asyncio.create_task(part.driver.run(), name=f"gateway:{self.config.name}+{len(self.parts) - 1}")
-            added = sorted({s for syms in new.values() for s in syms})
-            self._count("subscription.listed", len(added))
-            log.info("{}: newly listed, subscribed on connections of their own (part {}): {}",
-                     self.requested.exchange, len(self.parts) - 1, ", ".join(added))
+            try:
+                if not await self._rematch_once(log):
+                    return
+            except Exception as exc:  # noqa: BLE001 - one failed round must not end re-matching
+                self._count("subscription.rematch_errors")
+                log.opt(exception=exc).error("{}: re-matching the symbol patterns failed ({}); again in {} s",
+                                             self.requested.exchange, exc, interval)
+
+    async def _rematch_once(self, log: Any) -> bool:
+        """One re-match: subscribe what was listed since (False: the gateway stopped meanwhile)."""
+        config = await self._resolve(again=True)
+        if config is None or self._stopping:
+            return False
+        have = {ch: set(syms) for ch, syms in self.subscribed().items()}
+        assert isinstance(config.channels, dict)
+        new = {ch: [s for s in syms if s not in have.get(ch, ())] for ch, syms in config.channels.items()}
+        new = {ch: syms for ch, syms in new.items() if syms}
+        if not new:
+            return True
+        added = sorted({s for syms in new.values() for s in syms})
+        rebuilt = len(self.parts) >= self.requested.rematch_max_parts
+        if rebuilt:
+            # Connections stay bounded: the newest part (the latest listings) is rebuilt with these
+            # added, so only its few symbols reconnect and resync.
+            last = self.parts[-1]
+            self.copy_counters()
+            last.driver.stop()
+            if last.task is not None:
+                await asyncio.gather(last.task, return_exceptions=True)
+            if self._stopping:
+                return False   # stop() closes it with the others
+            self.parts.pop()
+            if last.recorder is not None:
+                last.recorder.close()
+            assert isinstance(last.config.channels, dict)
+            merged = {ch: list(syms) for ch, syms in last.config.channels.items()}
+            for ch, syms in new.items():
+                merged.setdefault(ch, []).extend(syms)
+            new = merged
+        part = self._build(config.model_copy(update={"channels": new}))
+        n = len(self.parts) - 1
+        part.task = asyncio.create_task(part.driver.run(), name=f"gateway:{self.config.name}+{n}")
+        part.task.add_done_callback(lambda task: self._part_ended(n, task))
+        self._count("subscription.listed", len(added))
+        log.info("{}: newly listed, subscribed on connections of their own (part {}{}): {}", self.requested.exchange,
+                 n, ", rebuilt: rematch_max_parts reached" if rebuilt else "", ", ".join(added))
+        return True
+
+    def _part_ended(self, n: int, task: asyncio.Task[None]) -> None:
+        # Part 0's end reaches wait(); a later part's error would otherwise pass unseen.
+        if task.cancelled() or task.exception() is None:
+            return
+        self._count("gateway.part_errors")
+        logger.opt(exception=task.exception()).error("gateway {}: part {} stopped on an error",
+                                                     self.requested.name, n)
 
     async def _run(self) -> None:
         if not self.parts:

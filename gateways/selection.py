@@ -83,9 +83,9 @@ REMATCH_BUDGET_SHARE = 0.1
 def rematch_floor(cls: type[Adapter], channels: Mapping[str, Iterable[str]],
                   urls: Mapping[str, str] | None = None) -> float:
     """The shortest ``rematch_interval`` (s) at which loading the instrument lists again spends at
-    most :data:`REMATCH_BUDGET_SHARE` of ``cls``'s REST weight per minute (0: no budget known)."""
+    most :data:`REMATCH_BUDGET_SHARE` of ``cls``'s REST weight per minute, and no shorter than
+    its ``instruments_reload_min``."""
     weight = sum(f.weight for f in instrument_requests(cls, channels, urls))
     budget = cls.rest_weight_per_minute
-    if not budget or not weight:
-        return 0.0
-    return 60.0 * weight / (REMATCH_BUDGET_SHARE * budget)
+    by_budget = 60.0 * weight / (REMATCH_BUDGET_SHARE * budget) if budget and weight else 0.0
+    return max(by_budget, cls.instruments_reload_min)

@@ -182,6 +182,9 @@ class CcxtAdapter(PolledCandles, Adapter):
     has: ClassVar[Mapping[str, Any]] = {}
     urls = {"rest": ""}   # "": ccxt's own endpoints; a base URL replaces the scheme and host of all of them
     driver = "gateways.longtail_driver:CcxtDriver"   # its Fetches are ccxt calls
+    # One load_markets is one Fetch of weight 1 here but several HTTP calls for many exchanges
+    # (Binance: four lists), out of sight of the budget: re-matches at most once a minute.
+    instruments_reload_min = 60.0
     timer_interval = 0.1
 
     def __init__(self, subscription: Subscription, **kwargs: Any) -> None:

@@ -8,12 +8,14 @@ from pathlib import Path
 
 import orjson
 import pytest
+from click.testing import CliRunner
 
+from feedfabric.cli import main
 from feedfabric.testing.exchange import RecordingPublisher, wait_until
 from feedfabric.testing.logs import captured_logs
 from gateways import exchanges
 from gateways.adapter import Subscription
-from gateways.capture import HEADER, read_capture
+from gateways.capture import HEADER, later_parts, read_capture
 from gateways.process import Gateway, GatewayConfig
 from gateways.replay import Replayer
 from gateways.selection import exact, expand, has_patterns, instrument_requests, is_pattern, rematch_floor
@@ -175,6 +177,132 @@ async def test_a_rematch_subscribes_what_was_listed_since_on_connections_of_its_
     for rec, syms in ((first, set(symbols) - {"CTK-USDT-PERP"}), (second, {"CTK-USDT-PERP"})):
         res = Replayer(collect=True).run(rec)
         assert {e.symbol for e in res.events if e.KIND == "trade"} == syms and res.adapter.error_counts() == {}
+    # A replay of the first file says the later part is beside it and not in it.
+    assert later_parts(capture) == [tmp_path / "patterns.1.ffcap"]
+    out = CliRunner().invoke(main, ["replay", str(capture), "--no-progress"])
+    assert out.exit_code == 0 and "patterns.1.ffcap beside patterns.ffcap: later part(s)" in out.output
+
+
+async def test_at_rematch_max_parts_the_newest_part_is_rebuilt_with_the_new_listing(
+        shared_data: Path, loopback_exchange, tmp_path: Path) -> None:
+    records = list(read_capture(shared_data / "cryptofeed" / "BINANCE_FUTURES"))
+    symbols = records[0].data["channels"]["l2_book"]
+    lb = await loopback_exchange(records)
+    hidden = {"CTKUSDT", "KEEPUSDT"}
+
+    def rest_filter(path: str, body: bytes) -> bytes:
+        for symbol in sorted(hidden):
+            body = _hiding(symbol)(path, body)
+        return body
+    lb.rest_filter = rest_filter
+    capture = tmp_path / "bounded.ffcap"
+    cfg = GatewayConfig(name="bnf", exchange="BINANCE_FUTURES", channels=["trades", "l2_book"], symbols=FOUR,
+                        rematch_interval=0.25, rematch_max_parts=2, pub="inproc://unused", urls=lb.urls(),
+                        backoff_initial=0.05, record=capture)
+    pub = RecordingPublisher("BINANCE_FUTURES")
+
+    def synced(gw: Gateway, sym: str) -> bool:
+        part = next((p for p in gw.parts if sym in p.config.channels["l2_book"]), None)
+        sb = part.adapter.books.get(sym) if part is not None else None
+        return sb is not None and sb.state == "synced" and sb.book.snapshot() == lb.profile.truth_book(
+            sb.exchange_symbol)
+
+    with captured_logs() as logs:
+        async with Gateway(cfg, publisher=pub) as gw:
+            await wait_until(lambda: len(lb.subscribed_streams()) == 4, 10, "SUSHI and AKRO subscribed")
+            hidden.discard("CTKUSDT")
+            await wait_until(lambda: len(gw.parts) == 2 and len(lb.subscribed_streams()) == 6, 10, "CTK")
+            lb.release(600)
+            await lb.wait_sent()
+            await wait_until(lambda: synced(gw, "CTK-USDT-PERP"), 10, "CTK synced")
+            hidden.discard("KEEPUSDT")
+            await wait_until(lambda: gw.parts[1].config.channels["l2_book"] == ["CTK-USDT-PERP", "KEEP-USDT-PERP"]
+                             and len(lb.subscribed_streams()) == 8, 10, "part 1 rebuilt with KEEP")
+            assert len(gw.parts) == 2 and lb.connections == 3 and lb.errors == []
+            lb.release()
+            await lb.wait_sent()
+            await wait_until(lambda: all(synced(gw, s) for s in symbols), 10, "every book equal to the truth")
+            published = pub.books()
+            assert all(published[s] is not None and published[s].snapshot() == lb.profile.truth_book(
+                s.split("-")[0] + "USDT") for s in symbols)
+            # CTK's feeds reconnected with the rebuilt part: a Gap, then a fresh snapshot; part 0's never.
+            gaps = {g.symbol for g in pub.of_kind("gap") if g.symbol is not None}
+            assert gaps == {"CTK-USDT-PERP"}
+    assert pub.counters["subscription.listed"] == 2
+    assert any("rebuilt: rematch_max_parts reached" in str(line) for line in logs)
+    # The rebuilt part appended a session to its capture: CTK alone, then CTK and KEEP.
+    rec = list(read_capture(tmp_path / "bounded.1.ffcap"))
+    assert [r.data["channels"]["l2_book"] for r in rec if r.kind == HEADER] == [
+        ["CTK-USDT-PERP"], ["CTK-USDT-PERP", "KEEP-USDT-PERP"]]
+    res = Replayer(collect=True).run(rec)
+    assert {e.symbol for e in res.events if e.KIND == "trade"} == {"CTK-USDT-PERP", "KEEP-USDT-PERP"}
+
+
+async def test_a_late_subscriber_gets_every_parts_books_from_the_snapshot_service(
+        shared_data: Path, loopback_exchange, bus_endpoint) -> None:
+    from feedfabric.testing.bus import PumpedSubscribers
+
+    records = list(read_capture(shared_data / "cryptofeed" / "BINANCE_FUTURES"))
+    symbols = records[0].data["channels"]["l2_book"]
+    lb = await loopback_exchange(records)
+    lb.rest_filter = _hiding("CTKUSDT")
+    ep = bus_endpoint("bnf")
+    cfg = GatewayConfig(name="bnf", exchange="BINANCE_FUTURES", channels=["trades", "l2_book"], symbols=FOUR,
+                        rematch_interval=0.25, pub=ep.pub, snapshot=ep.snapshot, urls=lb.urls(),
+                        backoff_initial=0.05)
+    async with PumpedSubscribers(ep, ["book."]) as subs, Gateway(cfg) as gw:
+        await wait_until(lambda: len(lb.subscribed_streams()) == 6, 10, "the three listed subscribed")
+        lb.rest_filter = None
+        await wait_until(lambda: len(gw.parts) == 2 and len(lb.subscribed_streams()) == 8, 10, "CTK subscribed")
+        lb.release()
+        await lb.wait_sent()
+        await wait_until(lambda: all(p.adapter.books.get(s) is not None and p.adapter.books.get(s).state == "synced"
+                                     for p in gw.parts for s in p.config.channels["l2_book"]), 10, "synced")
+        late = subs.join()   # after the capture played out: only the snapshot service has the books
+        await wait_until(lambda: all(
+            (b := late.book("BINANCE_FUTURES", s)) is not None
+            and b.snapshot() == lb.profile.truth_book(s.split("-")[0] + "USDT") for s in symbols), 20,
+            "the late subscriber's books, CTK's (part 1) included")
+
+
+async def test_a_stop_during_a_rematch_ends_the_gateway(shared_data: Path, loopback_exchange) -> None:
+    lb = await loopback_exchange(shared_data / "cryptofeed" / "BINANCE_FUTURES")
+    cfg = GatewayConfig(name="bnf", exchange="BINANCE_FUTURES", channels=["trades"], symbols=FOUR,
+                        rematch_interval=0.25, pub="inproc://unused", urls=lb.urls(), backoff_initial=0.05)
+    gw = Gateway(cfg, publisher=RecordingPublisher("BINANCE_FUTURES"))
+    async with gw:
+        await wait_until(lambda: len(lb.subscribed_streams()) == 4, 10, "subscribed")
+        lb.fail_rest(503)                    # the re-match's instrument load retries ...
+        await wait_until(lambda: gw.resolver is not None and gw.resolver.counters["instrument_errors"] >= 1, 10,
+                         "a re-match retrying")
+    # ... and the stop ends it with the rest.
+    assert gw.resolver is None and all(t is not None and t.done() for t in (gw._task, gw._rematch_task))
+
+
+async def test_a_failed_rematch_is_logged_counted_and_tried_again(
+        shared_data: Path, loopback_exchange, monkeypatch: pytest.MonkeyPatch) -> None:
+    lb = await loopback_exchange(shared_data / "cryptofeed" / "BINANCE_FUTURES")
+    lb.rest_filter = _hiding("CTKUSDT")
+    cfg = GatewayConfig(name="bnf", exchange="BINANCE_FUTURES", channels=["trades"], symbols=FOUR,
+                        rematch_interval=0.25, pub="inproc://unused", urls=lb.urls(), backoff_initial=0.05)
+    pub = RecordingPublisher("BINANCE_FUTURES")
+    gw = Gateway(cfg, publisher=pub)
+    resolve = gw._resolve
+    failures = []
+
+    async def failing_once(*, again: bool = False) -> GatewayConfig | None:
+        if again and not failures:
+            failures.append(1)
+            raise OSError("disk full")
+        return await resolve(again=again)
+    monkeypatch.setattr(gw, "_resolve", failing_once)
+    with captured_logs() as logs:
+        async with gw:
+            await wait_until(lambda: len(lb.subscribed_streams()) == 3, 10, "subscribed")
+            await wait_until(lambda: pub.counters["subscription.rematch_errors"] == 1, 10, "the failure")
+            lb.rest_filter = None
+            await wait_until(lambda: len(lb.subscribed_streams()) == 4, 10, "CTK after the failure")
+    assert any("re-matching the symbol patterns failed (disk full)" in str(line) for line in logs)
 
 
 async def test_a_rematch_that_no_longer_finds_a_symbol_keeps_its_feeds_and_says_so_once(
@@ -220,11 +348,15 @@ def test_rematch_interval_needs_patterns_and_leaves_most_of_the_rest_budget_to_r
     assert rematch_floor(exchanges.get("BITMEX"), {"trades": ["*"]}) == 20
     # OKX: three lists (spot, swaps, futures) of weight 1 against 600 a minute.
     assert rematch_floor(exchanges.get("OKX"), {"trades": ["*"]}) == 3
-    with pytest.raises(ValueError, match=r"rematch_interval 5 s is too short for BITMEX.*at least 20 s"):
+    with pytest.raises(ValueError, match=r"rematch_interval\n.*5 s is too short for BITMEX.*at least 20 s"):
         GatewayConfig(name="x", exchange="BITMEX", channels=["trades"], symbols=["*"], rematch_interval=5,
                       pub="inproc://unused")
     assert GatewayConfig(name="x", exchange="BITMEX", channels=["trades"], symbols=["*"], rematch_interval=20,
                          pub="inproc://unused").rematch_interval == 20
+    # The long tail: one load_markets may be several HTTP calls ccxt makes out of the budget's sight.
+    with pytest.raises(ValueError, match=r"CCXT_KUCOIN: its adapter reloads instrument lists at most every 60 s"):
+        GatewayConfig(name="x", exchange="CCXT_KUCOIN", channels=["trades"], symbols=["*"], rematch_interval=5,
+                      pub="inproc://unused")
 
 
 def test_replay_matches_patterns_against_the_captures_symbols(shared_data: Path) -> None:
