@@ -27,6 +27,7 @@ import importlib
 import signal
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -535,16 +536,18 @@ def _replay_gateway(topo: Topology, name: str, stop: threading.Event, log: Any) 
     """
     from bus.publisher import Publisher
     from feedfabric.metrics import serve_metrics
-    from gateways.capture import later_parts_note, read_capture
-    from gateways.replay import Replayer
+    from gateways.capture import later_parts, read_capture
+    from gateways.replay import replay_parts
 
     cfg = topo.gateways[name]
     replay = cfg.replay
     assert replay is not None
     if not Path(replay.path).exists():
         raise RunError(f"gateways.{name}.replay.path: {replay.path} does not exist")
-    if (note := later_parts_note(replay.path)) is not None:
-        log.warning("gateways.{}.replay.path: {}", name, note)
+    # A recording whose gateway subscribed later listings on parts of their own: all of it.
+    files = [Path(replay.path), *later_parts(replay.path)]
+    if len(files) > 1:
+        log.info("replaying {} parts of one recording: {}", len(files), ", ".join(f.name for f in files))
     ep = topo.gateway_endpoint(name)
     channels = None if cfg.symbols is None else {ch: list(cfg.symbols) for ch in cfg.channels}
     options: dict[str, Any] = {}
@@ -555,8 +558,8 @@ def _replay_gateway(topo: Topology, name: str, stop: threading.Event, log: Any) 
     pub.start()
     stop_metrics = serve_metrics(cfg.metrics_port, name, pub.all_counters) if cfg.metrics_port else None
 
-    def records():
-        for rec in read_capture(replay.path):
+    def records(path: Path) -> Any:
+        for rec in read_capture(path):
             if stop.is_set():
                 return
             yield rec
@@ -570,18 +573,19 @@ def _replay_gateway(topo: Topology, name: str, stop: threading.Event, log: Any) 
         passes = 0
         while not stop.is_set():
             passes += 1
-            replayer = Replayer(exchange=cfg.exchange, channels=channels, publisher=pub,
-                                pace=replay.pace > 0, speed=replay.pace or 1.0, subscription_options=options,
-                                start_at=replay.start_at if passes == 1 else None)
-            result = replayer.run(records())
-            errors = sum(v for k, v in result.adapter.counters.items() if k.startswith("errors."))
+            results = replay_parts([records(f) for f in files], exchange=cfg.exchange, channels=channels,
+                                   publisher=pub, pace=replay.pace > 0, speed=replay.pace or 1.0,
+                                   subscription_options=options, start_at=replay.start_at if passes == 1 else None)
+            errors = sum(v for r in results for k, v in r.adapter.counters.items() if k.startswith("errors."))
             if errors:
                 pub.count("adapter_errors", errors)
             pub.count("replay_passes")
-            log.info("replay pass {} of {}: {} events ({})", passes, replay.path, result.event_count,
-                     ", ".join(f"{k}={v}" for k, v in sorted(result.events_by_kind.items())))
+            kinds: Counter[str] = sum((r.events_by_kind for r in results), Counter())
+            events = sum(kinds.values())
+            log.info("replay pass {} of {}: {} events ({})", passes, replay.path, events,
+                     ", ".join(f"{k}={v}" for k, v in sorted(kinds.items())))
             if not replay.loop:
-                pub.set_feed_state("replay", "finished", f"{result.event_count} events")
+                pub.set_feed_state("replay", "finished", f"{events} events")
                 break
         stop.wait()
     finally:

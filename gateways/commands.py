@@ -213,22 +213,29 @@ def record(exchange: str, channels: str, symbols: str, out: Path, duration: floa
 @click.option("--pace/--full-speed", default=False, help="reproduce the recorded timing")
 @click.option("--speed", type=float, default=1.0, help="with --pace: replay this many times faster")
 @click.option("--linger", type=float, default=0.0, help="with --pub: keep publishing heartbeats/snapshots this long")
+@click.option("--parts/--no-parts", default=True,
+              help="also replay the later parts recorded beside CAPTURE (CAPTURE.1.ffcap, ...): default on")
 @progress_option
 @no_progress_option
 def replay(capture: Path, exchange: str | None, pub: str | None, snapshot: str | None, gateway_name: str | None,
-           pace: bool, speed: float, linger: float, progress_interval: float | None, no_progress: bool) -> None:
-    """Replay CAPTURE (feedfabric, cryptofeed or tardis format) through its adapter."""
+           pace: bool, speed: float, linger: float, progress_interval: float | None, no_progress: bool,
+           parts: bool) -> None:
+    """Replay CAPTURE (feedfabric, cryptofeed or tardis format) through its adapter.
+
+    A recording whose gateway subscribed instruments listed after its start on parts of their own
+    (CAPTURE.1.ffcap, ... beside it) is replayed whole: every part, in recorded order."""
     import time
 
-    from gateways.capture import capture_format, later_parts_note, read_capture
-    from gateways.replay import Replayer
+    from gateways.capture import capture_format, later_parts, read_capture
+    from gateways.replay import replay_parts
 
     try:
         capture_format(capture)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="CAPTURE") from None
-    if (note := later_parts_note(capture)) is not None:
-        click.echo(f"note: {note}", err=True)
+    files = [capture, *later_parts(capture)] if parts else [capture]
+    if len(files) > 1:
+        click.echo(f"replaying {len(files)} parts of one recording: {', '.join(f.name for f in files)}", err=True)
     publisher = None
     if pub:
         from bus.publisher import Publisher
@@ -236,19 +243,24 @@ def replay(capture: Path, exchange: str | None, pub: str | None, snapshot: str |
         publisher = Publisher(name, pub, snapshot, exchange=exchange)
         publisher.start()
     progress = Progress(f"replaying {capture.name}", progress_interval, enabled=not no_progress)
-    replayer = Replayer(exchange=exchange, publisher=publisher, pace=pace, speed=speed)
+    seen = {"records": 0, "events": 0}
 
-    def records() -> Any:
-        # Every 256 records: is a progress line due? (The clock is not read per record.)
-        for n, rec in enumerate(read_capture(capture), 1):
-            if not n & 0xFF and progress.due():
-                progress.show(n, replayer.result.event_count if replayer.result is not None else 0)
+    def records(path: Path) -> Any:
+        for rec in read_capture(path):
+            seen["records"] += 1
+            # Every 256 records: is a progress line due? (The clock is not read per record.)
+            if not seen["records"] & 0xFF and progress.due():
+                progress.show(seen["records"], seen["events"])
             yield rec
+
+    def count(_event: Any) -> None:
+        seen["events"] += 1
 
     t0 = time.perf_counter()
     try:
         try:
-            result = replayer.run(records())
+            results = replay_parts([records(f) for f in files], exchange=exchange, publisher=publisher, pace=pace,
+                                   speed=speed, sink=count)
         finally:
             progress.close()
         elapsed = time.perf_counter() - t0
@@ -257,17 +269,24 @@ def replay(capture: Path, exchange: str | None, pub: str | None, snapshot: str |
     finally:
         if publisher is not None:
             publisher.close()
-    adapter = result.adapter
-    click.echo(f"{adapter.exchange}: {sum(result.records.values())} records, {result.event_count} events "
-               f"in {elapsed:.3f} s")
-    for kind, n in sorted(result.events_by_kind.items()):
-        click.echo(f"  {kind:15} {n}")
-    notable = {k: v for k, v in sorted(adapter.counters.items()) if k.startswith(("errors", "ignored", "book.gap"))}
-    for name, n in notable.items():
-        click.echo(f"  {name:30} {n}")
-    if result.unanswered:
-        click.echo(f"  {len(result.unanswered)} REST request(s) had no recorded response", err=True)
-    sys.exit(1 if adapter.counters.get("errors") else 0)
+    errors = 0
+    for path, result in zip(files, results, strict=True):
+        adapter = result.adapter
+        head = adapter.exchange if len(files) == 1 else f"{adapter.exchange} ({path.name})"
+        click.echo(f"{head}: {sum(result.records.values())} records, {result.event_count} events"
+                   + (f" in {elapsed:.3f} s" if len(files) == 1 else ""))
+        for kind, n in sorted(result.events_by_kind.items()):
+            click.echo(f"  {kind:15} {n}")
+        notable = {k: v for k, v in sorted(adapter.counters.items())
+                   if k.startswith(("errors", "ignored", "book.gap"))}
+        for name, n in notable.items():
+            click.echo(f"  {name:30} {n}")
+        if result.unanswered:
+            click.echo(f"  {len(result.unanswered)} REST request(s) had no recorded response", err=True)
+        errors += adapter.counters.get("errors", 0)
+    if len(files) > 1:
+        click.echo(f"all parts: {sum(r.event_count for r in results)} events in {elapsed:.3f} s")
+    sys.exit(1 if errors else 0)
 
 
 @click.command("exchanges")

@@ -11,7 +11,10 @@ without a status, as in older captures, are 200s).
 
 A capture may hold several sessions (a writer reopened the file, e.g. after a crash): each
 later ``header`` record ends the connections of the session before it (``on_close``, as
-the restart did live) and reloads the instruments; the results cover the whole file.
+the restart did live) and reloads the instruments; a session recorded with other channels
+gets an adapter subscribed to them; the results cover the whole file. :func:`replay_parts`
+replays the parts of one recording together (a gateway that subscribed instruments listed
+after its start on parts of their own, gateways.process).
 
 The adapter's timer runs on the capture's clock: ``on_timer`` every ``timer_interval`` of
 recorded time, as the driver calls it live, so polled channels (open interest, Kraken
@@ -26,9 +29,10 @@ Full speed by default; ``pace=True`` sleeps to reproduce the recorded timing
 
 from __future__ import annotations
 
+import heapq
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,8 +43,8 @@ from loguru import logger
 from cryptofeed_types import Status
 from gateways import exchanges
 from gateways.adapter import Adapter, Close, Fetch, InstrumentPages, Open, Output, Resync, Send, Subscription
-from gateways.books import share_books
-from gateways.capture import CLOSE, CONNECT, HEADER, RECV, REST, SEND, Record, read_capture
+from gateways.books import Books, share_books
+from gateways.capture import CLOSE, CONNECT, HEADER, RECV, REST, Record, read_capture
 from gateways.selection import expand, has_patterns
 
 # Capture exchange name → registry name, where they differ.
@@ -179,8 +183,9 @@ class Replayer:
                  channels: Mapping[str, Iterable[str]] | None = None, publisher: Any = None,
                  sink: Callable[[Any], None] | None = None, collect: bool = False,
                  pace: bool = False, speed: float = 1.0, subscription_options: Mapping[str, Any] | None = None,
-                 start_at: float | None = None) -> None:
+                 start_at: float | None = None, share: bool = True) -> None:
         self.adapter = adapter
+        self._own_adapter = adapter is None   # built from the capture's header (a session may rebuild it)
         # Paced replay: the wall-clock instant (time.time()) the first record belongs to. Several
         # venues replayed with one start_at stay in step even when one process starts late: it
         # catches up (no sleeps until it is on schedule) instead of lagging the others.
@@ -202,7 +207,8 @@ class Replayer:
         self.open: dict[str, str] = {}      # capture conn → adapter conn
         self.result: ReplayResult | None = None
         self._instruments_done = False
-        self._shared = False
+        # share=False: the caller serves the adapter's books to the snapshot service (replay_parts).
+        self._shared = not share
         self._now = 0
 
     # ---- setup
@@ -386,69 +392,83 @@ class Replayer:
         self._next_timer = 0
         self._instruments_done = False  # the restarted gateway loaded them again
 
+    def _next_session(self, header: Mapping[str, Any]) -> None:
+        """A later header: end the session before it; a session recorded with other channels (a
+        capture appended to with other symbols, a gateway part rebuilt with new listings) gets an
+        adapter subscribed to them, the counters carried over."""
+        self._end_session()
+        adapter, result = self.adapter, self.result
+        assert adapter is not None and result is not None
+        recorded = {ch: list(syms) for ch, syms in (header.get("channels") or {}).items()}
+        if (not self._own_adapter or self.channels is not None or not recorded
+                or recorded == {ch: list(syms) for ch, syms in adapter.subscription.channels.items()}):
+            return
+        fresh = self._make_adapter(header)
+        fresh.counters.update(adapter.counters)
+        self.adapter = result.adapter = fresh
+        self._shared = False   # the snapshot service serves the new adapter's books
+
     # ---- the loop
     def run(self, records: Iterable[Record]) -> ReplayResult:
-        it = iter(records)
-        start_wall = time.monotonic()
-        if self.start_at is not None:
-            start_wall -= time.time() - self.start_at
-        first_ts: int | None = None
-        for rec in it:
-            kind = rec.kind
-            if kind == HEADER:
-                if self.result is None:
-                    if self.adapter is None:
-                        self.adapter = self._make_adapter(rec.data or {})
-                    self.result = ReplayResult(self.adapter)
-                else:
-                    self._end_session()
-                self.result.records[HEADER] += 1
-                self.result.sessions += 1
-                continue
-            if self.adapter is None:
-                raise ValueError("capture has no header record and no adapter was given")
+        pacer = Pacer(self.speed, self.start_at) if self.pace else None
+        for rec in records:
+            if pacer is not None and rec.kind != HEADER:
+                pacer.wait(rec.ts)
+            self.feed(rec)
+        return self.finish()
+
+    def feed(self, rec: Record) -> None:
+        """Replay one record (:meth:`run` feeds a whole stream, then :meth:`finish`)."""
+        kind = rec.kind
+        if kind == HEADER:
             if self.result is None:
+                if self.adapter is None:
+                    self.adapter = self._make_adapter(rec.data or {})
                 self.result = ReplayResult(self.adapter)
-            self.result.records[kind] += 1
-            if rec.ts > self._now:
-                self._now = rec.ts
-            if self.pace and rec.ts:
-                if first_ts is None:
-                    first_ts = rec.ts
-                delay = (rec.ts - first_ts) / 1e9 / self.speed - (time.monotonic() - start_wall)
-                if delay > 0:
-                    time.sleep(delay)  # reproducing recorded pacing is the feature here
-            if kind == REST:
-                if not self._instruments_done and self._polled_after_instruments(rec):
-                    self._load_instruments()
-                if self._instruments_done:
-                    # The timer ticks up to the response first: live, a tick may have asked for it
-                    # (a retried snapshot, a poll) after the last message before it.
-                    if rec.ts >= self._next_timer and rec.ts:
-                        self._timer(rec.ts)
-                    self.pool.add(rec)
-                    self._answer_pending()
-                else:
-                    self.pool.add(rec)
-                continue
-            if not self._instruments_done:
+            else:
+                self._next_session(rec.data or {})
+            self.result.records[HEADER] += 1
+            self.result.sessions += 1
+            return
+        if self.adapter is None:
+            raise ValueError("capture has no header record and no adapter was given")
+        if self.result is None:
+            self.result = ReplayResult(self.adapter)
+        self.result.records[kind] += 1
+        if rec.ts > self._now:
+            self._now = rec.ts
+        if kind == REST:
+            if not self._instruments_done and self._polled_after_instruments(rec):
                 self._load_instruments()
-            if rec.ts >= self._next_timer and rec.ts:
-                self._timer(rec.ts)
-            if kind == RECV:
-                conn = self.open.get(rec.conn)
-                if conn is None:
-                    conn = self._open(rec.conn, None)
-                self._emit(self.adapter.on_message(conn, rec.data, rec.ts))
-            elif kind == CONNECT:
-                self._open(rec.conn, rec.url)
-            elif kind == CLOSE:
-                conn = self.open.pop(rec.conn, None)
-                if conn is not None:
-                    self._emit(self.adapter.on_close(conn, rec.ts, rec.data or "closed"))
-                    self._status(conn, "disconnected", rec.data or None)
-            elif kind == SEND:
-                pass
+            if self._instruments_done:
+                # The timer ticks up to the response first: live, a tick may have asked for it
+                # (a retried snapshot, a poll) after the last message before it.
+                if rec.ts >= self._next_timer and rec.ts:
+                    self._timer(rec.ts)
+                self.pool.add(rec)
+                self._answer_pending()
+            else:
+                self.pool.add(rec)
+            return
+        if not self._instruments_done:
+            self._load_instruments()
+        if rec.ts >= self._next_timer and rec.ts:
+            self._timer(rec.ts)
+        if kind == RECV:
+            conn = self.open.get(rec.conn)
+            if conn is None:
+                conn = self._open(rec.conn, None)
+            self._emit(self.adapter.on_message(conn, rec.data, rec.ts))
+        elif kind == CONNECT:
+            self._open(rec.conn, rec.url)
+        elif kind == CLOSE:
+            conn = self.open.pop(rec.conn, None)
+            if conn is not None:
+                self._emit(self.adapter.on_close(conn, rec.ts, rec.data or "closed"))
+                self._status(conn, "disconnected", rec.data or None)
+
+    def finish(self) -> ReplayResult:
+        """After the last record: the result (ValueError for a capture without records)."""
         if self.result is None:
             raise ValueError("empty capture")
         if not self._instruments_done and self.adapter is not None:
@@ -457,6 +477,60 @@ class Replayer:
         self.result.unanswered_polls += len(self.polls)
         self.result.unused_rest = len(self.pool)
         return self.result
+
+
+class Pacer:
+    """Sleeps to reproduce recorded timing: record time ``ts`` is played ``(ts - first) / speed``
+    after the start (``start_at``: a wall-clock instant, time.time(), shared by several venues'
+    replays; a replay that starts late catches up instead of lagging them)."""
+
+    def __init__(self, speed: float = 1.0, start_at: float | None = None) -> None:
+        self.speed = speed
+        self.start_wall = time.monotonic() - (time.time() - start_at if start_at is not None else 0.0)
+        self.first: int | None = None
+
+    def wait(self, ts: int) -> None:
+        if not ts:
+            return
+        if self.first is None:
+            self.first = ts
+        delay = (ts - self.first) / 1e9 / self.speed - (time.monotonic() - self.start_wall)
+        if delay > 0:
+            time.sleep(delay)  # reproducing recorded pacing is the feature here
+
+
+def replay_parts(streams: Sequence[Iterable[Record]], *, publisher: Any = None, pace: bool = False,
+                 speed: float = 1.0, start_at: float | None = None, **kwargs: Any) -> list[ReplayResult]:
+    """Replay the parts of one live recording together, as the gateway ran them: a gateway that
+    re-matches symbol patterns subscribes instruments listed after its start on a part of its own,
+    recorded beside the first file (gateways.capture.part_capture). One adapter per part, the
+    records of all in recorded order, one publisher whose snapshot service serves every part's
+    books. ``kwargs`` go to each part's :class:`Replayer`; one result per part."""
+    replayers = [Replayer(publisher=publisher, share=False, **kwargs) for _ in streams]
+    pacer = Pacer(speed, start_at) if pace else None
+
+    def provider(symbol: str) -> Any:
+        for r in replayers:
+            books = getattr(r.adapter, "books", None)
+            book = books.shared_book(symbol) if isinstance(books, Books) else None
+            if book is not None:
+                return book
+        return None
+
+    def tagged(i: int, stream: Iterable[Record]) -> Iterator[tuple[int, int, Record]]:
+        for rec in stream:
+            yield rec.ts, i, rec
+
+    shared = publisher is None
+    for _, i, rec in heapq.merge(*(tagged(i, s) for i, s in enumerate(streams)), key=lambda t: t[0]):
+        if pacer is not None and rec.kind != HEADER:
+            pacer.wait(rec.ts)
+        replayers[i].feed(rec)
+        if not shared and replayers[i].adapter is not None:
+            # Once the first part's adapter exists (its header): before any book event.
+            share_books(replayers[i].adapter, publisher, provider)
+            shared = True
+    return [r.finish() for r in replayers]
 
 
 def _ok(rec: Record) -> bool:

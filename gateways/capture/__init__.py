@@ -23,7 +23,7 @@ from gateways.capture.record import CLOSE, CONNECT, HEADER, KINDS, RECV, REST, S
 from gateways.capture.tardis import TARDIS_EXCHANGES, read_tardis
 
 __all__ = ["CLOSE", "CONNECT", "HEADER", "KINDS", "RECV", "REST", "SEND", "CaptureWriter", "FfcapReader", "Record",
-           "TARDIS_EXCHANGES", "capture_format", "later_parts", "later_parts_note", "normalize_cryptofeed_symbol",
+           "TARDIS_EXCHANGES", "capture_format", "later_parts", "normalize_cryptofeed_symbol",
            "part_capture", "read_capture", "seconds_to_ns"]
 
 
@@ -36,22 +36,14 @@ def part_capture(path: str | os.PathLike[str], n: int) -> Path:
 
 
 def later_parts(path: str | os.PathLike[str]) -> list[Path]:
-    """The files of parts 1, 2, ... recorded beside ``path`` (:func:`part_capture`), for a replay
-    of ``path`` to say they are not in it."""
+    """The files of parts 1, 2, ... recorded beside ``path`` (:func:`part_capture`), which a replay
+    of ``path`` replays with it (gateways.replay.replay_parts). Only feedfabric captures have parts."""
     out: list[Path] = []
-    while (p := part_capture(path, len(out) + 1)).is_file():
+    if not (Path(path).is_file() and is_ffcap(path)):
+        return out
+    while (p := part_capture(path, len(out) + 1)).is_file() and is_ffcap(p):
         out.append(p)
     return out
-
-
-def later_parts_note(path: str | os.PathLike[str]) -> str | None:
-    """What a replay of ``path`` logs when parts recorded beside it exist (None: none)."""
-    parts = later_parts(path)
-    if not parts:
-        return None
-    return (f"{', '.join(p.name for p in parts)} beside {Path(path).name}: later part(s) of the same "
-            "recording (symbols listed after the gateway started), not replayed with it; replay each "
-            "as a gateway of its own")
 
 
 def capture_format(path: str | os.PathLike[str]) -> str:

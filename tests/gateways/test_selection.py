@@ -4,6 +4,10 @@ and a live gateway that resolves them through the loopback exchange, records and
 from __future__ import annotations
 
 import asyncio
+import shutil
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import orjson
@@ -17,7 +21,7 @@ from gateways import exchanges
 from gateways.adapter import Subscription
 from gateways.capture import HEADER, later_parts, read_capture
 from gateways.process import Gateway, GatewayConfig
-from gateways.replay import Replayer
+from gateways.replay import Replayer, replay_parts
 from gateways.selection import exact, expand, has_patterns, instrument_requests, is_pattern, rematch_floor
 
 pytestmark = pytest.mark.timeout(60)
@@ -108,6 +112,14 @@ async def test_a_stop_during_resolution_ends_the_gateway(shared_data: Path, loop
     assert gw.resolved.is_set() is False and gw._task is not None and gw._task.done()
 
 
+def _until_stop(records: list) -> list:
+    """A recording without the closes of the gateway's stop, which (rightly) invalidate its books."""
+    end = len(records)
+    while records[end - 1].kind == "close":
+        end -= 1
+    return records[:end]
+
+
 FOUR = ["SUSHI-*", "AKRO-*", "KEEP-*", "CTK-*"]   # the BINANCE_FUTURES capture's four symbols
 
 
@@ -177,10 +189,31 @@ async def test_a_rematch_subscribes_what_was_listed_since_on_connections_of_its_
     for rec, syms in ((first, set(symbols) - {"CTK-USDT-PERP"}), (second, {"CTK-USDT-PERP"})):
         res = Replayer(collect=True).run(rec)
         assert {e.symbol for e in res.events if e.KIND == "trade"} == syms and res.adapter.error_counts() == {}
-    # A replay of the first file says the later part is beside it and not in it.
+    # Replayed together, the parts end with every book the live gateway ended with.
     assert later_parts(capture) == [tmp_path / "patterns.1.ffcap"]
+    results = replay_parts([_until_stop(first), _until_stop(second)], collect=True)
+    books = {s: r.adapter.books.get(s) for r in results for s in r.adapter.subscription.symbols("l2_book")}
+    assert sorted(books) == sorted(symbols)
+    for sym, sb in books.items():
+        assert sb.state == "synced" and sb.book.snapshot() == lb.profile.truth_book(sb.exchange_symbol), sym
+    # `feedfabric replay` of the first file replays both.
     out = CliRunner().invoke(main, ["replay", str(capture), "--no-progress"])
-    assert out.exit_code == 0 and "patterns.1.ffcap beside patterns.ffcap: later part(s)" in out.output
+    assert out.exit_code == 0 and "replaying 2 parts of one recording: patterns.ffcap, patterns.1.ffcap" in out.output
+    whole = replay_parts([first, second])   # the stop's closes included, as the command replays
+    assert f"all parts: {sum(r.event_count for r in whole)} events" in out.output
+    alone = CliRunner().invoke(main, ["replay", str(capture), "--no-progress", "--no-parts"])
+    assert f"BINANCE_FUTURES: {len(first)} records, {whole[0].event_count} events" in alone.output
+    # So does a topology's replaying gateway.
+    run = Path(tempfile.mkdtemp(prefix="ffsel-"))   # short: ipc socket paths are limited to 107 bytes
+    topo = tmp_path / "t.yaml"
+    topo.write_text(f"run_dir: {run}\ngateways:\n  bnf:\n    exchange: BINANCE_FUTURES\n"
+                    f"    channels: [trades, l2_book]\n    symbols: all\n    replay: {{path: {capture}}}\n")
+    proc = subprocess.run([sys.executable, "-m", "feedfabric.cli", "gateway", "bnf", "-t", str(topo), "--duration",
+                           "2"], capture_output=True, text=True, timeout=60)
+    shutil.rmtree(run, ignore_errors=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "replaying 2 parts of one recording: patterns.ffcap, patterns.1.ffcap" in proc.stderr
+    assert f"replay pass 1 of {capture}: {sum(r.event_count for r in whole)} events" in proc.stderr
 
 
 async def test_at_rematch_max_parts_the_newest_part_is_rebuilt_with_the_new_listing(
@@ -234,8 +267,14 @@ async def test_at_rematch_max_parts_the_newest_part_is_rebuilt_with_the_new_list
     rec = list(read_capture(tmp_path / "bounded.1.ffcap"))
     assert [r.data["channels"]["l2_book"] for r in rec if r.kind == HEADER] == [
         ["CTK-USDT-PERP"], ["CTK-USDT-PERP", "KEEP-USDT-PERP"]]
-    res = Replayer(collect=True).run(rec)
+    # Its second session replays with an adapter subscribed to both: KEEP's book too.
+    res = Replayer(collect=True).run(_until_stop(rec))
     assert {e.symbol for e in res.events if e.KIND == "trade"} == {"CTK-USDT-PERP", "KEEP-USDT-PERP"}
+    assert res.adapter.subscription.channels["l2_book"] == ["CTK-USDT-PERP", "KEEP-USDT-PERP"]
+    for sym in ("CTK-USDT-PERP", "KEEP-USDT-PERP"):
+        sb = res.adapter.books.get(sym)
+        assert sb.state == "synced" and sb.book.snapshot() == lb.profile.truth_book(sb.exchange_symbol), sym
+    assert res.adapter.counters["ignored.unsubscribed_book"] == 0 and res.adapter.counters["messages"] > 0
 
 
 async def test_a_late_subscriber_gets_every_parts_books_from_the_snapshot_service(
