@@ -98,9 +98,16 @@ class StateStore:
         not interleave a partial update with a read (and even a torn read, between the bid
         and ask sides, would only mix whole absolute-size levels, which the re-applied
         deltas overwrite). Saves the second copy of every book (CPU per update and memory).
-        Call before publishing the exchange's first book event.
+        Call before publishing the exchange's first book event. Called again (a replay whose
+        next capture session has an adapter of its own), the books served by the previous
+        provider are served by the new one.
         """
+        old = self.providers.get(exchange)
         self.providers[exchange] = provider
+        if old is not None:
+            for st in self.books.values():
+                if st.provider is old:
+                    st.provider = provider
 
     def apply(self, event: Event, topic: str, seq: int) -> None:
         """Record a published event (only stateful and scalar kinds change anything)."""

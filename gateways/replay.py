@@ -208,6 +208,7 @@ class Replayer:
         self.result: ReplayResult | None = None
         self._instruments_done = False
         # share=False: the caller serves the adapter's books to the snapshot service (replay_parts).
+        self._share = share
         self._shared = not share
         self._now = 0
 
@@ -406,7 +407,7 @@ class Replayer:
         fresh = self._make_adapter(header)
         fresh.counters.update(adapter.counters)
         self.adapter = result.adapter = fresh
-        self._shared = False   # the snapshot service serves the new adapter's books
+        self._shared = not self._share   # the snapshot service serves the new adapter's books
 
     # ---- the loop
     def run(self, records: Iterable[Record]) -> ReplayResult:

@@ -217,7 +217,7 @@ async def test_a_rematch_subscribes_what_was_listed_since_on_connections_of_its_
 
 
 async def test_at_rematch_max_parts_the_newest_part_is_rebuilt_with_the_new_listing(
-        shared_data: Path, loopback_exchange, tmp_path: Path) -> None:
+        shared_data: Path, loopback_exchange, tmp_path: Path, bus_endpoint) -> None:
     records = list(read_capture(shared_data / "cryptofeed" / "BINANCE_FUTURES"))
     symbols = records[0].data["channels"]["l2_book"]
     lb = await loopback_exchange(records)
@@ -275,6 +275,24 @@ async def test_at_rematch_max_parts_the_newest_part_is_rebuilt_with_the_new_list
         sb = res.adapter.books.get(sym)
         assert sb.state == "synced" and sb.book.snapshot() == lb.profile.truth_book(sb.exchange_symbol), sym
     assert res.adapter.counters["ignored.unsubscribed_book"] == 0 and res.adapter.counters["messages"] > 0
+    # Both files replayed together through a publisher: a subscriber that joins afterwards gets all
+    # four books from its snapshot service, KEEP's (an adapter of the rebuilt session) included.
+    from bus.publisher import Publisher
+    from feedfabric.testing.bus import PumpedSubscribers
+
+    ep = bus_endpoint("replayed")
+    publisher = Publisher("replayed", ep.pub, ep.snapshot, exchange="BINANCE_FUTURES")
+    publisher.start()
+    try:
+        replay_parts([_until_stop(list(read_capture(capture))), _until_stop(rec)], publisher=publisher)
+        async with PumpedSubscribers(ep, ["book."]) as subs:
+            late = subs.join()
+            await wait_until(lambda: all(
+                (b := late.book("BINANCE_FUTURES", s)) is not None
+                and b.snapshot() == lb.profile.truth_book(s.split("-")[0] + "USDT") for s in symbols), 20,
+                "the late subscriber's books of every part")
+    finally:
+        publisher.close()
 
 
 async def test_a_late_subscriber_gets_every_parts_books_from_the_snapshot_service(

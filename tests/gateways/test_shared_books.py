@@ -113,6 +113,23 @@ def test_share_books_helper() -> None:
     assert share_books(WithBooks(), object()) is False
 
 
+def test_books_shared_again_are_served_by_the_new_provider() -> None:
+    # A replay whose next capture session has an adapter of its own shares that adapter's books:
+    # the topics already published are served from them, not from the old adapter's.
+    from bus.snapshot import StateStore
+
+    old, new = Books("EX", no_rule), Books("EX", no_rule)
+    for books, price in ((old, "100"), (new, "200")):
+        books.add("A-B")
+        books.snapshot("A-B", [(price, "1")], [(str(int(price) + 1), "1")], 1, Output())
+    store = StateStore()
+    store.share_books("EX", old.shared_book)
+    store.apply(L2Snapshot("EX", "A-B", [("100", "1")], [("101", "1")], sequence=1), "book.EX.A-B.", 1)
+    assert store.item("book.EX.A-B.")[4]["bids"] == [("100", "1")]
+    store.share_books("EX", new.shared_book)
+    assert store.item("book.EX.A-B.")[4]["bids"] == [("200", "1")]
+
+
 def test_publisher_serves_the_gateway_books_without_a_copy(bus_endpoint, publisher_factory) -> None:
     pub = publisher_factory("gw", bus_endpoint("gw"))
     books = Books("EX", range_rule, max_depth=3, check_crossed=False, bbo=False)
