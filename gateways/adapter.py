@@ -217,6 +217,7 @@ class Subscription:
     candle_interval: str | None = None   # None: the adapter's default_candle_interval
     open_interest_interval: float = 60.0  # REST polling period where OI has no stream
     poll_interval: float = 1.0            # seconds between polls of a channel that is only polled (ccxt long tail)
+    ccxt_stream: bool = False             # ccxt long tail: stream through ccxt.pro what it can watch
 
     def symbols(self, channel: str) -> list[str]:
         return list(self.channels.get(channel, ()))

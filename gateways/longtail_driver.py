@@ -1,17 +1,26 @@
 """The ccxt driver: the gateway driver whose REST requests are ccxt calls (the long-tail adapter).
 
-:class:`CcxtDriver` is :class:`gateways.driver.Driver` with one thing changed: a Fetch whose URL
+:class:`CcxtDriver` is :class:`gateways.driver.Driver` with two things changed: a Fetch whose URL
 names a ccxt call (``ccxt:fetch_trades?symbol=BTC%2FUSDT``, see gateways/exchanges/longtail.py) is
 performed through a ``ccxt.async_support`` exchange instead of an HTTP GET, and answered with the
-call's result as JSON. Everything else (the REST budget, the recorder, instrument loading and its
-retries, the timer, counters, logs) is the driver's own, so a ccxt gateway records and replays like
-any other.
+call's result as JSON; and the adapter's streaming connection (``ccxtpro:<id>``, its subscribe
+messages watch calls) is a ``ccxt.pro`` exchange with one watch loop per call instead of a
+websocket, each result handed to the adapter as a message. Everything else (the REST budget, the
+recorder, instrument loading and its retries, reconnecting with backoff, Status, the timer,
+counters, logs) is the driver's own, so a ccxt gateway records and replays like any other.
+
+A streaming connection ends when a watch fails on the network (ccxt.pro's ``NetworkError``): all its
+watches stop, the ccxt.pro exchange is closed, the adapter invalidates the streamed books, and the
+driver reconnects after its backoff (a new exchange, every watch again). Another error of one watch
+(a symbol the exchange refuses) is logged and counted (``stream_errors``) and that watch alone is
+tried again ``poll_interval`` later. ccxt.pro keeps its sockets alive itself (pings); there is no
+silence watchdog on this connection, since a quiet symbol's watch legitimately waits.
 
 ccxt does its own HTTP (aiohttp) and spaces its calls by the exchange's ``rateLimit``; the
 gateway's ``ccxt`` setting is passed to the exchange's constructor (e.g. ``{"options":
 {"fetchMarkets": ["spot"]}}`` to load Binance's spot markets only). A ``rest``
-URL in the config (e.g. the loopback exchange) replaces the scheme and host of every endpoint ccxt
-knows for the exchange; a REST proxy (the pool's next one per call) goes to ccxt's
+URL in the config (e.g. the loopback exchange) replaces the scheme and host of every http(s)
+endpoint ccxt knows for the exchange, a ``ws`` URL those of its websocket endpoints; a REST proxy (the pool's next one per call) goes to ccxt's
 ``aiohttp_proxy``. ccxt's errors become statuses: rate limited or DDoS protection 429, a symbol or
 call the exchange lacks 400, any other exchange error (or an exception inside ccxt) 500, a network
 failure 0 (no response); the adapter sees a failed poll and asks it again when next due.
@@ -19,26 +28,31 @@ failure 0 (no response); the adapter sees a failed poll and asks it again when n
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
 
-from gateways.adapter import Fetch
+from gateways.adapter import ConnectionSpec, Fetch
 from gateways.driver import Driver
-from gateways.exchanges.longtail import CcxtAdapter, parse_call
+from gateways.exchanges.longtail import STREAM_SCHEME, CcxtAdapter, parse_call
 
 
-def _rebase(value: Any, base: str) -> Any:
-    """``value`` (ccxt's ``urls['api']``: a URL, or nested dicts of them) with every URL's scheme
-    and host replaced by ``base``'s, paths kept."""
+def _rebase(value: Any, base: str | None, ws_base: str | None = None) -> Any:
+    """``value`` (ccxt's ``urls['api']``: a URL, or nested dicts of them) with the scheme and host of
+    every http(s) URL replaced by ``base``'s and of every ws(s) URL by ``ws_base``'s (None: kept),
+    paths kept."""
     if isinstance(value, dict):
-        return {k: _rebase(v, base) for k, v in value.items()}
+        return {k: _rebase(v, base, ws_base) for k, v in value.items()}
     if isinstance(value, str) and "://" in value:
         parts = urlsplit(value)
-        return base.rstrip("/") + value[len(f"{parts.scheme}://{parts.netloc}"):]
+        new = ws_base if parts.scheme in ("ws", "wss") else base
+        if new:
+            return new.rstrip("/") + value[len(f"{parts.scheme}://{parts.netloc}"):]
     return value
 
 
@@ -55,20 +69,24 @@ class CcxtDriver(Driver):
         super().__init__(adapter, publisher, **kwargs)
         self.exchange: Any = None   # the ccxt.async_support exchange, inside rest_session()
 
+    def _exchange(self, module: Any) -> Any:
+        """A ccxt exchange of ``module`` (``ccxt.async_support`` or ``ccxt.pro``) set up as configured."""
+        adapter = self.adapter
+        settings = {"enableRateLimit": True, "timeout": int(self.config.rest_timeout * 1000),
+                    **(self.config.ccxt or {})}
+        exchange = getattr(module, adapter.ccxt_id)(settings)
+        exchange.number = str   # trades, tickers... keep the exchange's own text (exact)
+        rest, ws = adapter.url.get("rest"), adapter.url.get("ws")
+        if rest or ws:
+            exchange.urls["api"] = _rebase(exchange.urls["api"], rest, ws)
+        return exchange
+
     @contextlib.asynccontextmanager
     async def rest_session(self) -> AsyncIterator[None]:
         import ccxt.async_support as ccxt_async
 
         async with super().rest_session():
-            adapter = self.adapter
-            settings = {"enableRateLimit": True, "timeout": int(self.config.rest_timeout * 1000),
-                        **(self.config.ccxt or {})}
-            exchange = getattr(ccxt_async, adapter.ccxt_id)(settings)
-            exchange.number = str   # trades, tickers... keep the exchange's own text (exact)
-            base = adapter.url.get("rest")
-            if base:
-                exchange.urls["api"] = _rebase(exchange.urls["api"], base)
-            self.exchange = exchange
+            exchange = self.exchange = self._exchange(ccxt_async)
             try:
                 yield
             finally:
@@ -104,3 +122,84 @@ class CcxtDriver(Driver):
         self._log_symbol("WARNING", fetch.tag or "rest", fetch.symbol, "{} {} failed ({}): {!r}",
                          fetch.tag or "ccxt", fetch.url, status or "no response", exc)
         return status
+
+    # ------------------------------------------------------------ streaming (ccxt.pro)
+    async def _session_once(self, spec: ConnectionSpec) -> str:
+        if not spec.url.startswith(STREAM_SCHEME):
+            return await super()._session_once(spec)
+        import ccxt
+        import ccxt.pro as ccxt_pro
+
+        adapter = self.adapter
+        conn = spec.id
+        exchange = self._exchange(ccxt_pro)
+        exchange.aiohttp_proxy = self._rest_proxies.take()   # its REST calls (snapshots) too
+        proxy = self._ws_proxies.take()
+        if proxy is not None:
+            if proxy.startswith("socks"):
+                exchange.ws_socks_proxy = proxy
+            else:
+                exchange.ws_proxy = proxy
+        watches: list[asyncio.Task[None]] = []
+        reason = "closed"
+        try:
+            ts = time.time_ns()
+            self._count("connects")
+            if self.recorder is not None:
+                self.recorder.connect(conn, ts, spec.url)
+            self.publisher.set_feed_state(conn + self.feed_suffix, "connected")
+            self.connected.set()
+            await self.handle(adapter.on_open(conn, ts))
+            for call in spec.subscribe:
+                assert isinstance(call, str)
+                if self.recorder is not None:
+                    self.recorder.send(conn, ts, call)
+                watches.append(asyncio.create_task(self._watch(exchange, conn, call), name=f"watch:{call}"))
+            if not watches:
+                await self._stop.wait()
+                return "stopped"
+            done, _ = await asyncio.wait(watches, return_when=asyncio.FIRST_EXCEPTION)
+            exc = next((t.exception() for t in done if not t.cancelled() and t.exception() is not None), None)
+            if exc is not None:
+                reason = f"{type(exc).__name__}: {exc}"[:200]
+                if not isinstance(exc, ccxt.NetworkError):
+                    self.log.opt(exception=exc).error("{} {}: unexpected error in a watch", adapter.exchange, conn)
+        finally:
+            for t in watches:
+                t.cancel()
+            await asyncio.gather(*watches, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                await exchange.close()
+            ts = time.time_ns()
+            if self.recorder is not None:
+                self.recorder.close_conn(conn, ts, reason)
+            self._count("disconnects")
+            self.publisher.set_feed_state(conn + self.feed_suffix, "disconnected", reason)
+            await self.handle(adapter.on_close(conn, ts, reason))
+        return reason
+
+    async def _watch(self, exchange: Any, conn: str, call: str) -> None:
+        """Watch one call forever: each result to the adapter as ``{"call", "result"}`` (recorded).
+        Ends on a network error (the connection goes with it); other errors retry this call alone."""
+        import ccxt
+
+        method, params = parse_call(call)
+        watch = getattr(exchange, method)
+        symbol = params.pop("symbol")
+        adapter = self.adapter
+        while True:
+            try:
+                result = await watch(symbol, **params)
+            except ccxt.NetworkError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - one symbol's watch must not end the others
+                self._count("stream_errors")
+                self._log_symbol("WARNING", "watch", adapter.from_ccxt.get(symbol), "{} failed: {!r}", call, exc)
+                await self._sleep_or_stop(adapter.subscription.poll_interval)
+                continue
+            ts = time.time_ns()
+            msg = orjson.dumps({"call": call, "result": result}, default=_json_default,
+                               option=orjson.OPT_NON_STR_KEYS).decode()
+            if self.recorder is not None:
+                self.recorder.recv(conn, ts, msg)
+            await self.handle(adapter.on_message(conn, msg, ts))

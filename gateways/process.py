@@ -64,6 +64,9 @@ class GatewayConfig(BaseModel):
     silence_timeout: float | None = Field(None, gt=0)
     ws_proxy: str | list[str] | None = Field(None, description="proxy URL, or a pool of them used in turn")
     rest_proxy: str | list[str] | None = Field(None, description="proxy URL, or a pool of them used in turn")
+    ccxt_stream: bool = Field(False, description="CCXT_<ID> exchanges: stream trades, books and tickers "
+                              "through ccxt.pro's websockets where it can watch them (the other channels, and "
+                              "all without it, are polled)")
     ccxt: dict[str, Any] = Field(default_factory=dict, description="CCXT_<ID> exchanges: the ccxt exchange's "
                                  "config, e.g. {options: {fetchMarkets: [spot]}} (no API keys: market data only)")
 
@@ -130,7 +133,8 @@ class GatewayConfig(BaseModel):
     def subscription(self) -> Subscription:
         assert isinstance(self.channels, dict)
         return Subscription(self.channels, depth=self.depth, candle_interval=self.candle_interval,
-                            open_interest_interval=self.open_interest_interval, poll_interval=self.poll_interval)
+                            open_interest_interval=self.open_interest_interval, poll_interval=self.poll_interval,
+                            ccxt_stream=self.ccxt_stream)
 
     def driver_config(self) -> DriverConfig:
         cfg = DriverConfig(backoff_initial=self.backoff_initial, backoff_max=self.backoff_max,
@@ -239,7 +243,8 @@ class Gateway:
                                      meta={"gateway": config.name, "part": n, "depth": config.depth,
                                            "candle_interval": config.candle_interval,
                                            "open_interest_interval": config.open_interest_interval,
-                                           "poll_interval": config.poll_interval})
+                                           "poll_interval": config.poll_interval,
+                                           "ccxt_stream": config.ccxt_stream})
         driver = driver_class(adapter)(adapter, self.publisher, config=self._driver_config, recorder=recorder)
         part = Part(config, adapter, driver, recorder)
         self.parts.append(part)

@@ -57,7 +57,7 @@ CAPTURE_EXCHANGES: dict[str, str] = {}
 _IGNORED_QUERY = frozenset({"limit", "from", "start", "end"})
 _NEVER = 1 << 63   # the next timer call of an adapter without a timer
 # Subscription options a gateway writes into its capture's header (gateways.process).
-_RECORDED_OPTIONS = ("depth", "candle_interval", "open_interest_interval", "poll_interval")
+_RECORDED_OPTIONS = ("depth", "candle_interval", "open_interest_interval", "poll_interval", "ccxt_stream")
 
 
 def _url_key(url: str) -> tuple[str, frozenset[tuple[str, str]]]:

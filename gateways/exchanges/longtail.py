@@ -1,4 +1,5 @@
-"""The long tail: any exchange ccxt knows and feedfabric has no native adapter for, polled over REST.
+"""The long tail: any exchange ccxt knows and feedfabric has no native adapter for, polled over REST
+or streamed through ccxt.pro.
 
 ``CCXT_<ID>`` (``CCXT_KUCOIN``, ``CCXT_GATE``...; ``<ID>`` is a ccxt exchange id) names this
 adapter for ccxt's exchange ``<id>``; its events carry the exchange ``<ID>`` (``KUCOIN``). It is
@@ -23,6 +24,18 @@ Channels (ccxt call, polled → events):
   l2_book (a book publishes its own BBO).
 
 Liquidations are not offered: ccxt's unified liquidation has no side, which a Liquidation needs.
+
+Streaming (``ccxt_stream``, gateway config): trades, l2_book, ticker and bbo are streamed through
+ccxt.pro where it can watch them on this exchange (``watchTrades``, ``watchOrderBook``,
+``watchTicker``); the others stay polled. The adapter declares one connection
+(``<EXCHANGE>.pro``, URL ``ccxtpro:<id>``) whose subscribe messages are the watch calls
+(``ccxt:watch_trades?symbol=...``, the same URL form as a poll); the driver keeps one watch loop per
+call and hands each result to :meth:`CcxtAdapter.on_message` as ``{"call": URL, "result": ...}``
+(recorded like any frame, so a replay feeds it back). A result goes through the poll's own code: a
+streamed book is ccxt.pro's synced book, diffed against ours (Snapshot, then Deltas); streamed
+trades are new ones, each published once (no first page to skip); a ticker publishes when it
+changed. The connection ending (a network error in any watch) invalidates the streamed books
+(Gap); the reconnection's first book of each is its snapshot.
 
 ``poll_interval`` (gateway config, default 1 s) spaces the polls of each (channel, symbol); the
 first polls of a channel are spread over one interval. A channel the exchange lacks in ccxt
@@ -89,6 +102,7 @@ from gateways.exchanges import CCXT_PREFIX
 from gateways.polling import Bar, CandlePoller, PolledCandles
 
 SCHEME = "ccxt:"          # the URL scheme of a ccxt call
+STREAM_SCHEME = "ccxtpro:"   # the URL of the connection that streams through ccxt.pro
 _S = 1_000_000_000
 _MS = 1_000_000
 OHLCV_LIMIT = 300         # bars one fetch_ohlcv asks for (every exchange serves at least this many)
@@ -105,6 +119,14 @@ CALLS: dict[str, tuple[str, str]] = {
     MARK: ("fetch_mark_price", "fetchMarkPrice"),
     INDEX: ("fetch_mark_price", "fetchMarkPrice"),
     BBO_CHANNEL: ("fetch_ticker", "fetchTicker"),
+}
+# channel → (ccxt.pro call, its `has` key): streamed with ccxt_stream where ccxt.pro can watch it.
+# bbo rides on the ticker's watch, as on its poll.
+WATCHES: dict[str, tuple[str, str]] = {
+    TRADES: ("watch_trades", "watchTrades"),
+    L2_BOOK: ("watch_order_book", "watchOrderBook"),
+    TICKER: ("watch_ticker", "watchTicker"),
+    BBO_CHANNEL: ("watch_ticker", "watchTicker"),
 }
 # A channel another one's call answers too: polled itself only for the symbols the other is not.
 RIDES_ON = {INDEX: MARK, BBO_CHANNEL: TICKER}
@@ -180,7 +202,11 @@ class CcxtAdapter(PolledCandles, Adapter):
     tick_is_size: ClassVar[bool] = True
     # ccxt's `has` of this exchange (what it can fetch), read from ccxt when the class is made.
     has: ClassVar[Mapping[str, Any]] = {}
-    urls = {"rest": ""}   # "": ccxt's own endpoints; a base URL replaces the scheme and host of all of them
+    # ccxt.pro's `has` (what it can watch; empty: ccxt.pro lacks the exchange).
+    pro_has: ClassVar[Mapping[str, Any]] = {}
+    # "": ccxt's own endpoints; a base URL replaces the scheme and host of all of them (rest: its
+    # http(s) endpoints, ws: ccxt.pro's websocket ones).
+    urls = {"rest": "", "ws": ""}
     driver = "gateways.longtail_driver:CcxtDriver"   # its Fetches are ccxt calls
     # One load_markets is one Fetch of weight 1 here but several HTTP calls for many exchanges
     # (Binance: four lists), out of sight of the budget: re-matches at most once a minute.
@@ -193,6 +219,7 @@ class CcxtAdapter(PolledCandles, Adapter):
         self.candle_poller = CandlePoller(self, {k: v * _S for k, v in CANDLE_INTERVALS.items()},
                                           self._ohlcv_request, self._ohlcv_bars, OHLCV_LIMIT)
         self.ccxt_symbols: dict[str, str] = {}          # normalized → ccxt's unified symbol
+        self.from_ccxt: dict[str, str] = {}             # ccxt's unified symbol → normalized
         self._next: dict[tuple[str, str], int] = {}     # (channel, symbol) → ts of its next poll
         self._inflight: set[tuple[str, str]] = set()    # polls asked and not answered yet
         self._last_trade: dict[str, tuple[int, set[str]]] = {}   # symbol → (newest ts ms, ids at it)
@@ -202,6 +229,9 @@ class CcxtAdapter(PolledCandles, Adapter):
         self._book_symbols = frozenset(subscription.symbols(L2_BOOK))
         # BBO from the ticker only where no book gives it (a book publishes BBO on top changes).
         self._bbo_from_ticker = frozenset(subscription.symbols(BBO_CHANNEL)) - self._book_symbols
+        # Channels streamed through ccxt.pro (ccxt_stream, where it can watch them); the rest is polled.
+        self.streamed = frozenset(ch for ch, (_, has) in WATCHES.items()
+                                  if subscription.ccxt_stream and subscription.symbols(ch) and self.pro_has.get(has))
 
     # ------------------------------------------------------------ instruments
     def instrument_requests(self) -> list[Fetch]:
@@ -222,11 +252,63 @@ class CcxtAdapter(PolledCandles, Adapter):
                 self.count("instruments.duplicate")   # two markets, one name: the first listed wins
                 continue
             self.ccxt_symbols[sym.normalized] = ccxt_symbol
+            self.from_ccxt[ccxt_symbol] = sym.normalized
             out.append(sym)
         return out
 
     def build_connections(self) -> list[ConnectionSpec]:
-        return []   # polled: no websocket
+        """Polled: none. Streamed channels: one connection whose subscribe messages are the watch calls."""
+        calls: dict[str, None] = {}
+        pairs: list[tuple[str, str]] = []
+        ticker = set(self.subscription.symbols(TICKER))
+        for ch in WATCHES:
+            if ch not in self.streamed:
+                continue
+            method = WATCHES[ch][0]
+            for sym in self.subscribed(ch):
+                if sym not in self.ccxt_symbols or (ch == BBO_CHANNEL and sym not in self._bbo_from_ticker):
+                    continue
+                pairs.append((ch, sym))
+                limit = (self.subscription.depth or None) if ch == L2_BOOK else None
+                if ch != BBO_CHANNEL or sym not in ticker or TICKER not in self.streamed:
+                    calls.setdefault(call_url(method, symbol=self.ccxt_symbols[sym], limit=limit))
+        if not calls:
+            return []
+        return [ConnectionSpec(f"{self.exchange}.pro", f"{STREAM_SCHEME}{self.ccxt_id}", subscribe=tuple(calls),
+                               streams=tuple(pairs))]
+
+    def handle_message(self, conn: str, raw: str | bytes, ts: int, out: Output) -> None:
+        msg = orjson.loads(raw)
+        if type(msg) is not dict or not isinstance(msg.get("call"), str):
+            raise AdapterError("bad_stream_message", str(raw)[:200])
+        method, params = parse_call(msg["call"])
+        symbol = self.from_ccxt.get(params.get("symbol", ""))
+        if symbol is None:
+            raise AdapterError("stream_unknown_symbol", msg["call"])
+        result = msg.get("result")
+        if method == "watch_trades":
+            if type(result) is not list:
+                raise AdapterError("bad_trades", str(result)[:200])
+            self._trades(symbol, result, ts, out, streamed=True)
+            return
+        if type(result) is not dict:
+            raise AdapterError("bad_stream_result", str(result)[:200])
+        if method == "watch_order_book":
+            self._book(symbol, result, ts, out)
+        elif method == "watch_ticker":
+            if symbol in self.subscription.symbols(TICKER):
+                self._ticker(symbol, result, ts, out)   # and the bbo of a symbol without a book
+            else:
+                self._bbo(symbol, result, ts, out)
+        else:
+            raise AdapterError("stream_unexpected", msg["call"])
+
+    def handle_close(self, conn: str, ts: int, reason: str, out: Output) -> None:
+        # The watches are gone with the connection: the streamed books are invalid until the
+        # reconnection's first book of each, which _book installs whole.
+        if L2_BOOK in self.streamed:
+            books = [s for s in self.subscribed(L2_BOOK) if self.books.get(s) is not None]
+            self.books.invalidate_all(f"disconnected: {reason}", out, symbols=books, receipt_timestamp=ts)
 
     # ------------------------------------------------------------ polls
     def _call(self, channel: str) -> tuple[str, str]:
@@ -250,7 +332,8 @@ class CcxtAdapter(PolledCandles, Adapter):
         symbols (``set_symbols`` clears it). A channel another one's call answers (RIDES_ON) is polled
         only for the symbols that one is not; bbo only where no book gives it."""
         if self._plan is None:
-            offered = [ch for ch in CALLS if self.subscription.symbols(ch) and self._offered(ch, self._call(ch)[1])]
+            offered = [ch for ch in CALLS if ch not in self.streamed and self.subscription.symbols(ch)
+                       and self._offered(ch, self._call(ch)[1])]
             self._candles = bool(self.subscription.symbols(CANDLES)) and self._offered(CANDLES, "fetchOHLCV")
             plan = []
             for ch in offered:
@@ -425,14 +508,17 @@ class CcxtAdapter(PolledCandles, Adapter):
                                            OPEN_INTEREST: _open_interest, MARK: _mark, INDEX: _index,
                                            BBO_CHANNEL: _bbo}
 
-    def _trades(self, symbol: str, rows: list[Any], ts: int, out: Output) -> None:
+    def _trades(self, symbol: str, rows: list[Any], ts: int, out: Output, *, streamed: bool = False) -> None:
         """New trades of one fetch_trades answer: after the newest of the previous answer, each once.
         The first answer sets the mark only (its trades happened before the gateway looked; none at
-        all: every later one is new)."""
+        all: every later one is new). ``streamed`` (a watch_trades result): every trade is new, none
+        is history, and no page can have been cut."""
         # (ms, id, row), oldest first: each row's instant and id read once.
         stamped = sorted(((int(r["timestamp"] or 0), None if r.get("id") is None else str(r["id"]), r) for r in rows),
                          key=lambda x: x[0])
         mark = self._last_trade.get(symbol)
+        if mark is None and streamed:
+            mark = (0, set())
         newest = stamped[-1][0] if stamped else (mark[0] if mark else 0)
         at_newest = {rid for t, rid, _ in stamped if t == newest}
         if mark is None:
@@ -441,7 +527,7 @@ class CcxtAdapter(PolledCandles, Adapter):
                 self.count("ignored.trade_history", len(stamped))
             return
         last_ts, last_ids = mark
-        if stamped and last_ts and stamped[0][0] > last_ts:
+        if stamped and last_ts and stamped[0][0] > last_ts and not streamed:
             # The page starts after our mark: trades between the two answers may be missing.
             self.count("trades.page_full")
         xs = self.to_exchange.get(symbol)
@@ -499,11 +585,14 @@ def adapter_class(ccxt_id: str) -> type[CcxtAdapter]:
     if ccxt_id not in ccxt.exchanges:
         raise KeyError(f"unknown exchange {CCXT_PREFIX + ccxt_id.upper()!r}: ccxt has no exchange {ccxt_id!r} "
                        f"(ccxt {ccxt.__version__} knows {len(ccxt.exchanges)}: ccxt.exchanges)")
+    import ccxt.pro
+
     probe = getattr(ccxt, ccxt_id)()
+    pro_has = dict(getattr(ccxt.pro, ccxt_id)().has) if ccxt_id in ccxt.pro.exchanges else {}
     rate_limit_ms = float(probe.rateLimit or 50)
     return type(f"Ccxt_{ccxt_id}", (CcxtAdapter,), {
-        "__doc__": f"{ccxt_id} through ccxt's unified REST API (polled).",
-        "exchange": ccxt_id.upper(), "ccxt_id": ccxt_id, "has": dict(probe.has),
+        "__doc__": f"{ccxt_id} through ccxt's unified REST API (polled; streamed through ccxt.pro with ccxt_stream).",
+        "exchange": ccxt_id.upper(), "ccxt_id": ccxt_id, "has": dict(probe.has), "pro_has": pro_has,
         "tick_is_size": probe.precisionMode == ccxt.TICK_SIZE,
         # ccxt spaces its calls by rateLimit ms; the driver's budget allows the same rate.
         "rest_weight_per_minute": max(1, int(60_000 / rate_limit_ms)),

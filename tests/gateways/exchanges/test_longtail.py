@@ -283,6 +283,80 @@ def test_malformed_answers_are_counted_and_publish_nothing() -> None:
     assert {"errors.bad_trades", "errors.bad_funding", "errors.bad_trade_side"} <= set(ad.error_counts())
 
 
+# ---------------------------------------------------------------- streaming through ccxt.pro (ccxt_stream)
+
+def _streamed(ad: CcxtAdapter, call: str, result: Any, ts: int) -> list[Any]:
+    out = ad.on_message(f"{ad.exchange}.pro", orjson.dumps({"call": call, "result": result}), ts)
+    assert out.actions == []
+    return out.events
+
+
+def test_streamed_channels_are_one_connection_of_watch_calls_and_are_not_polled() -> None:
+    ad = _adapter({"trades": ["BTC-USDT"], "l2_book": ["BTC-USDT-PERP"], "ticker": ["BTC-USDT"],
+                   "bbo": ["BTC-USDT", "BTC-USD-20261225"], "funding": ["BTC-USDT-PERP"]}, ccxt_stream=True, depth=50)
+    assert ad.streamed == {"trades", "l2_book", "ticker", "bbo"}
+    (spec,) = ad.connections()
+    assert (spec.id, spec.url) == ("BINANCE.pro", "ccxtpro:binance")
+    # BTC-USDT's bbo rides on its ticker's watch; BTC-USD-20261225's has a watch of its own.
+    assert list(spec.subscribe) == [call_url("watch_trades", symbol="BTC/USDT"),
+                                    call_url("watch_order_book", symbol="BTC/USDT:USDT", limit=50),
+                                    call_url("watch_ticker", symbol="BTC/USDT"),
+                                    call_url("watch_ticker", symbol="BTC/USD:BTC-261225")]
+    # Only what ccxt.pro cannot watch is polled.
+    assert {f.tag for i in range(61) for f in ad.on_timer(_T0 + i * _S).actions} == {"funding"}
+    # Without ccxt_stream (or where ccxt.pro has no watch for a channel): polled, no connection.
+    assert _adapter({"trades": ["BTC-USDT"]}).connections() == []
+    lacking = type("NoWatch", (exchanges.get("CCXT_BINANCE"),), {"pro_has": {"watchTrades": True}})
+    ad2 = lacking(Subscription({"trades": ["BTC-USDT"], "l2_book": ["BTC-USDT"]}, ccxt_stream=True))
+    ad2.load_instruments({call_url("load_markets"): orjson.dumps(MARKETS)})
+    assert ad2.streamed == {"trades"} and {f.tag for f in ad2.on_timer(_T0).actions} == {"l2_book"}
+
+
+def test_streamed_trades_are_each_published_once_from_the_first() -> None:
+    ad = _adapter({"trades": ["BTC-USDT"]}, ccxt_stream=True)
+    call = call_url("watch_trades", symbol="BTC/USDT")
+    first = _streamed(ad, call, [_trade(1, _MS_T0), _trade(2, _MS_T0)], _T0)
+    assert [t.id for t in first] == ["1", "2"]   # not history: they came after the watch began
+    # A result that repeats some (a cache returned whole) publishes only the new ones.
+    again = _streamed(ad, call, [_trade(2, _MS_T0), _trade(3, _MS_T0 + 5), _trade(4, _MS_T0 + 9)], _T0 + _S)
+    assert [t.id for t in again] == ["3", "4"] and ad.counters["trades.page_full"] == 0
+
+
+def test_a_streamed_book_is_a_snapshot_then_deltas_and_its_connection_ending_invalidates_it() -> None:
+    from cryptofeed_types import Gap, Reset
+
+    ad = _adapter({"l2_book": ["BTC-USDT"]}, ccxt_stream=True)
+    call = call_url("watch_order_book", symbol="BTC/USDT")
+    snap = {"bids": [[100.5, 1.0]], "asks": [[101.0, 1.5]], "timestamp": _MS_T0, "nonce": 7}
+    assert [type(e) for e in _streamed(ad, call, snap, _T0)] == [L2Snapshot, BBO]
+    delta, bbo = _streamed(ad, call, {**snap, "bids": [[100.5, 2.0]]}, _T0 + 1)
+    assert isinstance(delta, L2Delta) and delta.bids_str == (("100.5", "2.0"),) and isinstance(bbo, BBO)
+    out = ad.on_close("BINANCE.pro", _T0 + 2, "NetworkError: gone")
+    assert [type(e) for e in out.events] == [Gap] and out.actions == []   # the reconnection rebuilds it
+    assert [type(e) for e in _streamed(ad, call, snap, _T0 + 3)] == [Reset, L2Snapshot, BBO]
+
+
+def test_a_streamed_ticker_gives_the_ticker_and_the_bbo_of_a_symbol_without_a_book() -> None:
+    ad = _adapter({"ticker": ["BTC-USDT"], "bbo": ["BTC-USDT", "BTC-USDT-PERP"]}, ccxt_stream=True)
+    tick = {"bid": "100.5", "bidVolume": "2", "ask": "101", "askVolume": "3", "last": "100.7", "baseVolume": "9"}
+    assert [type(e) for e in _streamed(ad, call_url("watch_ticker", symbol="BTC/USDT"), tick, _T0)] == [BBO, Ticker]
+    (b,) = _streamed(ad, call_url("watch_ticker", symbol="BTC/USDT:USDT"), tick, _T0)
+    assert isinstance(b, BBO) and b.symbol == "BTC-USDT-PERP"
+
+
+def test_malformed_stream_messages_are_counted_and_publish_nothing() -> None:
+    ad = _adapter({"trades": ["BTC-USDT"], "l2_book": ["BTC-USDT"]}, ccxt_stream=True)
+    for raw in (b"not json", orjson.dumps([1]), orjson.dumps({"result": []}),
+                orjson.dumps({"call": call_url("watch_trades", symbol="NOPE/USDT"), "result": []}),
+                orjson.dumps({"call": call_url("watch_trades", symbol="BTC/USDT"), "result": {}}),
+                orjson.dumps({"call": call_url("watch_order_book", symbol="BTC/USDT"), "result": []}),
+                orjson.dumps({"call": call_url("watch_nothing", symbol="BTC/USDT"), "result": {}})):
+        assert ad.on_message("BINANCE.pro", raw, _T0).events == []
+    assert ad.counters["errors"] == 7
+    assert {"errors.bad_stream_message", "errors.stream_unknown_symbol", "errors.bad_trades",
+            "errors.bad_stream_result", "errors.stream_unexpected"} <= set(ad.error_counts())
+
+
 # ---------------------------------------------------------------- a gateway through the loopback exchange
 
 async def test_ccxt_gateway_polls_the_loopback_records_and_replays(shared_data: Path, loopback_exchange,
@@ -350,6 +424,71 @@ async def test_ccxt_gateway_polls_the_loopback_records_and_replays(shared_data: 
     assert out.exit_code == 1 and "trade           78" in out.output and "rest_status" in out.output, out.output
 
 
+async def test_ccxt_gateway_streams_through_ccxt_pro_rides_out_a_drop_and_replays(
+        shared_data: Path, loopback_exchange, tmp_path: Path) -> None:
+    """ccxt.pro's own Binance code against the loopback exchange: it subscribes exactly the
+    capture's streams, syncs its books from REST snapshots and the depth stream, and its results
+    become our events."""
+    records = list(read_capture(shared_data / "cryptofeed" / "BINANCE_FUTURES"))
+    lb = await loopback_exchange(records)
+    symbols = {"SUSHI-USDT-PERP": "SUSHIUSDT", "CTK-USDT-PERP": "CTKUSDT"}
+    capture = tmp_path / "pro.ffcap"
+    cfg = GatewayConfig(name="ccxt", exchange="CCXT_BINANCE", channels=["trades", "l2_book"], symbols=list(symbols),
+                        pub="inproc://unused", urls={"rest": lb.rest_url, "ws": lb.ws_url}, ccxt_stream=True,
+                        record=capture, backoff_initial=0.05,
+                        ccxt={"enableRateLimit": False, "options": {"fetchMarkets": ["linear"],
+                                                                   "watchTrades": {"name": "aggTrade"}}})
+    pub = RecordingPublisher("BINANCE")
+    gw = Gateway(cfg, publisher=pub)
+    books = gw.adapter.books
+    wanted = {f"{xs.lower()}@{s}" for xs in symbols.values() for s in ("aggTrade", "depth@100ms")}
+
+    def top(levels: Any, n: int = 100) -> list[tuple[Decimal, Decimal]]:
+        return [(Decimal(p), Decimal(q)) for p, q in levels[:n]]
+
+    def matches_truth() -> bool:
+        # ccxt.pro keeps a 1000-level book: its top equals the truth's.
+        return all(books.get(s) is not None and books.get(s).state == "synced"
+                   and [top(x) for x in books.get(s).book.snapshot()] == [top(x) for x in lb.profile.truth_book(xs)]
+                   for s, xs in symbols.items())
+
+    async with gw:
+        await wait_until(lambda: lb.subscribed_streams() == wanted, 20, "the watches subscribed")
+        assert lb.errors == [] and gw.adapter.streamed == {"trades", "l2_book"}
+        lb.release(600)
+        await lb.wait_sent()
+        await wait_until(matches_truth, 10, "books synced")
+        # A drop: every watch ends, the books are invalid (Gap), the reconnection watches again.
+        connects = gw.driver.counters["connects"]
+        await lb.drop()
+        await wait_until(lambda: gw.driver.counters["connects"] > connects and lb.subscribed_streams() == wanted, 20,
+                         "reconnected")
+        assert {g.symbol for g in pub.of_kind("gap")} == set(symbols)
+        lb.release(None)
+        await lb.wait_sent()
+        await wait_until(matches_truth, 10, "books equal to the truth")
+        await wait_until(lambda: len(pub.of_kind("trade")) == 78, 10, "every trade")
+        assert pub.feeds == {"BINANCE.pro": "connected"} and gw.adapter.error_counts() == {}
+        live_trades = [t.wire_body() for t in pub.of_kind("trade")]
+        live_books = {s: books.get(s).book.snapshot() for s in symbols}
+    # Every aggregate trade of the two symbols, once each, as the exchange gave it.
+    want = []
+    for r in records:
+        d = orjson.loads(r.data).get("data", {}) if r.kind == "recv" else {}
+        if d.get("e") == "aggTrade" and d["s"] in symbols.values():
+            want.append((d["s"], str(d["a"]), d["p"], d["q"], "sell" if d["m"] else "buy"))
+    got = [(t.exchange_symbol, t.id, t.price_str, t.amount_str, t.side) for t in pub.of_kind("trade")]
+    assert sorted(got) == sorted(want) and len(want) == 78
+    # The recording (the watch calls, each result, the connection's ends) replays to the same events.
+    recorded = list(read_capture(capture))
+    assert recorded[0].data["ccxt_stream"] is True
+    while recorded[-1].kind == "close":
+        recorded.pop()   # the stop's close, which (rightly) invalidates the books
+    res = Replayer(collect=True).run(recorded)
+    assert [e.wire_body() for e in res.events if e.KIND == "trade"] == live_trades
+    assert {s: res.adapter.books.get(s).book.snapshot() for s in symbols} == live_books
+
+
 async def test_ccxt_calls_go_through_the_rest_proxy(shared_data: Path, loopback_exchange) -> None:
     proxy = HttpProxy()
     await proxy.start()
@@ -363,6 +502,21 @@ async def test_ccxt_calls_go_through_the_rest_proxy(shared_data: Path, loopback_
         await wait_until(lambda: pub.of_kind("book_snapshot"), 10, "a book through the proxy")
     proxy.close()
     assert proxy.forwards + proxy.connects >= 1 and len(lb.rest_requests) >= 2   # markets, then the book
+
+
+async def test_ccxt_pro_streams_go_through_the_websocket_proxy(shared_data: Path, loopback_exchange) -> None:
+    proxy = HttpProxy()
+    await proxy.start()
+    lb = await loopback_exchange(shared_data / "cryptofeed" / "BINANCE_FUTURES")
+    cfg = GatewayConfig(name="ccxt", exchange="CCXT_BINANCE", channels=["l2_book"], symbols=["SUSHI-USDT-PERP"],
+                        pub="inproc://unused", urls={"rest": lb.rest_url, "ws": lb.ws_url}, ccxt_stream=True,
+                        ws_proxy=f"http://127.0.0.1:{proxy.port}",
+                        ccxt={"enableRateLimit": False, "options": {"fetchMarkets": ["linear"]}})
+    async with Gateway(cfg, publisher=RecordingPublisher("BINANCE")):
+        await wait_until(lambda: lb.subscribed_streams() == {"sushiusdt@depth@100ms"}, 20, "subscribed via the proxy")
+    proxy.close()
+    # No rest_proxy: only the websocket went through it (a plain ws:// upgrade is relayed in absolute form).
+    assert proxy.connects + proxy.forwards >= 1, (proxy.connects, proxy.forwards)
 
 
 async def test_ccxt_errors_become_statuses_and_a_poll_is_never_lost() -> None:
@@ -397,6 +551,42 @@ async def test_ccxt_errors_become_statuses_and_a_poll_is_never_lost() -> None:
     api = {"public": "https://api.binance.com/api/v3", "fapi": {"public": "https://fapi.binance.com/fapi/v1"}, "n": 1}
     assert _rebase(api, "http://127.0.0.1:9/") == {"public": "http://127.0.0.1:9/api/v3",
                                                    "fapi": {"public": "http://127.0.0.1:9/fapi/v1"}, "n": 1}
+    # ccxt.pro's websocket endpoints move to the ws base, its REST ones stay without a rest base.
+    pro = {"ws": {"linear": "wss://fstream.binance.com/ws"}, "rest": "https://fapi.binance.com/fapi/v1"}
+    assert _rebase(pro, None, "ws://127.0.0.1:9") == {"ws": {"linear": "ws://127.0.0.1:9/ws"},
+                                                      "rest": "https://fapi.binance.com/fapi/v1"}
+
+
+async def test_a_failed_watch_is_retried_alone_and_a_network_error_ends_the_stream() -> None:
+    import ccxt
+
+    from gateways.longtail_driver import CcxtDriver
+
+    class FakePro:
+        def __init__(self) -> None:
+            self.answers: list[Any] = [ccxt.BadSymbol("not now"), [_trade(1, _MS_T0)], ccxt.NetworkError("gone")]
+            self.closed = False
+
+        async def watch_trades(self, symbol: str) -> list[Any]:
+            answer = self.answers.pop(0)
+            if isinstance(answer, BaseException):
+                raise answer
+            return answer
+
+        async def close(self) -> None:
+            self.closed = True
+
+    ad = _adapter({"trades": ["BTC-USDT"]}, ccxt_stream=True, poll_interval=0.01)
+    pub = RecordingPublisher("BINANCE")
+    driver = CcxtDriver(ad, pub)
+    fake = FakePro()
+    driver._exchange = lambda module: fake   # type: ignore[method-assign]
+    (spec,) = ad.connections()
+    reason = await asyncio.wait_for(driver._session_once(spec), 10)
+    assert reason == "NetworkError: gone" and fake.closed
+    assert driver.counters["stream_errors"] == 1 and [t.id for t in pub.of_kind("trade")] == ["1"]
+    assert [(s.feed, s.state) for s in pub.of_kind("status")] == [("BINANCE.pro", "connected"),
+                                                                  ("BINANCE.pro", "disconnected")]
 
 
 @pytest.mark.parametrize("capture,markets", [("BINANCE_DELIVERY", "inverse"), ("BINANCE_FUTURES", "linear")])
