@@ -305,7 +305,7 @@ def exchanges() -> None:
 
         known = ", ".join(ccxt.exchanges[:6])
         click.echo(f"{'CCXT_<ID>':20} any of ccxt's {len(ccxt.exchanges)} exchanges, polled over REST through ccxt "
-                   f"(<ID>: a ccxt id, e.g. CCXT_KUCOIN; {known}, ...)")
+                   f"or streamed through ccxt.pro (ccxt_stream) (<ID>: a ccxt id, e.g. CCXT_KUCOIN; {known}, ...)")
     except ImportError:
         pass
 
