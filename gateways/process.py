@@ -98,6 +98,19 @@ class GatewayConfig(BaseModel):
             raise ValueError(exc.args[0]) from None
         return v
 
+    @field_validator("ccxt_stream")
+    @classmethod
+    def _ccxt_stream(cls, v: bool, info: ValidationInfo) -> bool:
+        name = info.data.get("exchange")
+        if not v or name is None:
+            return v
+        adapter = exchanges.get(name)
+        if not hasattr(adapter, "pro_has"):
+            raise ValueError(f"for CCXT_<ID> exchanges only: {name} streams through its own adapter")
+        if not adapter.pro_has:
+            raise ValueError(f"ccxt.pro has no {name}: leave ccxt_stream out (its channels are polled)")
+        return v
+
     @field_validator("rematch_interval")
     @classmethod
     def _rematch(cls, v: float | None, info: ValidationInfo) -> float | None:

@@ -312,6 +312,15 @@ def test_streamed_channels_are_one_connection_of_watch_calls_and_are_not_polled(
     assert ad2.streamed == {"trades"} and {f.tag for f in ad2.on_timer(_T0).actions} == {"l2_book"}
 
 
+def test_ccxt_stream_is_refused_where_it_cannot_stream() -> None:
+    with pytest.raises(ValidationError, match="for CCXT_<ID> exchanges only: BINANCE streams through its own"):
+        GatewayConfig(name="x", exchange="BINANCE", channels=["trades"], symbols=["BTC-USDT"], ccxt_stream=True,
+                      pub="inproc://unused")
+    with pytest.raises(ValidationError, match="ccxt.pro has no CCXT_BIGONE: leave ccxt_stream out"):
+        GatewayConfig(name="x", exchange="CCXT_BIGONE", channels=["trades"], symbols=["BTC-USDT"], ccxt_stream=True,
+                      pub="inproc://unused")
+
+
 def test_streamed_trades_are_each_published_once_from_the_first() -> None:
     ad = _adapter({"trades": ["BTC-USDT"]}, ccxt_stream=True)
     call = call_url("watch_trades", symbol="BTC/USDT")
