@@ -493,13 +493,7 @@ class Driver:
         helpers: list[asyncio.Task[None]] = []
         watchdog: _Watchdog | None = None
         try:
-            ts = time.time_ns()
-            self._count("connects")
-            if self.recorder is not None:
-                self.recorder.connect(conn, ts, spec.url)
-            self.publisher.set_feed_state(conn + self.feed_suffix, "connected")
-            self.connected.set()
-            await self.handle(adapter.on_open(conn, ts))
+            await self._opened(spec)
             helpers.append(asyncio.create_task(self._subscribe(spec)))
             if spec.ping is not None and spec.ping_interval:
                 helpers.append(asyncio.create_task(self._app_ping(spec)))
@@ -533,13 +527,27 @@ class Driver:
                     await ws.close()
             except (TimeoutError, WebSocketException, OSError):
                 pass
-            ts = time.time_ns()
-            if self.recorder is not None:
-                self.recorder.close_conn(conn, ts, reason)
-            self._count("disconnects")
-            self.publisher.set_feed_state(conn + self.feed_suffix, "disconnected", reason)
-            await self.handle(adapter.on_close(conn, ts, reason))
+            await self._closed(conn, reason)
         return reason
+
+    async def _opened(self, spec: ConnectionSpec) -> None:
+        """A connection is up: counted, recorded, said (Status), and told to the adapter."""
+        ts = time.time_ns()
+        self._count("connects")
+        if self.recorder is not None:
+            self.recorder.connect(spec.id, ts, spec.url)
+        self.publisher.set_feed_state(spec.id + self.feed_suffix, "connected")
+        self.connected.set()
+        await self.handle(self.adapter.on_open(spec.id, ts))
+
+    async def _closed(self, conn: str, reason: str) -> None:
+        """A connection ended: counted, recorded, said (Status), and told to the adapter."""
+        ts = time.time_ns()
+        if self.recorder is not None:
+            self.recorder.close_conn(conn, ts, reason)
+        self._count("disconnects")
+        self.publisher.set_feed_state(conn + self.feed_suffix, "disconnected", reason)
+        await self.handle(self.adapter.on_close(conn, ts, reason))
 
     async def _subscribe(self, spec: ConnectionSpec) -> None:
         for i, msg in enumerate(spec.subscribe):

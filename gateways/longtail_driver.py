@@ -143,13 +143,8 @@ class CcxtDriver(Driver):
         watches: list[asyncio.Task[None]] = []
         reason = "closed"
         try:
+            await self._opened(spec)
             ts = time.time_ns()
-            self._count("connects")
-            if self.recorder is not None:
-                self.recorder.connect(conn, ts, spec.url)
-            self.publisher.set_feed_state(conn + self.feed_suffix, "connected")
-            self.connected.set()
-            await self.handle(adapter.on_open(conn, ts))
             for call in spec.subscribe:
                 assert isinstance(call, str)
                 if self.recorder is not None:
@@ -170,12 +165,7 @@ class CcxtDriver(Driver):
             await asyncio.gather(*watches, return_exceptions=True)
             with contextlib.suppress(Exception):
                 await exchange.close()
-            ts = time.time_ns()
-            if self.recorder is not None:
-                self.recorder.close_conn(conn, ts, reason)
-            self._count("disconnects")
-            self.publisher.set_feed_state(conn + self.feed_suffix, "disconnected", reason)
-            await self.handle(adapter.on_close(conn, ts, reason))
+            await self._closed(conn, reason)
         return reason
 
     async def _watch(self, exchange: Any, conn: str, call: str) -> None:

@@ -368,6 +368,19 @@ def test_malformed_stream_messages_are_counted_and_publish_nothing() -> None:
 
 # ---------------------------------------------------------------- a gateway through the loopback exchange
 
+def _assert_every_aggtrade_once(records: list[Any], exchange_symbols: Any, pub: RecordingPublisher) -> None:
+    """Every aggregate trade of these Binance symbols in the capture was published once, as the
+    exchange gave it (78 for SUSHIUSDT and CTKUSDT in the BINANCE_FUTURES capture)."""
+    want = []
+    for r in records:
+        d = orjson.loads(r.data).get("data", {}) if r.kind == "recv" else {}
+        if d.get("e") == "aggTrade" and d["s"] in exchange_symbols:
+            want.append((d["s"], str(d["a"]), d["p"], d["q"], "sell" if d["m"] else "buy"))
+    got = [(t.exchange_symbol, t.id, t.price_str, t.amount_str, t.side) for t in pub.of_kind("trade")]
+    assert sorted(got) == sorted(want) and len(want) == 78
+
+
+
 async def test_ccxt_gateway_polls_the_loopback_records_and_replays(shared_data: Path, loopback_exchange,
                                                                    tmp_path: Path) -> None:
     records = list(read_capture(shared_data / "cryptofeed" / "BINANCE_FUTURES"))
@@ -404,14 +417,7 @@ async def test_ccxt_gateway_polls_the_loopback_records_and_replays(shared_data: 
         await wait_until(lambda: len(pub.of_kind("trade")) == 78, 10, "every trade")
         live_trades = [t.wire_body() for t in pub.of_kind("trade")]
         live_books = {s: books.get(s).book.snapshot() for s in symbols}
-    # Every aggregate trade of the two symbols in the capture, once each, as the exchange gave it.
-    want = []
-    for r in records:
-        d = orjson.loads(r.data).get("data", {}) if r.kind == "recv" else {}
-        if d.get("e") == "aggTrade" and d["s"] in symbols.values():
-            want.append((d["s"], str(d["a"]), d["p"], d["q"], "sell" if d["m"] else "buy"))
-    got = [(t.exchange_symbol, t.id, t.price_str, t.amount_str, t.side) for t in pub.of_kind("trade")]
-    assert sorted(got) == sorted(want) and len(want) == 78
+    _assert_every_aggtrade_once(records, symbols.values(), pub)
     assert pub.counters["kind.ticker"] > 0 and pub.counters["kind.book_delta"] > 0
     assert gw.adapter.counters["errors.rest_status.trades"] + gw.adapter.counters["errors.rest_status.l2_book"] > 0
     assert all("/fapi/v1/" in u for u in lb.rest_requests)
@@ -480,14 +486,7 @@ async def test_ccxt_gateway_streams_through_ccxt_pro_rides_out_a_drop_and_replay
         assert pub.feeds == {"BINANCE.pro": "connected"} and gw.adapter.error_counts() == {}
         live_trades = [t.wire_body() for t in pub.of_kind("trade")]
         live_books = {s: books.get(s).book.snapshot() for s in symbols}
-    # Every aggregate trade of the two symbols, once each, as the exchange gave it.
-    want = []
-    for r in records:
-        d = orjson.loads(r.data).get("data", {}) if r.kind == "recv" else {}
-        if d.get("e") == "aggTrade" and d["s"] in symbols.values():
-            want.append((d["s"], str(d["a"]), d["p"], d["q"], "sell" if d["m"] else "buy"))
-    got = [(t.exchange_symbol, t.id, t.price_str, t.amount_str, t.side) for t in pub.of_kind("trade")]
-    assert sorted(got) == sorted(want) and len(want) == 78
+    _assert_every_aggtrade_once(records, symbols.values(), pub)
     # The recording (the watch calls, each result, the connection's ends) replays to the same events.
     recorded = list(read_capture(capture))
     assert recorded[0].data["ccxt_stream"] is True
