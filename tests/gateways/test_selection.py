@@ -206,7 +206,7 @@ async def test_a_rematch_subscribes_what_was_listed_since_on_connections_of_its_
     # So does a topology's replaying gateway.
     run = Path(tempfile.mkdtemp(prefix="ffsel-"))   # short: ipc socket paths are limited to 107 bytes
     topo = tmp_path / "t.yaml"
-    topo.write_text(f"run_dir: {run}\ngateways:\n  bnf:\n    exchange: BINANCE_FUTURES\n"
+    topo.write_text(f"run_dir: {run}\nlog_dir: {tmp_path / 'logs'}\ngateways:\n  bnf:\n    exchange: BINANCE_FUTURES\n"
                     f"    channels: [trades, l2_book]\n    symbols: all\n    replay: {{path: {capture}}}\n")
     proc = subprocess.run([sys.executable, "-m", "feedfabric.cli", "gateway", "bnf", "-t", str(topo), "--duration",
                            "2"], capture_output=True, text=True, timeout=60)
