@@ -4,9 +4,10 @@
 and symbols, depth, where to publish, exchange URL overrides (e.g. the loopback
 exchange), driver behaviour (backoff, proxies, silence timeout) and an optional capture
 file to record into. Symbols may be patterns (gateways.selection): the gateway matches them
-against the exchange's instruments before it builds its adapter. :class:`Gateway` runs it
-inside an event loop (tests, embedding);
-:func:`run_gateway` runs it as a process until SIGINT/SIGTERM.
+against the exchange's instruments before it builds its adapter, and with ``rematch_interval``
+again that often, subscribing instruments listed since on a :class:`Part` of their own (adapter,
+driver, capture file; the running feeds untouched). :class:`Gateway` runs it inside an event
+loop (tests, embedding); :func:`run_gateway` runs it as a process until SIGINT/SIGTERM.
 
 The adapter's counters (parse errors, ignored messages by reason, book gaps...) are
 copied into the publisher's heartbeat counters every ``counters_interval`` seconds.
