@@ -32,7 +32,7 @@ The resubscribe plumbing of adapters that rebuild a book by unsubscribe + subscr
 from __future__ import annotations
 
 from collections import Counter, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from loguru import logger
@@ -407,17 +407,28 @@ class Books:
                               receipt_timestamp=rts))
 
 
-def share_books(adapter: Any, publisher: Any, provider: Any = None) -> bool:
+def share_books(adapter: Any, publisher: Any, adapters: Callable[[], Iterable[Any]] | None = None) -> bool:
     """Let ``publisher``'s snapshot service serve ``adapter.books`` instead of mirroring them.
 
     True when done: the adapter keeps its L2 books in a :class:`Books` (every L2 event it
-    publishes comes from there) and the publisher supports ``share_books``. ``provider``
-    replaces ``adapter.books.shared_book`` (a gateway whose books are spread over several
-    adapters, gateways.process).
+    publishes comes from there) and the publisher supports ``share_books``. ``adapters``: serve
+    instead the books of the adapters it returns at each request (the first holding the symbol),
+    for one exchange's books spread over several adapters or held by an adapter that is replaced
+    (a gateway's parts, gateways.process; a replay's sessions, gateways.replay).
     """
     books = getattr(adapter, "books", None)
     share = getattr(publisher, "share_books", None)
     if not isinstance(books, Books) or share is None:
         return False
-    share(books.exchange, provider or books.shared_book)
+    share(books.exchange, books.shared_book if adapters is None else _books_of(adapters))
     return True
+
+
+def _books_of(adapters: Callable[[], Iterable[Any]]) -> Callable[[str], OrderBook | None]:
+    def provider(symbol: str) -> OrderBook | None:
+        for adapter in adapters():
+            books = getattr(adapter, "books", None)
+            if isinstance(books, Books) and (book := books.shared_book(symbol)) is not None:
+                return book
+        return None
+    return provider

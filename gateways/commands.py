@@ -227,7 +227,7 @@ def replay(capture: Path, exchange: str | None, pub: str | None, snapshot: str |
     import time
 
     from gateways.capture import capture_format, later_parts, read_capture
-    from gateways.replay import replay_parts
+    from gateways.replay import PartsReplayer
 
     try:
         capture_format(capture)
@@ -243,24 +243,22 @@ def replay(capture: Path, exchange: str | None, pub: str | None, snapshot: str |
         publisher = Publisher(name, pub, snapshot, exchange=exchange)
         publisher.start()
     progress = Progress(f"replaying {capture.name}", progress_interval, enabled=not no_progress)
-    seen = {"records": 0, "events": 0}
+    replayer = PartsReplayer(len(files), exchange=exchange, publisher=publisher, pace=pace, speed=speed)
+    seen = 0
 
     def records(path: Path) -> Any:
+        nonlocal seen
         for rec in read_capture(path):
-            seen["records"] += 1
+            seen += 1
             # Every 256 records: is a progress line due? (The clock is not read per record.)
-            if not seen["records"] & 0xFF and progress.due():
-                progress.show(seen["records"], seen["events"])
+            if not seen & 0xFF and progress.due():
+                progress.show(seen, replayer.event_count)
             yield rec
-
-    def count(_event: Any) -> None:
-        seen["events"] += 1
 
     t0 = time.perf_counter()
     try:
         try:
-            results = replay_parts([records(f) for f in files], exchange=exchange, publisher=publisher, pace=pace,
-                                   speed=speed, sink=count)
+            results = replayer.run([records(f) for f in files])
         finally:
             progress.close()
         elapsed = time.perf_counter() - t0

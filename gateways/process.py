@@ -33,6 +33,11 @@ from gateways.driver import Driver, DriverConfig, proxy_problem
 from gateways.selection import REMATCH_BUDGET_SHARE, expand, has_patterns, instrument_requests, rematch_floor
 
 
+def _channel_map(channels: dict[str, list[str]] | list[str], symbols: list[str]) -> dict[str, list[str]]:
+    """``channels`` as channel → symbols: a list of channels gets ``symbols`` each."""
+    return channels if isinstance(channels, dict) else {ch: list(symbols) for ch in channels}
+
+
 class GatewayConfig(BaseModel):
     """One gateway. ``channels`` maps channel → symbols; ``symbols`` fills channels given as a list."""
 
@@ -118,9 +123,7 @@ class GatewayConfig(BaseModel):
         data = info.data
         if v is None or "exchange" not in data or "channels" not in data:
             return v   # no re-matching, or the fields it depends on are refused already
-        channels = data["channels"]
-        if isinstance(channels, list):
-            channels = {ch: list(data.get("symbols") or []) for ch in channels}
+        channels = _channel_map(data["channels"], data.get("symbols") or [])
         if not has_patterns(channels):
             raise ValueError("rematch_interval needs symbol patterns (e.g. 'BTC-*'): exact symbols have "
                              "nothing to match again")
@@ -138,7 +141,7 @@ class GatewayConfig(BaseModel):
         if isinstance(self.channels, list):
             if not self.symbols:
                 raise ValueError("channels given as a list need `symbols`")
-            self.channels = {ch: list(self.symbols) for ch in self.channels}
+            self.channels = _channel_map(self.channels, self.symbols)
         unknown = set(self.channels) - set(CHANNELS)
         if unknown:
             raise ValueError(f"unknown channels {sorted(unknown)}; known: {', '.join(CHANNELS)}")
@@ -264,21 +267,14 @@ class Gateway:
         self.parts.append(part)
         if n == 0:
             self.config = config
-            # The snapshot service serves the adapters' own books: one provider for all parts,
-            # registered before the first book event (later parts hold other symbols).
-            share_books(adapter, self.publisher, self._shared_book)
+            # The snapshot service serves the adapters' own books, those of every part (later
+            # parts hold other symbols): registered once, before the first book event.
+            share_books(adapter, self.publisher, lambda: [p.adapter for p in self.parts])
             self.resolved.set()
         else:
             driver.budget = self.parts[0].driver.budget   # one REST budget per exchange
             driver.feed_suffix = f"+{n}"
         return part
-
-    def _shared_book(self, symbol: str) -> Any:
-        for part in self.parts:
-            book = part.adapter.books.shared_book(symbol)   # type: ignore[attr-defined]
-            if book is not None:
-                return book
-        return None
 
     async def _resolve(self, *, again: bool = False) -> GatewayConfig | None:
         """The requested config with its patterns replaced by the instruments they match (None:
@@ -454,14 +450,13 @@ class Gateway:
             count(name, n)
 
     def copy_counters(self) -> None:
-        count = getattr(self.publisher, "count", None)
-        if count is None:
+        if getattr(self.publisher, "count", None) is None:
             return
         for part in self.parts:
             for name, value in part.adapter.counters.items():
                 delta = value - part.copied[name]
                 if delta:
-                    count(f"adapter.{name}", delta)
+                    self._count(f"adapter.{name}", delta)
                     part.copied[name] = value
 
     async def _copy_counters(self) -> None:

@@ -12,7 +12,7 @@ without a status, as in older captures, are 200s).
 A capture may hold several sessions (a writer reopened the file, e.g. after a crash): each
 later ``header`` record ends the connections of the session before it (``on_close``, as
 the restart did live) and reloads the instruments; a session recorded with other channels
-gets an adapter subscribed to them; the results cover the whole file. :func:`replay_parts`
+gets an adapter subscribed to them; the results cover the whole file. :class:`PartsReplayer`
 replays the parts of one recording together (a gateway that subscribed instruments listed
 after its start on parts of their own, gateways.process).
 
@@ -43,7 +43,7 @@ from loguru import logger
 from cryptofeed_types import Status
 from gateways import exchanges
 from gateways.adapter import Adapter, Close, Fetch, InstrumentPages, Open, Output, Resync, Send, Subscription
-from gateways.books import Books, share_books
+from gateways.books import share_books
 from gateways.capture import CLOSE, CONNECT, HEADER, RECV, REST, Record, read_capture
 from gateways.selection import expand, has_patterns
 
@@ -183,7 +183,7 @@ class Replayer:
                  channels: Mapping[str, Iterable[str]] | None = None, publisher: Any = None,
                  sink: Callable[[Any], None] | None = None, collect: bool = False,
                  pace: bool = False, speed: float = 1.0, subscription_options: Mapping[str, Any] | None = None,
-                 start_at: float | None = None, share: bool = True) -> None:
+                 start_at: float | None = None, adapters: Callable[[], Iterable[Adapter]] | None = None) -> None:
         self.adapter = adapter
         self._own_adapter = adapter is None   # built from the capture's header (a session may rebuild it)
         # Paced replay: the wall-clock instant (time.time()) the first record belongs to. Several
@@ -207,9 +207,10 @@ class Replayer:
         self.open: dict[str, str] = {}      # capture conn → adapter conn
         self.result: ReplayResult | None = None
         self._instruments_done = False
-        # share=False: the caller serves the adapter's books to the snapshot service (replay_parts).
-        self._share = share
-        self._shared = not share
+        # Whose books the publisher's snapshot service serves: this replay's adapter, looked up at
+        # each request (a later session may replace it), or those ``adapters`` returns (PartsReplayer).
+        self._adapters = adapters or (lambda: (self.adapter,))
+        self._shared = False
         self._now = 0
 
     # ---- setup
@@ -226,7 +227,7 @@ class Replayer:
         assert adapter is not None
         if self.publisher is not None and not self._shared:
             self._shared = True
-            share_books(adapter, self.publisher)
+            share_books(adapter, self.publisher, self._adapters)
         found = recorded_instruments(adapter, self.pool)
         for name, n in (("instruments_failed_response", found.failed_responses),
                         ("instruments_missing", len(found.missing)),
@@ -407,7 +408,6 @@ class Replayer:
         fresh = self._make_adapter(header)
         fresh.counters.update(adapter.counters)
         self.adapter = result.adapter = fresh
-        self._shared = not self._share   # the snapshot service serves the new adapter's books
 
     # ---- the loop
     def run(self, records: Iterable[Record]) -> ReplayResult:
@@ -500,38 +500,49 @@ class Pacer:
             time.sleep(delay)  # reproducing recorded pacing is the feature here
 
 
-def replay_parts(streams: Sequence[Iterable[Record]], *, publisher: Any = None, pace: bool = False,
-                 speed: float = 1.0, start_at: float | None = None, **kwargs: Any) -> list[ReplayResult]:
-    """Replay the parts of one live recording together, as the gateway ran them: a gateway that
+class PartsReplayer:
+    """Replays the parts of one live recording together, as the gateway ran them: a gateway that
     re-matches symbol patterns subscribes instruments listed after its start on a part of its own,
-    recorded beside the first file (gateways.capture.part_capture). One adapter per part, the
-    records of all in recorded order, one publisher whose snapshot service serves every part's
-    books. ``kwargs`` go to each part's :class:`Replayer`; one result per part."""
-    replayers = [Replayer(publisher=publisher, share=False, **kwargs) for _ in streams]
-    pacer = Pacer(speed, start_at) if pace else None
+    recorded beside the first file (gateways.capture.part_capture). One :class:`Replayer` (adapter)
+    per part, the records of all in recorded order, one publisher whose snapshot service serves
+    every part's books. ``kwargs`` go to each part's Replayer.
+    """
 
-    def provider(symbol: str) -> Any:
-        for r in replayers:
-            books = getattr(r.adapter, "books", None)
-            book = books.shared_book(symbol) if isinstance(books, Books) else None
-            if book is not None:
-                return book
-        return None
+    def __init__(self, parts: int, *, pace: bool = False, speed: float = 1.0, start_at: float | None = None,
+                 **kwargs: Any) -> None:
+        self.pace, self.speed, self.start_at = pace, speed, start_at
+        self.replayers = [Replayer(pace=pace, speed=speed, start_at=start_at,
+                                   adapters=lambda: [r.adapter for r in self.replayers], **kwargs)
+                          for _ in range(parts)]
 
-    def tagged(i: int, stream: Iterable[Record]) -> Iterator[tuple[int, int, Record]]:
-        for rec in stream:
-            yield rec.ts, i, rec
+    @property
+    def event_count(self) -> int:
+        """Events so far, over all parts."""
+        return sum(r.result.event_count for r in self.replayers if r.result is not None)
 
-    shared = publisher is None
-    for _, i, rec in heapq.merge(*(tagged(i, s) for i, s in enumerate(streams)), key=lambda t: t[0]):
-        if pacer is not None and rec.kind != HEADER:
-            pacer.wait(rec.ts)
-        replayers[i].feed(rec)
-        if not shared and replayers[i].adapter is not None:
-            # Once the first part's adapter exists (its header): before any book event.
-            share_books(replayers[i].adapter, publisher, provider)
-            shared = True
-    return [r.finish() for r in replayers]
+    def run(self, streams: Sequence[Iterable[Record]]) -> list[ReplayResult]:
+        """One result per part (``streams``: the parts' records, as many as parts)."""
+        if len(streams) != len(self.replayers):
+            raise ValueError(f"{len(streams)} record streams for {len(self.replayers)} parts")
+        if len(streams) == 1:
+            return [self.replayers[0].run(streams[0])]   # nothing to merge, nothing per record more
+        pacer = Pacer(self.speed, self.start_at) if self.pace else None
+
+        def tagged(i: int, stream: Iterable[Record]) -> Iterator[tuple[int, int, Record]]:
+            for rec in stream:
+                yield rec.ts, i, rec
+
+        replayers = self.replayers
+        for _, i, rec in heapq.merge(*(tagged(i, s) for i, s in enumerate(streams)), key=lambda t: t[0]):
+            if pacer is not None and rec.kind != HEADER:
+                pacer.wait(rec.ts)
+            replayers[i].feed(rec)
+        return [r.finish() for r in replayers]
+
+
+def replay_parts(streams: Sequence[Iterable[Record]], **kwargs: Any) -> list[ReplayResult]:
+    """:class:`PartsReplayer` ``(len(streams), **kwargs).run(streams)``."""
+    return PartsReplayer(len(streams), **kwargs).run(streams)
 
 
 def _ok(rec: Record) -> bool:

@@ -258,20 +258,17 @@ class CcxtAdapter(PolledCandles, Adapter):
 
     def build_connections(self) -> list[ConnectionSpec]:
         """Polled: none. Streamed channels: one connection whose subscribe messages are the watch calls."""
-        calls: dict[str, None] = {}
+        calls: dict[str, None] = {}   # a symbol's ticker and bbo share one watch_ticker: the same URL
         pairs: list[tuple[str, str]] = []
-        ticker = set(self.subscription.symbols(TICKER))
-        for ch in WATCHES:
+        for ch, (method, _) in WATCHES.items():
             if ch not in self.streamed:
                 continue
-            method = WATCHES[ch][0]
             for sym in self.subscribed(ch):
                 if sym not in self.ccxt_symbols or (ch == BBO_CHANNEL and sym not in self._bbo_from_ticker):
                     continue
                 pairs.append((ch, sym))
                 limit = (self.subscription.depth or None) if ch == L2_BOOK else None
-                if ch != BBO_CHANNEL or sym not in ticker or TICKER not in self.streamed:
-                    calls.setdefault(call_url(method, symbol=self.ccxt_symbols[sym], limit=limit))
+                calls.setdefault(call_url(method, symbol=self.ccxt_symbols[sym], limit=limit))
         if not calls:
             return []
         return [ConnectionSpec(f"{self.exchange}.pro", f"{STREAM_SCHEME}{self.ccxt_id}", subscribe=tuple(calls),
