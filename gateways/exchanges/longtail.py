@@ -55,7 +55,6 @@ never asked again before its answer came or failed.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -156,18 +155,18 @@ def parse_call(url: str) -> tuple[str, dict[str, Any]]:
 def dec(value: Any) -> str | None:
     """A ccxt number as exact plain decimal text (None stays None): text as given, a float by the
     shortest decimal that reads back as it (``repr``), never in exponent form."""
-    if value is None:
-        return None
-    if isinstance(value, str):
+    # Exact type tests, floats first: a streamed book sends every level's two numbers through here.
+    kind = type(value)
+    if kind is float:
+        text = repr(value)
+        if not text[-1].isdigit():    # 'inf', '-inf', 'nan'
+            raise AdapterError("bad_number", text)
+        return format(Decimal(text), "f") if "e" in text else text
+    if kind is str or value is None:
         return value
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise AdapterError("bad_number", repr(value))
-    if isinstance(value, float) and not math.isfinite(value):
-        raise AdapterError("bad_number", repr(value))
-    text = repr(value)
-    if "e" in text or "E" in text:
-        text = format(Decimal(text), "f")
-    return text
+    if kind is int:
+        return repr(value)
+    raise AdapterError("bad_number", repr(value))   # bool, Decimal, anything else
 
 
 def market_symbol(market: Mapping[str, Any], tick_is_size: bool) -> Symbol:
@@ -411,8 +410,8 @@ class CcxtAdapter(PolledCandles, Adapter):
 
     # ------------------------------------------------------------ results → events
     def _book(self, symbol: str, data: dict[str, Any], ts: int, out: Output) -> None:
-        bids = [(dec(p), dec(a)) for p, a, *_ in data["bids"]]
-        asks = [(dec(p), dec(a)) for p, a, *_ in data["asks"]]
+        bids = [(dec(lv[0]), dec(lv[1])) for lv in data["bids"]]   # [price, amount, (count...)]
+        asks = [(dec(lv[0]), dec(lv[1])) for lv in data["asks"]]
         t = data.get("timestamp")
         stamp = int(t) * _MS if t else None
         xs = self.to_exchange.get(symbol)
@@ -562,15 +561,23 @@ class CcxtAdapter(PolledCandles, Adapter):
 
 def _diff(old: Iterable[tuple[str, str]], new: list[tuple[str | None, str | None]]) -> list[tuple[str, str]]:
     """The levels that change ``old`` into ``new``: new or resized levels, and removed ones at size 0.
-    Prices and sizes compare as the book keys them (``price_key``: exact, "1.50" is "1.5")."""
-    before = {price_key(p): (p, price_key(s)) for p, s in old}
-    after: dict[Any, tuple[str, str]] = {}
+    Compared as text first (a streamed book repeats ~all its levels, unchanged, on every update);
+    the few that differ are settled as the book keys them (``price_key``: "1.50" is "1.5")."""
+    before = dict(old)
+    after: dict[str, str] = {}
     for p, s in new:
         if p is None or s is None:
             raise AdapterError("bad_level", repr((p, s)))
-        after[price_key(p)] = (p, s)
-    out = [(p, s) for k, (p, s) in after.items() if k not in before or before[k][1] != price_key(s)]
-    out += [(p, "0") for k, (p, _) in before.items() if k not in after]
+        after[p] = s
+    changed = [(p, s) for p, s in after.items() if before.get(p) != s]
+    removed = [p for p in before if p not in after]
+    if not changed and not removed:
+        return []
+    was = {price_key(p): price_key(before[p]) for p in removed}
+    was.update((price_key(p), price_key(before[p])) for p, _ in changed if p in before)
+    out = [(p, s) for p, s in changed if was.get(price_key(p)) != price_key(s)]
+    now = {price_key(p) for p, _ in changed}
+    out += [(p, "0") for p in removed if price_key(p) not in now]
     return out
 
 
