@@ -133,6 +133,9 @@ class CcxtDriver(Driver):
         adapter = self.adapter
         conn = spec.id
         exchange = self._exchange(ccxt_pro)
+        if self.exchange is not None and self.exchange.markets:
+            # Loaded already by this driver: not again by ccxt.pro on every (re)connection.
+            exchange.set_markets(self.exchange.markets, self.exchange.currencies)
         exchange.aiohttp_proxy = self._rest_proxies.take()   # its REST calls (snapshots) too
         proxy = self._ws_proxies.take()
         if proxy is not None:

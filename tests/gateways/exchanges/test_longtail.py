@@ -470,6 +470,8 @@ async def test_ccxt_gateway_streams_through_ccxt_pro_rides_out_a_drop_and_replay
     async with gw:
         await wait_until(lambda: lb.subscribed_streams() == wanted, 20, "the watches subscribed")
         assert lb.errors == [] and gw.adapter.streamed == {"trades", "l2_book"}
+        # The markets are loaded once, by the driver; ccxt.pro reuses them (each reconnection too).
+        assert sum("exchangeInfo" in u for u in lb.rest_requests) == 1
         lb.release(600)
         await lb.wait_sent()
         await wait_until(matches_truth, 10, "books synced")
@@ -479,6 +481,7 @@ async def test_ccxt_gateway_streams_through_ccxt_pro_rides_out_a_drop_and_replay
         await wait_until(lambda: gw.driver.counters["connects"] > connects and lb.subscribed_streams() == wanted, 20,
                          "reconnected")
         assert {g.symbol for g in pub.of_kind("gap")} == set(symbols)
+        assert sum("exchangeInfo" in u for u in lb.rest_requests) == 1
         lb.release(None)
         await lb.wait_sent()
         await wait_until(matches_truth, 10, "books equal to the truth")
