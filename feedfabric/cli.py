@@ -184,6 +184,28 @@ def tap(prefix: str, topology: str | None, sources: tuple[str, ...], endpoint: t
 
 
 @main.command()
+@click.argument("prefix", default="")
+@topology_option
+@click.option("-s", "--source", "sources", multiple=True, help="only these gateways/consumers (repeatable)")
+@click.option("-e", "--endpoint", multiple=True, help="connect here instead of the topology: PUB[,SNAPSHOT]")
+@click.option("--duration", type=float, default=10.0, show_default=True,
+              help="listen this many seconds, then report (0: until Ctrl-C)")
+@click.option("--interval", type=float, default=None, help="also report every this many seconds (own window each)")
+@click.option("--json", "as_json", is_flag=True, help="one JSON object per source and channel")
+def latency(prefix: str, topology: str | None, sources: tuple[str, ...], endpoint: tuple[str, ...],
+            duration: float, interval: float | None, as_json: bool) -> None:
+    """How old data is on arrival: exchange→receipt, receipt→publish, publish→here (p50/p99/max),
+    per source and channel, for topics starting with PREFIX."""
+    from feedfabric.latency import latency as run_latency
+
+    if interval is not None and interval <= 0:
+        raise click.BadParameter("must be > 0", param_hint="--interval")
+    eps = _endpoints(topology, sources, endpoint)
+    run_latency(eps, [prefix], duration=duration or None, interval=interval, as_json=as_json,
+                write=lambda line: click.echo(line))
+
+
+@main.command()
 @topology_option
 @click.option("-s", "--source", "sources", multiple=True, help="only these gateways/consumers (repeatable)")
 @click.option("--once", is_flag=True, help="print the table once (after a few heartbeats) and exit")
