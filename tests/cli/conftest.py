@@ -14,11 +14,13 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from bus.endpoints import GatewayEndpoint
+from bus.publisher import Publisher
 from feedfabric.simulator import Simulator
 
 
@@ -38,6 +40,37 @@ def short_run_dir() -> Iterator[Path]:
     for p in d.glob("*"):
         p.unlink(missing_ok=True)
     d.rmdir()
+
+
+@pytest.fixture
+def live_publisher(short_run_dir: Path) -> Iterator[Callable[..., GatewayEndpoint]]:
+    """``live_publisher(name, tick, period=0.01)``: a started Publisher ``name`` on ipc in
+    ``short_run_dir`` and a thread calling ``tick(publisher, i)`` (i = 0, 1, ...) every ``period``
+    seconds until the test ends; returns its endpoint. Several may run at once."""
+    running: list[tuple[Publisher, threading.Event, threading.Thread]] = []
+
+    def start(name: str, tick: Callable[[Publisher, int], None], period: float = 0.01) -> GatewayEndpoint:
+        ep = GatewayEndpoint.ipc(short_run_dir, name)
+        pub = Publisher(name, ep.pub, ep.snapshot, heartbeat_interval=0.2, exchange="TESTEX")
+        pub.start()
+        stop = threading.Event()
+
+        def run() -> None:
+            i = 0
+            tick(pub, i)
+            while not stop.wait(period):
+                i += 1
+                tick(pub, i)
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        running.append((pub, stop, thread))
+        return ep
+
+    yield start
+    for pub, stop, thread in running:
+        stop.set()
+        thread.join(timeout=5)
+        pub.close()
 
 
 class Proc:

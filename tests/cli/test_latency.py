@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -94,26 +93,13 @@ def test_replayed_source_is_flagged_and_formatting() -> None:
 
 
 @pytest.fixture
-def live_gateway(short_run_dir: Path) -> Iterator[GatewayEndpoint]:
+def live_gateway(live_publisher: Callable[..., GatewayEndpoint]) -> GatewayEndpoint:
     """A publisher 'gw1' whose trades are stamped 3 ms after the exchange and received 2 ms before publish."""
-    ep = GatewayEndpoint.ipc(short_run_dir, "gw1")
-    pub = Publisher("gw1", ep.pub, ep.snapshot, heartbeat_interval=0.2, exchange="TESTEX")
-    pub.start()
-    stop = threading.Event()
-
-    def run() -> None:
-        i = 0
-        while not stop.wait(0.005):
-            i += 1
-            rts = time.time_ns() - 2 * MS
-            pub.publish(Trade("TESTEX", "BTC-USDT", "buy", "0.01", "100", id=str(i), timestamp=rts - 3 * MS,
-                              receipt_timestamp=rts))
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    yield ep
-    stop.set()
-    t.join(timeout=5)
-    pub.close()
+    def tick(pub: Publisher, i: int) -> None:
+        rts = time.time_ns() - 2 * MS
+        pub.publish(Trade("TESTEX", "BTC-USDT", "buy", "0.01", "100", id=str(i), timestamp=rts - 3 * MS,
+                          receipt_timestamp=rts))
+    return live_publisher("gw1", tick, 0.005)
 
 
 def test_latency_of_a_live_publisher(live_gateway: GatewayEndpoint) -> None:

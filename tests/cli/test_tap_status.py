@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-import threading
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,26 +20,15 @@ pytestmark = pytest.mark.timeout(60)
 
 
 @pytest.fixture
-def live_gateway(short_run_dir: Path) -> Iterator[GatewayEndpoint]:
-    """A publisher 'gw1' sending trades and a book until the test ends."""
-    ep = GatewayEndpoint.ipc(short_run_dir, "gw1")
-    pub = Publisher("gw1", ep.pub, ep.snapshot, heartbeat_interval=0.2, exchange="TESTEX")
-    pub.start()
-    stop = threading.Event()
-
-    def run() -> None:
-        pub.publish(L2Snapshot("TESTEX", "BTC-USDT", [("100.5", "1.250")], [("101.0", "2")], receipt_timestamp=1))
-        i = 0
-        while not stop.wait(0.01):
-            i += 1
-            pub.publish(Trade("TESTEX", "BTC-USDT", "buy", "0.0100", "100.75", id=str(i),
-                              timestamp=1_700_000_000_000_000_000, receipt_timestamp=1_700_000_000_000_000_001))
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    yield ep
-    stop.set()
-    t.join(timeout=5)
-    pub.close()
+def live_gateway(live_publisher: Callable[..., GatewayEndpoint]) -> GatewayEndpoint:
+    """A publisher 'gw1' sending a book, then a trade every 10 ms until the test ends."""
+    def tick(pub: Publisher, i: int) -> None:
+        if i == 0:
+            pub.publish(L2Snapshot("TESTEX", "BTC-USDT", [("100.5", "1.250")], [("101.0", "2")], receipt_timestamp=1))
+            return
+        pub.publish(Trade("TESTEX", "BTC-USDT", "buy", "0.0100", "100.75", id=str(i),
+                          timestamp=1_700_000_000_000_000_000, receipt_timestamp=1_700_000_000_000_000_001))
+    return live_publisher("gw1", tick)
 
 
 def test_tap_human_and_json(live_gateway: GatewayEndpoint) -> None:
