@@ -9,7 +9,7 @@ the replayer (captures) and tests all call the same methods:
 - ``connections()`` → one :class:`ConnectionSpec` per websocket: url, subscribe
   messages (already batched within the exchange's limits), ping, silence timeout; the
   subclass writes ``build_connections()``, kept until the symbols change.
-- ``on_open / on_message / on_rest / on_close / on_timer`` → an :class:`Output`:
+- ``on_open / on_message / on_rest / on_close / on_timer / on_handoff`` → an :class:`Output`:
   ``events`` (cryptofeed_types events to publish) and ``actions`` (:class:`Send`,
   :class:`Open`, :class:`Close`, :class:`Fetch`, :class:`Resync`) for the caller to perform.
 
@@ -206,6 +206,10 @@ class ConnectionSpec:
     silence_timeout: float = 30.0
     # Which (channel, normalized symbol) pairs this connection carries (for Status and docs).
     streams: tuple[tuple[str, str], ...] = ()
+    # The exchange closes a connection this many seconds after it opened (Binance: 24 h). Set, the
+    # driver replaces the connection before then, make-before-break (see gateways/driver.py), and
+    # the adapter's handle_handoff readies it for the overlap.
+    max_lifetime: float | None = None
 
 
 @dataclass(frozen=True)
@@ -475,6 +479,16 @@ class Adapter:
             self._error("timer_failed", exc, None)
         return out
 
+    def on_handoff(self, conn: str, ts: int) -> Output:
+        """Connection ``conn`` was replaced by a new one without a break (a planned rotation); the
+        new one's messages follow, the old one's duplicates taken out (docs/gateways.md)."""
+        out = Output()
+        try:
+            self.handle_handoff(conn, ts, out)
+        except Exception as exc:  # noqa: BLE001
+            self._error("handoff_failed", exc, conn)
+        return out
+
     def resync(self, symbol: str, ts: int) -> Output:
         """Start rebuilding the book of one symbol (REST snapshot or resubscribe)."""
         out = Output()
@@ -505,6 +519,10 @@ class Adapter:
 
     def handle_resync(self, symbol: str, ts: int, out: Output) -> None:
         raise NotImplementedError
+
+    def handle_handoff(self, conn: str, ts: int, out: Output) -> None:
+        """Ready the state of ``conn`` for the new connection's messages (only adapters whose specs
+        set ``max_lifetime`` are rotated): e.g. let each book's first update straddle its id."""
 
     # ---- counters
     def ignore(self, reason: str) -> None:

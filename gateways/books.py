@@ -277,6 +277,15 @@ class Books:
                                    received="?" if received is None else received))
         self._log("WARNING", symbol, reason, "{}; {}", broke, next_step)
 
+    def bridge(self, symbols: Iterable[str]) -> None:
+        """Let the next update of each synced book straddle its id instead of continuing it
+        (``prev_rule``'s bridging), as after a snapshot: a new connection of the same streams
+        (a planned rotation) may batch the updates around the switch otherwise than the old one."""
+        for symbol in symbols:
+            sb = self._books.get(symbol)
+            if sb is not None and sb.state == SYNCED:
+                sb.bridging = True
+
     # ---- deltas
     def delta(self, symbol: str, bids: Levels, asks: Levels, out: Output, *, first: int | None = None,
               last: int | None = None, prev: int | None = None, timestamp: int | None = None,

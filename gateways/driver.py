@@ -6,6 +6,13 @@
   websocket ping frames (``ping=None``) or an application ping message every
   ``ping_interval``; a silence watchdog closes a connection that received nothing for
   ``silence_timeout`` seconds.
+- Planned rotation: a connection the exchange closes after a lifetime (``spec.max_lifetime``,
+  Binance's 24 h) is replaced ``rotate_before`` s ahead, make-before-break: the new one is opened
+  and subscribed while the old one runs, both overlap ``rotate_overlap`` s, then the old one is
+  closed and the new one's buffered messages are handed to the adapter, those the old one
+  delivered too taken out (an exchange sends a message to every subscribed connection with the
+  same text): no disconnect, no Gap, no resync, no duplicate. Counted: ``rotations``,
+  ``rotation_duplicates``, ``rotation_failures``.
 - aiohttp for REST, every request charged to a per-exchange weight budget
   (:class:`RestBudget`, a token bucket of ``rest_weight_per_minute``), failures retried by
   the adapter (``rest_failed``), never by a loop here.
@@ -71,6 +78,10 @@ class DriverConfig:
     rest_proxy: str | Sequence[str] | None = None
     instrument_retry: float = 5.0    # seconds between attempts to load instruments
     silence_timeout: float | None = None   # overrides every spec's silence_timeout when set
+    # Planned rotation of connections the exchange closes after a lifetime (spec.max_lifetime):
+    rotate_before: float = 600.0     # replace a connection this long before its lifetime ends (s)
+    rotate_overlap: float = 2.0      # both connections run this long after the new one subscribed (s)
+    connection_lifetime: float | None = None   # replace them after this long instead (s; tests, caution)
     ccxt: Mapping[str, Any] | None = None  # the long tail's ccxt exchange config (gateways/longtail_driver.py)
 
 
@@ -186,6 +197,60 @@ class _Watchdog:
                 if transport is not None:
                     transport.abort()   # no close handshake with a dead peer
                 return
+
+
+async def _close_quietly(ws: ClientConnection) -> None:
+    try:
+        async with asyncio.timeout(2.0):
+            await ws.close()
+    except (TimeoutError, WebSocketException, OSError):
+        pass
+
+
+class _Rotation:
+    """The planned replacement of one connection (``due`` s after it opened; None: never).
+
+    While the new connection overlaps the old one, ``reader`` buffers the new one's messages with
+    their receipt times and ``seen`` counts the old one's by text; ``switching`` says the old one
+    was closed to hand over.
+    """
+
+    def __init__(self, due: float | None) -> None:
+        self.due = due
+        self.new: ClientConnection | None = None
+        self.reader: asyncio.Task[None] | None = None
+        self.buffer: list[tuple[int, str | bytes]] = []
+        self.seen: Counter[str | bytes] | None = None
+        self.switching = False
+
+    def start(self, new: ClientConnection) -> None:
+        self.new = new
+        self.buffer = []
+        self.seen = Counter()
+        self.reader = asyncio.create_task(self._buffer(new))
+
+    async def _buffer(self, ws: ClientConnection) -> None:
+        append = self.buffer.append
+        async for msg in ws:   # cancelling recv() loses no message (websockets' guarantee)
+            append((time.time_ns(), msg))
+
+    async def take(self) -> tuple[ClientConnection, list[tuple[int, str | bytes]], Counter[str | bytes]]:
+        """Stop buffering; the new connection, its buffered messages and the old one's counts."""
+        assert self.new is not None and self.seen is not None
+        if self.reader is not None:
+            self.reader.cancel()
+            await asyncio.gather(self.reader, return_exceptions=True)
+        out = (self.new, self.buffer, self.seen)
+        self.new, self.reader, self.buffer, self.seen, self.switching = None, None, [], None, False
+        return out
+
+    async def abandon(self) -> None:
+        """Close a new connection that will not be handed over (a failure, or the session ended)."""
+        if self.new is None:
+            return
+        new = self.new
+        await self.take()
+        await _close_quietly(new)
 
 
 class Driver:
@@ -471,37 +536,74 @@ class Driver:
             self.log.info("{} {}: {}; reconnecting in {:.2f} s", self.adapter.exchange, spec.id, reason, delay)
             await self._sleep_or_stop(delay)
 
-    async def _session_once(self, spec: ConnectionSpec) -> str:
+    async def _connect(self, spec: ConnectionSpec) -> ClientConnection:
+        """Open a websocket to ``spec.url`` through the pool's next proxy (a failure through a proxy
+        is counted and names it)."""
         cfg = self.config
-        adapter = self.adapter
         ws_ping = spec.ping_interval if spec.ping is None else None
-        silence = cfg.silence_timeout if cfg.silence_timeout is not None else spec.silence_timeout
         proxy = self._ws_proxies.take()
         try:
-            ws = await connect(spec.url, open_timeout=cfg.open_timeout, ping_interval=ws_ping,
-                               ping_timeout=ws_ping, max_size=cfg.max_message_size, compression="deflate",
-                               proxy=proxy)
+            return await connect(spec.url, open_timeout=cfg.open_timeout, ping_interval=ws_ping,
+                                 ping_timeout=ws_ping, max_size=cfg.max_message_size, compression="deflate",
+                                 proxy=proxy)
         except (OSError, TimeoutError, InvalidHandshake, WebSocketException) as exc:
             if proxy is None:
                 raise
             # Named in the reconnect line; the next attempt takes the pool's next proxy.
             self._count("proxy_connect_failures")
             raise OSError(f"via proxy {redact(proxy)}: {type(exc).__name__}: {exc}") from exc
+
+    def rotation_due(self, spec: ConnectionSpec) -> float | None:
+        """Seconds after a connection of ``spec`` opens at which it is replaced (None: never)."""
+        if spec.max_lifetime is None:
+            return None
+        if self.config.connection_lifetime is not None:
+            return self.config.connection_lifetime
+        due = spec.max_lifetime - self.config.rotate_before
+        return due if due > 0 else spec.max_lifetime / 2
+
+    async def _session_once(self, spec: ConnectionSpec) -> str:
+        silence = self.config.silence_timeout if self.config.silence_timeout is not None else spec.silence_timeout
+        ws = await self._connect(spec)
         conn = spec.id
         reason = "closed"
         self.ws[conn] = ws
         helpers: list[asyncio.Task[None]] = []
-        watchdog: _Watchdog | None = None
+        rotation = _Rotation(self.rotation_due(spec))
         try:
             await self._opened(spec)
             helpers.append(asyncio.create_task(self._subscribe(spec)))
             if spec.ping is not None and spec.ping_interval:
-                helpers.append(asyncio.create_task(self._app_ping(spec)))
-            watchdog = _Watchdog(ws, silence)
-            helpers.append(asyncio.create_task(watchdog.run()))
-            on_message = adapter.on_message
-            recorder = self.recorder
-            handle = self.handle
+                helpers.append(asyncio.create_task(self._app_ping(spec)))   # sends on self.ws[conn]: any ws
+            while True:
+                watchdog = _Watchdog(ws, silence)
+                session = [asyncio.create_task(watchdog.run())]
+                if rotation.due is not None:
+                    session.append(asyncio.create_task(self._rotate(spec, ws, rotation)))
+                try:
+                    reason = await self._read(conn, ws, watchdog, rotation)
+                finally:
+                    for t in session:
+                        t.cancel()
+                    await asyncio.gather(*session, return_exceptions=True)
+                if not rotation.switching:   # closed, silent, dropped: a reconnect (an overlap is abandoned)
+                    return reason
+                ws = await self._hand_over(conn, ws, rotation)
+        finally:
+            for t in helpers:
+                t.cancel()
+            self.ws.pop(conn, None)
+            await rotation.abandon()
+            await _close_quietly(ws)
+            await self._closed(conn, reason)
+
+    async def _read(self, conn: str, ws: ClientConnection, watchdog: _Watchdog, rotation: _Rotation) -> str:
+        """Hand every message of ``ws`` to the adapter until it closes; returns why it closed. While a
+        rotation overlaps (``rotation.seen``), each message is also counted there."""
+        on_message = self.adapter.on_message
+        recorder = self.recorder
+        handle = self.handle
+        try:
             # No timeout wrapper around recv(): the watchdog task aborts a silent connection
             # (asyncio.wait_for on 3.11 can swallow a cancellation racing a message).
             async for msg in ws:
@@ -509,26 +611,81 @@ class Driver:
                 watchdog.last = time.monotonic()
                 if recorder is not None:
                     recorder.recv(conn, ts, msg)
+                seen = rotation.seen
+                if seen is not None:
+                    seen[msg] += 1
                 await handle(on_message(conn, msg, ts))
-            if watchdog.fired:
-                self._count("silence_timeouts")
-                reason = f"silent for {silence} s"
         except WebSocketException as exc:
-            reason = f"{type(exc).__name__}: {exc}"[:200]
-            if watchdog is not None and watchdog.fired:
-                self._count("silence_timeouts")
-                reason = f"silent for {silence} s"
-        finally:
-            for t in helpers:
-                t.cancel()
-            self.ws.pop(conn, None)
+            if not watchdog.fired:
+                return f"{type(exc).__name__}: {exc}"[:200]
+        if watchdog.fired:
+            self._count("silence_timeouts")
+            return f"silent for {watchdog.timeout} s"
+        return "closed"
+
+    # ------------------------------------------------------------ planned rotation (make-before-break)
+    async def _rotate(self, spec: ConnectionSpec, old: ClientConnection, rotation: _Rotation) -> None:
+        """When ``rotation.due``: open the next connection, subscribe it, buffer what it receives while
+        both run for ``rotate_overlap`` s (counting the old one's messages), then close the old one;
+        :meth:`_session_once` takes the new one over (:meth:`_hand_over`). A new connection that
+        fails is closed and counted (``rotation_failures``), and tried again a minute later."""
+        assert rotation.due is not None
+        delay = rotation.due
+        while True:
+            await asyncio.sleep(delay)
+            delay = min(60.0, rotation.due)
             try:
-                async with asyncio.timeout(2.0):
-                    await ws.close()
-            except (TimeoutError, WebSocketException, OSError):
+                new = await self._connect(spec)
+            except (OSError, TimeoutError, InvalidURI, InvalidHandshake, WebSocketException) as exc:
+                self._rotation_failed(spec, f"{type(exc).__name__}: {exc}", delay)
+                continue
+            rotation.start(new)
+            try:
+                for i, msg in enumerate(spec.subscribe):
+                    if i and spec.subscribe_interval:
+                        await asyncio.sleep(spec.subscribe_interval)
+                    await new.send(msg)
+                await asyncio.sleep(self.config.rotate_overlap)
+            except WebSocketException:
                 pass
-            await self._closed(conn, reason)
-        return reason
+            if rotation.reader is None or rotation.reader.done():
+                await rotation.abandon()
+                self._rotation_failed(spec, "the new connection closed during the overlap", delay)
+                continue
+            rotation.switching = True
+            await _close_quietly(old)   # ends _read; _session_once goes on with the new one
+            return
+
+    def _rotation_failed(self, spec: ConnectionSpec, why: str, retry: float) -> None:
+        self._count("rotation_failures")
+        self.log.warning("{} {}: planned rotation failed ({}); the current connection goes on, next try in {:.0f} s",
+                         self.adapter.exchange, spec.id, why, retry)
+
+    async def _hand_over(self, conn: str, old: ClientConnection, rotation: _Rotation) -> ClientConnection:
+        """Make the rotation's new connection ``conn``: the adapter's :meth:`~Adapter.on_handoff`,
+        then the messages it buffered, less those the old one delivered too (each message text
+        counts once per delivery), then it is read as the connection itself."""
+        new, buffered, seen = await rotation.take()
+        await _close_quietly(old)
+        self.ws[conn] = new
+        ts = time.time_ns()
+        self._count("rotations")
+        await self.handle(self.adapter.on_handoff(conn, ts))
+        on_message = self.adapter.on_message
+        duplicates = 0
+        for ts, msg in buffered:
+            if seen[msg]:
+                seen[msg] -= 1
+                duplicates += 1
+                continue
+            if self.recorder is not None:
+                self.recorder.recv(conn, ts, msg)
+            await self.handle(on_message(conn, msg, ts))
+        self._count("rotation_duplicates", duplicates)
+        self.log.info("{} {}: connection replaced before its lifetime ends (make-before-break): "
+                      "{} message(s) of the overlap delivered twice were taken once", self.adapter.exchange, conn,
+                      duplicates)
+        return new
 
     async def _opened(self, spec: ConnectionSpec) -> None:
         """A connection is up: counted, recorded, said (Status), and told to the adapter."""

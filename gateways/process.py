@@ -68,6 +68,13 @@ class GatewayConfig(BaseModel):
     backoff_initial: float = Field(0.5, gt=0)
     backoff_max: float = Field(30.0, gt=0)
     silence_timeout: float | None = Field(None, gt=0)
+    rotate_before: float = Field(600.0, ge=0, description="connections the exchange ends after a lifetime "
+                                 "(Binance: 24 h): replaced, make-before-break, this many seconds before")
+    rotate_overlap: float = Field(2.0, ge=0, description="a planned replacement: seconds both connections run "
+                                  "after the new one subscribed")
+    connection_lifetime: float | None = Field(None, gt=0, description="replace those connections after this "
+                                              "many seconds instead (None: the exchange's lifetime less "
+                                              "rotate_before)")
     ws_proxy: str | list[str] | None = Field(None, description="proxy URL, or a pool of them used in turn")
     rest_proxy: str | list[str] | None = Field(None, description="proxy URL, or a pool of them used in turn")
     ccxt_stream: bool = Field(False, description="CCXT_<ID> exchanges: stream trades, books and tickers "
@@ -156,7 +163,8 @@ class GatewayConfig(BaseModel):
     def driver_config(self) -> DriverConfig:
         cfg = DriverConfig(backoff_initial=self.backoff_initial, backoff_max=self.backoff_max,
                            ws_proxy=self.ws_proxy, rest_proxy=self.rest_proxy, silence_timeout=self.silence_timeout,
-                           ccxt=self.ccxt or None)
+                           rotate_before=self.rotate_before, rotate_overlap=self.rotate_overlap,
+                           connection_lifetime=self.connection_lifetime, ccxt=self.ccxt or None)
         return cfg
 
     def make_adapter(self) -> Adapter:

@@ -24,6 +24,12 @@ spot: each diff's ``U`` <= book id + 1 (``range_rule``); futures: each diff's ``
 the previous ``u``, the first one straddling the snapshot's ``lastUpdateId``
 (``prev_rule``). A break publishes Gap and refetches that symbol's snapshot only.
 
+Binance ends every connection after 24 hours: each ConnectionSpec says so (``max_lifetime``) and
+the driver replaces it ahead of time, make-before-break; at the handover the books accept an
+update straddling their last id (the new connection may batch the diffs otherwise), and the
+driver takes out the overlap's messages both connections delivered, so no book breaks and no
+trade is published twice.
+
 Tardis-style generated messages (``<s>@depthSnapshot``, ``<s>@openInterest`` with
 ``"generated": true``) are accepted as snapshot / open interest, so tardis recordings
 replay through the same code.
@@ -72,6 +78,9 @@ from gateways.adapter import (
 from gateways.books import SYNCED, Books, prev_rule, range_rule
 
 _MS = 1_000_000  # ms → ns
+# Binance closes every websocket connection 24 hours after it opened (documented for spot, USDⓈ-M
+# and COIN-M): the driver replaces each one before then, without a break.
+CONNECTION_LIFETIME = 24 * 3600.0
 
 # Quote currencies tried (longest first) to split an exchange id whose instrument is unknown.
 _QUOTES = ("FDUSD", "USDT", "USDC", "BUSD", "TUSD", "USDP", "DAI", "BTC", "ETH", "BNB", "EUR", "TRY", "GBP",
@@ -240,7 +249,8 @@ class _Binance(Adapter):
             specs.append(ConnectionSpec(
                 id=f"{self.exchange}.{n}", url=f"{self.url['ws']}/stream", subscribe=tuple(messages),
                 subscribe_interval=1.0 / self.messages_per_second, ping=None, ping_interval=20.0,
-                silence_timeout=60.0, streams=tuple((ch, sym) for _, ch, sym in chunk)))
+                silence_timeout=60.0, streams=tuple((ch, sym) for _, ch, sym in chunk),
+                max_lifetime=CONNECTION_LIFETIME))
         return specs
 
     # ------------------------------------------------------------ websocket messages
@@ -442,6 +452,11 @@ class _Binance(Adapter):
             self._pending.pop(sym, None)
         self.books.invalidate_all(f"disconnected: {reason}" if reason else "disconnected", out, symbols=symbols,
                                   receipt_timestamp=ts, resync=False)
+
+    def handle_handoff(self, conn: str, ts: int, out: Output) -> None:
+        # The new connection's depth batches may be cut elsewhere than the old one's were: its first
+        # update of each book may straddle the book's last id (applied: sizes are absolute).
+        self.books.bridge(sym for ch, sym in self._conn_streams(conn) if ch == L2_BOOK)
 
     def _retry_snapshots(self, ts: int, out: Output) -> None:
         # A failed snapshot is retried by its symbol's next depth update (_depth); a quiet symbol,

@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import orjson
 import pytest
 
 from feedfabric.testing.exchange import HttpProxy, RecordingPublisher, wait_until
-from gateways.capture import read_capture
+from gateways.capture import RECV, read_capture
 from gateways.process import Gateway, GatewayConfig
+from gateways.replay import Replayer
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -237,3 +239,111 @@ def test_proxy_pool_round_robin_and_config_checks() -> None:
         GatewayConfig(**base, rest_proxy="gopher://me:hunter2@h:1")
     msg = exc.value.errors()[0]["msg"]
     assert "gopher://h:1" in msg and "hunter2" not in msg
+
+
+@pytest.mark.parametrize("exchange", ["BINANCE_FUTURES", "BINANCE_DELIVERY"])
+async def test_planned_rotation_is_seamless(shared_data: Path, loopback_exchange, exchange: str,
+                                            tmp_path: Path) -> None:
+    """Binance ends connections after 24 h; the driver replaces each one ahead of time, make-before-
+    break (here every 0.6 s, 0.3 s of overlap) while the capture streams: no disconnect, no Gap, no
+    resync, every trade published once, books equal to the truth; what it recorded replays the same."""
+    records = list(read_capture(shared_data / "cryptofeed" / exchange))
+    header = records[0].data
+    lb = await loopback_exchange(records)
+    cfg = GatewayConfig(name="bn", exchange=exchange, channels=header["channels"], pub="inproc://unused",
+                        urls=lb.urls(), backoff_initial=0.05, backoff_max=0.2, connection_lifetime=0.6,
+                        rotate_overlap=0.3, record=tmp_path / "rotated.ffcap")
+    pub = RecordingPublisher(exchange)
+    gw = Gateway(cfg, publisher=pub)
+    adapter = gw.adapter
+    symbols = header["channels"]["l2_book"]
+
+    def truth(sym: str) -> object:
+        return lb.profile.truth_book(adapter.exchange_symbol(sym))
+
+    async with gw:
+        driver = gw.driver
+        await lb.wait_subscribed()
+        assert {spec.max_lifetime for spec in adapter.connections()} == {24 * 3600.0}
+        released = 0
+        total = len(lb.messages)
+        while released < total or driver.counters["rotations"] < 3:
+            lb.release(40)                     # a steady stream across several rotations
+            released += 40
+            await asyncio.sleep(0.03)
+        lb.release(None)
+        await lb.wait_sent()
+        await wait_until(lambda: all(adapter.books.get(s) is not None and adapter.books.get(s).book.snapshot()
+                                     == truth(s) for s in symbols), 15, "books equal to the truth")
+        await asyncio.sleep(0.7)               # and one more rotation with nothing to overlap
+        assert driver.counters["disconnects"] == 0 and set(pub.feeds.values()) == {"connected"}
+        assert pub.of_kind("gap") == [] and pub.of_kind("reset") == []
+
+    counters = driver.counters
+    assert counters["rotations"] >= 3 and counters["rotation_failures"] == 0
+    assert counters["rotation_duplicates"] > 0          # the overlaps did carry messages twice
+    assert counters["reconnects"] == 0
+    # One connection per rotation plus the first, and maybe a new one the stop found overlapping.
+    assert counters["rotations"] + 1 <= lb.connections <= counters["rotations"] + 2 and lb.errors == []
+    assert adapter.counters["book.resyncs"] == 0
+    # Every aggregate trade of the capture published exactly once.
+    recorded = sorted((t["data"]["s"], str(t["data"]["a"])) for t in
+                      (orjson.loads(r.data) for r in records if r.kind == RECV and '"aggTrade"' in str(r.data)))
+    published = sorted((adapter.exchange_symbol(t.symbol), t.id) for t in pub.of_kind("trade"))
+    assert published == recorded and len(set(published)) == len(published)
+    # The capture holds what the adapter was given (the overlap's duplicates left out): its replay
+    # publishes the same trades and, per symbol, the same book events.
+    replayed: list = []
+    Replayer(sink=replayed.append).run(read_capture(tmp_path / "rotated.ffcap"))
+    assert sorted((adapter.exchange_symbol(t.symbol), t.id) for t in replayed if t.KIND == "trade") == recorded
+
+    def book_events(events: list, sym: str) -> list:
+        return [(e.KIND, e.bids, e.asks, e.sequence) for e in events
+                if e.KIND in ("book_snapshot", "book_delta") and e.symbol == sym]
+    for sym in symbols:
+        live = book_events(pub.events, sym)
+        assert live and book_events(replayed, sym) == live, sym
+
+
+async def test_rotation_failures_leave_the_connection_running(shared_data: Path, loopback_exchange) -> None:
+    """A new connection that cannot be opened is counted and tried again later, the old one runs on;
+    a drop in the middle of an overlap is an ordinary reconnect (the new connection is closed too)."""
+    records = list(read_capture(shared_data / "cryptofeed" / "BINANCE_FUTURES"))
+    header = records[0].data
+    lb = await loopback_exchange(records)
+    cfg = GatewayConfig(name="bn", exchange="BINANCE_FUTURES", channels=header["channels"], pub="inproc://unused",
+                        urls=lb.urls(), backoff_initial=0.05, backoff_max=0.2, connection_lifetime=0.4,
+                        rotate_overlap=1.0)
+    pub = RecordingPublisher("BINANCE_FUTURES")
+    gw = Gateway(cfg, publisher=pub)
+    symbols = header["channels"]["l2_book"]
+    async with gw:
+        driver = gw.driver
+        connect = driver._connect
+        calls = 0
+
+        async def refuse_the_second(spec):  # type: ignore[no-untyped-def]
+            nonlocal calls
+            calls += 1
+            if calls == 2:
+                raise OSError("refused (test)")
+            return await connect(spec)
+
+        driver._connect = refuse_the_second   # type: ignore[method-assign]
+        await lb.wait_subscribed()
+        lb.release(300)
+        await lb.wait_sent()
+        await wait_until(lambda: driver.counters["rotation_failures"] == 1, 5, "a failed rotation")
+        assert driver.counters["disconnects"] == 0 and lb.connections == 1
+        # The next try (0.4 s later) opens a second connection; drop both during its overlap.
+        await wait_until(lambda: lb.connections == 2, 5, "the next rotation's connection")
+        await lb.drop()
+        await wait_until(lambda: driver.counters["reconnects"] == 1 and len(lb.live_clients()) == 1, 5, "reconnected")
+        assert driver.counters["rotations"] == 0
+        assert sorted(g.symbol for g in pub.of_kind("gap")) == sorted(symbols)   # an ordinary disconnect
+        lb.release(None)
+        await lb.wait_sent()
+        await wait_until(lambda: driver.counters["rotations"] >= 1, 5, "rotations resume")
+        await wait_until(lambda: all(gw.adapter.books.get(s).book.snapshot()
+                                     == lb.profile.truth_book(gw.adapter.exchange_symbol(s)) for s in symbols),
+                         10, "books equal to the truth")
