@@ -11,7 +11,7 @@ the replayer (captures) and tests all call the same methods:
   subclass writes ``build_connections()``, kept until the symbols change.
 - ``on_open / on_message / on_rest / on_close / on_timer / on_handoff`` → an :class:`Output`:
   ``events`` (cryptofeed_types events to publish) and ``actions`` (:class:`Send`,
-  :class:`Open`, :class:`Close`, :class:`Fetch`, :class:`Resync`) for the caller to perform.
+  :class:`Open`, :class:`Close`, :class:`Fetch`, :class:`Resync`, :class:`Rotate`) for the caller to perform.
 
 A malformed message never raises out of ``on_message``/``on_rest``: it becomes a
 counted, logged error (``counters['errors.<reason>']``); messages deliberately not
@@ -131,6 +131,15 @@ class Close:
 
 
 @dataclass(frozen=True, slots=True)
+class Rotate:
+    """Replace connection ``conn`` now, make-before-break (the exchange announced it will close it,
+    e.g. OKX's service-upgrade notice); the adapter must handle the handover (``handle_handoff``)."""
+
+    conn: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class Fetch:
     """GET ``url``; the response goes back to ``on_rest(fetch, status, body, ts)``.
 
@@ -153,7 +162,7 @@ class Resync:
     reason: str
 
 
-Action = Send | Open | Close | Fetch | Resync
+Action = Send | Open | Close | Fetch | Resync | Rotate
 
 
 def describe_resync(actions: Sequence[Action]) -> str:
@@ -522,7 +531,8 @@ class Adapter:
 
     def handle_handoff(self, conn: str, ts: int, out: Output) -> None:
         """Ready the state of ``conn`` for the new connection's messages (only adapters whose specs
-        set ``max_lifetime`` are rotated): e.g. let each book's first update straddle its id."""
+        set ``max_lifetime``, or that ask for a :class:`Rotate`, are rotated): e.g. let each book's
+        first update straddle its id, or drop the new subscription's snapshot of a synced book."""
 
     # ---- counters
     def ignore(self, reason: str) -> None:

@@ -57,6 +57,7 @@ from gateways.adapter import (
     Open,
     Output,
     Resync,
+    Rotate,
     Send,
     describe_resync,
 )
@@ -208,7 +209,8 @@ async def _close_quietly(ws: ClientConnection) -> None:
 
 
 class _Rotation:
-    """The planned replacement of one connection (``due`` s after it opened; None: never).
+    """The planned replacement of one connection: ``due`` s after it opened (None: only when a
+    :class:`~gateways.adapter.Rotate` sets ``requested``).
 
     While the new connection overlaps the old one, ``reader`` buffers the new one's messages with
     their receipt times and ``seen`` counts the old one's by text; ``switching`` says the old one
@@ -221,13 +223,19 @@ class _Rotation:
         self.reader: asyncio.Task[None] | None = None
         self.buffer: list[tuple[int, str | bytes]] = []
         self.seen: Counter[str | bytes] | None = None
+        self.subscribed = False    # every subscribe message was sent on the new connection
         self.switching = False
+        self.requested = asyncio.Event()   # a Rotate action: now
 
     def start(self, new: ClientConnection) -> None:
         self.new = new
         self.buffer = []
         self.seen = Counter()
         self.reader = asyncio.create_task(self._buffer(new))
+
+    def ready(self) -> bool:
+        """The new connection can take over: we closed the old one for it, or it is subscribed and up."""
+        return self.switching or (self.subscribed and self.reader is not None and not self.reader.done())
 
     async def _buffer(self, ws: ClientConnection) -> None:
         append = self.buffer.append
@@ -241,7 +249,8 @@ class _Rotation:
             self.reader.cancel()
             await asyncio.gather(self.reader, return_exceptions=True)
         out = (self.new, self.buffer, self.seen)
-        self.new, self.reader, self.buffer, self.seen, self.switching = None, None, [], None, False
+        self.new, self.reader, self.buffer, self.seen = None, None, [], None
+        self.subscribed = self.switching = False
         return out
 
     async def abandon(self) -> None:
@@ -270,6 +279,7 @@ class Driver:
         self.feed_suffix = ""
         self.counters: Counter[str] = Counter()
         self.ws: dict[str, ClientConnection] = {}
+        self._rotations: dict[str, _Rotation] = {}   # of the connections up now
         self.connected = asyncio.Event()
         self._stop = asyncio.Event()
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -486,6 +496,14 @@ class Driver:
             elif isinstance(action, Open):
                 if action.spec.id not in self._tasks:
                     self._start_connection(action.spec)
+            elif isinstance(action, Rotate):
+                rotation = self._rotations.get(action.conn)
+                if rotation is None:
+                    self._count("rotation_requests_ignored")   # not connected now: nothing to replace
+                else:
+                    self.log.info("{} {}: replacing the connection now, make-before-break: {}",
+                                  self.adapter.exchange, action.conn, action.reason)
+                    rotation.requested.set()
 
     def _log_symbol(self, level: str, what: str, symbol: str | None, message: str, *args: Any) -> None:
         """One incident line, ``symbol`` bound when given, rate-limited per (what, symbol)."""
@@ -569,7 +587,7 @@ class Driver:
         reason = "closed"
         self.ws[conn] = ws
         helpers: list[asyncio.Task[None]] = []
-        rotation = _Rotation(self.rotation_due(spec))
+        rotation = self._rotations[conn] = _Rotation(self.rotation_due(spec))
         try:
             await self._opened(spec)
             helpers.append(asyncio.create_task(self._subscribe(spec)))
@@ -577,22 +595,22 @@ class Driver:
                 helpers.append(asyncio.create_task(self._app_ping(spec)))   # sends on self.ws[conn]: any ws
             while True:
                 watchdog = _Watchdog(ws, silence)
-                session = [asyncio.create_task(watchdog.run())]
-                if rotation.due is not None:
-                    session.append(asyncio.create_task(self._rotate(spec, ws, rotation)))
+                session = [asyncio.create_task(watchdog.run()), asyncio.create_task(self._rotate(spec, ws, rotation))]
                 try:
                     reason = await self._read(conn, ws, watchdog, rotation)
                 finally:
                     for t in session:
                         t.cancel()
                     await asyncio.gather(*session, return_exceptions=True)
-                if not rotation.switching:   # closed, silent, dropped: a reconnect (an overlap is abandoned)
-                    return reason
+                if not rotation.ready():
+                    return reason   # closed, silent, dropped: a reconnect (an overlap just begun is abandoned)
+                # Handed over: on our close (switching), or the old one ended once the new one was subscribed.
                 ws = await self._hand_over(conn, ws, rotation)
         finally:
             for t in helpers:
                 t.cancel()
             self.ws.pop(conn, None)
+            self._rotations.pop(conn, None)
             await rotation.abandon()
             await _close_quietly(ws)
             await self._closed(conn, reason)
@@ -625,15 +643,18 @@ class Driver:
 
     # ------------------------------------------------------------ planned rotation (make-before-break)
     async def _rotate(self, spec: ConnectionSpec, old: ClientConnection, rotation: _Rotation) -> None:
-        """When ``rotation.due``: open the next connection, subscribe it, buffer what it receives while
-        both run for ``rotate_overlap`` s (counting the old one's messages), then close the old one;
-        :meth:`_session_once` takes the new one over (:meth:`_hand_over`). A new connection that
-        fails is closed and counted (``rotation_failures``), and tried again a minute later."""
-        assert rotation.due is not None
+        """When ``rotation.due`` s have passed, or a :class:`Rotate` asks: open the next connection,
+        subscribe it, buffer what it receives while both run for ``rotate_overlap`` s (counting the
+        old one's messages), then close the old one; :meth:`_session_once` takes the new one over
+        (:meth:`_hand_over`). A new connection that fails is closed and counted
+        (``rotation_failures``), and tried again a minute later."""
         delay = rotation.due
         while True:
-            await asyncio.sleep(delay)
-            delay = min(60.0, rotation.due)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):   # None: only when asked (Rotate)
+                    await rotation.requested.wait()
+            rotation.requested.clear()
+            delay = min(60.0, rotation.due or 60.0)
             try:
                 new = await self._connect(spec)
             except (OSError, TimeoutError, InvalidURI, InvalidHandshake, WebSocketException) as exc:
@@ -645,6 +666,7 @@ class Driver:
                     if i and spec.subscribe_interval:
                         await asyncio.sleep(spec.subscribe_interval)
                     await new.send(msg)
+                rotation.subscribed = True
                 await asyncio.sleep(self.config.rotate_overlap)
             except WebSocketException:
                 pass
@@ -682,9 +704,8 @@ class Driver:
                 self.recorder.recv(conn, ts, msg)
             await self.handle(on_message(conn, msg, ts))
         self._count("rotation_duplicates", duplicates)
-        self.log.info("{} {}: connection replaced before its lifetime ends (make-before-break): "
-                      "{} message(s) of the overlap delivered twice were taken once", self.adapter.exchange, conn,
-                      duplicates)
+        self.log.info("{} {}: connection replaced (make-before-break): {} message(s) of the overlap "
+                      "delivered on both were taken once", self.adapter.exchange, conn, duplicates)
         return new
 
     async def _opened(self, spec: ConnectionSpec) -> None:

@@ -13,8 +13,8 @@ Gateways are tested end to end through it with their real network code (the adap
   reconnection gets are made from it; other REST URLs are answered from the capture's
   recorded responses (instruments);
 - on command: :meth:`drop` (abort every connection), :meth:`silence` / :meth:`resume`,
-  :meth:`garbage` (send malformed frames), :meth:`break_sequence` (skip one book update
-  of a symbol, which the truth still includes, so the client's own check fails: sequence
+  :meth:`garbage` (send malformed frames), :meth:`broadcast` (any frames, e.g. a notice),
+  :meth:`break_sequence` (skip one book update of a symbol, which the truth still includes, so the client's own check fails: sequence
   numbers, checksum, or an unknown order id, depending on the exchange), :meth:`fail_rest` /
   :meth:`restore_rest` (the REST API answers an error status, or drops the request unanswered).
 
@@ -1319,10 +1319,14 @@ class Loopback:
         self._silent = False
         self._wake.set()
 
-    async def drop(self) -> int:
-        """Abort every websocket connection (no close handshake); returns how many."""
+    async def drop(self, numbers: Iterable[int] | None = None) -> int:
+        """Abort every websocket connection, or those numbered ``numbers`` (1 = the first one
+        accepted; no close handshake); returns how many."""
+        wanted = None if numbers is None else set(numbers)
         n = 0
         for c in list(self._clients):
+            if wanted is not None and c.number not in wanted:
+                continue
             transport = c.request.transport
             if transport is not None:
                 transport.abort()
@@ -1330,6 +1334,11 @@ class Loopback:
         return n
 
     async def garbage(self, frames: Iterable[str | bytes] = ("{not json", b"\x00\xff\xfe garbage", "[]")) -> None:
+        """Send malformed frames to every connection."""
+        await self.broadcast(frames)
+
+    async def broadcast(self, frames: Iterable[str | bytes]) -> None:
+        """Send these frames to every connection now (e.g. an exchange's notice), between capture messages."""
         async with self._lock:
             for c in self.live_clients():
                 for frame in frames:

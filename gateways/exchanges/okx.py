@@ -26,6 +26,11 @@ top 25 levels (``okx_checksum``), both verified on every push through
 resynced by unsubscribing and resubscribing that one instId (OKX answers with a
 fresh snapshot); other symbols on the connection are untouched.
 
+OKX announces a connection's closing for a service upgrade (``notice`` event, code 64008): the
+adapter asks the driver to replace it at once, make-before-break (``Rotate``); at the handover the
+new subscription's snapshot of a book kept synced through the overlap is dropped (counted
+``ignored.handoff_snapshot``; a newer one is applied), so no book breaks.
+
 Symbols: instIds are self-describing (``BTC-USDT``, ``BTC-USD-SWAP``,
 ``BTC-USD-220527``, ``BTC-USD-220527-30000-C``) and map to ``BTC-USDT``,
 ``BTC-USD-PERP``, ``BTC-USD-20220527``, ``BTC-USD-20220527-30000-C``; the REST
@@ -92,6 +97,7 @@ from gateways.adapter import (
     ConnectionSpec,
     Fetch,
     Output,
+    Rotate,
     Send,
     Subscription,
 )
@@ -99,6 +105,8 @@ from gateways.books import SYNCED, Books, prev_rule
 from gateways.resync import Resubscriber
 
 EXCHANGE = "OKX"
+# OKX's notice that a connection will be closed soon for a service upgrade (replaced at once).
+SERVICE_UPGRADE = "64008"
 PUBLIC = "public"
 BUSINESS = "business"
 
@@ -231,6 +239,7 @@ class OKXAdapter(Adapter):
         self.books = Books(EXCHANGE, prev_rule, checksum=_okx_checksum_counted(self.counters),
                            counters=self.counters)
         self._book_conn: dict[str, str] = {}
+        self._handoff: dict[str, int] = {}   # books whose next snapshot comes from a replacing connection
         self.resubscribes = Resubscriber(self.counters, min_interval_ns=RESUBSCRIBE_MIN_INTERVAL_NS,
                                          retry_ns=RESUBSCRIBE_RETRY_NS, per_hour=RESUBSCRIBES_PER_HOUR)
         self._index_targets: dict[str, list[str]] = {}  # index instId -> subscribed symbols using it
@@ -351,7 +360,7 @@ class OKXAdapter(Adapter):
             raise AdapterError("unexpected_message", "not a JSON object")
         event = msg.get("event")
         if event is not None:
-            self._on_event(event, msg)
+            self._on_event(conn, event, msg, out)
             return
         arg = msg.get("arg")
         if arg is None:
@@ -395,12 +404,16 @@ class OKXAdapter(Adapter):
         else:
             self.ignore(f"channel.{channel}")
 
-    def _on_event(self, event: str, msg: dict[str, Any]) -> None:
+    def _on_event(self, conn: str, event: str, msg: dict[str, Any], out: Output) -> None:
         if event in ("subscribe", "unsubscribe"):
             self.ignore(event)
         elif event == "error":
             raise AdapterError("exchange_error", f"{msg.get('code')} {msg.get('msg')}")
-        else:  # notice (e.g. service upgrade), channel-conn-count, ...
+        elif event == "notice" and str(msg.get("code")) == SERVICE_UPGRADE:
+            # This connection closes soon: replace it first, without a break (handle_handoff).
+            self.count("notice.service_upgrade")
+            out.actions.append(Rotate(conn, f"OKX notice {SERVICE_UPGRADE}: {msg.get('msg') or 'service upgrade'}"))
+        else:  # other notices, channel-conn-count, ...
             self.ignore(f"event.{event}")
 
     # ---- books
@@ -419,6 +432,10 @@ class OKXAdapter(Adapter):
             checksum = d.get("checksum")
             tstamp = _ns(d.get("ts"))
             if action == "snapshot":
+                if self._handoff.pop(symbol, None) is not None and self._behind(symbol, seq):
+                    # The replacing connection's own snapshot of a book this one kept: not news.
+                    self.ignore("handoff_snapshot")
+                    continue
                 # A subscription starts with its snapshot: updates buffered before it are older (and,
                 # in recordings without seqId, could not be told apart by the sequence rule).
                 books.get(symbol).buffer.clear()
@@ -433,6 +450,18 @@ class OKXAdapter(Adapter):
                             receipt_timestamp=ts, checksum=checksum)
             else:
                 raise AdapterError("book_action", repr(action))
+
+    def _behind(self, symbol: str, seq: int | None) -> bool:
+        """A snapshot at ``seq`` holds nothing the synced book of ``symbol`` lacks."""
+        sb = self.books.get(symbol)
+        current = None if sb is None or sb.state != SYNCED else sb.book.sequence
+        return seq is not None and current is not None and seq <= current
+
+    def handle_handoff(self, conn: str, ts: int, out: Output) -> None:
+        # The new connection subscribed afresh: each book's first push on it is a snapshot, which a
+        # book kept up to date through the overlap does not need (_on_book drops it unless newer).
+        # Updates both connections carried were taken out by the driver; the rest continue the chain.
+        self._handoff = {s: ts for s, c in self._book_conn.items() if c == conn}
 
     def _book_heartbeat(self, symbol: str, seq: int | None, prev: int | None, tstamp: int | None, ts: int,
                         out: Output) -> None:

@@ -3,6 +3,8 @@
 One gateway session runs through a drop, a silent connection, garbage frames and a sequence
 gap; each ends with the gateway reconnected or resynced, Status/Gap/Reset published, and the
 books (the adapter's and the ones rebuilt from the published events) equal to the truth.
+Planned rotations (Binance's 24 h lifetime, OKX's service-upgrade notice) replace connections
+make-before-break: no Gap, no disconnect, no trade twice; failures leave the old connection running.
 """
 
 from __future__ import annotations
@@ -241,25 +243,39 @@ def test_proxy_pool_round_robin_and_config_checks() -> None:
     assert "gopher://h:1" in msg and "hunter2" not in msg
 
 
+class _Session:
+    """A gateway of ``exchange`` replaying ``capture`` through a started loopback exchange."""
+
+    def __init__(self, records: list, lb, exchange: str, **options: object) -> None:
+        self.records, self.lb = records, lb
+        self.channels = records[0].data["channels"]
+        self.symbols: list[str] = self.channels["l2_book"]
+        self.pub = RecordingPublisher(exchange)
+        self.gw = Gateway(GatewayConfig(name="gw", exchange=exchange, channels=self.channels, pub="inproc://unused",
+                                        urls=lb.urls(), backoff_initial=0.05, backoff_max=0.2, **options),
+                          publisher=self.pub)
+        self.adapter = self.gw.adapter
+
+    def at_truth(self) -> bool:
+        books, lb = self.adapter.books, self.lb
+        return all(books.get(s) is not None and books.get(s).book.snapshot()
+                   == lb.profile.truth_book(self.adapter.exchange_symbol(s)) for s in self.symbols)
+
+
+async def _session(shared_data: Path, loopback_exchange, capture: str, exchange: str, **options: object) -> _Session:
+    records = list(read_capture(shared_data / "cryptofeed" / capture))
+    return _Session(records, await loopback_exchange(records), exchange, **options)
+
+
 @pytest.mark.parametrize("exchange", ["BINANCE_FUTURES", "BINANCE_DELIVERY"])
 async def test_planned_rotation_is_seamless(shared_data: Path, loopback_exchange, exchange: str,
                                             tmp_path: Path) -> None:
     """Binance ends connections after 24 h; the driver replaces each one ahead of time, make-before-
     break (here every 0.6 s, 0.3 s of overlap) while the capture streams: no disconnect, no Gap, no
     resync, every trade published once, books equal to the truth; what it recorded replays the same."""
-    records = list(read_capture(shared_data / "cryptofeed" / exchange))
-    header = records[0].data
-    lb = await loopback_exchange(records)
-    cfg = GatewayConfig(name="bn", exchange=exchange, channels=header["channels"], pub="inproc://unused",
-                        urls=lb.urls(), backoff_initial=0.05, backoff_max=0.2, connection_lifetime=0.6,
-                        rotate_overlap=0.3, record=tmp_path / "rotated.ffcap")
-    pub = RecordingPublisher(exchange)
-    gw = Gateway(cfg, publisher=pub)
-    adapter = gw.adapter
-    symbols = header["channels"]["l2_book"]
-
-    def truth(sym: str) -> object:
-        return lb.profile.truth_book(adapter.exchange_symbol(sym))
+    ses = await _session(shared_data, loopback_exchange, exchange, exchange, connection_lifetime=0.6,
+                         rotate_overlap=0.3, record=tmp_path / "rotated.ffcap")
+    records, lb, gw, pub, adapter, symbols = ses.records, ses.lb, ses.gw, ses.pub, ses.adapter, ses.symbols
 
     async with gw:
         driver = gw.driver
@@ -273,8 +289,7 @@ async def test_planned_rotation_is_seamless(shared_data: Path, loopback_exchange
             await asyncio.sleep(0.03)
         lb.release(None)
         await lb.wait_sent()
-        await wait_until(lambda: all(adapter.books.get(s) is not None and adapter.books.get(s).book.snapshot()
-                                     == truth(s) for s in symbols), 15, "books equal to the truth")
+        await wait_until(ses.at_truth, 15, "books equal to the truth")
         await asyncio.sleep(0.7)               # and one more rotation with nothing to overlap
         assert driver.counters["disconnects"] == 0 and set(pub.feeds.values()) == {"connected"}
         assert pub.of_kind("gap") == [] and pub.of_kind("reset") == []
@@ -308,15 +323,9 @@ async def test_planned_rotation_is_seamless(shared_data: Path, loopback_exchange
 async def test_rotation_failures_leave_the_connection_running(shared_data: Path, loopback_exchange) -> None:
     """A new connection that cannot be opened is counted and tried again later, the old one runs on;
     a drop in the middle of an overlap is an ordinary reconnect (the new connection is closed too)."""
-    records = list(read_capture(shared_data / "cryptofeed" / "BINANCE_FUTURES"))
-    header = records[0].data
-    lb = await loopback_exchange(records)
-    cfg = GatewayConfig(name="bn", exchange="BINANCE_FUTURES", channels=header["channels"], pub="inproc://unused",
-                        urls=lb.urls(), backoff_initial=0.05, backoff_max=0.2, connection_lifetime=0.4,
-                        rotate_overlap=1.0)
-    pub = RecordingPublisher("BINANCE_FUTURES")
-    gw = Gateway(cfg, publisher=pub)
-    symbols = header["channels"]["l2_book"]
+    ses = await _session(shared_data, loopback_exchange, "BINANCE_FUTURES", "BINANCE_FUTURES",
+                         connection_lifetime=0.4, rotate_overlap=1.0)
+    lb, gw, pub, symbols = ses.lb, ses.gw, ses.pub, ses.symbols
     async with gw:
         driver = gw.driver
         connect = driver._connect
@@ -344,6 +353,67 @@ async def test_rotation_failures_leave_the_connection_running(shared_data: Path,
         lb.release(None)
         await lb.wait_sent()
         await wait_until(lambda: driver.counters["rotations"] >= 1, 5, "rotations resume")
-        await wait_until(lambda: all(gw.adapter.books.get(s).book.snapshot()
-                                     == lb.profile.truth_book(gw.adapter.exchange_symbol(s)) for s in symbols),
-                         10, "books equal to the truth")
+        await wait_until(ses.at_truth, 10, "books equal to the truth")
+
+
+async def test_okx_service_upgrade_notice_replaces_the_connection_seamlessly(shared_data: Path,
+                                                                            loopback_exchange) -> None:
+    """OKX's notice 64008 (the connection closes soon for a service upgrade): the adapter asks for a
+    replacement at once, the new connection's snapshots of the synced books are dropped at the
+    handover, and the stream goes on without Gap, Reset or a trade published twice."""
+    ses = await _session(shared_data, loopback_exchange, "OKX", "OKX", rotate_overlap=0.3)
+    records, lb, gw, pub, adapter, symbols = ses.records, ses.lb, ses.gw, ses.pub, ses.adapter, ses.symbols
+    notice = '{"event":"notice","code":"64008","msg":"The connection will soon be closed for a service upgrade."}'
+
+    def synced() -> bool:
+        return all(adapter.books.get(s) is not None and adapter.books.get(s).state == "synced" for s in symbols)
+
+    async with gw:
+        driver = gw.driver
+        await lb.wait_subscribed()
+        lb.release_first_books(adapter.exchange_symbol(s) for s in symbols)
+        lb.release(100)
+        await lb.wait_sent()
+        await wait_until(synced, 10, "initial sync")
+        n_conns = lb.connections
+        await lb.broadcast([notice])
+        for _ in range(20):                    # the capture streams on through the overlap
+            lb.release(5)
+            await asyncio.sleep(0.03)
+        await wait_until(lambda: driver.counters["rotations"] == n_conns, 10, "every connection replaced")
+        lb.release(None)
+        await lb.wait_sent()
+        await wait_until(ses.at_truth, 10, "books equal to the truth")
+        assert pub.of_kind("gap") == [] and pub.of_kind("reset") == [] and driver.counters["disconnects"] == 0
+    assert adapter.counters["notice.service_upgrade"] == n_conns
+    assert adapter.counters["ignored.handoff_snapshot"] == len(symbols)
+    assert driver.counters["rotation_duplicates"] > 0 and adapter.counters["book.resyncs"] == 0
+    assert lb.connections == 2 * n_conns and lb.errors == []
+    replayed: list = []
+    Replayer(sink=replayed.append).run(records)
+    assert sorted((t.symbol, t.id) for t in pub.of_kind("trade")) == sorted(
+        (t.symbol, t.id) for t in replayed if t.KIND == "trade")
+
+
+async def test_old_connection_lost_during_the_overlap_hands_over(shared_data: Path, loopback_exchange) -> None:
+    """The exchange closes the old connection while the new one already runs subscribed (a rotation
+    that came late): the new one takes over as planned, without a disconnect or a Gap."""
+    ses = await _session(shared_data, loopback_exchange, "BINANCE_FUTURES", "BINANCE_FUTURES",
+                         connection_lifetime=0.3, rotate_overlap=30.0)
+    lb, gw, pub = ses.lb, ses.gw, ses.pub
+    async with gw:
+        driver = gw.driver
+        await lb.wait_subscribed()
+        lb.release(300)
+        await lb.wait_sent()
+        await wait_until(lambda: len(lb.live_clients()) == 2 and lb.fully_subscribed(), 5, "the new connection")
+        await wait_until(lambda: all(c.subscribed.is_set() for c in lb.live_clients()), 5, "subscribed")
+        lb.release(100)
+        await lb.wait_sent()
+        assert await lb.drop([1]) == 1
+        await wait_until(lambda: driver.counters["rotations"] == 1, 5, "handed over")
+        lb.release(None)
+        await lb.wait_sent()
+        await wait_until(ses.at_truth, 10, "books equal to the truth")
+        assert driver.counters["disconnects"] == 0 and driver.counters["reconnects"] == 0
+        assert pub.of_kind("gap") == [] and pub.of_kind("reset") == []

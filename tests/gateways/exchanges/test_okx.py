@@ -13,7 +13,7 @@ import pytest
 
 from cryptofeed_types import Gap, L2Delta, L2Snapshot, Reset, okx_checksum
 from feedfabric.testing.adapters import accounted, feed
-from gateways.adapter import Resync, Send, Subscription
+from gateways.adapter import Resync, Rotate, Send, Subscription
 from gateways.books import SYNCED
 from gateways.exchanges import get
 from gateways.exchanges.okx import (
@@ -252,6 +252,31 @@ def test_seq_ids():
     out, eth = feed("ETH-USDT", "update", [["98", "1"]], [], 8, 7, eth)
     assert [type(e).__name__ for e in out.events] == ["L2Delta"]
     assert a.books.state("BTC-USDT") != SYNCED and a.books.state("ETH-USDT") == SYNCED
+
+
+def test_service_upgrade_notice_and_handoff():
+    """Notice 64008 asks the driver to replace the connection (Rotate); after the handover the new
+    subscription's snapshot of a synced book is dropped unless newer; other notices are counted."""
+    a = OKXAdapter(Subscription({"l2_book": ["BTC-USDT"]}))
+    bids, asks = [["100", "1"]], [["101", "1"]]
+    a.on_message(PUBLIC, _book_msg("BTC-USDT", "snapshot", bids, asks, okx_checksum(bids, asks), 10, -1), 1)
+    out = a.on_message(PUBLIC, '{"event":"notice","code":"64008","msg":"closing soon"}', 2)
+    assert out.actions == [Rotate(PUBLIC, "OKX notice 64008: closing soon")] and out.events == []
+    assert a.on_message(PUBLIC, '{"event":"notice","code":"64009","msg":"?"}', 3).actions == []
+    assert a.counters["ignored.event.notice"] == 1 and a.counters["notice.service_upgrade"] == 1
+
+    assert a.on_handoff(PUBLIC, 4).events == []
+    same = a.on_message(PUBLIC, _book_msg("BTC-USDT", "snapshot", bids, asks, okx_checksum(bids, asks), 10, -1), 5)
+    assert same.events == [] and a.counters["ignored.handoff_snapshot"] == 1
+    # Only the first snapshot after a handover: a later one (a resubscribe) is applied as always.
+    newer = [["100", "2"]]
+    out = a.on_message(PUBLIC, _book_msg("BTC-USDT", "snapshot", newer, asks, okx_checksum(newer, asks), 12, -1), 6)
+    assert [type(e).__name__ for e in out.events] == ["Reset", "L2Snapshot", "BBO"]
+    a.on_handoff(PUBLIC, 7)
+    out = a.on_message(PUBLIC, _book_msg("BTC-USDT", "snapshot", bids, asks, okx_checksum(bids, asks), 20, -1), 8)
+    assert [type(e).__name__ for e in out.events] == ["Reset", "L2Snapshot", "BBO"]   # newer than the book: applied
+    assert out.events[1].sequence == 20
+    assert a.error_counts() == {}
 
 
 # ------------------------------------------------------------------ tardis messages (today's v5 lines)
