@@ -25,7 +25,8 @@ the previous ``u``, the first one straddling the snapshot's ``lastUpdateId``
 (``prev_rule``). A break publishes Gap and refetches that symbol's snapshot only.
 
 Binance ends every connection after 24 hours: each ConnectionSpec says so (``max_lifetime``) and
-the driver replaces it ahead of time, make-before-break; at the handover the books accept an
+the driver replaces it ahead of time, make-before-break (and at once on a ``serverShutdown``
+event, which announces a server going down); at the handover the books accept an
 update straddling their last id (the new connection may batch the diffs otherwise), and the
 driver takes out the overlap's messages both connections delivered, so no book breaks and no
 trade is published twice.
@@ -73,6 +74,7 @@ from gateways.adapter import (
     ConnectionSpec,
     Fetch,
     Output,
+    Rotate,
     Subscription,
 )
 from gateways.books import SYNCED, Books, prev_rule, range_rule
@@ -279,6 +281,11 @@ class _Binance(Adapter):
                 kind = stream.rpartition("@")[2]
                 if "symbol" not in data:  # spot snapshots don't name their symbol
                     data = {**data, "symbol": stream.partition("@")[0].upper()}
+        if kind == "serverShutdown":
+            # This connection's server goes down soon: replace the connection first, without a break.
+            self.count("server_shutdown")
+            out.actions.append(Rotate(conn, "serverShutdown: the exchange's server is about to shut down"))
+            return
         handler = self._handlers.get(kind)  # type: ignore[arg-type]
         if handler is None:
             raise AdapterError("unknown_event", str(kind))

@@ -311,6 +311,16 @@ def test_book_ticker_and_24h_ticker() -> None:
     assert (t24.last_str, t24.volume_str, t24.timestamp) == ("8011", "20014582.5", 1569805259092000000)
 
 
+def test_server_shutdown_asks_for_a_replacement() -> None:
+    """``serverShutdown`` (combined or raw stream): a Rotate of that connection, counted, no event."""
+    a = BinanceSpot(Subscription({"trades": ["BTC-USDT"]}))
+    for raw in ('{"stream":"!serverShutdown","data":{"e":"serverShutdown","E":1770123456789}}',
+                '{"e":"serverShutdown","E":1770123456789}'):
+        out = a.on_message("BINANCE.1", raw, 5)
+        assert out.events == [] and [(r.conn, type(r).__name__) for r in out.actions] == [("BINANCE.1", "Rotate")]
+    assert a.counters["server_shutdown"] == 2 and a.error_counts() == {}
+
+
 def test_unknown_subscribed_symbol_is_left_out() -> None:
     from cryptofeed_types import Symbol
     sym = Symbol.parse("BTC-USDT", exchange_symbol="BTCUSDT")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -262,6 +263,32 @@ class _Session:
                    == lb.profile.truth_book(self.adapter.exchange_symbol(s)) for s in self.symbols)
 
 
+    async def announced_rotation(self, frame: str, rotations: int) -> Any:
+        """Inside ``async with self.gw`` with the books synced: the exchange announces a connection's
+        end (``frame`` to every connection); the capture streams on through the overlap until
+        ``rotations`` replacements, then to its end. No Gap, Reset or disconnect; books at the truth.
+        Returns the driver."""
+        lb, driver = self.lb, self.gw.driver
+        await lb.broadcast([frame])
+        for _ in range(20):
+            lb.release(5)
+            await asyncio.sleep(0.03)
+        await wait_until(lambda: driver.counters["rotations"] == rotations, 10, "replaced")
+        lb.release(None)
+        await lb.wait_sent()
+        await wait_until(self.at_truth, 10, "books equal to the truth")
+        assert self.pub.of_kind("gap") == [] and self.pub.of_kind("reset") == []
+        assert driver.counters["disconnects"] == 0
+        return driver
+
+    def assert_trades_once(self) -> None:
+        """The trades published are those a replay of the capture makes: each once."""
+        replayed: list = []
+        Replayer(sink=replayed.append).run(self.records)
+        assert sorted((t.symbol, t.id) for t in self.pub.of_kind("trade")) == sorted(
+            (t.symbol, t.id) for t in replayed if t.KIND == "trade")
+
+
 async def _session(shared_data: Path, loopback_exchange, capture: str, exchange: str, **options: object) -> _Session:
     records = list(read_capture(shared_data / "cryptofeed" / capture))
     return _Session(records, await loopback_exchange(records), exchange, **options)
@@ -362,37 +389,22 @@ async def test_okx_service_upgrade_notice_replaces_the_connection_seamlessly(sha
     replacement at once, the new connection's snapshots of the synced books are dropped at the
     handover, and the stream goes on without Gap, Reset or a trade published twice."""
     ses = await _session(shared_data, loopback_exchange, "OKX", "OKX", rotate_overlap=0.3)
-    records, lb, gw, pub, adapter, symbols = ses.records, ses.lb, ses.gw, ses.pub, ses.adapter, ses.symbols
+    lb, adapter, symbols = ses.lb, ses.adapter, ses.symbols
     notice = '{"event":"notice","code":"64008","msg":"The connection will soon be closed for a service upgrade."}'
-
-    def synced() -> bool:
-        return all(adapter.books.get(s) is not None and adapter.books.get(s).state == "synced" for s in symbols)
-
-    async with gw:
-        driver = gw.driver
+    async with ses.gw:
         await lb.wait_subscribed()
         lb.release_first_books(adapter.exchange_symbol(s) for s in symbols)
         lb.release(100)
         await lb.wait_sent()
-        await wait_until(synced, 10, "initial sync")
+        await wait_until(lambda: all(adapter.books.get(s) is not None and adapter.books.get(s).state == "synced"
+                                     for s in symbols), 10, "initial sync")
         n_conns = lb.connections
-        await lb.broadcast([notice])
-        for _ in range(20):                    # the capture streams on through the overlap
-            lb.release(5)
-            await asyncio.sleep(0.03)
-        await wait_until(lambda: driver.counters["rotations"] == n_conns, 10, "every connection replaced")
-        lb.release(None)
-        await lb.wait_sent()
-        await wait_until(ses.at_truth, 10, "books equal to the truth")
-        assert pub.of_kind("gap") == [] and pub.of_kind("reset") == [] and driver.counters["disconnects"] == 0
+        driver = await ses.announced_rotation(notice, n_conns)
     assert adapter.counters["notice.service_upgrade"] == n_conns
     assert adapter.counters["ignored.handoff_snapshot"] == len(symbols)
     assert driver.counters["rotation_duplicates"] > 0 and adapter.counters["book.resyncs"] == 0
     assert lb.connections == 2 * n_conns and lb.errors == []
-    replayed: list = []
-    Replayer(sink=replayed.append).run(records)
-    assert sorted((t.symbol, t.id) for t in pub.of_kind("trade")) == sorted(
-        (t.symbol, t.id) for t in replayed if t.KIND == "trade")
+    ses.assert_trades_once()
 
 
 async def test_old_connection_lost_during_the_overlap_hands_over(shared_data: Path, loopback_exchange) -> None:
@@ -417,3 +429,16 @@ async def test_old_connection_lost_during_the_overlap_hands_over(shared_data: Pa
         await wait_until(ses.at_truth, 10, "books equal to the truth")
         assert driver.counters["disconnects"] == 0 and driver.counters["reconnects"] == 0
         assert pub.of_kind("gap") == [] and pub.of_kind("reset") == []
+
+
+async def test_binance_server_shutdown_replaces_the_connection_seamlessly(shared_data: Path,
+                                                                         loopback_exchange) -> None:
+    """Binance's ``serverShutdown`` event: the connection is replaced at once, make-before-break."""
+    ses = await _session(shared_data, loopback_exchange, "BINANCE", "BINANCE", rotate_overlap=0.3)
+    async with ses.gw:
+        await ses.lb.wait_subscribed()
+        ses.lb.release(100)
+        await ses.lb.wait_sent()
+        await ses.announced_rotation('{"stream":"!serverShutdown","data":{"e":"serverShutdown","E":1770123456789}}', 1)
+    assert ses.adapter.counters["server_shutdown"] == 1 and ses.lb.connections == 2
+    ses.assert_trades_once()
