@@ -1022,6 +1022,7 @@ class DeribitProfile(Profile):
     def __init__(self) -> None:
         super().__init__()
         self._change: dict[str, int] = {}
+        self._asked: dict[str, str] = {}   # book.BTC-PERPETUAL → book.BTC-PERPETUAL.100ms, as subscribed
 
     def parse_client(self, message: str | bytes) -> ClientRequest:
         msg = orjson.loads(message)
@@ -1034,6 +1035,8 @@ class DeribitProfile(Profile):
             if not isinstance(channels, list):
                 raise ValueError(f"Deribit {method} without channels: {message!r:.200}")
             reply = orjson.dumps({"jsonrpc": "2.0", "id": msg.get("id"), "result": channels}).decode()
+            if method == "public/subscribe":
+                self._asked.update((self._norm(c), c) for c in channels if isinstance(c, str))
             return ClientRequest(method.partition("/")[2], frozenset(map(self._norm, channels)), (reply,))
         return ClientRequest("ping", replies=(orjson.dumps({"jsonrpc": "2.0", "id": msg.get("id"),
                                                             "result": "ok"}).decode(),))
@@ -1041,7 +1044,8 @@ class DeribitProfile(Profile):
     @staticmethod
     def _norm(channel: str) -> str:
         """``book.BTC-PERPETUAL.raw`` / ``.100ms`` → ``book.BTC-PERPETUAL``: the capture's raw
-        changes serve either interval (an aggregated 100ms feed has the same change-id chain)."""
+        changes serve either interval (an aggregated 100ms feed has the same change-id chain),
+        pushed under the name the client subscribed (:meth:`outgoing`)."""
         kind, _, rest = channel.partition(".")
         if kind in ("book", "ticker", "trades", "quote") and rest.count(".") >= 1:
             return f"{kind}.{rest.rsplit('.', 1)[0]}"
@@ -1051,6 +1055,19 @@ class DeribitProfile(Profile):
         if not isinstance(message, str) or '"method":"subscription"' not in message[:60]:
             return None
         return self._norm(orjson.loads(message)["params"]["channel"])
+
+    def outgoing(self, frame: str | bytes, client: Any) -> str | bytes:
+        # Pushed under the channel name the client subscribed (book.X.100ms), as Deribit does,
+        # whatever interval the capture recorded (book.X.raw).
+        if not isinstance(frame, str) or '"method":"subscription"' not in frame[:60]:
+            return frame
+        start = frame.find('"channel":"')
+        if start < 0:
+            return frame
+        start += 11
+        channel = frame[start:frame.index('"', start)]
+        asked = self._asked.get(self._norm(channel))
+        return frame if asked is None or asked == channel else f"{frame[:start]}{asked}{frame[start + len(channel):]}"
 
     def book_key(self, message: str | bytes, conn: str) -> str | None:
         stream = self.stream_of(message)

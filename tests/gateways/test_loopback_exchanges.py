@@ -503,3 +503,23 @@ async def test_fault_storm_through_the_bus(case: Case, shared_data: Path, loopba
                      if (b := sub.book(case.exchange, s)) is None or b.snapshot() != lb.profile.truth_book(keys[s])]
             raise AssertionError(f"seed {seed}, faults {done}, wrong (subscriber, book): {wrong}") from exc
     assert lb.errors == [], (seed, done)
+
+
+async def test_deribit_pushes_under_the_channel_name_subscribed(shared_data: Path, loopback_exchange) -> None:
+    """The capture recorded ``book.<i>.raw``; a client subscribing ``book.<i>.100ms`` (our adapter's
+    default) gets the same changes pushed under ``book.<i>.100ms``, as Deribit names them."""
+    import orjson
+    from websockets.asyncio.client import connect
+
+    lb = await loopback_exchange(shared_data / "cryptofeed" / "DERIBIT")
+    channel = "book.BTC-24SEP21-8000-P"
+    async with connect(lb.urls()["ws"]) as ws:
+        await ws.send(orjson.dumps({"jsonrpc": "2.0", "id": 1, "method": "public/subscribe",
+                                    "params": {"channels": [f"{channel}.100ms"]}}).decode())
+        assert orjson.loads(await ws.recv())["result"] == [f"{channel}.100ms"]
+        lb.release(None)
+        pushed: dict = {}
+        while pushed.get("method") != "subscription":   # the capture's RPC answers pass by too
+            pushed = orjson.loads(await asyncio.wait_for(ws.recv(), 10))
+    assert pushed["params"]["channel"] == f"{channel}.100ms"
+    assert pushed["params"]["data"]["instrument_name"] == "BTC-24SEP21-8000-P"
