@@ -15,7 +15,9 @@
   ``rotation_duplicates``, ``rotation_failures``.
 - aiohttp for REST, every request charged to a per-exchange weight budget
   (:class:`RestBudget`, a token bucket of ``rest_weight_per_minute``), failures retried by
-  the adapter (``rest_failed``), never by a loop here.
+  the adapter (``rest_failed``), never by a loop here. A 429/418 empties the bucket, and its
+  ``Retry-After`` holds every request until then; the used weight an exchange reports (the
+  adapter's ``rest_used_weight_header``) caps what is left.
 - Proxies (``http://`` for REST and websockets; ``socks5://`` where python-socks /
   aiohttp-socks are installed): one, or a pool (:class:`ProxyPool`) taken in turn, so that
   each websocket (re)connection and each REST request goes through the next proxy; a dead
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.utils
 import importlib.util
 import random
 import time
@@ -136,6 +139,23 @@ class ProxyPool:
         return len(self.proxies)
 
 
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """An HTTP ``Retry-After`` value in seconds from now: delay-seconds or an HTTP date (None when
+    absent or unreadable)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
 def backoff_delay(attempt: int, cfg: DriverConfig, rng: random.Random | None = None) -> float:
     """Delay before reconnect number ``attempt`` (0-based): capped exponential, jittered."""
     base = min(cfg.backoff_max, cfg.backoff_initial * (2 ** min(attempt, 30)))
@@ -144,7 +164,12 @@ def backoff_delay(attempt: int, cfg: DriverConfig, rng: random.Random | None = N
 
 
 class RestBudget:
-    """Token bucket of request weight per minute (refilled continuously)."""
+    """Token bucket of request weight per minute (refilled continuously).
+
+    The exchange's own word overrides it: :meth:`pause` (a 429/418 with ``Retry-After``: nothing
+    is sent before then) and :meth:`sync_used` (the weight the exchange says this IP used in its
+    window, e.g. Binance's ``X-MBX-USED-WEIGHT-1M``, which counts other processes on the IP too).
+    """
 
     def __init__(self, per_minute: int, clock: Any = time.monotonic) -> None:
         self.capacity = float(max(per_minute, 1))
@@ -152,6 +177,7 @@ class RestBudget:
         self.tokens = self.capacity
         self.clock = clock
         self.updated = clock()
+        self.paused_until = 0.0
         self.waited = 0.0
         self._lock = asyncio.Lock()
 
@@ -160,8 +186,21 @@ class RestBudget:
         self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
         self.updated = now
 
+    def pause(self, seconds: float) -> None:
+        """Send nothing for ``seconds`` (the exchange asked: Retry-After), with an empty bucket after."""
+        self.paused_until = max(self.paused_until, self.clock() + max(seconds, 0.0))
+        self.tokens = 0.0
+
+    def sync_used(self, used: float) -> None:
+        """The exchange counts ``used`` weight in its current window: no more left than the rest."""
+        self._refill()
+        self.tokens = max(0.0, min(self.tokens, self.capacity - used))
+
     def try_acquire(self, weight: int) -> float:
         """Take ``weight`` now and return 0, or return the seconds to wait before it is available."""
+        paused = self.paused_until - self.clock()
+        if paused > 0:
+            return paused
         self._refill()
         weight = min(float(weight), self.capacity)
         if self.tokens >= weight:
@@ -456,6 +495,7 @@ class Driver:
         session, proxy = self._rest_route()
         try:
             async with session.get(fetch.url, proxy=proxy) as resp:
+                self._rate_headers(fetch, resp.status, resp.headers)
                 return resp.status, await resp.text()
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             self._count("rest_errors")
@@ -463,6 +503,21 @@ class Driver:
             self._log_symbol("WARNING", fetch.tag or "rest", fetch.symbol, "{} GET {} failed{}: {!r}",
                              fetch.tag or "REST", fetch.url, via, exc)
             return 0, None
+
+    def _rate_headers(self, fetch: Fetch, status: int, headers: Mapping[str, str]) -> None:
+        """What the exchange says of our request rate: ``Retry-After`` on a 429/418 pauses every REST
+        request (``rest_retry_after``); the adapter's used-weight header syncs the budget."""
+        if status in (429, 418):
+            pause = retry_after_seconds(headers.get("Retry-After"))
+            if pause is not None:
+                self._count("rest_retry_after")
+                self.budget.pause(pause)
+                self._log_symbol("WARNING", "retry_after", None, "GET {} -> HTTP {}: no REST request for {:.0f} s "
+                                 "(Retry-After)", fetch.url, status, pause)
+        name = self.adapter.rest_used_weight_header
+        if name is not None and (used := headers.get(name)) is not None:
+            with contextlib.suppress(ValueError):
+                self.budget.sync_used(float(used))
 
     async def _fetch(self, fetch: Fetch) -> None:
         status, body, ts = await self._get(fetch)

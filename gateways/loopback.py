@@ -1171,6 +1171,9 @@ class Loopback:
         self.client_messages: list[tuple[int, str, frozenset[str]]] = []   # (conn number, op, streams)
         self.snapshots_sent: list[tuple[int, str]] = []                     # (conn number, stream)
         self.rest_requests: list[str] = []
+        self.rest_times: list[float] = []           # time.monotonic() of each REST request
+        self.rest_headers: dict[str, str] = {}      # added to every REST answer (e.g. a used-weight header)
+        self._retry_after: str | None = None
         self.connections = 0
         self.cursor = 0
         self.sent = 0
@@ -1367,10 +1370,12 @@ class Loopback:
                     except (ConnectionResetError, RuntimeError):
                         pass
 
-    def fail_rest(self, status: int = 503) -> None:
+    def fail_rest(self, status: int = 503, retry_after: str | None = None) -> None:
         """Fail every REST request until :meth:`restore_rest`: answered with ``status`` (an
-        overloaded or broken API), or, with 0, dropped without an answer (a dead server)."""
+        overloaded or broken API; ``retry_after``: its ``Retry-After`` header, e.g. for 429), or,
+        with 0, dropped without an answer (a dead server)."""
         self._rest_failure = status
+        self._retry_after = retry_after
 
     def restore_rest(self) -> None:
         self._rest_failure = None
@@ -1543,11 +1548,14 @@ class Loopback:
     async def _rest_handler(self, request: web.Request) -> web.Response:
         url = str(request.url)
         self.rest_requests.append(url)
+        self.rest_times.append(time.monotonic())
         if self._rest_failure is not None:
             self.rest_failures += 1
             if self._rest_failure == 0 and request.transport is not None:
                 request.transport.abort()
-            return web.Response(status=self._rest_failure or 503, text='{"code":-1,"msg":"Service unavailable"}')
+            headers = {"Retry-After": self._retry_after} if self._retry_after is not None else None
+            return web.Response(status=self._rest_failure or 503, text='{"code":-1,"msg":"Service unavailable"}',
+                                headers=headers)
         query = dict(request.query)
         body = self.profile.rest(request.path, query)
         if body is None:
@@ -1560,4 +1568,4 @@ class Loopback:
             return web.Response(status=404, text='{"code":-1121,"msg":"Invalid symbol."}')
         if self.rest_filter is not None:
             body = self.rest_filter(request.path, body)
-        return web.Response(body=body, content_type="application/json")
+        return web.Response(body=body, content_type="application/json", headers=self.rest_headers or None)

@@ -110,6 +110,9 @@ def _filters(info: dict[str, Any]) -> tuple[str | None, str | None]:
 class _Binance(Adapter):
     """Shared implementation; the three exchanges differ by the class attributes below."""
 
+    # Every REST answer says the weight this IP used in the current minute (all processes on it).
+    rest_used_weight_header = "X-MBX-USED-WEIGHT-1M"
+
     futures: ClassVar[bool] = False
     inverse: ClassVar[bool] = False
     rest_prefix: ClassVar[str] = "/api/v3"

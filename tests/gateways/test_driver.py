@@ -11,7 +11,7 @@ import pytest
 from cryptofeed_types import Status
 from feedfabric.testing.exchange import RecordingPublisher, wait_until
 from gateways.adapter import Adapter, Close, ConnectionSpec, Output, Resync, Send, Subscription
-from gateways.driver import Driver, DriverConfig, RestBudget, backoff_delay
+from gateways.driver import Driver, DriverConfig, RestBudget, backoff_delay, retry_after_seconds
 
 
 def test_backoff_is_capped_and_jittered() -> None:
@@ -36,6 +36,29 @@ def test_rest_budget() -> None:
     now[0] += 5.0
     assert budget.try_acquire(50) == 0.0
     assert budget.try_acquire(10_000) > 0                  # heavier than the bucket: waits for a full one
+
+
+def test_rest_budget_obeys_the_exchange() -> None:
+    now = [0.0]
+    budget = RestBudget(600, clock=lambda: now[0])
+    budget.pause(30.0)                                     # Retry-After: 30
+    assert budget.try_acquire(1) == pytest.approx(30.0)
+    now[0] += 29.0
+    assert budget.try_acquire(1) == pytest.approx(1.0)
+    now[0] += 1.0
+    assert budget.try_acquire(5) == 0.0                    # 30 s of refill since the (emptied) pause
+    budget.sync_used(590)                                  # the exchange counts 590 of 600 used
+    assert budget.tokens == pytest.approx(10.0)
+    assert budget.try_acquire(10) == 0.0 and budget.try_acquire(1) > 0
+    budget.sync_used(10_000)                               # over its limit (another process): none left
+    assert budget.tokens == 0.0
+
+
+def test_retry_after_seconds() -> None:
+    assert retry_after_seconds("120") == 120.0 and retry_after_seconds(" 7 ") == 7.0
+    assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0) == pytest.approx(10.0)
+    assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412490.0) == 0.0   # already past
+    assert retry_after_seconds(None) is None and retry_after_seconds("soon") is None and retry_after_seconds("") is None
 
 
 class _Dummy(Adapter):

@@ -442,3 +442,35 @@ async def test_binance_server_shutdown_replaces_the_connection_seamlessly(shared
         await ses.announced_rotation('{"stream":"!serverShutdown","data":{"e":"serverShutdown","E":1770123456789}}', 1)
     assert ses.adapter.counters["server_shutdown"] == 1 and ses.lb.connections == 2
     ses.assert_trades_once()
+
+
+async def test_rest_obeys_retry_after_and_the_used_weight_header(shared_data: Path, loopback_exchange) -> None:
+    """A 429 with ``Retry-After: 2`` holds every REST request 2 s (the snapshot retry waits), and
+    Binance's ``X-MBX-USED-WEIGHT-1M`` caps the budget left."""
+    ses = await _session(shared_data, loopback_exchange, "BINANCE_FUTURES", "BINANCE_FUTURES")
+    lb, gw, pub = ses.lb, ses.gw, ses.pub
+    lb.rest_headers = {"X-MBX-USED-WEIGHT-1M": "2395"}
+    async with gw:
+        driver = gw.driver
+        used: list[float] = []
+        sync_used = driver.budget.sync_used
+        driver.budget.sync_used = lambda u: (used.append(u), sync_used(u))[1]   # type: ignore[method-assign]
+        await lb.wait_subscribed()
+        lb.release(400)
+        await lb.wait_sent()
+        await wait_until(lambda: all(sb.state == "synced" for sb in ses.adapter.books)
+                         and len(list(ses.adapter.books)) == len(ses.symbols), 10, "initial sync")
+        assert used and set(used) == {2395.0}              # every answer said so
+        lb.fail_rest(429, retry_after="2")
+        lb.break_sequence("SUSHIUSDT")
+        lb.release(300)
+        await lb.wait_sent()
+        await wait_until(lambda: driver.counters["rest_retry_after"] == 1, 10, "a 429 with Retry-After")
+        lb.restore_rest()
+        failed_at, n = lb.rest_times[-1], len(lb.rest_times)
+        while not pub.of_kind("reset"):
+            lb.release(20)                                 # diffs that ask for the snapshot again
+            await asyncio.sleep(0.1)
+            assert lb.released < len(lb.messages), "the capture ended before the resync"
+        assert lb.rest_times[n] - failed_at >= 1.9         # nothing was sent before Retry-After
+        assert driver.counters["rest_rate_limited"] == 1 and lb.rest_failures == 1
