@@ -312,8 +312,9 @@ class Adapter:
     urls: ClassVar[Mapping[str, str]] = {}
     rest_weight_per_minute: ClassVar[int] = 1200
     # The response header in which the exchange says how much weight this IP used in its current
-    # window (None: it says nothing): the driver's budget keeps no more than the rest.
+    # window (None: it says nothing), or how much it has left: the driver's budget keeps no more.
     rest_used_weight_header: ClassVar[str | None] = None
+    rest_remaining_header: ClassVar[str | None] = None
     # The shortest time between two loads of the instrument lists a gateway re-matching its symbol
     # patterns may ask (0: what the REST budget allows, gateways.selection.rematch_floor).
     instruments_reload_min: ClassVar[float] = 0.0

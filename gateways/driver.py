@@ -16,8 +16,8 @@
 - aiohttp for REST, every request charged to a per-exchange weight budget
   (:class:`RestBudget`, a token bucket of ``rest_weight_per_minute``), failures retried by
   the adapter (``rest_failed``), never by a loop here. A 429/418 empties the bucket, and its
-  ``Retry-After`` holds every request until then; the used weight an exchange reports (the
-  adapter's ``rest_used_weight_header``) caps what is left.
+  ``Retry-After`` holds every request until then; the used or remaining weight an exchange
+  reports (the adapter's ``rest_used_weight_header`` / ``rest_remaining_header``) caps what is left.
 - Proxies (``http://`` for REST and websockets; ``socks5://`` where python-socks /
   aiohttp-socks are installed): one, or a pool (:class:`ProxyPool`) taken in turn, so that
   each websocket (re)connection and each REST request goes through the next proxy; a dead
@@ -193,8 +193,12 @@ class RestBudget:
 
     def sync_used(self, used: float) -> None:
         """The exchange counts ``used`` weight in its current window: no more left than the rest."""
+        self.sync_left(self.capacity - used)
+
+    def sync_left(self, left: float) -> None:
+        """The exchange says ``left`` weight remains in its current window: no more than that."""
         self._refill()
-        self.tokens = max(0.0, min(self.tokens, self.capacity - used))
+        self.tokens = max(0.0, min(self.tokens, left))
 
     def try_acquire(self, weight: int) -> float:
         """Take ``weight`` now and return 0, or return the seconds to wait before it is available."""
@@ -506,7 +510,7 @@ class Driver:
 
     def _rate_headers(self, fetch: Fetch, status: int, headers: Mapping[str, str]) -> None:
         """What the exchange says of our request rate: ``Retry-After`` on a 429/418 pauses every REST
-        request (``rest_retry_after``); the adapter's used-weight header syncs the budget."""
+        request (``rest_retry_after``); the adapter's used-weight or remaining header syncs the budget."""
         if status in (429, 418):
             pause = retry_after_seconds(headers.get("Retry-After"))
             if pause is not None:
@@ -514,10 +518,12 @@ class Driver:
                 self.budget.pause(pause)
                 self._log_symbol("WARNING", "retry_after", None, "GET {} -> HTTP {}: no REST request for {:.0f} s "
                                  "(Retry-After)", fetch.url, status, pause)
-        name = self.adapter.rest_used_weight_header
-        if name is not None and (used := headers.get(name)) is not None:
-            with contextlib.suppress(ValueError):
-                self.budget.sync_used(float(used))
+        adapter = self.adapter
+        for name, sync in ((adapter.rest_used_weight_header, self.budget.sync_used),
+                           (adapter.rest_remaining_header, self.budget.sync_left)):
+            if name is not None and (value := headers.get(name)) is not None:
+                with contextlib.suppress(ValueError):
+                    sync(float(value))
 
     async def _fetch(self, fetch: Fetch) -> None:
         status, body, ts = await self._get(fetch)

@@ -215,6 +215,8 @@ class BitMEX(Adapter):
     }
     # REST: 120 requests per minute (unauthenticated: 30); instruments is one request.
     rest_weight_per_minute: ClassVar[int] = 30
+    # Every REST answer says how many requests this IP has left in the current minute.
+    rest_remaining_header: ClassVar[str | None] = "x-ratelimit-remaining"
     # The timer retries resubscriptions whose partial never came and sends deferred ones.
     timer_interval = 5.0
 

@@ -52,6 +52,9 @@ def test_rest_budget_obeys_the_exchange() -> None:
     assert budget.try_acquire(10) == 0.0 and budget.try_acquire(1) > 0
     budget.sync_used(10_000)                               # over its limit (another process): none left
     assert budget.tokens == 0.0
+    now[0] += 10.0
+    budget.sync_left(30)                                   # 100 refilled, but the exchange says 30 remain
+    assert budget.tokens == pytest.approx(30.0)
 
 
 def test_retry_after_seconds() -> None:

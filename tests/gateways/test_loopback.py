@@ -474,3 +474,13 @@ async def test_rest_obeys_retry_after_and_the_used_weight_header(shared_data: Pa
             assert lb.released < len(lb.messages), "the capture ended before the resync"
         assert lb.rest_times[n] - failed_at >= 1.9         # nothing was sent before Retry-After
         assert driver.counters["rest_rate_limited"] == 1 and lb.rest_failures == 1
+
+
+async def test_bitmex_remaining_requests_header_caps_the_budget(shared_data: Path, loopback_exchange) -> None:
+    """BitMEX's ``x-ratelimit-remaining`` (requests this IP has left this minute) caps the budget."""
+    ses = await _session(shared_data, loopback_exchange, "BITMEX", "BITMEX")
+    ses.lb.rest_headers = {"x-ratelimit-remaining": "3"}
+    async with ses.gw:
+        await ses.lb.wait_subscribed()                     # the instruments were loaded over REST
+        budget = ses.gw.driver.budget
+        assert budget.tokens <= 3 + budget.rate * (budget.clock() - budget.updated) + 1e-9
