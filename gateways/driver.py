@@ -2,7 +2,8 @@
 
 - websockets (``websockets.asyncio.client``) for streams: one task per
   :class:`~gateways.adapter.ConnectionSpec`, reconnected forever with capped, jittered
-  exponential backoff; subscribe messages sent staggered (``subscribe_interval``);
+  exponential backoff (at least the ``Retry-After`` of a handshake the exchange refused with an
+  HTTP status); subscribe messages sent staggered (``subscribe_interval``);
   websocket ping frames (``ping=None``) or an application ping message every
   ``ping_interval``; a silence watchdog closes a connection that received nothing for
   ``silence_timeout`` seconds.
@@ -48,7 +49,7 @@ from urllib.parse import urlsplit
 import aiohttp
 from loguru import logger
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import InvalidHandshake, InvalidURI, WebSocketException
+from websockets.exceptions import InvalidHandshake, InvalidStatus, InvalidURI, WebSocketException
 
 from gateways.adapter import (
     Adapter,
@@ -598,22 +599,41 @@ class Driver:
         while not self._stop.is_set():
             started = time.monotonic()
             reason = "closed"
+            wait: float | None = None   # the exchange's Retry-After, when it refused the connection
             try:
                 reason = await self._session_once(spec)
             except asyncio.CancelledError:
                 raise
             except (OSError, TimeoutError, InvalidURI, InvalidHandshake, WebSocketException) as exc:
                 reason = f"{type(exc).__name__}: {exc}"[:200]
+                wait = self._refused(spec, exc)
             except Exception as exc:  # noqa: BLE001 - never let one connection's bug end the gateway
                 reason = f"error {type(exc).__name__}: {exc}"[:200]
                 self.log.exception("{} {}: unexpected error", self.adapter.exchange, spec.id)
             if time.monotonic() - started >= cfg.stable_after:
                 attempt = 0
             delay = backoff_delay(attempt, cfg, self._rng)
+            if wait is not None and wait > delay:
+                delay = wait
             attempt += 1
             self._count("reconnects")
             self.log.info("{} {}: {}; reconnecting in {:.2f} s", self.adapter.exchange, spec.id, reason, delay)
             await self._sleep_or_stop(delay)
+
+    def _refused(self, spec: ConnectionSpec, exc: BaseException) -> float | None:
+        """A handshake the exchange answered with an HTTP status instead of the upgrade (429: too many
+        connections, 418: banned, 5xx): counted ``ws_refused.<status>``; returns its Retry-After in
+        seconds (the next attempt waits at least that long), None when it gives none."""
+        cause = exc.__cause__ if isinstance(exc, OSError) and exc.__cause__ is not None else exc  # via a proxy
+        response = getattr(cause, "response", None) if isinstance(cause, InvalidStatus) else None
+        if response is None:
+            return None
+        self._count(f"ws_refused.{response.status_code}")
+        wait = retry_after_seconds(response.headers.get("Retry-After"))
+        if wait is not None:
+            self.log.warning("{} {}: connection refused with HTTP {}; next attempt in {:.0f} s (Retry-After)",
+                             self.adapter.exchange, spec.id, response.status_code, wait)
+        return wait
 
     async def _connect(self, spec: ConnectionSpec) -> ClientConnection:
         """Open a websocket to ``spec.url`` through the pool's next proxy (a failure through a proxy

@@ -14,9 +14,11 @@ Gateways are tested end to end through it with their real network code (the adap
   recorded responses (instruments);
 - on command: :meth:`drop` (abort every connection), :meth:`silence` / :meth:`resume`,
   :meth:`garbage` (send malformed frames), :meth:`broadcast` (any frames, e.g. a notice),
-  :meth:`break_sequence` (skip one book update of a symbol, which the truth still includes, so the client's own check fails: sequence
-  numbers, checksum, or an unknown order id, depending on the exchange), :meth:`fail_rest` /
-  :meth:`restore_rest` (the REST API answers an error status, or drops the request unanswered).
+  :meth:`break_sequence` (skip one book update of a symbol, which the truth still includes, so
+  the client's own check fails: sequence numbers, checksum, or an unknown order id, depending on
+  the exchange), :meth:`fail_rest` /
+  :meth:`restore_rest` (the REST API answers an error status, or drops the request unanswered),
+  :meth:`refuse_ws` / :meth:`accept_ws` (websocket handshakes answered with an HTTP status).
 
 Streaming is gated: :meth:`release` lets the next n messages go (``None``: all), so a
 test can act at a known point of the capture. Exchange specifics (stream names, book
@@ -1172,6 +1174,8 @@ class Loopback:
         self.snapshots_sent: list[tuple[int, str]] = []                     # (conn number, stream)
         self.rest_requests: list[str] = []
         self.rest_times: list[float] = []           # time.monotonic() of each REST request
+        self.ws_attempts: list[float] = []          # time.monotonic() of each websocket handshake
+        self._ws_refusal: tuple[int, str | None] | None = None
         self.rest_headers: dict[str, str] = {}      # added to every REST answer (e.g. a used-weight header)
         self._retry_after: str | None = None
         self.connections = 0
@@ -1380,6 +1384,14 @@ class Loopback:
     def restore_rest(self) -> None:
         self._rest_failure = None
 
+    def refuse_ws(self, status: int = 429, retry_after: str | None = None) -> None:
+        """Answer every websocket handshake with ``status`` (and ``Retry-After``) instead of the
+        upgrade, until :meth:`accept_ws` (an exchange refusing connections: too many, or banned)."""
+        self._ws_refusal = (status, retry_after)
+
+    def accept_ws(self) -> None:
+        self._ws_refusal = None
+
     def break_sequence(self, key: str) -> None:
         """Skip the next book update of book ``key`` (the profile's truth key: the exchange
         symbol; ``category/SYMBOL`` for Bybit); the truth still applies it, so the client
@@ -1416,6 +1428,11 @@ class Loopback:
     # ---- websocket side
     async def _handler(self, request: web.Request) -> web.StreamResponse:
         if request.headers.get("Upgrade", "").lower() == "websocket":
+            self.ws_attempts.append(time.monotonic())
+            if self._ws_refusal is not None:
+                status, retry_after = self._ws_refusal
+                return web.Response(status=status, text='{"code":-1003,"msg":"Too many requests."}',
+                                    headers={"Retry-After": retry_after} if retry_after is not None else None)
             return await self._ws_handler(request)
         return await self._rest_handler(request)
 

@@ -484,3 +484,20 @@ async def test_bitmex_remaining_requests_header_caps_the_budget(shared_data: Pat
         await ses.lb.wait_subscribed()                     # the instruments were loaded over REST
         budget = ses.gw.driver.budget
         assert budget.tokens <= 3 + budget.rate * (budget.clock() - budget.updated) + 1e-9
+
+
+async def test_refused_connection_waits_for_retry_after(shared_data: Path, loopback_exchange) -> None:
+    """A handshake answered 429 with ``Retry-After: 1``: the next attempt waits 1 s, not the 50 ms
+    backoff; counted ``ws_refused.429``; then the connection comes up and the books sync."""
+    ses = await _session(shared_data, loopback_exchange, "BINANCE_FUTURES", "BINANCE_FUTURES")
+    lb = ses.lb
+    lb.refuse_ws(429, retry_after="1")
+    async with ses.gw:
+        driver = ses.gw.driver
+        await wait_until(lambda: driver.counters["ws_refused.429"] == 1, 10, "refused")
+        lb.accept_ws()
+        await lb.wait_subscribed()
+        assert len(lb.ws_attempts) == 2 and lb.ws_attempts[1] - lb.ws_attempts[0] >= 0.95
+        lb.release(None)
+        await lb.wait_sent()
+        await wait_until(ses.at_truth, 10, "books equal to the truth")
