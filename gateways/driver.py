@@ -295,6 +295,9 @@ class _Rotation:
         out = (self.new, self.buffer, self.seen)
         self.new, self.reader, self.buffer, self.seen = None, None, [], None
         self.subscribed = self.switching = False
+        # A request that came during the overlap was about the connection being replaced; one the
+        # new connection's own messages make (fed after this) asks again.
+        self.requested.clear()
         return out
 
     async def abandon(self) -> None:
