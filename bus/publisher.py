@@ -179,13 +179,17 @@ class Publisher:
         topic = event.topic()
         body = event.wire_pack()   # = msgpack of wire_body(), written without the dict
         topic_b = topic.encode("ascii")
-        # Per event class, once: does the snapshot service keep its state, and which
-        # per-channel counter it bumps (saves a set lookup, an attribute and a dict get).
+        # Per event class, once: does the snapshot service keep its state, which per-channel
+        # counter it bumps, is it a Status (saves a set lookup, an attribute and a dict get).
         kind = self._kinds.get(type(event))
         if kind is None:
             kind = self._kinds[type(event)] = (event.CHANNEL in STATEFUL_CHANNELS or event.SCALAR,
-                                               "channel." + event.CHANNEL)
-        keep, key = kind
+                                               "channel." + event.CHANNEL, type(event) is Status)
+        keep, key, status = kind
+        if status:
+            # Every feed state published (the driver's connections, an adapter's exchange system
+            # status) is also in the heartbeat's ``feeds``.
+            self._feeds[event.feed] = event.state
         with self._lock:
             pub = self._pub
             if pub is None:

@@ -11,7 +11,8 @@ Rules (documented in docs/consumers.md):
   exchange name), the best ask the lowest ask; the size is that exchange's size at that price;
 - an exchange is **not eligible** while its gateway is stale (``Status(feed='gateway',
   state='stale')`` from the subscriber), while one of its feeds is disconnected or resyncing
-  (``Status`` from the gateway), while the book of that symbol is invalid (a ``Gap`` on its
+  (``Status`` from the gateway), while the exchange says it is in maintenance or cancel-only
+  (``Status(feed='system')``, Kraken), while the book of that symbol is invalid (a ``Gap`` on its
   ``book``/``l3`` channel, or a feed-wide ``Gap``, until the ``Reset``), and while its own
   quote is crossed (bid >= ask). Its last quote is kept and counts again as soon as it
   recovers;
@@ -29,7 +30,9 @@ from consumers.base import Consumer
 from cryptofeed_types.book import price_key
 from cryptofeed_types.events import BBO, NBBO, Event, Gap, Reset, Status
 
-DOWN_STATES = frozenset({"disconnected", "stale", "resyncing", "error"})
+# A feed in one of these states takes its exchange out; "maintenance" and "cancel_only" are an
+# exchange's own system status (Status feed "system", e.g. Kraken's): its quotes are not actionable.
+DOWN_STATES = frozenset({"disconnected", "stale", "resyncing", "error", "maintenance", "cancel_only"})
 BOOK_CHANNELS = frozenset({"book", "l3"})
 
 

@@ -123,7 +123,9 @@ KINDS: tuple[Kind, ...] = (
          "and the state of each feed.", topic_keys=("gateway",)),
     Kind("Status", "status", "status",
          (("exchange", "str"), ("feed", "str"), ("state", "str"), ("reason", "str?")),
-         "A feed changed state: connected, disconnected, resyncing or stale.", topic_keys=("exchange", "feed")),
+         "A feed changed state: connected, disconnected, resyncing or stale; the feed 'system' carries the "
+         "exchange's own system status (online, maintenance, cancel_only, post_only).",
+         topic_keys=("exchange", "feed")),
     Kind("Gap", "gap", "gap",
          (("exchange", "str"), ("symbol", "str?"), ("channel", "str"), ("expected", "int?"), ("received", "int?"),
           ("reason", "str")),

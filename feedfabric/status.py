@@ -61,7 +61,7 @@ class Row:
             return "down"
         if now - self.last_hb > stale_after:
             return "stale"
-        bad = [s for s in self.feeds.values() if s not in ("connected", "running", "live", "up", "finished")]
+        bad = [s for s in self.feeds.values() if s not in ("connected", "running", "live", "up", "finished", "online")]
         return bad[0] if bad else "up"
 
 

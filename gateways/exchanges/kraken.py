@@ -41,7 +41,7 @@ from typing import Any, ClassVar
 
 import orjson
 
-from cryptofeed_types import BBO, SPOT, Candle, Symbol, Ticker, Trade, dec_str, iso_ns, seconds_ns
+from cryptofeed_types import BBO, SPOT, Candle, Status, Symbol, Ticker, Trade, dec_str, iso_ns, seconds_ns
 from gateways.adapter import (
     BBO_CHANNEL,
     CANDLES,
@@ -96,6 +96,7 @@ class Kraken(ResubscribeByConnection, Adapter):
     def __init__(self, subscription: Subscription, **kwargs: Any) -> None:
         self._v1: dict[str, Symbol] = {}                     # v1 wsname → Symbol
         self._precision: dict[str, tuple[int, int]] = {}     # normalized → (price, qty) decimals
+        self._system_state: str | None = None                # Kraken's system status, last published
         super().__init__(subscription, **kwargs)
         depth = subscription.depth or self.default_depth
         if depth not in _DEPTHS:
@@ -241,14 +242,14 @@ class Kraken(ResubscribeByConnection, Adapter):
             raise AdapterError("not_an_object")
         channel = msg.get("channel")
         if channel is None:
-            self._control(msg)
+            self._control(msg, ts, out)
             return
         handler = self._handlers.get(channel)
         if handler is None:
             raise AdapterError("unknown_channel", str(channel))
         handler(self, conn, msg, ts, out)
 
-    def _control(self, msg: dict[str, Any]) -> None:
+    def _control(self, msg: dict[str, Any], ts: int, out: Output) -> None:
         method = msg.get("method")
         if method is not None:  # v2 responses
             if msg.get("success") is False:
@@ -256,7 +257,10 @@ class Kraken(ResubscribeByConnection, Adapter):
             self.ignore(f"response_{method}")
             return
         event = msg.get("event")  # v1 events
-        if event in ("heartbeat", "systemStatus", "subscriptionStatus", "pong"):
+        if event == "systemStatus":
+            self._system(msg.get("status"), ts, out)
+            return
+        if event in ("heartbeat", "subscriptionStatus", "pong"):
             if event == "subscriptionStatus" and msg.get("status") == "error":
                 raise AdapterError("exchange_error", str(msg.get("errorMessage"))[:200])
             self.ignore(f"v1_{event}")
@@ -367,9 +371,27 @@ class Kraken(ResubscribeByConnection, Adapter):
     def _ignore_channel(self, conn: str, msg: dict[str, Any], ts: int, out: Output) -> None:
         self.ignore(f"channel_{msg.get('channel')}")
 
+    def _status_v2(self, conn: str, msg: dict[str, Any], ts: int, out: Output) -> None:
+        for d in msg.get("data") or ():
+            self._system(d.get("system"), ts, out)
+
+    def _system(self, state: object, ts: int, out: Output) -> None:
+        """Kraken's system status (every connection gets it, then its changes): published as
+        ``Status(feed='system')`` when it changes, so consumers (NBBO) leave Kraken out while it is
+        in maintenance or cancel-only."""
+        if not isinstance(state, str) or not state:
+            raise AdapterError("bad_system_status", repr(state))
+        if state == self._system_state:
+            self.ignore("system_status_unchanged")
+            return
+        self._system_state = state
+        self.count(f"system.{state}")
+        out.events.append(Status(self.exchange, "system", state, reason=f"Kraken system status: {state}",
+                                 receipt_timestamp=ts))
+
     _handlers: ClassVar[dict[str, Any]] = {
         "book": _book_v2, "trade": _trade_v2, "ticker": _ticker_v2, "ohlc": _ohlc_v2,
-        "heartbeat": _ignore_channel, "status": _ignore_channel, "instrument": _ignore_channel,
+        "heartbeat": _ignore_channel, "status": _status_v2, "instrument": _ignore_channel,
         "pong": _ignore_channel,
     }
 

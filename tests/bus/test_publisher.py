@@ -13,7 +13,7 @@ import zmq
 
 from bus import codec, snapshot
 from bus.security import ensure_private_dir
-from cryptofeed_types.events import L2Delta, L2Snapshot, L3Delta, L3Snapshot, Ticker, Trade
+from cryptofeed_types.events import L2Delta, L2Snapshot, L3Delta, L3Snapshot, Status, Ticker, Trade
 
 
 def _recv(sock: zmq.Socket, timeout: float = 5.0) -> list[bytes]:
@@ -74,6 +74,11 @@ def test_seq_per_topic_and_heartbeat_counters(bus_endpoint, publisher_factory):
         assert seen == {"trades.EX.BTC-USDT.": [1, 2, 3], "trades.EX.ETH-USDT.": [1]}
         counters = hb[2].counters
         assert counters["parse_errors"] == 2 and counters["dropped"] == 0 and counters["messages"] >= 4
+        # Feed states: the driver's (set_feed_state) and any Status published (an exchange's system status).
+        pub.set_feed_state("EX.0", "connected")
+        pub.publish(Status("EX", "system", "maintenance", receipt_timestamp=2))
+        while hb[0] != "heartbeat.p1." or dict(hb[2].feeds) != {"EX.0": "connected", "system": "maintenance"}:
+            hb = codec.decode(_recv(sub))
     finally:
         sub.close()
 

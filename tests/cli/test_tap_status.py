@@ -88,3 +88,20 @@ def test_status_board_counters_and_staleness() -> None:
     assert board.table(now=20.0)[0][2] == "stale"
     board.update(hb(3_000_000_000, 5, epoch=2), now=21.0)   # restarted: counters start again
     assert board.rows["g"].restarts_seen == 1 and board.table(now=21.0)[0][2] == "up"
+
+
+def test_status_board_shows_an_exchange_system_status() -> None:
+    from bus.codec import Header
+    from bus.subscriber import Message
+    from cryptofeed_types.events import Heartbeat
+
+    board = StatusBoard({"k": "gateway"})
+
+    def hb(system: str) -> Message:
+        return Message("heartbeat.k.", Header(1, "k", 1, 1, None, 1, 1),
+                       Heartbeat("k", {"messages": 1}, {"KRAKEN.0": "connected", "system": system}, receipt_timestamp=1))
+
+    board.update(hb("online"), now=1.0)
+    assert board.table(now=1.5)[0][2] == "up"
+    board.update(hb("maintenance"), now=2.0)
+    assert board.table(now=2.5)[0][2] == "maintenance"

@@ -162,6 +162,20 @@ def test_stale_exchange_leaves_and_recovers() -> None:
                            receipt_timestamp=6), "b") == [], "unchanged NBBO must not be republished"
 
 
+def test_exchange_in_maintenance_or_cancel_only_leaves() -> None:
+    """An exchange's own system status (Status feed 'system', e.g. Kraken's): maintenance and
+    cancel-only take it out of the NBBO, online brings it back; post-only quotes still count."""
+    calc = NBBOCalculator()
+    calc.on_bbo(BBO("KRAKEN", "BTC-USD", bid="101", bid_size="1", ask="102", ask_size="1", receipt_timestamp=1), "k")
+    calc.on_bbo(BBO("BBB", "BTC-USD", bid="100", bid_size="2", ask="103", ask_size="2", receipt_timestamp=2), "b")
+    for state in ("maintenance", "cancel_only"):
+        (out,) = calc.on_status(Status("KRAKEN", "system", state, receipt_timestamp=3), "k")
+        assert _view(out)[2] == "BBB" and _view(out)[5] == "BBB", state
+        (back,) = calc.on_status(Status("KRAKEN", "system", "online", receipt_timestamp=4), "k")
+        assert _view(back)[2] == "KRAKEN"
+    assert calc.on_status(Status("KRAKEN", "system", "post_only", receipt_timestamp=5), "k") == []
+
+
 def test_quote_equivalence_is_opt_in() -> None:
     off, on = NBBOCalculator(), NBBOCalculator({"USDT": "USD"})
     for calc in (off, on):

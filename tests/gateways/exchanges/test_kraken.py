@@ -382,3 +382,20 @@ def test_published_stream_rebuilds_the_depth_limited_books(shared_data: Path) ->
         assert sb.state == "synced"
         assert len(sb.book.bids) <= depth and len(sb.book.asks) <= depth
         assert mirrors[sb.symbol].snapshot() == sb.book.snapshot(), sb.symbol
+
+
+def test_system_status_is_published_when_it_changes() -> None:
+    """v1 ``systemStatus`` and the v2 ``status`` channel: Status(feed='system') on each change only."""
+    a = Kraken(Subscription({"trades": ["BTC-USD"]}))
+    (online,) = a.on_message("c0", '{"connectionID":1,"event":"systemStatus","status":"online","version":"1.8.3"}',
+                             5).events
+    assert (online.KIND, online.exchange, online.feed, online.state) == ("status", "KRAKEN", "system", "online")
+    assert a.on_message("c1", '{"connectionID":2,"event":"systemStatus","status":"online"}', 6).events == []
+    v2 = ('{"channel":"status","type":"update","data":[{"api_version":"v2","connection_id":3,'
+          '"system":"maintenance","version":"2.0.0"}]}')
+    (maint,) = a.on_message("c0", v2, 7).events
+    assert (maint.state, maint.receipt_timestamp) == ("maintenance", 7) and "maintenance" in maint.reason
+    assert a.counters["system.online"] == 1 and a.counters["system.maintenance"] == 1
+    assert a.counters["ignored.system_status_unchanged"] == 1
+    a.on_message("c0", '{"channel":"status","type":"update","data":[{"system":7}]}', 8)
+    assert a.error_counts() == {"errors.bad_system_status": 1}
