@@ -213,6 +213,30 @@ def test_sequence_break_resyncs_one_symbol(cls: type, prev: bool) -> None:
     assert adapter.error_counts() == {}
 
 
+@pytest.mark.parametrize("handoff", [True, False])
+def test_handoff_lets_a_differently_batched_diff_straddle(handoff: bool) -> None:
+    """After a rotation's handover the new connection may cut its diffs elsewhere: its first diff
+    of a book may straddle the book's last id (pu is then not that id). Applied after on_handoff;
+    without it, the same diff is a sequence gap."""
+    from cryptofeed_types import Symbol
+    sym = Symbol.parse("AAA-USDT-PERP", exchange_symbol="AAAUSDT")
+    adapter = BinanceFutures(Subscription({"l2_book": [sym.normalized]}), symbols=[sym])
+    (spec,) = adapter.connections()
+    (fetch,) = adapter.on_message(spec.id, _delta("AAAUSDT", 100, 105, 99), 1).actions
+    adapter.on_rest(fetch, 200, _snapshot_body(102), 2)
+    adapter.on_message(spec.id, _delta("AAAUSDT", 106, 110, 105), 3)
+    if handoff:
+        assert adapter.on_handoff(spec.id, 4).events == []
+    out = adapter.on_message(spec.id, _delta("AAAUSDT", 108, 114, 107, bid="12"), 5)
+    if not handoff:
+        assert [type(e) for e in out.events] == [Gap]
+        return
+    assert [type(e) for e in out.events][:1] == [L2Delta] and out.events[0].sequence == 114
+    out = adapter.on_message(spec.id, _delta("AAAUSDT", 115, 118, 114), 6)   # and the chain goes on
+    assert [type(e) for e in out.events][:1] == [L2Delta] and adapter.error_counts() == {}
+    assert adapter.books.state(sym.normalized) == "synced"
+
+
 def test_failed_snapshot_is_retried_without_further_updates() -> None:
     """A failed snapshot is retried by the next diff, or by the timer when no diff comes (a quiet
     symbol, or the REST API back only after the last diff): never left unsynced for good."""
