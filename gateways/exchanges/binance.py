@@ -132,6 +132,8 @@ class _Binance(Adapter):
         self._wanted = frozenset(ch for ch, syms in subscription.channels.items() if syms)
         self._book_symbols = set(subscription.symbols(L2_BOOK))
         self._pending: dict[str, int] = {}         # symbol → ts the snapshot fetch was requested
+        self._last_agg: dict[str, int] = {}        # exchange symbol → last aggregate trade id published
+        self._last_raw: dict[str, int] = {}        # exchange symbol → last trade id published (@trade)
         self._failed_at: dict[str, int] = {}       # symbol → ts of the last failed snapshot
         self._oi_next: dict[str, int] = {}         # symbol → ts of its next open-interest poll
         self._pair_symbols: dict[str, list[str]] = {}  # COIN-M pair → subscribed symbols (index stream)
@@ -295,8 +297,19 @@ class _Binance(Adapter):
         handler(self, data, ts, out)
 
     def _trade(self, d: dict[str, Any], ts: int, out: Output) -> None:
-        sym = self._symbol(d["s"])
-        tid = d.get("a") if d["e"] == "aggTrade" else d.get("t")
+        xs = d["s"]
+        sym = self._symbol(xs)
+        agg = d["e"] == "aggTrade"
+        tid = d.get("a") if agg else d.get("t")
+        if type(tid) is int:
+            # Ids grow per symbol: one not above the last is a trade already published (a rotation's
+            # overlap whose texts differed, an exchange's resend).
+            seen = self._last_agg if agg else self._last_raw
+            last = seen.get(xs)
+            if last is not None and tid <= last:
+                self.ignore("duplicate_trade")
+                return
+            seen[xs] = tid
         out.events.append(Trade(self.exchange, sym.normalized, "sell" if d["m"] else "buy", d["q"], d["p"],
                                 id=None if tid is None else str(tid), type=d.get("X"),
                                 exchange_symbol=sym.exchange_symbol, timestamp=d["T"] * _MS,

@@ -237,6 +237,23 @@ def test_handoff_lets_a_differently_batched_diff_straddle(handoff: bool) -> None
     assert adapter.books.state(sym.normalized) == "synced"
 
 
+def test_a_trade_id_not_above_the_last_is_not_published_again() -> None:
+    """Aggregate (and raw) trade ids grow per symbol: a repeat, even in another text (a rotation's
+    overlap, a resend), is counted ``ignored.duplicate_trade``, not published twice."""
+    a = BinanceFutures(Subscription({"trades": ["AAA-USDT-PERP"]}))
+
+    def agg(i: int, extra: str = "") -> str:
+        return ('{"stream":"aaausdt@aggTrade","data":{"e":"aggTrade","E":1,"s":"AAAUSDT","a":' + str(i)
+                + ',"p":"10","q":"1","f":1,"l":1,"T":1,"m":false' + extra + '}}')
+    assert len(a.on_message("c", agg(5), 1).events) == 1
+    assert a.on_message("c", agg(5, ',"x":1'), 2).events == []        # same id, other text
+    assert a.on_message("c", agg(4), 3).events == []
+    assert len(a.on_message("c", agg(6), 4).events) == 1
+    raw = '{"stream":"aaausdt@trade","data":{"e":"trade","E":1,"s":"AAAUSDT","t":5,"p":"10","q":"1","T":1,"m":true}}'
+    assert len(a.on_message("c", raw, 5).events) == 1                  # raw trade ids are their own sequence
+    assert a.counters["ignored.duplicate_trade"] == 2 and a.error_counts() == {}
+
+
 def test_failed_snapshot_is_retried_without_further_updates() -> None:
     """A failed snapshot is retried by the next diff, or by the timer when no diff comes (a quiet
     symbol, or the REST API back only after the last diff): never left unsynced for good."""
