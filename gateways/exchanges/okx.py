@@ -240,6 +240,7 @@ class OKXAdapter(Adapter):
                            counters=self.counters)
         self._book_conn: dict[str, str] = {}
         self._handoff: dict[str, int] = {}   # books whose next snapshot comes from a replacing connection
+        self._last_trade: dict[str, int] = {}   # instId → last tradeId published
         self.resubscribes = Resubscriber(self.counters, min_interval_ns=RESUBSCRIBE_MIN_INTERVAL_NS,
                                          retry_ns=RESUBSCRIBE_RETRY_NS, per_hour=RESUBSCRIBES_PER_HOUR)
         self._index_targets: dict[str, list[str]] = {}  # index instId -> subscribed symbols using it
@@ -501,9 +502,20 @@ class OKXAdapter(Adapter):
 
     # ---- other channels
     def _on_trades(self, data: list[dict[str, Any]], ts: int, out: Output) -> None:
+        last_ids = self._last_trade
         for d in data:
             inst_id = d["instId"]
             sym = self._symbol(inst_id)
+            tid = d.get("tradeId")
+            if type(tid) is str and tid.isdigit():
+                # Ids grow per instrument: one not above the last is a trade already published (a
+                # rotation's overlap whose texts differed, a resend).
+                n = int(tid)
+                last = last_ids.get(inst_id)
+                if last is not None and n <= last:
+                    self.ignore("duplicate_trade")
+                    continue
+                last_ids[inst_id] = n
             out.events.append(Trade(EXCHANGE, sym.normalized, d["side"], d["sz"], d["px"], id=d.get("tradeId"),
                                     exchange_symbol=inst_id, timestamp=_ns(d.get("ts")), receipt_timestamp=ts))
 

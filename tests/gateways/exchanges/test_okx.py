@@ -279,6 +279,19 @@ def test_service_upgrade_notice_and_handoff():
     assert a.error_counts() == {}
 
 
+def test_a_trade_id_not_above_the_last_is_not_published_again():
+    a = OKXAdapter(Subscription({"trades": ["BTC-USDT"]}))
+
+    def trade(tid: str, extra: str = "") -> str:
+        return ('{"arg":{"channel":"trades","instId":"BTC-USDT"},"data":[{"instId":"BTC-USDT","tradeId":"' + tid
+                + '","px":"100","sz":"1","side":"buy","ts":"1700000000000"' + extra + '}]}')
+    assert len(a.on_message(PUBLIC, trade("41"), 1).events) == 1
+    assert a.on_message(PUBLIC, trade("41", ',"count":"1"'), 2).events == []   # same id, other text
+    assert a.on_message(PUBLIC, trade("40"), 3).events == []
+    assert len(a.on_message(PUBLIC, trade("42"), 4).events) == 1
+    assert a.counters["ignored.duplicate_trade"] == 2 and a.error_counts() == {}
+
+
 # ------------------------------------------------------------------ tardis messages (today's v5 lines)
 
 @pytest.mark.parametrize("name", ["okex", "okex-futures", "okex-swap", "okex-options", "okex-spreads"])
