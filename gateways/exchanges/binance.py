@@ -470,6 +470,12 @@ class _Binance(Adapter):
 
     # ------------------------------------------------------------ lifecycle
     def handle_close(self, conn: str, ts: int, reason: str, out: Output) -> None:
+        # A connection that ends ends its trade-id guard too: what the next one (or, in a capture, the
+        # next session, a restarted gateway) sends is new, however its ids compare.
+        for ch, sym in self._conn_streams(conn):
+            if ch == TRADES and (xs := self.to_exchange.get(sym)) is not None:
+                self._last_agg.pop(xs, None)
+                self._last_raw.pop(xs, None)
         symbols = [sym for ch, sym in self._conn_streams(conn) if ch == L2_BOOK and sym in self.books]
         for sym in symbols:
             self._pending.pop(sym, None)

@@ -495,6 +495,8 @@ class OKXAdapter(Adapter):
             self._resubscribe(symbol, out)
 
     def handle_close(self, conn: str, ts: int, reason: str, out: Output) -> None:
+        if conn == PUBLIC:
+            self._last_trade.clear()   # the trade-id guard lives as long as the connection of the trades
         # The driver reconnects and resubscribes: the new snapshot rebuilds these books.
         syms = [s for s, c in self._book_conn.items() if c == conn]
         self.resubscribes.forget(syms)

@@ -240,7 +240,10 @@ def test_handoff_lets_a_differently_batched_diff_straddle(handoff: bool) -> None
 def test_a_trade_id_not_above_the_last_is_not_published_again() -> None:
     """Aggregate (and raw) trade ids grow per symbol: a repeat, even in another text (a rotation's
     overlap, a resend), is counted ``ignored.duplicate_trade``, not published twice."""
-    a = BinanceFutures(Subscription({"trades": ["AAA-USDT-PERP"]}))
+    from cryptofeed_types import Symbol
+    a = BinanceFutures(Subscription({"trades": ["AAA-USDT-PERP"]}),
+                       symbols=[Symbol.parse("AAA-USDT-PERP", exchange_symbol="AAAUSDT")])
+    (spec,) = a.connections()
 
     def agg(i: int, extra: str = "") -> str:
         return ('{"stream":"aaausdt@aggTrade","data":{"e":"aggTrade","E":1,"s":"AAAUSDT","a":' + str(i)
@@ -252,6 +255,10 @@ def test_a_trade_id_not_above_the_last_is_not_published_again() -> None:
     raw = '{"stream":"aaausdt@trade","data":{"e":"trade","E":1,"s":"AAAUSDT","t":5,"p":"10","q":"1","T":1,"m":true}}'
     assert len(a.on_message("c", raw, 5).events) == 1                  # raw trade ids are their own sequence
     assert a.counters["ignored.duplicate_trade"] == 2 and a.error_counts() == {}
+    # The guard lives as long as the connection: after it closes (a restart, in a capture's next
+    # session) the same ids are new again.
+    a.on_close(spec.id, 6, "closed")
+    assert len(a.on_message(spec.id, agg(5), 7).events) == 1
 
 
 def test_failed_snapshot_is_retried_without_further_updates() -> None:

@@ -290,6 +290,8 @@ def test_a_trade_id_not_above_the_last_is_not_published_again():
     assert a.on_message(PUBLIC, trade("40"), 3).events == []
     assert len(a.on_message(PUBLIC, trade("42"), 4).events) == 1
     assert a.counters["ignored.duplicate_trade"] == 2 and a.error_counts() == {}
+    a.on_close(PUBLIC, 5, "closed")                        # the guard lives as long as the connection
+    assert len(a.on_message(PUBLIC, trade("42"), 6).events) == 1
 
 
 # ------------------------------------------------------------------ tardis messages (today's v5 lines)
