@@ -12,8 +12,9 @@
   and subscribed while the old one runs, both overlap ``rotate_overlap`` s, then the old one is
   closed and the new one's buffered messages are handed to the adapter, those the old one
   delivered too taken out (an exchange sends a message to every subscribed connection with the
-  same text): no disconnect, no Gap, no resync, no duplicate. Counted: ``rotations``,
-  ``rotation_duplicates``, ``rotation_failures``.
+  same text): no disconnect, no Gap, no resync, no duplicate (the overlap's state:
+  :class:`gateways.rotation.Rotation`). Counted: ``rotations``, ``rotation_duplicates``,
+  ``rotation_failures``.
 - aiohttp for REST, every request charged to a per-exchange weight budget
   (:class:`RestBudget`, a token bucket of ``rest_weight_per_minute``), failures retried by
   the adapter (``rest_failed``), never by a loop here. A 429/418 empties the bucket, and its
@@ -65,6 +66,7 @@ from gateways.adapter import (
     Send,
     describe_resync,
 )
+from gateways.rotation import Rotation, close_quietly
 
 
 @dataclass
@@ -244,71 +246,6 @@ class _Watchdog:
                 return
 
 
-async def _close_quietly(ws: ClientConnection) -> None:
-    try:
-        async with asyncio.timeout(2.0):
-            await ws.close()
-    except (TimeoutError, WebSocketException, OSError):
-        pass
-
-
-class _Rotation:
-    """The planned replacement of one connection: ``due`` s after it opened (None: only when a
-    :class:`~gateways.adapter.Rotate` sets ``requested``).
-
-    While the new connection overlaps the old one, ``reader`` buffers the new one's messages with
-    their receipt times and ``seen`` counts the old one's by text; ``switching`` says the old one
-    was closed to hand over.
-    """
-
-    def __init__(self, due: float | None) -> None:
-        self.due = due
-        self.new: ClientConnection | None = None
-        self.reader: asyncio.Task[None] | None = None
-        self.buffer: list[tuple[int, str | bytes]] = []
-        self.seen: Counter[str | bytes] | None = None
-        self.subscribed = False    # every subscribe message was sent on the new connection
-        self.switching = False
-        self.requested = asyncio.Event()   # a Rotate action: now
-
-    def start(self, new: ClientConnection) -> None:
-        self.new = new
-        self.buffer = []
-        self.seen = Counter()
-        self.reader = asyncio.create_task(self._buffer(new))
-
-    def ready(self) -> bool:
-        """The new connection can take over: we closed the old one for it, or it is subscribed and up."""
-        return self.switching or (self.subscribed and self.reader is not None and not self.reader.done())
-
-    async def _buffer(self, ws: ClientConnection) -> None:
-        append = self.buffer.append
-        async for msg in ws:   # cancelling recv() loses no message (websockets' guarantee)
-            append((time.time_ns(), msg))
-
-    async def take(self) -> tuple[ClientConnection, list[tuple[int, str | bytes]], Counter[str | bytes]]:
-        """Stop buffering; the new connection, its buffered messages and the old one's counts."""
-        assert self.new is not None and self.seen is not None
-        if self.reader is not None:
-            self.reader.cancel()
-            await asyncio.gather(self.reader, return_exceptions=True)
-        out = (self.new, self.buffer, self.seen)
-        self.new, self.reader, self.buffer, self.seen = None, None, [], None
-        self.subscribed = self.switching = False
-        # A request that came during the overlap was about the connection being replaced; one the
-        # new connection's own messages make (fed after this) asks again.
-        self.requested.clear()
-        return out
-
-    async def abandon(self) -> None:
-        """Close a new connection that will not be handed over (a failure, or the session ended)."""
-        if self.new is None:
-            return
-        new = self.new
-        await self.take()
-        await _close_quietly(new)
-
-
 class Driver:
     """Runs one adapter against the network. ``await driver.run()`` until ``stop()``."""
 
@@ -326,7 +263,7 @@ class Driver:
         self.feed_suffix = ""
         self.counters: Counter[str] = Counter()
         self.ws: dict[str, ClientConnection] = {}
-        self._rotations: dict[str, _Rotation] = {}   # of the connections up now
+        self._rotations: dict[str, Rotation] = {}   # of the connections up now
         self.connected = asyncio.Event()
         self._stop = asyncio.Event()
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -671,7 +608,7 @@ class Driver:
         reason = "closed"
         self.ws[conn] = ws
         helpers: list[asyncio.Task[None]] = []
-        rotation = self._rotations[conn] = _Rotation(self.rotation_due(spec))
+        rotation = self._rotations[conn] = Rotation(self.rotation_due(spec))
         try:
             await self._opened(spec)
             helpers.append(asyncio.create_task(self._subscribe(spec)))
@@ -696,10 +633,10 @@ class Driver:
             self.ws.pop(conn, None)
             self._rotations.pop(conn, None)
             await rotation.abandon()
-            await _close_quietly(ws)
+            await close_quietly(ws)
             await self._closed(conn, reason)
 
-    async def _read(self, conn: str, ws: ClientConnection, watchdog: _Watchdog, rotation: _Rotation) -> str:
+    async def _read(self, conn: str, ws: ClientConnection, watchdog: _Watchdog, rotation: Rotation) -> str:
         """Hand every message of ``ws`` to the adapter until it closes; returns why it closed. While a
         rotation overlaps (``rotation.seen``), each message is also counted there."""
         on_message = self.adapter.on_message
@@ -726,7 +663,7 @@ class Driver:
         return "closed"
 
     # ------------------------------------------------------------ planned rotation (make-before-break)
-    async def _rotate(self, spec: ConnectionSpec, old: ClientConnection, rotation: _Rotation) -> None:
+    async def _rotate(self, spec: ConnectionSpec, old: ClientConnection, rotation: Rotation) -> None:
         """When ``rotation.due`` s have passed, or a :class:`Rotate` asks: open the next connection,
         subscribe it, buffer what it receives while both run for ``rotate_overlap`` s (counting the
         old one's messages), then close the old one; :meth:`_session_once` takes the new one over
@@ -759,7 +696,7 @@ class Driver:
                 self._rotation_failed(spec, "the new connection closed during the overlap", delay)
                 continue
             rotation.switching = True
-            await _close_quietly(old)   # ends _read; _session_once goes on with the new one
+            await close_quietly(old)   # ends _read; _session_once goes on with the new one
             return
 
     def _rotation_failed(self, spec: ConnectionSpec, why: str, retry: float) -> None:
@@ -767,12 +704,12 @@ class Driver:
         self.log.warning("{} {}: planned rotation failed ({}); the current connection goes on, next try in {:.0f} s",
                          self.adapter.exchange, spec.id, why, retry)
 
-    async def _hand_over(self, conn: str, old: ClientConnection, rotation: _Rotation) -> ClientConnection:
+    async def _hand_over(self, conn: str, old: ClientConnection, rotation: Rotation) -> ClientConnection:
         """Make the rotation's new connection ``conn``: the adapter's :meth:`~Adapter.on_handoff`,
         then the messages it buffered, less those the old one delivered too (each message text
         counts once per delivery), then it is read as the connection itself."""
         new, buffered, seen = await rotation.take()
-        await _close_quietly(old)
+        await close_quietly(old)
         self.ws[conn] = new
         ts = time.time_ns()
         self._count("rotations")
