@@ -222,8 +222,7 @@ class Publisher:
         return seq
 
     def set_feed_state(self, feed: str, state: str, reason: str | None = None) -> None:
-        """Publish a Status event for ``feed`` and show ``state`` in the heartbeat's ``feeds``."""
-        self._feeds[feed] = state
+        """Publish a Status event for ``feed`` (publish() shows ``state`` in the heartbeat's ``feeds``)."""
         self.publish(Status(self.exchange, feed, state, reason=reason, receipt_timestamp=time.time_ns()))
 
     def share_books(self, exchange: str, provider: BookProvider) -> None:

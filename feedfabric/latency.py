@@ -71,14 +71,15 @@ class LatencyRow:
                 "recorded": self.recorded, **legs}
 
 
-def quantiles(samples: list[int]) -> Quantiles | None:
-    """Nearest-rank quantiles of ``samples`` (None when empty)."""
+def quantiles(samples: list[int], worst: int | None = None) -> Quantiles | None:
+    """Nearest-rank quantiles of ``samples`` (None when empty); ``worst``: the true maximum when the
+    samples are a subset."""
     if not samples:
         return None
     s = sorted(samples)
     n = len(s)
     p50, p90, p99 = (s[min(n - 1, int(q * n))] for q in QUANTILES)
-    return Quantiles(n, p50, p90, p99, s[-1])
+    return Quantiles(n, p50, p90, p99, s[-1] if worst is None else worst)
 
 
 class _Window:
@@ -142,10 +143,7 @@ class LatencyStats:
         for (source, channel), win in sorted(self._windows.items()):
             legs: dict[str, Quantiles | None] = {}
             for i, name in enumerate(LEGS):
-                q = quantiles([s[i] for s in win.samples if s[i] is not None])
-                worst = win.maxima[i]
-                legs[name] = None if q is None else Quantiles(q.n, q.p50, q.p90, q.p99,
-                                                               q.max if worst is None else worst)
+                legs[name] = quantiles([s[i] for s in win.samples if s[i] is not None], win.maxima[i])
             out.append(LatencyRow(source, channel, win.seen, legs))
         return out
 

@@ -104,6 +104,33 @@ class LogLimit:
         return f" [{left_out} more like this not logged since the previous line]" if left_out else ""
 
 
+class IncreasingIds:
+    """The last id per key of ids an exchange makes grow (trade ids per symbol): :meth:`is_new` is
+    False for one not above the last seen, i.e. a message already published (a rotation's overlap
+    in another text, a resend). Lives as long as the connection that carries them
+    (:meth:`forget` on close: the next connection, or a capture's next session, starts afresh)."""
+
+    __slots__ = ("_last",)
+
+    def __init__(self) -> None:
+        self._last: dict[Hashable, int] = {}
+
+    def is_new(self, key: Hashable, n: int) -> bool:
+        last = self._last.get(key)
+        if last is not None and n <= last:
+            return False
+        self._last[key] = n
+        return True
+
+    def forget(self, keys: Iterable[Hashable] | None = None) -> None:
+        """Forget these keys (None: all)."""
+        if keys is None:
+            self._last.clear()
+            return
+        for key in keys:
+            self._last.pop(key, None)
+
+
 # ---------------------------------------------------------------- actions
 
 @dataclass(frozen=True, slots=True)

@@ -430,8 +430,9 @@ class Driver:
             self._count("rest_rate_limited")
             self._log_symbol("WARNING", "rate_limited", None, "GET {} -> HTTP {}: rate limited by the exchange; "
                              "REST requests wait for the budget to refill", fetch.url, status)
-            # The exchange says we exceeded its budget: empty ours so later requests wait.
-            self.budget.tokens = 0.0
+            # The exchange says we exceeded its budget: empty ours so later requests wait (and
+            # until its Retry-After, which _rate_headers read, when it gave one).
+            self.budget.pause(0.0)
         return status, body, ts
 
     async def _request(self, fetch: Fetch) -> tuple[int, str | None]:
@@ -683,10 +684,7 @@ class Driver:
                 continue
             rotation.start(new)
             try:
-                for i, msg in enumerate(spec.subscribe):
-                    if i and spec.subscribe_interval:
-                        await asyncio.sleep(spec.subscribe_interval)
-                    await new.send(msg)
+                await self._subscribe(spec, new)
                 rotation.subscribed = True
                 await asyncio.sleep(self.config.rotate_overlap)
             except WebSocketException:
@@ -748,11 +746,16 @@ class Driver:
         self.publisher.set_feed_state(conn + self.feed_suffix, "disconnected", reason)
         await self.handle(self.adapter.on_close(conn, ts, reason))
 
-    async def _subscribe(self, spec: ConnectionSpec) -> None:
+    async def _subscribe(self, spec: ConnectionSpec, ws: ClientConnection | None = None) -> None:
+        """Send ``spec``'s subscribe messages on its connection, or on ``ws`` (a rotation's new
+        connection, not yet the connection: not recorded), spaced by the exchange's rate limit."""
         for i, msg in enumerate(spec.subscribe):
             if i and spec.subscribe_interval:
                 await asyncio.sleep(spec.subscribe_interval)  # the exchange's message-rate limit
-            await self._send(spec.id, msg)
+            if ws is None:
+                await self._send(spec.id, msg)
+            else:
+                await ws.send(msg)
 
     async def _app_ping(self, spec: ConnectionSpec) -> None:
         assert spec.ping is not None and spec.ping_interval

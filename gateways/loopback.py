@@ -50,6 +50,12 @@ from gateways.exchanges.kraken_futures import CANDLE_INTERVALS as KF_CANDLE_INTE
 from gateways.replay import RestPool
 
 
+def _refusal(status: int, retry_after: str | None, text: str) -> web.Response:
+    """An exchange's error answer (a REST failure, a refused websocket handshake), with its
+    ``Retry-After`` when it gives one."""
+    return web.Response(status=status, text=text, headers=None if retry_after is None else {"Retry-After": retry_after})
+
+
 class ClientRequest(NamedTuple):
     """What a client message asks for: ``op`` is subscribe / unsubscribe / ping / other."""
 
@@ -1175,9 +1181,8 @@ class Loopback:
         self.rest_requests: list[str] = []
         self.rest_times: list[float] = []           # time.monotonic() of each REST request
         self.ws_attempts: list[float] = []          # time.monotonic() of each websocket handshake
-        self._ws_refusal: tuple[int, str | None] | None = None
+        self._ws_refusal: tuple[int, str | None] | None = None   # (status, Retry-After) handshakes get
         self.rest_headers: dict[str, str] = {}      # added to every REST answer (e.g. a used-weight header)
-        self._retry_after: str | None = None
         self.connections = 0
         self.cursor = 0
         self.sent = 0
@@ -1186,7 +1191,8 @@ class Loopback:
         self._limit: int | None = 0
         self._wake = asyncio.Event()
         self._silent = False
-        self._rest_failure: int | None = None   # the status REST requests get instead (0: dropped)
+        # (status, Retry-After) REST requests get instead (status 0: dropped unanswered)
+        self._rest_failure: tuple[int, str | None] | None = None
         self.rest_failures = 0
         # (path, body) -> the body answered instead, e.g. an instrument list without the instrument
         # a test "lists" later by setting this back to None.
@@ -1378,8 +1384,7 @@ class Loopback:
         """Fail every REST request until :meth:`restore_rest`: answered with ``status`` (an
         overloaded or broken API; ``retry_after``: its ``Retry-After`` header, e.g. for 429), or,
         with 0, dropped without an answer (a dead server)."""
-        self._rest_failure = status
-        self._retry_after = retry_after
+        self._rest_failure = (status, retry_after)
 
     def restore_rest(self) -> None:
         self._rest_failure = None
@@ -1430,9 +1435,7 @@ class Loopback:
         if request.headers.get("Upgrade", "").lower() == "websocket":
             self.ws_attempts.append(time.monotonic())
             if self._ws_refusal is not None:
-                status, retry_after = self._ws_refusal
-                return web.Response(status=status, text='{"code":-1003,"msg":"Too many requests."}',
-                                    headers={"Retry-After": retry_after} if retry_after is not None else None)
+                return _refusal(*self._ws_refusal, '{"code":-1003,"msg":"Too many requests."}')
             return await self._ws_handler(request)
         return await self._rest_handler(request)
 
@@ -1568,11 +1571,10 @@ class Loopback:
         self.rest_times.append(time.monotonic())
         if self._rest_failure is not None:
             self.rest_failures += 1
-            if self._rest_failure == 0 and request.transport is not None:
+            status, retry_after = self._rest_failure
+            if status == 0 and request.transport is not None:
                 request.transport.abort()
-            headers = {"Retry-After": self._retry_after} if self._retry_after is not None else None
-            return web.Response(status=self._rest_failure or 503, text='{"code":-1,"msg":"Service unavailable"}',
-                                headers=headers)
+            return _refusal(status or 503, retry_after, '{"code":-1,"msg":"Service unavailable"}')
         query = dict(request.query)
         body = self.profile.rest(request.path, query)
         if body is None:

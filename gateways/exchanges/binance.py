@@ -73,6 +73,7 @@ from gateways.adapter import (
     AdapterError,
     ConnectionSpec,
     Fetch,
+    IncreasingIds,
     Output,
     Rotate,
     Subscription,
@@ -132,8 +133,7 @@ class _Binance(Adapter):
         self._wanted = frozenset(ch for ch, syms in subscription.channels.items() if syms)
         self._book_symbols = set(subscription.symbols(L2_BOOK))
         self._pending: dict[str, int] = {}         # symbol → ts the snapshot fetch was requested
-        self._last_agg: dict[str, int] = {}        # exchange symbol → last aggregate trade id published
-        self._last_raw: dict[str, int] = {}        # exchange symbol → last trade id published (@trade)
+        self._trade_ids = IncreasingIds()          # (exchange symbol, aggregate?) → last trade id published
         self._failed_at: dict[str, int] = {}       # symbol → ts of the last failed snapshot
         self._oi_next: dict[str, int] = {}         # symbol → ts of its next open-interest poll
         self._pair_symbols: dict[str, list[str]] = {}  # COIN-M pair → subscribed symbols (index stream)
@@ -301,15 +301,10 @@ class _Binance(Adapter):
         sym = self._symbol(xs)
         agg = d["e"] == "aggTrade"
         tid = d.get("a") if agg else d.get("t")
-        if type(tid) is int:
-            # Ids grow per symbol: one not above the last is a trade already published (a rotation's
-            # overlap whose texts differed, an exchange's resend).
-            seen = self._last_agg if agg else self._last_raw
-            last = seen.get(xs)
-            if last is not None and tid <= last:
-                self.ignore("duplicate_trade")
-                return
-            seen[xs] = tid
+        # Aggregate and raw trade ids each grow per symbol: a repeat was published already.
+        if type(tid) is int and not self._trade_ids.is_new((xs, agg), tid):
+            self.ignore("duplicate_trade")
+            return
         out.events.append(Trade(self.exchange, sym.normalized, "sell" if d["m"] else "buy", d["q"], d["p"],
                                 id=None if tid is None else str(tid), type=d.get("X"),
                                 exchange_symbol=sym.exchange_symbol, timestamp=d["T"] * _MS,
@@ -470,13 +465,10 @@ class _Binance(Adapter):
 
     # ------------------------------------------------------------ lifecycle
     def handle_close(self, conn: str, ts: int, reason: str, out: Output) -> None:
-        # A connection that ends ends its trade-id guard too: what the next one (or, in a capture, the
-        # next session, a restarted gateway) sends is new, however its ids compare.
-        for ch, sym in self._conn_streams(conn):
-            if ch == TRADES and (xs := self.to_exchange.get(sym)) is not None:
-                self._last_agg.pop(xs, None)
-                self._last_raw.pop(xs, None)
-        symbols = [sym for ch, sym in self._conn_streams(conn) if ch == L2_BOOK and sym in self.books]
+        streams = self._conn_streams(conn)
+        traded = [self.to_exchange[sym] for ch, sym in streams if ch == TRADES and sym in self.to_exchange]
+        self._trade_ids.forget([(xs, agg) for xs in traded for agg in (True, False)])
+        symbols = [sym for ch, sym in streams if ch == L2_BOOK and sym in self.books]
         for sym in symbols:
             self._pending.pop(sym, None)
         self.books.invalidate_all(f"disconnected: {reason}" if reason else "disconnected", out, symbols=symbols,

@@ -96,6 +96,7 @@ from gateways.adapter import (
     AdapterError,
     ConnectionSpec,
     Fetch,
+    IncreasingIds,
     Output,
     Rotate,
     Send,
@@ -239,8 +240,8 @@ class OKXAdapter(Adapter):
         self.books = Books(EXCHANGE, prev_rule, checksum=_okx_checksum_counted(self.counters),
                            counters=self.counters)
         self._book_conn: dict[str, str] = {}
-        self._handoff: dict[str, int] = {}   # books whose next snapshot comes from a replacing connection
-        self._last_trade: dict[str, int] = {}   # instId → last tradeId published
+        self._handoff: set[str] = set()      # books whose next snapshot comes from a replacing connection
+        self._trade_ids = IncreasingIds()    # instId → last tradeId published
         self.resubscribes = Resubscriber(self.counters, min_interval_ns=RESUBSCRIBE_MIN_INTERVAL_NS,
                                          retry_ns=RESUBSCRIBE_RETRY_NS, per_hour=RESUBSCRIBES_PER_HOUR)
         self._index_targets: dict[str, list[str]] = {}  # index instId -> subscribed symbols using it
@@ -433,10 +434,12 @@ class OKXAdapter(Adapter):
             checksum = d.get("checksum")
             tstamp = _ns(d.get("ts"))
             if action == "snapshot":
-                if self._handoff.pop(symbol, None) is not None and self._behind(symbol, seq):
-                    # The replacing connection's own snapshot of a book this one kept: not news.
-                    self.ignore("handoff_snapshot")
-                    continue
+                if symbol in self._handoff:
+                    self._handoff.discard(symbol)
+                    if self._behind(symbol, seq):
+                        # The replacing connection's own snapshot of a book this one kept: not news.
+                        self.ignore("handoff_snapshot")
+                        continue
                 # A subscription starts with its snapshot: updates buffered before it are older (and,
                 # in recordings without seqId, could not be told apart by the sequence rule).
                 books.get(symbol).buffer.clear()
@@ -462,7 +465,7 @@ class OKXAdapter(Adapter):
         # The new connection subscribed afresh: each book's first push on it is a snapshot, which a
         # book kept up to date through the overlap does not need (_on_book drops it unless newer).
         # Updates both connections carried were taken out by the driver; the rest continue the chain.
-        self._handoff = {s: ts for s, c in self._book_conn.items() if c == conn}
+        self._handoff = {s for s, c in self._book_conn.items() if c == conn}
 
     def _book_heartbeat(self, symbol: str, seq: int | None, prev: int | None, tstamp: int | None, ts: int,
                         out: Output) -> None:
@@ -496,7 +499,7 @@ class OKXAdapter(Adapter):
 
     def handle_close(self, conn: str, ts: int, reason: str, out: Output) -> None:
         if conn == PUBLIC:
-            self._last_trade.clear()   # the trade-id guard lives as long as the connection of the trades
+            self._trade_ids.forget()   # trades come on the public connection
         # The driver reconnects and resubscribes: the new snapshot rebuilds these books.
         syms = [s for s, c in self._book_conn.items() if c == conn]
         self.resubscribes.forget(syms)
@@ -504,20 +507,15 @@ class OKXAdapter(Adapter):
 
     # ---- other channels
     def _on_trades(self, data: list[dict[str, Any]], ts: int, out: Output) -> None:
-        last_ids = self._last_trade
+        trade_ids = self._trade_ids
         for d in data:
             inst_id = d["instId"]
             sym = self._symbol(inst_id)
             tid = d.get("tradeId")
-            if type(tid) is str and tid.isdigit():
-                # Ids grow per instrument: one not above the last is a trade already published (a
-                # rotation's overlap whose texts differed, a resend).
-                n = int(tid)
-                last = last_ids.get(inst_id)
-                if last is not None and n <= last:
-                    self.ignore("duplicate_trade")
-                    continue
-                last_ids[inst_id] = n
+            # Trade ids grow per instrument: a repeat was published already.
+            if type(tid) is str and tid.isdigit() and not trade_ids.is_new(inst_id, int(tid)):
+                self.ignore("duplicate_trade")
+                continue
             out.events.append(Trade(EXCHANGE, sym.normalized, d["side"], d["sz"], d["px"], id=d.get("tradeId"),
                                     exchange_symbol=inst_id, timestamp=_ns(d.get("ts")), receipt_timestamp=ts))
 
