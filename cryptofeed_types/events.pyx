@@ -1770,7 +1770,7 @@ cdef class Heartbeat(Event):
 
 
 cdef class Status(Event):
-    """A feed changed state: connected, disconnected, resyncing or stale; the feed 'system' carries the exchange's own system status (online, maintenance, cancel_only, post_only)."""
+    """A feed changed state: connected, disconnected, resyncing or stale; the feed 'system' carries the exchange's own system status (online, maintenance, cancel_only, post_only, partial)."""
 
     KIND = 'status'
     CHANNEL = 'status'

@@ -124,7 +124,7 @@ KINDS: tuple[Kind, ...] = (
     Kind("Status", "status", "status",
          (("exchange", "str"), ("feed", "str"), ("state", "str"), ("reason", "str?")),
          "A feed changed state: connected, disconnected, resyncing or stale; the feed 'system' carries the "
-         "exchange's own system status (online, maintenance, cancel_only, post_only).",
+         "exchange's own system status (online, maintenance, cancel_only, post_only, partial).",
          topic_keys=("exchange", "feed")),
     Kind("Gap", "gap", "gap",
          (("exchange", "str"), ("symbol", "str?"), ("channel", "str"), ("expected", "int?"), ("received", "int?"),

@@ -80,6 +80,10 @@ class Profile:
     :meth:`snapshot_frames` (the exchange's fresh snapshot = the truth at that point).
     """
 
+    # Streams the exchange offers whatever a capture subscribed (its system status channel): a client
+    # subscribing them is not a mismatch.
+    system_streams: frozenset[str] = frozenset()
+
     def __init__(self) -> None:
         self.truth: dict[str, Any] = {}       # book key → the exchange's book as a client must hold it
         self.conn_path: dict[str, str] = {}   # capture conn → websocket path (set by the Loopback)
@@ -286,6 +290,8 @@ class OKXProfile(Profile):
     of the truth (checksum and seqId included). ``ping`` → ``pong``.
     """
 
+    system_streams = frozenset({"status"})
+
     def __init__(self, stamp_seq: bool = True) -> None:
         super().__init__()
         self.stamp_seq = stamp_seq
@@ -293,7 +299,8 @@ class OKXProfile(Profile):
 
     @staticmethod
     def _stream(arg: dict[str, Any]) -> str:
-        return f"{arg.get('channel')}:{arg.get('instId') or arg.get('instType') or arg.get('instFamily')}"
+        key = arg.get('instId') or arg.get('instType') or arg.get('instFamily')
+        return f"{arg.get('channel')}:{key}" if key else str(arg.get("channel"))
 
     def parse_client(self, message: str | bytes) -> ClientRequest:
         msg = _text_ping_or_op_args(message, "an OKX")
@@ -1027,6 +1034,8 @@ class DeribitProfile(Profile):
     ``prev_change_id``: a skipped change breaks that chain. A resubscribe gets a snapshot of
     the truth carrying the last change_id; keepalive: ``heartbeat`` notifications."""
 
+    system_streams = frozenset({"platform_state", "platform_state.public_methods_state"})
+
     def __init__(self) -> None:
         super().__init__()
         self._change: dict[str, int] = {}
@@ -1484,7 +1493,7 @@ class Loopback:
         if req.op == "unsubscribe":
             client.streams -= req.streams
         elif req.op == "subscribe":
-            unexpected = req.streams - self.expected if self.expected else set()
+            unexpected = req.streams - self.expected - self.profile.system_streams if self.expected else set()
             if unexpected:
                 self.errors.append(f"conn {client.number}: unexpected streams {sorted(unexpected)}")
             client.streams |= req.streams

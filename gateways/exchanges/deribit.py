@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -98,6 +99,7 @@ from gateways.adapter import (
 )
 from gateways.books import Books, prev_rule
 from gateways.resync import Resubscriber
+from gateways.system_status import MAINTENANCE, ONLINE, PARTIAL, SystemStatus
 
 EXCHANGE = "DERIBIT"
 WS = "ws"
@@ -133,6 +135,10 @@ _RES_TO_INTERVAL = {res: (name, length) for name, (res, length) in CANDLE_INTERV
 _OPPOSITE = {"buy": "sell", "sell": "buy"}
 _COMBO_TAG = re.compile(r"^[A-Z]+\d*$")
 _TICKER_CHANNELS = (TICKER, FUNDING, OPEN_INTEREST, INDEX, MARK)
+# Subscribed on every connection: Deribit's locks of price indices, and whether it serves
+# unauthenticated requests at all (the exchange's system status, Status feed 'system').
+PLATFORM_STATE = "platform_state"
+PUBLIC_METHODS_STATE = "platform_state.public_methods_state"
 
 
 def _ns(ms: Any) -> int | None:
@@ -240,10 +246,13 @@ class Deribit(Adapter):
             raise ValueError(f"interval: one of raw, 100ms, agg2; got {interval!r}")
         self.interval = interval
         self._option_keys: dict[tuple[str, str, str, str], str] = {}
+        self._price_index: dict[str, str] = {}      # exchange symbol → its price index (btc_usd)
         self._requested = subscription
         super().__init__(subscription, urls=urls, symbols=symbols)
         self.books = Books(EXCHANGE, prev_rule, counters=self.counters)
         self._rpc_id = 0
+        self.system = SystemStatus(EXCHANGE, self.counters)
+        self._locked: set[str] = set()              # price indices Deribit says are locked
         self.resubscribes = Resubscriber(self.counters, min_interval_ns=RESUBSCRIBE_MIN_INTERVAL_NS,
                                          retry_ns=RESUBSCRIBE_RETRY_NS, per_hour=RESUBSCRIBES_PER_HOUR,
                                          burst=RESUBSCRIBE_BURST)
@@ -275,6 +284,8 @@ class Deribit(Adapter):
                 self.count("instruments.skipped")
             else:
                 out.append(sym)
+                if isinstance(row.get("price_index"), str):
+                    self._price_index[row["instrument_name"]] = row["price_index"]
         return out
 
     def set_symbols(self, symbols: Iterable[Symbol]) -> None:
@@ -358,7 +369,7 @@ class Deribit(Adapter):
 
     def build_connections(self) -> list[ConnectionSpec]:
         chans = self.channels()
-        names = [c for c, _, _ in chans]
+        names = [c for c, _, _ in chans] + [PLATFORM_STATE, PUBLIC_METHODS_STATE]
         msgs = tuple(self._rpc("public/subscribe", {"channels": names[i:i + BATCH]})
                      for i in range(0, len(names), BATCH))
         return [ConnectionSpec(WS, self.url[WS], subscribe=msgs, subscribe_interval=SUBSCRIBE_INTERVAL,
@@ -393,6 +404,9 @@ class Deribit(Adapter):
             raise AdapterError("unexpected_message", "neither subscription nor RPC response")
 
     def _on_subscription(self, conn: str, channel: str, data: Any, ts: int, out: Output) -> None:
+        if channel.startswith(PLATFORM_STATE):
+            self._on_platform_state(channel, data, ts, out)
+            return
         kind, _, rest = channel.partition(".")
         name = rest.split(".", 2)[1 if kind == "chart" else 0]
         if name not in self.from_exchange and is_combo(name):
@@ -410,6 +424,50 @@ class Deribit(Adapter):
             self._on_candle(rest, data, ts, out)
         else:  # perpetual (instantaneous interest), deribit_price_index, markprice.options ...
             self.ignore(f"channel.{kind}")
+
+    # ---- system status
+    def _index_of(self, symbol: str) -> str:
+        """The price index an instrument trades on: as get_instruments says, else from its
+        currencies (BTC-PERPETUAL and BTC options: btc_usd; SOL_USDC-PERPETUAL: sol_usdc)."""
+        name = self.to_exchange.get(symbol, symbol)
+        index = self._price_index.get(name)
+        if index is None:
+            sym = self.symbols.get(symbol)
+            index = f"{sym.base}_{sym.quote}".lower() if sym is not None else ""
+        return index
+
+    def _on_platform_state(self, channel: str, data: Any, ts: int, out: Output) -> None:
+        """A lock of a price index stops the instruments on it: the whole gateway's when every
+        index of its instruments is locked (maintenance), some of them otherwise (partial); a lock
+        of an index none of them uses changes nothing. Refused unauthenticated requests stop all."""
+        if not isinstance(data, dict):
+            raise AdapterError("bad_system_status", repr(data))
+        if channel == PUBLIC_METHODS_STATE:
+            allowed = data.get("allow_unauthenticated_public_requests")
+            if not isinstance(allowed, bool):
+                raise AdapterError("bad_system_status", repr(data))
+            self.system.set("public_methods", ONLINE if allowed else MAINTENANCE,
+                            "Deribit serves unauthenticated requests" if allowed else
+                            "Deribit refuses unauthenticated requests (public market data stops)")
+        elif channel == PLATFORM_STATE:
+            index, locked = data.get("price_index"), data.get("locked")
+            if not isinstance(index, str) or not isinstance(locked, bool):
+                raise AdapterError("bad_system_status", repr(data))
+            (self._locked.add if locked else self._locked.discard)(index)
+            wanted = self.subscription.all_symbols() if not self._any else list(self.symbols)
+            ours = Counter(self._index_of(s) for s in wanted)
+            hit = sorted(self._locked & ours.keys())
+            if not hit:
+                self.system.set("locks", ONLINE, "Deribit: no index of this gateway's instruments locked")
+            else:
+                n = sum(ours[i] for i in hit)
+                self.system.set("locks", MAINTENANCE if len(hit) == len(ours) else PARTIAL,
+                                f"Deribit locked index {', '.join(hit)} ({n} of this gateway's {len(wanted)} "
+                                f"instruments)")
+        else:
+            self.ignore(f"channel.{channel}")
+            return
+        self.system.publish(ts, out)
 
     # ---- books
     def _on_book(self, d: dict[str, Any], ts: int, out: Output) -> None:

@@ -41,7 +41,7 @@ from typing import Any, ClassVar
 
 import orjson
 
-from cryptofeed_types import BBO, SPOT, Candle, Status, Symbol, Ticker, Trade, dec_str, iso_ns, seconds_ns
+from cryptofeed_types import BBO, SPOT, Candle, Symbol, Ticker, Trade, dec_str, iso_ns, seconds_ns
 from gateways.adapter import (
     BBO_CHANNEL,
     CANDLES,
@@ -58,6 +58,7 @@ from gateways.adapter import (
 )
 from gateways.books import APPLY, SYNCED, Books, no_rule
 from gateways.resync import ResubscribeByConnection, Resubscriber
+from gateways.system_status import SystemStatus
 
 _S = 1_000_000_000
 _MS = 1_000_000  # candle stop = the bar's last millisecond, as the other adapters
@@ -96,8 +97,8 @@ class Kraken(ResubscribeByConnection, Adapter):
     def __init__(self, subscription: Subscription, **kwargs: Any) -> None:
         self._v1: dict[str, Symbol] = {}                     # v1 wsname → Symbol
         self._precision: dict[str, tuple[int, int]] = {}     # normalized → (price, qty) decimals
-        self._system_state: str | None = None                # Kraken's system status, last published
         super().__init__(subscription, **kwargs)
+        self.system = SystemStatus(self.exchange, self.counters)   # its announced system status
         depth = subscription.depth or self.default_depth
         if depth not in _DEPTHS:
             raise ValueError(f"KRAKEN: book depth must be one of {_DEPTHS}, got {depth}")
@@ -376,18 +377,13 @@ class Kraken(ResubscribeByConnection, Adapter):
             self._system(d.get("system"), ts, out)
 
     def _system(self, state: object, ts: int, out: Output) -> None:
-        """Kraken's system status (every connection gets it, then its changes): published as
-        ``Status(feed='system')`` when it changes, so consumers (NBBO) leave Kraken out while it is
-        in maintenance or cancel-only."""
+        """Kraken's system status (every connection gets it, then its changes): one condition for the
+        whole exchange, published as ``Status(feed='system')`` when it changes (gateways/system_status.py),
+        so consumers (NBBO) leave Kraken out while it is in maintenance or cancel-only."""
         if not isinstance(state, str) or not state:
             raise AdapterError("bad_system_status", repr(state))
-        if state == self._system_state:
-            self.ignore("system_status_unchanged")
-            return
-        self._system_state = state
-        self.count(f"system.{state}")
-        out.events.append(Status(self.exchange, "system", state, reason=f"Kraken system status: {state}",
-                                 receipt_timestamp=ts))
+        self.system.set("engine", state, f"Kraken system status: {state}")
+        self.system.publish(ts, out)
 
     _handlers: ClassVar[dict[str, Any]] = {
         "book": _book_v2, "trade": _trade_v2, "ticker": _ticker_v2, "ohlc": _ohlc_v2,

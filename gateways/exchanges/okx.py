@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, ClassVar
 
@@ -104,6 +105,7 @@ from gateways.adapter import (
 )
 from gateways.books import SYNCED, Books, prev_rule
 from gateways.resync import Resubscriber
+from gateways.system_status import MAINTENANCE, ONLINE, PARTIAL, POST_ONLY, SystemStatus
 
 EXCHANGE = "OKX"
 # OKX's notice that a connection will be closed soon for a service upgrade (replaced at once).
@@ -144,6 +146,12 @@ _BAR_TO_INTERVAL = {bar: (name, ms) for name, (bar, ms) in CANDLE_INTERVALS.item
 _BAR_TO_INTERVAL.update({"6H": ("6h", 21_600_000), "12H": ("12h", 43_200_000), "1D": ("1d", 86_400_000),
                          "1W": ("1w", 604_800_000)})
 
+# The ``status`` channel's maintenance service types (serviceType) that stop the whole exchange, and
+# those that stop a batch of it; the others (block trading, bots, spread and copy trading, ...)
+# concern no public market data.
+_WIDE_SERVICES = {"0": "WebSocket", "5": "trading service"}
+_PARTIAL_SERVICES = {"8": "trading service (a batch of accounts)", "9": "trading service (a batch of products)"}
+_PHASES = {"ongoing": MAINTENANCE, "pre_open": POST_ONLY}   # no matching in either
 _KIND_TO_INST_TYPE = {SPOT: "SPOT", PERPETUAL: "SWAP", FUTURE: "FUTURES", OPTION: "OPTION"}
 _MS = 1_000_000
 
@@ -153,6 +161,14 @@ def _ns(ms: Any) -> int | None:
     if ms is None or ms == "":
         return None
     return int(ms) * _MS
+
+
+def _when(ms: Any) -> str:
+    """An OKX millisecond time as UTC text for a reason ('?' when OKX gives none)."""
+    try:
+        return datetime.fromtimestamp(int(ms) / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
+    except (TypeError, ValueError, OverflowError):
+        return "?"
 
 
 def _opt(v: Any) -> Any:
@@ -245,6 +261,7 @@ class OKXAdapter(Adapter):
         self.resubscribes = Resubscriber(self.counters, min_interval_ns=RESUBSCRIBE_MIN_INTERVAL_NS,
                                          retry_ns=RESUBSCRIBE_RETRY_NS, per_hour=RESUBSCRIBES_PER_HOUR)
         self._index_targets: dict[str, list[str]] = {}  # index instId -> subscribed symbols using it
+        self.system = SystemStatus(EXCHANGE, self.counters)   # from the status channel's maintenance events
 
     # ---------------------------------------------------------------- instruments
     def instrument_requests(self) -> list[Fetch]:
@@ -325,6 +342,8 @@ class OKXAdapter(Adapter):
                                  f"got {self.candle_interval!r}")
             for text in self.subscribed(CANDLES):
                 add(BUSINESS, {"channel": "candle" + bar[0], "instId": self.exchange_symbol(text)})
+        if args[PUBLIC]:
+            add(PUBLIC, {"channel": "status"})   # maintenance of the exchange (Status feed 'system')
         return args
 
     def build_connections(self) -> list[ConnectionSpec]:
@@ -403,8 +422,44 @@ class OKXAdapter(Adapter):
             self._on_liquidations(arg, data, ts, out)
         elif channel.startswith("candle"):
             self._on_candles(arg["instId"], channel[6:], data, ts, out)
+        elif channel == "status":
+            self._on_status(data, ts, out)
         else:
             self.ignore(f"channel.{channel}")
+
+    def _on_status(self, data: list[dict[str, Any]], ts: int, out: Output) -> None:
+        """Maintenance events of the ``status`` channel (its current ones on subscribe, then each
+        change): ongoing or pre-open maintenance of the WebSocket or trading service is the whole
+        exchange's, of a batch of accounts or products ``partial``; a scheduled one is logged."""
+        if not data:
+            self.ignore("system_status_empty")
+            return
+        bad = None
+        stamp = None
+        for d in data:
+            service = str(d.get("serviceType"))
+            what = _WIDE_SERVICES.get(service) or _PARTIAL_SERVICES.get(service)
+            if what is None:
+                self.ignore(f"system_service_{service}")
+                continue
+            phase = d.get("state")
+            title = d.get("title") or what
+            key = d.get("id") or (d.get("title"), d.get("begin"), service)
+            stamp = _ns(d.get("ts")) or stamp
+            if phase == "scheduled":
+                self.system.notice("scheduled", f"maintenance of its {what} scheduled from {_when(d.get('begin'))} "
+                                                f"to {_when(d.get('end'))}: {title}")
+            elif phase in ("completed", "canceled"):
+                self.system.set(key, ONLINE, f"OKX maintenance of its {what} {phase}: {title}")
+            elif phase in _PHASES:
+                state = _PHASES[phase] if service in _WIDE_SERVICES else PARTIAL
+                self.system.set(key, state, f"OKX {phase.replace('_', '-')} of its {what} until "
+                                            f"{_when(d.get('end'))}: {title}")
+            else:
+                bad = phase
+        self.system.publish(ts, out, timestamp=stamp)
+        if bad is not None:
+            raise AdapterError("bad_system_status", repr(bad))
 
     def _on_event(self, conn: str, event: str, msg: dict[str, Any], out: Output) -> None:
         if event in ("subscribe", "unsubscribe"):

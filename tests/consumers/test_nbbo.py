@@ -164,7 +164,8 @@ def test_stale_exchange_leaves_and_recovers() -> None:
 
 def test_exchange_in_maintenance_or_cancel_only_leaves() -> None:
     """An exchange's own system status (Status feed 'system', e.g. Kraken's): maintenance and
-    cancel-only take it out of the NBBO, online brings it back; post-only quotes still count."""
+    cancel-only take it out of the NBBO, online brings it back; post-only and partial (part of the
+    exchange down, the reason says which) quotes still count."""
     calc = NBBOCalculator()
     calc.on_bbo(BBO("KRAKEN", "BTC-USD", bid="101", bid_size="1", ask="102", ask_size="1", receipt_timestamp=1), "k")
     calc.on_bbo(BBO("BBB", "BTC-USD", bid="100", bid_size="2", ask="103", ask_size="2", receipt_timestamp=2), "b")
@@ -174,6 +175,7 @@ def test_exchange_in_maintenance_or_cancel_only_leaves() -> None:
         (back,) = calc.on_status(Status("KRAKEN", "system", "online", receipt_timestamp=4), "k")
         assert _view(back)[2] == "KRAKEN"
     assert calc.on_status(Status("KRAKEN", "system", "post_only", receipt_timestamp=5), "k") == []
+    assert calc.on_status(Status("KRAKEN", "system", "partial", receipt_timestamp=6), "k") == []
 
 
 def test_quote_equivalence_is_opt_in() -> None:

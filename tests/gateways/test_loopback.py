@@ -407,6 +407,48 @@ async def test_okx_service_upgrade_notice_replaces_the_connection_seamlessly(sha
     ses.assert_trades_once()
 
 
+# The exchange's own words for a maintenance that starts and ends (its system status channel).
+_OKX_STATUS = ('{{"arg":{{"channel":"status"}},"data":[{{"id":"m1","title":"Trading system upgrade","state":"{}",'
+               '"serviceType":"5","system":"unified","begin":"1672823400000","end":"1672825980000","href":"",'
+               '"preOpenBegin":"","scheDesc":"","maintType":"1","env":"1","ts":"1672823400000"}}]}}')
+_DERIBIT_STATE = ('{{"jsonrpc":"2.0","method":"subscription","params":{{"channel":"platform_state.public_methods_state",'
+                  '"data":{{"allow_unauthenticated_public_requests":{}}}}}}}')
+SYSTEM_STATUS = {"OKX": (_OKX_STATUS.format("ongoing"), _OKX_STATUS.format("completed")),
+                 "DERIBIT": (_DERIBIT_STATE.format("false"), _DERIBIT_STATE.format("true"))}
+
+
+@pytest.mark.parametrize("exchange", sorted(SYSTEM_STATUS))
+async def test_exchange_system_status_is_published(shared_data: Path, loopback_exchange, exchange: str) -> None:
+    """The gateway subscribes its exchange's system status channel (the loopback accepts it beside the
+    capture's streams); a maintenance announced there is published as Status(feed='system'), its end
+    as online, and the feeds go on untouched."""
+    ses = await _session(shared_data, loopback_exchange, exchange, exchange)
+    lb, adapter, pub = ses.lb, ses.adapter, ses.pub
+    start, end = SYSTEM_STATUS[exchange]
+
+    def system() -> list[str]:
+        return [e.state for e in pub.of_kind("status") if e.feed == "system"]
+
+    async with ses.gw:
+        await lb.wait_subscribed()
+        ses.symbols = adapter.subscription.symbols("l2_book")   # the adapter's spelling (Deribit options)
+        subscribed = {s for _, op, streams in lb.client_messages if op == "subscribe" for s in streams}
+        assert subscribed & lb.profile.system_streams
+        lb.release(20)
+        await lb.wait_sent()
+        await lb.broadcast([start])
+        await wait_until(lambda: system() == ["maintenance"], 10, "maintenance published")
+        await lb.broadcast([end])
+        await wait_until(lambda: system() == ["maintenance", "online"], 10, "online again")
+        lb.release(None)
+        await lb.wait_sent()
+        await wait_until(ses.at_truth, 10, "books equal to the truth")
+        assert pub.of_kind("gap") == [] and ses.gw.driver.counters["disconnects"] == 0
+    assert lb.errors == [] and adapter.counters["errors"] == 0
+    maintenance = next(e for e in pub.of_kind("status") if e.feed == "system")
+    assert maintenance.exchange == exchange and ("upgrade" in maintenance.reason or "unauthenticated" in maintenance.reason)
+
+
 async def test_old_connection_lost_during_the_overlap_hands_over(shared_data: Path, loopback_exchange) -> None:
     """The exchange closes the old connection while the new one already runs subscribed (a rotation
     that came late): the new one takes over as planned, without a disconnect or a Gap."""

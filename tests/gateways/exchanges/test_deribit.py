@@ -107,7 +107,8 @@ def test_connections_and_heartbeat(capture):
     chans = [c for r in reqs for c in r["params"]["channels"]]
     assert [len(r["params"]["channels"]) for r in reqs] == [BATCH, len(chans) - BATCH]
     # ticker and funding of BTC-PERPETUAL share its ticker channel.
-    assert len(chans) == len(set(chans)) == 120 + 5 + 1 + 1 + 1
+    assert len(chans) == len(set(chans)) == 120 + 5 + 1 + 1 + 1 + 2   # + the two platform_state channels
+    assert chans[-2:] == ["platform_state", "platform_state.public_methods_state"]
     assert {"book.BTC-PERPETUAL.100ms"} - set(chans) and "ticker.BTC-PERPETUAL.100ms" in chans
     assert "quote.ETH-PERPETUAL" in chans and "chart.trades.BTC-PERPETUAL.1" in chans
     assert a.counters["subscription.unsupported.funding"] == 1   # a dated future has no funding
@@ -260,7 +261,7 @@ def test_quote_empty_side_and_candles():
         "best_ask_price": 90000.5, "best_ask_amount": 120}), 1).events
     assert (bbo.bid, bbo.bid_size, bbo.ask_str, bbo.ask_size_str) == (None, None, "90000.5", "120")
     assert json.loads(a.connections()[0].subscribe[0])["params"]["channels"] == [
-        "quote.BTC-PERPETUAL", "chart.trades.BTC-PERPETUAL.60"]
+        "quote.BTC-PERPETUAL", "chart.trades.BTC-PERPETUAL.60", "platform_state", "platform_state.public_methods_state"]
     (c,) = a.on_message(WS, _sub("chart.trades.BTC-PERPETUAL.60", {
         "volume": 12.5, "tick": 1700000000000, "open": 36000, "low": 35900.5, "high": 36100, "cost": 450000,
         "close": 36050}), 2).events
@@ -292,3 +293,28 @@ def test_close_then_reconnect_snapshot(capture):
     first_snap = next(raw for _, raw in capture[1] if '"type":"snapshot"' in raw)
     out = a.on_message(WS, first_snap, 6)
     assert [type(e).__name__ for e in out.events][:2] == ["Reset", "L2Snapshot"]
+
+
+def test_platform_state_becomes_system_status(capture):
+    """Locks of price indices: partial while some of the gateway's instruments trade on a locked
+    index, maintenance when all do; a lock elsewhere changes nothing; refused public requests stop all."""
+    a = _adapter(capture)          # BTC and ETH options: indices btc_usd and eth_usd
+    (st,) = a.on_message(WS, _sub("platform_state", {"price_index": "sol_usdc", "locked": True}), 1).events
+    assert (st.KIND, st.exchange, st.feed, st.state) == ("status", "DERIBIT", "system", "online")
+    (st,) = a.on_message(WS, _sub("platform_state", {"price_index": "eth_usd", "locked": True}), 2).events
+    assert st.state == "partial" and "eth_usd (3 of this gateway's 10 instruments)" in st.reason
+    (st,) = a.on_message(WS, _sub("platform_state", {"price_index": "btc_usd", "locked": True}), 3).events
+    assert st.state == "maintenance" and "btc_usd, eth_usd (10 of" in st.reason
+    (st,) = a.on_message(WS, _sub("platform_state", {"price_index": "btc_usd", "locked": False}), 4).events
+    assert st.state == "partial"
+    (st,) = a.on_message(WS, _sub("platform_state", {"price_index": "eth_usd", "locked": False}), 5).events
+    assert st.state == "online"
+    (st,) = a.on_message(WS, _sub("platform_state.public_methods_state",
+                                  {"allow_unauthenticated_public_requests": False}), 6).events
+    assert st.state == "maintenance" and "refuses unauthenticated" in st.reason
+    (st,) = a.on_message(WS, _sub("platform_state.public_methods_state",
+                                  {"allow_unauthenticated_public_requests": True}), 7).events
+    assert st.state == "online"
+    assert a.counters["system.partial"] == 2 and a.counters["system.maintenance"] == 2
+    a.on_message(WS, _sub("platform_state", {"price_index": "btc_usd"}), 8)
+    assert a.error_counts() == {"errors.bad_system_status": 1}

@@ -112,7 +112,8 @@ def test_connections_batched():
     specs = {s.id: s for s in a.connections()}
     pub = specs[PUBLIC]
     args = [json.loads(m)["args"] for m in pub.subscribe]
-    assert all(len(x) <= BATCH for x in args) and sum(len(x) for x in args) == 135
+    assert all(len(x) <= BATCH for x in args) and sum(len(x) for x in args) == 136   # + the status channel
+    assert args[-1][-1] == {"channel": "status"}
     assert pub.ping == "ping" and pub.ping_interval < 30
     cand = [json.loads(m) for m in specs[BUSINESS].subscribe]
     assert cand[0]["args"][0] == {"channel": "candle1m", "instId": "C0-USDT"}
@@ -347,7 +348,8 @@ def test_candles_funding_unsupported_spot():
     a.set_symbols([symbol_from_inst_id("BTC-USDT"), symbol_from_inst_id("BTC-USDT-SWAP")])
     specs = {s.id: s for s in a.connections()}
     assert json.loads(specs[BUSINESS].subscribe[0])["args"] == [{"channel": "candle1H", "instId": "BTC-USDT-SWAP"}]
-    assert json.loads(specs[PUBLIC].subscribe[0])["args"] == [{"channel": "funding-rate", "instId": "BTC-USDT-SWAP"}]
+    assert json.loads(specs[PUBLIC].subscribe[0])["args"] == [{"channel": "funding-rate", "instId": "BTC-USDT-SWAP"},
+                                                              {"channel": "status"}]
     assert a.counters["subscription.unsupported.funding"] == 1
     raw = ('{"arg":{"channel":"candle1H","instId":"BTC-USDT-SWAP"},"data":[["1700000000000","36000.1","36100",'
            '"35900.5","36050","1200","12","432600000","0"]]}')
@@ -390,7 +392,7 @@ def test_index_published_for_each_symbol_using_it():
     a = OKXAdapter(Subscription({"index": ["BTC-USD-PERP", "BTC-USD-20260327"]}))
     a.set_symbols([symbol_from_inst_id("BTC-USD-SWAP"), symbol_from_inst_id("BTC-USD-260327")])
     args = [x for m in a.connections()[0].subscribe for x in json.loads(m)["args"]]
-    assert args == [{"channel": "index-tickers", "instId": "BTC-USD"}]
+    assert args == [{"channel": "index-tickers", "instId": "BTC-USD"}, {"channel": "status"}]
     raw = '{"arg":{"channel":"index-tickers","instId":"BTC-USD"},"data":[{"instId":"BTC-USD","idxPx":"64280",' \
           '"open24h":"63848.2","high24h":"64360.7","low24h":"63265.5","sodUtc0":"1","sodUtc8":"1","ts":"1785870839964"}]}'
     evs = a.on_message(PUBLIC, raw, 1).events
@@ -414,3 +416,43 @@ def test_tardis_v3_values(shared_data):
     assert [(e.side, e.quantity_str, e.price_str) for e in liq] == [("sell", "475", "655.308"), ("buy", "8", "24515.8")]
     snap = next(e for e in evs if e.KIND == "book_snapshot")
     assert snap.bids_str[0] == ("4084.56", "4") and snap.asks_str[0] == ("4084.57", "38")
+
+
+def _status_push(*rows: dict) -> str:
+    base = {"begin": "1672823400000", "end": "1672825980000", "href": "", "preOpenBegin": "", "scheDesc": "",
+            "maintType": "1", "env": "1", "system": "unified", "ts": "1672826038470"}
+    return json.dumps({"arg": {"channel": "status"}, "data": [{**base, **r} for r in rows]})
+
+
+def test_status_channel_maintenance_becomes_system_status():
+    """The status channel: ongoing/pre-open maintenance of the WebSocket or trading service is the
+    exchange's (maintenance / post_only), of a batch of products 'partial'; completed ends it."""
+    a = OKXAdapter(Subscription({"trades": ["BTC-USDT"]}))
+    wide = {"id": "m1", "serviceType": "5", "title": "Trading system upgrade"}
+    (now,) = a.on_message(PUBLIC, _status_push({**wide, "state": "scheduled"}), 1).events   # the first push
+    assert now.state == "online" and a.counters["system.scheduled"] == 1   # scheduled: nothing in force yet
+
+    (maint,) = a.on_message(PUBLIC, _status_push({**wide, "state": "ongoing"}), 2).events
+    assert (maint.KIND, maint.exchange, maint.feed, maint.state) == ("status", "OKX", "system", "maintenance")
+    assert "Trading system upgrade" in maint.reason and "2023-01-04 09:53 UTC" in maint.reason
+    assert (maint.timestamp, maint.receipt_timestamp) == (1672826038470 * 1_000_000, 2)
+
+    batch = {"id": "m2", "serviceType": "9", "title": "Options upgrade"}
+    (both,) = a.on_message(PUBLIC, _status_push({**batch, "state": "ongoing"}), 3).events
+    assert both.state == "maintenance" and "Options upgrade" in both.reason   # the worse one wins, both named
+    (pre,) = a.on_message(PUBLIC, _status_push({**wide, "state": "pre_open"}), 4).events
+    assert pre.state == "post_only"
+    (part,) = a.on_message(PUBLIC, _status_push({**wide, "state": "completed"}), 5).events
+    assert part.state == "partial" and "Options upgrade" in part.reason
+    (online,) = a.on_message(PUBLIC, _status_push({**batch, "state": "completed"}), 6).events
+    assert online.state == "online" and "completed" in online.reason
+    assert a.on_message(PUBLIC, _status_push({**batch, "state": "completed"}), 7).events == []
+    assert a.counters["ignored.system_status_unchanged"] == 1
+
+    # Services of no public market data, an empty push, a phase OKX never documented.
+    assert a.on_message(PUBLIC, _status_push({"serviceType": "7", "state": "ongoing", "title": "bots"}), 8).events == []
+    assert a.counters["ignored.system_service_7"] == 1 and a.counters["ignored.system_status_unchanged"] == 2
+    assert a.on_message(PUBLIC, '{"arg":{"channel":"status"},"data":[]}', 9).events == []
+    assert a.counters["ignored.system_status_empty"] == 1
+    a.on_message(PUBLIC, _status_push({**wide, "state": "paused"}), 10)
+    assert a.error_counts() == {"errors.bad_system_status": 1}

@@ -1,0 +1,100 @@
+"""An exchange's own system status (maintenance, cancel-only, ...): the part every adapter shares.
+
+Exchanges announce the state of their trading system in their own words: Kraken one state for
+the whole exchange, OKX maintenance events with a service type and a phase, Deribit a lock per
+price index. An adapter turns each announcement into a *condition* (a key of its choosing, a
+normalized state, a reason in words) and its :class:`SystemStatus` turns the current conditions
+into one state for the exchange, published as ``Status(feed='system')`` when it changes, so that
+consumers (the NBBO, ``feedfabric status``) need to know no exchange's vocabulary.
+
+States, most severe first:
+
+- ``maintenance``: the exchange does not trade (markets closed, orders neither placed nor cancelled);
+- ``cancel_only``: orders can be cancelled, not placed; no matching;
+- ``post_only``: only resting limit orders can be placed; no matching (Kraken's post-only, OKX's
+  pre-open phase after a maintenance);
+- ``partial``: part of the exchange is down (one Deribit index locked, OKX upgrading a batch of
+  products or accounts); the reason says which;
+- ``online``: nothing announced is in force.
+
+A state an exchange adds that this module does not know is published as the exchange words it,
+ranked with ``post_only`` (not fully up, not known to be down). The published state is the most
+severe current condition (``online`` when none) and its reason the current conditions' reasons;
+a repeat of what was last published is counted ``ignored.system_status_unchanged`` and not sent
+again, each change is counted ``system.<state>``. Nothing is published before the exchange has
+said something: a feed that never hears of its exchange's system status publishes none.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Hashable
+
+from loguru import logger
+
+from cryptofeed_types import Status
+from gateways.adapter import Output
+
+MAINTENANCE = "maintenance"
+CANCEL_ONLY = "cancel_only"
+POST_ONLY = "post_only"
+PARTIAL = "partial"
+ONLINE = "online"
+# Lower = more severe.
+_SEVERITY = {MAINTENANCE: 0, CANCEL_ONLY: 1, POST_ONLY: 2, PARTIAL: 3, ONLINE: 4}
+_UNKNOWN_SEVERITY = _SEVERITY[POST_ONLY]
+
+
+class SystemStatus:
+    """The conditions an exchange has announced and the Status last published for them."""
+
+    __slots__ = ("exchange", "counters", "_conditions", "_online_reason", "_published")
+
+    def __init__(self, exchange: str, counters: Counter[str]) -> None:
+        self.exchange = exchange
+        self.counters = counters
+        self._conditions: dict[Hashable, tuple[str, str]] = {}   # key → (state, reason), never online
+        self._online_reason = f"{exchange} system status: online"
+        self._published: tuple[str, str] | None = None
+
+    @property
+    def state(self) -> str | None:
+        """The state last published (None: the exchange has said nothing yet)."""
+        return None if self._published is None else self._published[0]
+
+    def set(self, key: Hashable, state: str, reason: str) -> None:
+        """Condition ``key`` is now ``state`` (``online``: it is over); call :meth:`publish` after."""
+        if not isinstance(state, str) or not state:
+            raise ValueError(f"a system state is a non-empty string, not {state!r}")
+        if state == ONLINE:
+            self._conditions.pop(key, None)
+            self._online_reason = reason
+        else:
+            self._conditions[key] = (state, reason)
+
+    def current(self) -> tuple[str, str]:
+        """(state, reason) of the exchange from its current conditions."""
+        if not self._conditions:
+            return ONLINE, self._online_reason
+        ranked = sorted(self._conditions.values(), key=lambda c: (_SEVERITY.get(c[0], _UNKNOWN_SEVERITY), c[1]))
+        return ranked[0][0], "; ".join(reason for _, reason in ranked)
+
+    def publish(self, ts: int, out: Output, timestamp: int | None = None) -> None:
+        """Publish the exchange's state if it (or its reason) changed since the last Status."""
+        now = self.current()
+        if now == self._published:
+            self.counters["ignored.system_status_unchanged"] += 1
+            return
+        self._published = now
+        state, reason = now
+        self.counters[f"system.{state}"] += 1
+        logger.bind(exchange=self.exchange).log("INFO" if state == ONLINE else "WARNING", "{} system status {}: {}",
+                                                self.exchange, state, reason)
+        out.events.append(Status(self.exchange, "system", state, reason=reason, timestamp=timestamp,
+                                 receipt_timestamp=ts))
+
+    def notice(self, kind: str, text: str) -> None:
+        """An announcement that changes no state yet (a maintenance scheduled): counted
+        ``system.<kind>`` and logged, nothing published."""
+        self.counters[f"system.{kind}"] += 1
+        logger.bind(exchange=self.exchange).info("{} {}", self.exchange, text)

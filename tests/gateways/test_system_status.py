@@ -1,0 +1,50 @@
+"""gateways.system_status: the exchange's announced conditions → one published system state."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from gateways.adapter import Output
+from gateways.system_status import SystemStatus
+
+
+def _published(system: SystemStatus, ts: int) -> list[tuple[str, str | None]]:
+    out = Output()
+    system.publish(ts, out)
+    return [(e.state, e.reason) for e in out.events]
+
+
+def test_most_severe_condition_wins_and_each_change_is_published_once() -> None:
+    counters: Counter[str] = Counter()
+    system = SystemStatus("EX", counters)
+    assert system.state is None                       # nothing said, nothing published
+    system.set("a", "partial", "index x locked")
+    system.set("b", "cancel_only", "engine cancel-only")
+    assert _published(system, 1) == [("cancel_only", "engine cancel-only; index x locked")]
+    assert _published(system, 2) == [] and counters["ignored.system_status_unchanged"] == 1
+    system.set("b", "online", "engine back")
+    assert _published(system, 3) == [("partial", "index x locked")]
+    system.set("a", "online", "index x unlocked")
+    assert _published(system, 4) == [("online", "index x unlocked")] and system.state == "online"
+    assert (counters["system.cancel_only"], counters["system.partial"], counters["system.online"]) == (1, 1, 1)
+
+
+def test_a_state_it_does_not_know_is_published_in_the_exchange_words() -> None:
+    """Ranked with post_only: worse than partial, not as bad as cancel_only."""
+    system = SystemStatus("EX", Counter())
+    system.set("a", "partial", "p")
+    system.set("b", "limit_only", "new Kraken state")
+    assert _published(system, 1)[0][0] == "limit_only"
+    system.set("c", "cancel_only", "c")
+    assert _published(system, 2)[0][0] == "cancel_only"
+    with pytest.raises(ValueError):
+        system.set("d", "", "empty")
+
+
+def test_notice_is_counted_not_published() -> None:
+    counters: Counter[str] = Counter()
+    system = SystemStatus("EX", counters)
+    system.notice("scheduled", "maintenance tomorrow")
+    assert counters["system.scheduled"] == 1 and system.state is None
