@@ -172,6 +172,7 @@ class BinanceProfile(Profile):
         super().__init__()
         self.trades: dict[str, collections.deque[dict[str, Any]]] = {}   # exchange symbol → released aggTrades
         self.volume: dict[str, Decimal] = {}                             # exchange symbol → their quantity
+        self.system_status = 0   # what /sapi/v1/system/status says: 0 normal, 1 system maintenance
 
     def expected_streams(self, records: list[Record]) -> set[str]:
         streams: set[str] = set()
@@ -237,6 +238,9 @@ class BinanceProfile(Profile):
         return message
 
     def rest(self, path: str, query: dict[str, str]) -> bytes | None:
+        if path.endswith("/sapi/v1/system/status"):
+            return orjson.dumps({"status": self.system_status,
+                                 "msg": "system_maintenance" if self.system_status else "normal"})
         if path.endswith("/aggTrades"):
             # The REST page of recent aggregate trades: the released ones (the stream's fields, the
             # REST shape), oldest first, at most `limit`.

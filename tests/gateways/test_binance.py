@@ -270,13 +270,15 @@ def test_failed_snapshot_is_retried_without_further_updates() -> None:
     (fetch,) = adapter.on_message("c", _delta("AAAUSDT", 100, 105, None), 1).actions
     assert adapter.on_rest(fetch, 503, "unavailable", 2).events == []      # counted, not raised
     assert adapter.error_counts() == {"errors.rest_status.snapshot": 1}
-    assert adapter.on_timer(2 + 999_999_999).actions == []                   # not before 1 s
-    (again,) = adapter.on_timer(2 + 1_000_000_000).actions
+    def retries(ts: int) -> list:
+        return [a for a in adapter.on_timer(ts).actions if a.tag == "snapshot"]   # not the system status poll
+    assert retries(2 + 999_999_999) == []                                    # not before 1 s
+    (again,) = retries(2 + 1_000_000_000)
     assert again.url == fetch.url and adapter.counters["book.snapshot_retries"] == 1
-    assert adapter.on_timer(2 + 3_000_000_000).actions == []                 # one fetch out at a time
+    assert retries(2 + 3_000_000_000) == []                                  # one fetch out at a time
     out = adapter.on_rest(again, 200, _snapshot_body(102), 3_000_000_001)
     assert [type(e) for e in out.events][:1] == [L2Snapshot] and adapter.books.state(sym.normalized) == "synced"
-    assert adapter.on_timer(10_000_000_000).actions == []                    # synced: nothing more to retry
+    assert retries(10_000_000_000) == []                                     # synced: nothing more to retry
 
 
 def test_replay_answers_a_retry_the_timer_asked_after_the_last_message() -> None:
@@ -377,3 +379,27 @@ def test_unknown_subscribed_symbol_is_left_out() -> None:
     (spec,) = adapter.connections()
     assert spec.streams == (("trades", "BTC-USDT"),)
     assert adapter.counters["subscription.unknown_symbol"] == 1
+
+
+def test_spot_system_status_is_polled_and_published() -> None:
+    """Spot asks /sapi/v1/system/status once a minute (the futures APIs have no such endpoint): normal
+    is online, 1 maintenance, each change published once as Status(feed='system')."""
+    spot = BinanceSpot(Subscription({"trades": ["BTC-USDT"]}))
+    s = 1_000_000_000
+
+    def polls(adapter, ts: int) -> list:
+        return [a for a in adapter.on_timer(ts).actions if a.tag == "system_status"]
+    (poll,) = polls(spot, 1 * s)
+    assert poll.url == "https://api.binance.com/sapi/v1/system/status" and poll.weight == 1
+    assert polls(spot, 60 * s) == [] and len(polls(spot, 61 * s)) == 1
+
+    (online,) = spot.on_rest(poll, 200, '{"status":0,"msg":"normal"}', 2 * s).events
+    assert (online.KIND, online.exchange, online.feed, online.state) == ("status", "BINANCE", "system", "online")
+    assert spot.on_rest(poll, 200, '{"status":0,"msg":"normal"}', 3 * s).events == []
+    (maint,) = spot.on_rest(poll, 200, '{"status":1,"msg":"system_maintenance"}', 4 * s).events
+    assert maint.state == "maintenance" and maint.reason == "Binance system status: system_maintenance"
+    assert spot.on_rest(poll, 200, '{"code":-1000}', 5 * s).events == []
+    assert spot.error_counts() == {"errors.bad_system_status": 1}
+    for futures in (BinanceFutures(Subscription({"trades": ["BTC-USDT-PERP"]})),
+                    BinanceDelivery(Subscription({"trades": ["BTC-USD-PERP"]}))):
+        assert polls(futures, 1 * s) == []

@@ -189,9 +189,9 @@ async def test_http_proxies(shared_data: Path, loopback_exchange) -> None:
         lb.release(None)
         await wait_until(lambda: sum(sb.state == "synced" for sb in gw.adapter.books) == 4, 10, "books via proxy")
     # Relayed connections (keep-alive reuses one for several requests): the websocket tunnel and
-    # the REST requests (instruments + 4 snapshots).
+    # the REST requests (instruments + 4 snapshots; and the system status poll).
     assert proxy.connects >= 1 and proxy.forwards >= 1
-    assert len(lb.rest_requests) == 5
+    assert len([u for u in lb.rest_requests if not u.endswith("/system/status")]) == 5
     assert proxy.server is not None
     proxy.server.close()
 
@@ -447,6 +447,26 @@ async def test_exchange_system_status_is_published(shared_data: Path, loopback_e
     assert lb.errors == [] and adapter.counters["errors"] == 0
     maintenance = next(e for e in pub.of_kind("status") if e.feed == "system")
     assert maintenance.exchange == exchange and ("upgrade" in maintenance.reason or "unauthenticated" in maintenance.reason)
+
+
+async def test_binance_system_status_polled_end_to_end(shared_data: Path, loopback_exchange) -> None:
+    """Binance spot tells its system status over REST only: the gateway polls it (here every 0.2 s
+    instead of every minute) and publishes online, maintenance, online as the exchange says."""
+    ses = await _session(shared_data, loopback_exchange, "BINANCE", "BINANCE")
+    lb, adapter, pub = ses.lb, ses.adapter, ses.pub
+    adapter.system_status_interval_ns = 200_000_000
+
+    def system() -> list[str]:
+        return [e.state for e in pub.of_kind("status") if e.feed == "system"]
+
+    async with ses.gw:
+        await wait_until(lambda: system() == ["online"], 10, "online")
+        lb.profile.system_status = 1
+        await wait_until(lambda: system() == ["online", "maintenance"], 10, "maintenance")
+        lb.profile.system_status = 0
+        await wait_until(lambda: system() == ["online", "maintenance", "online"], 10, "online again")
+    assert sum(u.endswith("/sapi/v1/system/status") for u in lb.rest_requests) >= 3
+    assert adapter.counters["errors"] == 0 and lb.errors == []
 
 
 async def test_old_connection_lost_during_the_overlap_hands_over(shared_data: Path, loopback_exchange) -> None:
