@@ -372,6 +372,12 @@ class BybitProfile(Profile):
     def __init__(self) -> None:
         super().__init__()
         self._u: dict[str, int] = {}
+        self.system_rows: list[dict[str, Any]] = []   # the maintenance events /v5/system/status lists
+
+    def rest(self, path: str, query: dict[str, str]) -> bytes | None:
+        if path.endswith("/v5/system/status"):
+            return orjson.dumps({"retCode": 0, "retMsg": "OK", "result": {"list": self.system_rows}})
+        return None
 
     def parse_client(self, message: str | bytes) -> ClientRequest:
         msg = orjson.loads(message)

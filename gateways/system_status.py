@@ -29,6 +29,8 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Hashable
+from datetime import UTC, datetime
+from typing import Any
 
 from loguru import logger
 
@@ -45,10 +47,18 @@ _SEVERITY = {MAINTENANCE: 0, CANCEL_ONLY: 1, POST_ONLY: 2, PARTIAL: 3, ONLINE: 4
 _UNKNOWN_SEVERITY = _SEVERITY[POST_ONLY]
 
 
+def ms_text(ms: Any) -> str:
+    """An exchange's millisecond time as UTC text for a reason ('?' when it gives none)."""
+    try:
+        return datetime.fromtimestamp(int(ms) / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
+    except (TypeError, ValueError, OverflowError):
+        return "?"
+
+
 class SystemStatus:
     """The conditions an exchange has announced and the Status last published for them."""
 
-    __slots__ = ("exchange", "counters", "_conditions", "_online_reason", "_published")
+    __slots__ = ("exchange", "counters", "_conditions", "_online_reason", "_published", "_next_poll", "_noticed")
 
     def __init__(self, exchange: str, counters: Counter[str]) -> None:
         self.exchange = exchange
@@ -56,6 +66,8 @@ class SystemStatus:
         self._conditions: dict[Hashable, tuple[str, str]] = {}   # key → (state, reason), never online
         self._online_reason = f"{exchange} system status: online"
         self._published: tuple[str, str] | None = None
+        self._next_poll: int | None = None
+        self._noticed: set[Hashable] = set()
 
     @property
     def state(self) -> str | None:
@@ -71,6 +83,19 @@ class SystemStatus:
             self._online_reason = reason
         else:
             self._conditions[key] = (state, reason)
+
+    def clear(self) -> None:
+        """Forget every condition: a full listing of the exchange's announcements follows (a REST
+        answer lists all of them, ended ones included)."""
+        self._conditions.clear()
+
+    def due(self, ts: int, interval_ns: int) -> bool:
+        """For an exchange that tells its status over REST: True at the first call and then once per
+        ``interval_ns`` (the adapter's timer asks; a failed poll waits for the next period)."""
+        if self._next_poll is not None and ts < self._next_poll:
+            return False
+        self._next_poll = ts + interval_ns
+        return True
 
     def current(self) -> tuple[str, str]:
         """(state, reason) of the exchange from its current conditions."""
@@ -93,8 +118,13 @@ class SystemStatus:
         out.events.append(Status(self.exchange, "system", state, reason=reason, timestamp=timestamp,
                                  receipt_timestamp=ts))
 
-    def notice(self, kind: str, text: str) -> None:
+    def notice(self, kind: str, text: str, key: Hashable = None) -> None:
         """An announcement that changes no state yet (a maintenance scheduled): counted
-        ``system.<kind>`` and logged, nothing published."""
+        ``system.<kind>`` and logged, nothing published; with a ``key``, only the first time (a REST
+        poll lists the same scheduled maintenance every time)."""
+        if key is not None:
+            if key in self._noticed:
+                return
+            self._noticed.add(key)
         self.counters[f"system.{kind}"] += 1
         logger.bind(exchange=self.exchange).info("{} {}", self.exchange, text)

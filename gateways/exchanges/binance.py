@@ -144,7 +144,6 @@ class _Binance(Adapter):
         self._oi_next: dict[str, int] = {}         # symbol → ts of its next open-interest poll
         self._pair_symbols: dict[str, list[str]] = {}  # COIN-M pair → subscribed symbols (index stream)
         self.system = SystemStatus(self.exchange, self.counters)
-        self._system_next: int | None = None       # ts of the next system status poll
 
     # ------------------------------------------------------------ instruments
     def instrument_requests(self) -> list[Fetch]:
@@ -517,8 +516,7 @@ class _Binance(Adapter):
 
     def handle_timer(self, ts: int, out: Output) -> None:
         self._retry_snapshots(ts, out)
-        if self.system_status_path is not None and (self._system_next is None or ts >= self._system_next):
-            self._system_next = ts + self.system_status_interval_ns
+        if self.system_status_path is not None and self.system.due(ts, self.system_status_interval_ns):
             out.actions.append(Fetch(self.url["rest"] + self.system_status_path, 1, "system_status"))
         if not self.futures:
             return

@@ -19,7 +19,16 @@ open_interest  ``tickers.{symbol}`` (openInterest; derivatives)
 index, mark    ``tickers.{symbol}`` (indexPrice, markPrice; derivatives)
 liquidations   ``allLiquidation.{symbol}`` (the retired ``liquidation.{symbol}`` is parsed too)
 candles        ``kline.{interval}.{symbol}``
+(system)       REST ``/v5/system/status`` polled every minute: Status(feed='system')
 =============  =========================================================================
+
+System status: Bybit lists its maintenance events over REST (the same rows its separate
+``/v5/public/misc/status`` websocket pushes; polled instead, so that no extra connection's outage
+reads as a feed going down). An ``ongoing`` event of the trading or market data service
+(``serviceTypes`` 1, 5) on a product the gateway serves (``product`` 1 futures: linear and
+inverse, 2 spot, 3 options) is ``maintenance`` when it covers all of them for every account,
+``partial`` otherwise (some products, or some accounts: ``uidSuffix``); a ``scheduled`` one is
+logged once; none in force is ``online``.
 
 Derivative tickers arrive as a snapshot then deltas holding only the changed
 fields: the adapter merges them per symbol and publishes Ticker on a change of
@@ -101,6 +110,7 @@ from gateways.adapter import (
 )
 from gateways.books import SYNCED, Books, range_rule
 from gateways.resync import Resubscriber
+from gateways.system_status import MAINTENANCE, ONLINE, PARTIAL, SystemStatus, ms_text
 
 EXCHANGE = "BYBIT"
 CATEGORIES = ("spot", "linear", "inverse", "option")
@@ -131,6 +141,12 @@ _QUOTES = ("USDT", "USDC", "USDE", "USD", "EUR", "BRL", "TRY", "BTC", "ETH", "DA
 _MS = 1_000_000
 
 _V2_CONNECTIONS = {"realtime_public": "linear", "realtime": "inverse"}
+# System status: Bybit's product numbers of our categories, and the services whose maintenance stops
+# public market data or trading (not HTTP order entry or private streams alone).
+_PRODUCT = {"spot": 2, "linear": 1, "inverse": 1, "option": 3}
+_MARKET_SERVICES = frozenset({1, 5})
+SYSTEM_STATUS_PATH = "/v5/system/status"
+SYSTEM_STATUS_INTERVAL_NS = 60_000_000_000
 _TICKER_FIELDS = ("bid1Price", "ask1Price", "bidPrice", "askPrice", "lastPrice", "volume24h", "turnover24h")
 _FUNDING_FIELDS = ("fundingRate", "nextFundingTime", "markPrice")
 
@@ -254,8 +270,10 @@ class BybitAdapter(Adapter):
     }
     # 600 requests per 5 s per IP for public endpoints; stay far below.
     rest_weight_per_minute: ClassVar[int] = 1200
-    # The timer retries resubscriptions whose snapshot never came and sends deferred ones.
+    # The timer retries resubscriptions whose snapshot never came and sends deferred ones, and asks
+    # the system status.
     timer_interval = 5.0
+    system_status_interval_ns: ClassVar[int] = SYSTEM_STATUS_INTERVAL_NS
 
     def __init__(self, subscription: Subscription, *, urls: Mapping[str, str] | None = None,
                  symbols: Iterable[Symbol] | None = None) -> None:
@@ -263,6 +281,7 @@ class BybitAdapter(Adapter):
         self._category: dict[str, str] = {}  # normalized -> category
         super().__init__(subscription, urls=urls, symbols=symbols)
         self.books = Books(EXCHANGE, range_rule, counters=self.counters)
+        self.system = SystemStatus(EXCHANGE, self.counters)
         # Symbols wanting only the top of book: orderbook.1 kept apart, only its BBO events published.
         self._bbo_only = frozenset(subscription.symbols(BBO_CHANNEL)) - frozenset(subscription.symbols(L2_BOOK))
         self._bbo_books = Books(EXCHANGE, range_rule, channel="bbo", counters=Counter())
@@ -539,6 +558,37 @@ class BybitAdapter(Adapter):
     def handle_timer(self, ts: int, out: Output) -> None:
         for symbol in self.resubscribes.due(ts, self._book_settled):
             self._resubscribe(symbol, out)
+        if self.system.due(ts, self.system_status_interval_ns):
+            out.actions.append(Fetch(self.url["rest"] + SYSTEM_STATUS_PATH, 1, "system_status"))
+
+    def handle_rest(self, fetch: Fetch, body: str | bytes, ts: int, out: Output) -> None:
+        if fetch.tag != "system_status":
+            raise AdapterError("rest_unexpected", fetch.url)
+        doc = orjson.loads(body)
+        rows = doc.get("result", {}).get("list") if isinstance(doc, dict) and doc.get("retCode") == 0 else None
+        if not isinstance(rows, list):
+            raise AdapterError("bad_system_status", str(doc)[:200])
+        ours = {_PRODUCT[c] for c in self._categories()}
+        self.system.clear()   # the answer lists every event: what is not ongoing in it is over
+        for row in rows:
+            title, key = row.get("title") or "maintenance", row.get("id") or (row.get("title"), row.get("begin"))
+            services, products = set(row.get("serviceTypes") or ()), set(row.get("product") or ())
+            if not services & _MARKET_SERVICES or not products & ours or str(row.get("env", 1)) != "1":
+                continue
+            if row.get("state") == "scheduled":
+                self.system.notice("scheduled", f"maintenance scheduled from {ms_text(row.get('begin'))} to "
+                                                f"{ms_text(row.get('end'))}: {title}", key=(key, row.get("begin")))
+            elif row.get("state") == "ongoing":
+                whole = ours <= products and not row.get("uidSuffix")
+                self.system.set(key, MAINTENANCE if whole else PARTIAL,
+                                f"Bybit maintenance until {ms_text(row.get('end'))}: {title}"
+                                + ("" if whole else " (part of the products or accounts)"))
+        self.system.set("none", ONLINE, "Bybit: no maintenance in progress")
+        self.system.publish(ts, out)
+
+    def _categories(self) -> set[str]:
+        """The categories of the subscribed symbols."""
+        return {self._category.get(s) or category_of(Symbol.parse(s)) for s in self.subscription.all_symbols()}
 
     def handle_close(self, conn: str, ts: int, reason: str, out: Output) -> None:
         syms = [s for s, (c, _) in self._book_topic.items() if c == conn]

@@ -57,7 +57,6 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, ClassVar
 
@@ -105,7 +104,7 @@ from gateways.adapter import (
 )
 from gateways.books import SYNCED, Books, prev_rule
 from gateways.resync import Resubscriber
-from gateways.system_status import MAINTENANCE, ONLINE, PARTIAL, POST_ONLY, SystemStatus
+from gateways.system_status import MAINTENANCE, ONLINE, PARTIAL, POST_ONLY, SystemStatus, ms_text
 
 EXCHANGE = "OKX"
 # OKX's notice that a connection will be closed soon for a service upgrade (replaced at once).
@@ -161,14 +160,6 @@ def _ns(ms: Any) -> int | None:
     if ms is None or ms == "":
         return None
     return int(ms) * _MS
-
-
-def _when(ms: Any) -> str:
-    """An OKX millisecond time as UTC text for a reason ('?' when OKX gives none)."""
-    try:
-        return datetime.fromtimestamp(int(ms) / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
-    except (TypeError, ValueError, OverflowError):
-        return "?"
 
 
 def _opt(v: Any) -> Any:
@@ -447,14 +438,14 @@ class OKXAdapter(Adapter):
             key = d.get("id") or (d.get("title"), d.get("begin"), service)
             stamp = _ns(d.get("ts")) or stamp
             if phase == "scheduled":
-                self.system.notice("scheduled", f"maintenance of its {what} scheduled from {_when(d.get('begin'))} "
-                                                f"to {_when(d.get('end'))}: {title}")
+                self.system.notice("scheduled", f"maintenance of its {what} scheduled from {ms_text(d.get('begin'))} "
+                                                f"to {ms_text(d.get('end'))}: {title}", key=(key, d.get("begin"), d.get("end")))
             elif phase in ("completed", "canceled"):
                 self.system.set(key, ONLINE, f"OKX maintenance of its {what} {phase}: {title}")
             elif phase in _PHASES:
                 state = _PHASES[phase] if service in _WIDE_SERVICES else PARTIAL
                 self.system.set(key, state, f"OKX {phase.replace('_', '-')} of its {what} until "
-                                            f"{_when(d.get('end'))}: {title}")
+                                            f"{ms_text(d.get('end'))}: {title}")
             else:
                 bad = phase
         self.system.publish(ts, out, timestamp=stamp)

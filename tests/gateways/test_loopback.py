@@ -290,7 +290,9 @@ class _Session:
 
 
 async def _session(shared_data: Path, loopback_exchange, capture: str, exchange: str, **options: object) -> _Session:
-    records = list(read_capture(shared_data / "cryptofeed" / capture))
+    """A gateway of ``exchange`` on the loopback serving ``capture`` (under cryptofeed/ unless it names
+    its folder)."""
+    records = list(read_capture(shared_data / (capture if "/" in capture else f"cryptofeed/{capture}")))
     return _Session(records, await loopback_exchange(records), exchange, **options)
 
 
@@ -449,23 +451,42 @@ async def test_exchange_system_status_is_published(shared_data: Path, loopback_e
     assert maintenance.exchange == exchange and ("upgrade" in maintenance.reason or "unauthenticated" in maintenance.reason)
 
 
-async def test_binance_system_status_polled_end_to_end(shared_data: Path, loopback_exchange) -> None:
-    """Binance spot tells its system status over REST only: the gateway polls it (here every 0.2 s
-    instead of every minute) and publishes online, maintenance, online as the exchange says."""
-    ses = await _session(shared_data, loopback_exchange, "BINANCE", "BINANCE")
+_BYBIT_MAINTENANCE = {"id": "m1", "title": "Full upgrade", "state": "ongoing", "serviceTypes": [1, 5],
+                      "product": [1, 2], "begin": "1751596902000", "end": "1751597011000", "uidSuffix": [], "env": 1}
+
+
+def _binance_says(profile: Any, maintenance: bool) -> None:
+    profile.system_status = int(maintenance)
+
+
+def _bybit_says(profile: Any, maintenance: bool) -> None:
+    profile.system_rows = [{**_BYBIT_MAINTENANCE, "state": "ongoing" if maintenance else "completed"}]
+
+
+REST_SYSTEM_STATUS = {"BINANCE": ("BINANCE", "/sapi/v1/system/status", _binance_says),
+                      "BYBIT": ("cryptofeed_v3/BYBIT.jsonl", "/v5/system/status", _bybit_says)}
+
+
+@pytest.mark.parametrize("exchange", sorted(REST_SYSTEM_STATUS))
+async def test_system_status_polled_end_to_end(shared_data: Path, loopback_exchange, exchange: str) -> None:
+    """Binance spot and Bybit tell their system status over REST: the gateway polls it (here every
+    0.2 s instead of every minute) and publishes online, maintenance, online as the exchange says."""
+    capture, path, says = REST_SYSTEM_STATUS[exchange]
+    ses = await _session(shared_data, loopback_exchange, capture, exchange)
     lb, adapter, pub = ses.lb, ses.adapter, ses.pub
     adapter.system_status_interval_ns = 200_000_000
+    adapter.timer_interval = 0.1   # Bybit's timer ticks every 5 s
 
     def system() -> list[str]:
         return [e.state for e in pub.of_kind("status") if e.feed == "system"]
 
     async with ses.gw:
         await wait_until(lambda: system() == ["online"], 10, "online")
-        lb.profile.system_status = 1
+        says(lb.profile, True)
         await wait_until(lambda: system() == ["online", "maintenance"], 10, "maintenance")
-        lb.profile.system_status = 0
+        says(lb.profile, False)
         await wait_until(lambda: system() == ["online", "maintenance", "online"], 10, "online again")
-    assert sum(u.endswith("/sapi/v1/system/status") for u in lb.rest_requests) >= 3
+    assert sum(u.endswith(path) for u in lb.rest_requests) >= 3
     assert adapter.counters["errors"] == 0 and lb.errors == []
 
 

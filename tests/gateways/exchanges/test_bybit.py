@@ -435,3 +435,43 @@ def test_replay_and_symbols_read_every_recorded_instrument_page(tmp_path):
     res = CliRunner().invoke(main, ["symbols", "BYBIT", "--capture", str(cap)])
     assert res.exit_code == 0, res.output
     assert "BTC-USD-20260925-100000-C" in res.output and "BTC-USD-20260925-110000-C" in res.output
+
+
+def _status_body(*rows: dict) -> str:
+    base = {"begin": "1751596902000", "end": "1751597011000", "href": "", "uidSuffix": [], "maintainType": 1,
+            "env": 1}
+    return json.dumps({"retCode": 0, "retMsg": "", "result": {"list": [{**base, **r} for r in rows]}})
+
+
+def test_system_status_polled_and_published():
+    """/v5/system/status every minute: an ongoing maintenance of trading or market data on every
+    product the gateway serves is maintenance, on some of them (or some accounts) partial; others,
+    scheduled ones (logged once) and ended ones change nothing."""
+    a = BybitAdapter(Subscription({"trades": ["BTC-USDT", "BTC-USDT-PERP"]}))   # spot (2) and linear (1)
+    s = 1_000_000_000
+    (poll,) = [x for x in a.on_timer(1 * s).actions if x.tag == "system_status"]
+    assert poll.url == "https://api.bybit.com/v5/system/status" and poll.weight == 1
+    assert [x for x in a.on_timer(31 * s).actions if x.tag == "system_status"] == []
+    assert [x.tag for x in a.on_timer(61 * s).actions] == ["system_status"]
+
+    old = {"id": "old", "title": "t05", "state": "completed", "serviceTypes": [1, 5], "product": [1, 2]}
+    (online,) = a.on_rest(poll, 200, _status_body(old), 2 * s).events
+    assert (online.KIND, online.exchange, online.feed, online.state) == ("status", "BYBIT", "system", "online")
+    soon = {"id": "m1", "title": "Spot upgrade", "state": "scheduled", "serviceTypes": [1], "product": [2]}
+    http_only = {"id": "h", "title": "order entry", "state": "ongoing", "serviceTypes": [2, 4], "product": [1, 2]}
+    options = {"id": "o", "title": "options", "state": "ongoing", "serviceTypes": [1], "product": [3]}
+    for ts in (3, 4):
+        assert a.on_rest(poll, 200, _status_body(old, soon, http_only, options), ts * s).events == []
+    assert a.counters["system.scheduled"] == 1          # logged once, however often it is listed
+
+    (part,) = a.on_rest(poll, 200, _status_body(old, {**soon, "state": "ongoing"}), 5 * s).events
+    assert part.state == "partial" and "Spot upgrade" in part.reason and "2025-07-04 02:43 UTC" in part.reason
+    everything = {"id": "m2", "title": "Full upgrade", "state": "ongoing", "serviceTypes": [5], "product": [1, 2]}
+    (maint,) = a.on_rest(poll, 200, _status_body({**soon, "state": "ongoing"}, everything), 6 * s).events
+    assert maint.state == "maintenance" and "Full upgrade" in maint.reason
+    some_accounts = {**everything, "uidSuffix": [3, 7]}
+    assert a.on_rest(poll, 200, _status_body(some_accounts), 7 * s).events[0].state == "partial"
+    (back,) = a.on_rest(poll, 200, _status_body({**everything, "state": "completed"}), 8 * s).events
+    assert back.state == "online"
+    a.on_rest(poll, 200, '{"retCode":10006,"retMsg":"Too many visits"}', 9 * s)
+    assert a.error_counts() == {"errors.bad_system_status": 1}
