@@ -258,7 +258,7 @@ def symbol_from_instrument(category: str, item: Mapping[str, Any]) -> Symbol:
 
 
 class BybitAdapter(Adapter):
-    """Bybit v5 public market data (see the module docstring)."""
+    """Bybit v5 spot, linear, inverse and options: trades, L2 book (update ids), tickers, candles, liquidations."""
 
     exchange: ClassVar[str] = EXCHANGE
     urls: ClassVar[Mapping[str, str]] = {

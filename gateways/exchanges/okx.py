@@ -225,7 +225,7 @@ def _okx_checksum_counted(counters: Any) -> Any:
 
 
 class OKXAdapter(Adapter):
-    """OKX v5 public market data (see the module docstring)."""
+    """OKX v5 spot, swaps, futures and options: trades, L2 book (seqId, checksum), tickers, bbo, funding, candles."""
 
     exchange: ClassVar[str] = EXCHANGE
     urls: ClassVar[Mapping[str, str]] = {
