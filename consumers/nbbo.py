@@ -12,10 +12,10 @@ Rules (documented in docs/consumers.md):
 - an exchange is **not eligible** while its gateway is stale (``Status(feed='gateway',
   state='stale')`` from the subscriber), while one of its feeds is disconnected or resyncing
   (``Status`` from the gateway), while the exchange says it is in maintenance or cancel-only
-  (``Status(feed='system')``: Kraken, OKX, Deribit, Binance spot, Bybit), while the book of that symbol
-  is invalid (a ``Gap`` on its ``book``/``l3`` channel, or a feed-wide ``Gap``, until the ``Reset``), and while its own
-  quote is crossed (bid >= ask). Its last quote is kept and counts again as soon as it
-  recovers;
+  (``Status(feed='system')``: Kraken, OKX, Deribit, Coinbase, Binance spot, Bybit), while the
+  book of that symbol is invalid (a ``Gap`` on its ``book``/``l3`` channel, or a feed-wide ``Gap``,
+  until the ``Reset``), and while its own quote is crossed (bid >= ask). Its last quote is kept
+  and counts again as soon as it recovers;
 - quote equivalence (e.g. ``{"USDT": "USD"}``) maps quote currencies onto one NBBO symbol;
   it is off by default because USD and USDT do not trade at par.
 """

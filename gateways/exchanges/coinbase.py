@@ -17,6 +17,10 @@ candles       ``candles`` (5 minute bars only,    Candle (interval ``5m``, ``clo
               with no granularity there is
               refused: logged, counted
 (keepalive)   ``heartbeats``                      counted, keeps the connection open
+(system)      ``status`` (every connection, its   Status(feed='system'): online while every
+              products)                           product of the gateway is ``online``;
+                                                  partial while some are not (offline,
+                                                  delisted, ...), maintenance when none is
 ============  ==================================  ==========================================
 
 Integrity. ``l2_data`` updates carry no per-product sequence: the only sequence is the
@@ -70,6 +74,7 @@ from gateways.adapter import (
 from gateways.books import SYNCED, Books, no_rule
 from gateways.polling import TAG, Bar, CandlePoller, PolledCandles, json_rows
 from gateways.resync import Resubscriber
+from gateways.system_status import MAINTENANCE, ONLINE, PARTIAL, SystemStatus
 
 _S = 1_000_000_000
 _MS = 1_000_000  # candle stop = the bar's last millisecond, as the other adapters
@@ -132,6 +137,8 @@ class Coinbase(PolledCandles, Adapter):
         self.resubscribes = Resubscriber(self.counters, min_interval_ns=self.resubscribe_min_interval_ns,
                                          retry_ns=self.resubscribe_timeout_ns)
         self._now = 0
+        self.system = SystemStatus(self.exchange, self.counters)
+        self._product_status: dict[str, str] = {}     # product id → its status (status channel)
 
     # ------------------------------------------------------------ instruments
     def instrument_requests(self) -> list[Fetch]:
@@ -212,6 +219,8 @@ class Coinbase(PolledCandles, Adapter):
                 by_ws.setdefault(_WS_CHANNEL[ch], {}).update(dict.fromkeys(pids))
                 streams += [(ch, s) for s in syms]
                 all_pids.update(dict.fromkeys(pids))
+            # First whether the products trade at all (the status channel), then their data.
+            messages += self._sub_messages("subscribe", "status", list(all_pids))
             for ws_channel, pids_set in by_ws.items():
                 messages += self._sub_messages("subscribe", ws_channel, list(pids_set))
             # Without a subscribed heartbeats channel, quiet products let the server close the socket.
@@ -471,7 +480,24 @@ class Coinbase(PolledCandles, Adapter):
         self.ignore("subscriptions")
 
     def _status(self, conn: str, msg: dict[str, Any], ts: int, out: Output) -> None:
-        self.ignore("status")
+        """Products and their status (sent on subscribe, then on a preset interval): the gateway's
+        products not ``online`` make the exchange ``partial``, all of them ``maintenance``."""
+        for event in msg.get("events") or ():
+            for p in event.get("products") or ():
+                pid, status = p.get("id"), p.get("status")
+                if not isinstance(pid, str) or not isinstance(status, str) or not status:
+                    raise AdapterError("bad_system_status", str(p)[:200])
+                self._product_status[pid] = status if not p.get("status_message") else \
+                    f"{status}: {p['status_message']}"
+        ours = {self.to_exchange[s] for s in self.subscription.all_symbols() if s in self.to_exchange}
+        down = {pid: st for pid, st in self._product_status.items() if pid in ours and st != ONLINE}
+        if not down:
+            self.system.set("products", ONLINE, "Coinbase: every product of this gateway online")
+        else:
+            named = ", ".join(f"{pid} {st}" for pid, st in sorted(down.items()))
+            self.system.set("products", MAINTENANCE if len(down) == len(ours) else PARTIAL,
+                            f"Coinbase: {len(down)} of this gateway's {len(ours)} products not online ({named})")
+        self.system.publish(ts, out)
 
     def _error_msg(self, conn: str, msg: dict[str, Any], ts: int, out: Output) -> None:
         raise AdapterError("exchange_error", str(msg.get("message") or msg)[:200])

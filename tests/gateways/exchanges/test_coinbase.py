@@ -66,10 +66,11 @@ def test_subscriptions_are_batched() -> None:
     for spec in specs:
         msgs = [orjson.loads(m) for m in spec.subscribe]
         assert all(len(m["product_ids"]) <= 100 for m in msgs)
-        assert msgs[-1]["channel"] == "heartbeats"
+        order = [m["channel"] for m in msgs]   # the products' status, the data channels, one heartbeats
+        assert order[0] == "status" and order[-1] == "heartbeats" and order.count("heartbeats") == 1
         assert spec.url == "ws://127.0.0.1:1" and spec.subscribe_interval >= 0.2
         channels = {m["channel"] for m in msgs}
-        assert channels <= {"level2", "market_trades", "ticker", "heartbeats"}
+        assert channels <= {"level2", "market_trades", "ticker", "heartbeats", "status"}
     assert sum(len(orjson.loads(m)["product_ids"]) for s in specs[:3] for m in s.subscribe
                if orjson.loads(m)["channel"] == "level2") == 120
 
@@ -286,7 +287,7 @@ def test_bbo_without_l2_book_comes_from_the_ticker_channel() -> None:
     specs = cb.connections()
     subs = [orjson.loads(m) for s in specs for m in s.subscribe]
     # BTC-USD's bbo is the ticker channel's; ETH-USD's comes from its book, its ticker stays a Ticker.
-    assert {(m["channel"], tuple(m["product_ids"])) for m in subs if m["channel"] != "heartbeats"} == {
+    assert {(m["channel"], tuple(m["product_ids"])) for m in subs if m["channel"] not in ("heartbeats", "status")} == {
         ("level2", ("ETH-USD",)), ("ticker", ("ETH-USD", "BTC-USD"))}
     assert ("bbo", "BTC-USD") in {st for s in specs for st in s.streams}
 
@@ -315,7 +316,7 @@ def test_bbo_without_l2_book_comes_from_the_ticker_channel() -> None:
 def test_bbo_with_l2_book_stays_derived_from_the_book() -> None:
     cb = Coinbase(Subscription({"bbo": ["BTC-USD"], "l2_book": ["BTC-USD"]}), symbols=_syms("BTC-USD"))
     channels = {orjson.loads(m)["channel"] for s in cb.connections() for m in s.subscribe}
-    assert channels == {"level2", "heartbeats"}
+    assert channels == {"level2", "heartbeats", "status"}
     snap = orjson.dumps({"channel": "l2_data", "timestamp": "2023-02-09T20:32:50.714964855Z", "sequence_num": 0,
                          "events": [{"type": "snapshot", "product_id": "BTC-USD", "updates": [
                              {"side": "bid", "event_time": "1970-01-01T00:00:00Z", "price_level": "21921.73",
@@ -335,7 +336,7 @@ def test_candle_interval_without_a_granularity_is_refused_at_subscription_time()
         cb.connections()                                   # rebuilt: refused (and counted) once
         timers = [cb.on_timer(_T0 + i * 5 * _S) for i in range(4)]
     channels = {orjson.loads(m)["channel"] for s in specs for m in s.subscribe}
-    assert channels == {"market_trades", "heartbeats"}     # the other channels go on
+    assert channels == {"market_trades", "heartbeats", "status"}     # the other channels go on
     assert ("candles", "BTC-USD") not in {st for s in specs for st in s.streams}
     assert all(t.actions == [] for t in timers)            # nor polled
     assert cb.counters["subscription.unsupported_candle_interval"] == 1 and cb.error_counts() == {}
@@ -391,7 +392,7 @@ def test_rest_candles_url_names_the_granularity_and_a_window_on_bar_boundaries()
     cb = _rest_candles("1m", trades=["BTC-USD"])
     # The websocket subscribes no candles channel for 1m bars.
     assert {orjson.loads(m)["channel"] for s in cb.connections() for m in s.subscribe} == {"market_trades",
-                                                                                           "heartbeats"}
+                                                                                           "heartbeats", "status"}
     (first,) = cb.on_timer(_T0).actions
     assert first == Fetch(f"{_CANDLES}/BTC-USD/candles?start=1699999860&end=1700017860&granularity=ONE_MINUTE",
                           1, "candles", "BTC-USD")                  # 300 bars from two minutes back
@@ -489,3 +490,30 @@ def test_malformed_rest_candle_bodies_are_counted_not_raised() -> None:
         1_699_999_920 * _S]
     assert cb.on_rest(Fetch("https://x/other", 1, "other"), 200, b"{}", 1).events == []
     assert cb.counters["errors.rest_unexpected"] == 1
+
+
+def _status_msg(seq: int, **statuses: str) -> bytes:
+    products = [{"product_type": "SPOT", "id": pid.replace("_", "-"), "base_currency": pid[:3], "quote_currency": "USD",
+                 "base_increment": "0.00000001", "quote_increment": "0.01", "display_name": pid, "status": st,
+                 "status_message": "", "min_market_funds": "1"} for pid, st in statuses.items()]
+    return orjson.dumps({"channel": "status", "client_id": "", "timestamp": "2023-02-09T20:32:50.714964855Z",
+                         "sequence_num": seq, "events": [{"type": "snapshot", "products": products}]})
+
+
+def test_product_status_becomes_system_status() -> None:
+    """The status channel (every connection, its products): all of the gateway's products online is
+    online, some not partial, none maintenance; products the gateway does not serve do not count."""
+    cb = Coinbase(Subscription({"trades": ["BTC-USD", "ETH-USD"]}), symbols=_syms("BTC-USD", "ETH-USD"))
+    subs = [orjson.loads(m) for s in cb.connections() for m in s.subscribe]
+    assert {"type": "subscribe", "product_ids": ["BTC-USD", "ETH-USD"], "channel": "status"} in subs
+    (st,) = cb.on_message("c", _status_msg(0, BTC_USD="online", ETH_USD="online", SOL_USD="offline"), 1).events
+    assert (st.KIND, st.exchange, st.feed, st.state) == ("status", "COINBASE", "system", "online")
+    assert cb.on_message("c", _status_msg(1, BTC_USD="online", ETH_USD="online"), 2).events == []
+    (st,) = cb.on_message("c", _status_msg(2, ETH_USD="delisted"), 3).events
+    assert st.state == "partial" and st.reason == "Coinbase: 1 of this gateway's 2 products not online (ETH-USD delisted)"
+    (st,) = cb.on_message("c", _status_msg(3, BTC_USD="offline"), 4).events
+    assert st.state == "maintenance"
+    (st,) = cb.on_message("c", _status_msg(4, BTC_USD="online", ETH_USD="online"), 5).events
+    assert st.state == "online"
+    cb.on_message("c", orjson.dumps({"channel": "status", "sequence_num": 5, "events": [{"products": [{"id": "X"}]}]}), 6)
+    assert cb.error_counts() == {"errors.bad_system_status": 1}
