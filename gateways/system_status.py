@@ -1,8 +1,8 @@
 """An exchange's own system status (maintenance, cancel-only, ...): the part every adapter shares.
 
 Exchanges announce the state of their trading system in their own words: Kraken one state for
-the whole exchange, OKX maintenance events with a service type and a phase, Deribit a lock per
-price index. An adapter turns each announcement into a *condition* (a key of its choosing, a
+the whole exchange, OKX and Bybit maintenance events with a service, a product and a phase,
+Deribit a lock per price index, Coinbase a status per product, Binance spot a REST flag. An adapter turns each announcement into a *condition* (a key of its choosing, a
 normalized state, a reason in words) and its :class:`SystemStatus` turns the current conditions
 into one state for the exchange, published as ``Status(feed='system')`` when it changes, so that
 consumers (the NBBO, ``feedfabric status``) need to know no exchange's vocabulary.
