@@ -583,7 +583,7 @@ class BybitAdapter(Adapter):
                 self.system.set(key, MAINTENANCE if whole else PARTIAL,
                                 f"Bybit maintenance until {ms_text(row.get('end'))}: {title}"
                                 + ("" if whole else " (part of the products or accounts)"))
-        self.system.set("none", ONLINE, "Bybit: no maintenance in progress")
+        self.system.set("none", ONLINE, "Bybit: no maintenance in progress")   # the reason when none is set
         self.system.publish(ts, out)
 
     def _categories(self) -> set[str]:
