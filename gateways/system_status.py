@@ -58,11 +58,16 @@ def ms_text(ms: Any) -> str:
 class SystemStatus:
     """The conditions an exchange has announced and the Status last published for them."""
 
-    __slots__ = ("exchange", "counters", "_conditions", "_online_reason", "_published", "_next_poll", "_noticed")
+    __slots__ = ("exchange", "counters", "active", "_conditions", "_online_reason", "_published", "_next_poll",
+                 "_noticed")
 
     def __init__(self, exchange: str, counters: Counter[str]) -> None:
         self.exchange = exchange
         self.counters = counters
+        # False in the later parts of a re-matched gateway (gateways/process.py): its first part alone
+        # asks and publishes the exchange's system status, so parts that see different instruments
+        # never publish different states for the one feed 'system'.
+        self.active = True
         self._conditions: dict[Hashable, tuple[str, str]] = {}   # key → (state, reason), never online
         self._online_reason = f"{exchange} system status: online"
         self._published: tuple[str, str] | None = None
@@ -92,7 +97,7 @@ class SystemStatus:
     def due(self, ts: int, interval_ns: int) -> bool:
         """For an exchange that tells its status over REST: True at the first call and then once per
         ``interval_ns`` (the adapter's timer asks; a failed poll waits for the next period)."""
-        if self._next_poll is not None and ts < self._next_poll:
+        if not self.active or (self._next_poll is not None and ts < self._next_poll):
             return False
         self._next_poll = ts + interval_ns
         return True
@@ -106,6 +111,9 @@ class SystemStatus:
 
     def publish(self, ts: int, out: Output, timestamp: int | None = None) -> None:
         """Publish the exchange's state if it (or its reason) changed since the last Status."""
+        if not self.active:
+            self.counters["ignored.system_status_other_part"] += 1
+            return
         now = self.current()
         if now == self._published:
             self.counters["ignored.system_status_unchanged"] += 1

@@ -48,3 +48,26 @@ def test_notice_is_counted_not_published() -> None:
     system = SystemStatus("EX", counters)
     system.notice("scheduled", "maintenance tomorrow")
     assert counters["system.scheduled"] == 1 and system.state is None
+
+
+def test_an_inactive_one_neither_polls_nor_publishes() -> None:
+    """The later parts of a re-matched gateway: their instruments differ from the first part's, so
+    only the first part asks and publishes the exchange's system status."""
+    counters: Counter[str] = Counter()
+    system = SystemStatus("EX", counters)
+    system.active = False
+    system.set("a", "maintenance", "down")
+    assert not system.due(1, 10) and _published(system, 1) == []
+    assert counters["ignored.system_status_other_part"] == 1 and system.state is None
+
+
+def test_a_gateways_later_parts_leave_the_system_status_to_the_first() -> None:
+    from feedfabric.testing.exchange import RecordingPublisher
+    from gateways.process import Gateway, GatewayConfig
+    cfg = GatewayConfig(name="bn", exchange="BINANCE", channels={"trades": ["BTC-USDT"]}, pub="inproc://unused")
+    gw = Gateway(cfg, publisher=RecordingPublisher("BINANCE"))
+    gw._build(cfg.model_copy(update={"channels": {"trades": ["ETH-USDT"]}}))   # as a re-match adds a part
+    first, later = (p.adapter for p in gw.parts)
+    assert (first.system.active, later.system.active) == (True, False)
+    polls = [[a for a in adapter.on_timer(1).actions if a.tag == "system_status"] for adapter in (first, later)]
+    assert [len(p) for p in polls] == [1, 0]
