@@ -437,12 +437,13 @@ SYSTEM_STATUS: dict[str, tuple[str, Callable[[Any], tuple[str, str]], str]] = {
 
 
 @pytest.mark.parametrize("exchange", sorted(SYSTEM_STATUS))
-async def test_exchange_system_status_is_published(shared_data: Path, loopback_exchange, exchange: str) -> None:
+async def test_exchange_system_status_is_published(shared_data: Path, loopback_exchange, exchange: str,
+                                                  tmp_path: Path) -> None:
     """The gateway subscribes its exchange's system status channel (the loopback accepts it beside the
     capture's streams); a maintenance announced there is published as Status(feed='system'), its end
-    as online, and the feeds go on untouched."""
+    as online, and the feeds go on untouched; what it recorded replays to the same states."""
     capture, frames, word = SYSTEM_STATUS[exchange]
-    ses = await _session(shared_data, loopback_exchange, capture, exchange)
+    ses = await _session(shared_data, loopback_exchange, capture, exchange, record=tmp_path / "status.ffcap")
     lb, adapter, pub = ses.lb, ses.adapter, ses.pub
 
     def system() -> list[str]:
@@ -467,6 +468,9 @@ async def test_exchange_system_status_is_published(shared_data: Path, loopback_e
     assert lb.errors == [] and adapter.counters["errors"] == 0
     maintenance = next(e for e in pub.of_kind("status") if e.feed == "system")
     assert maintenance.exchange == exchange and word in maintenance.reason
+    replayed: list = []
+    Replayer(sink=replayed.append).run(read_capture(tmp_path / "status.ffcap"))
+    assert [e.state for e in replayed if e.KIND == "status" and e.feed == "system"] == system()
 
 
 _BYBIT_MAINTENANCE = {"id": "m1", "title": "Full upgrade", "state": "ongoing", "serviceTypes": [1, 5],
@@ -486,14 +490,18 @@ REST_SYSTEM_STATUS = {"BINANCE": ("BINANCE", "/sapi/v1/system/status", _binance_
 
 
 @pytest.mark.parametrize("exchange", sorted(REST_SYSTEM_STATUS))
-async def test_system_status_polled_end_to_end(shared_data: Path, loopback_exchange, exchange: str) -> None:
+async def test_system_status_polled_end_to_end(shared_data: Path, loopback_exchange, exchange: str,
+                                               tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Binance spot and Bybit tell their system status over REST: the gateway polls it (here every
-    0.2 s instead of every minute) and publishes online, maintenance, online as the exchange says."""
+    0.2 s instead of every minute) and publishes online, maintenance, online as the exchange says;
+    what it recorded replays to the same states."""
     capture, path, says = REST_SYSTEM_STATUS[exchange]
-    ses = await _session(shared_data, loopback_exchange, capture, exchange)
+    ses = await _session(shared_data, loopback_exchange, capture, exchange, record=tmp_path / "status.ffcap")
     lb, adapter, pub = ses.lb, ses.adapter, ses.pub
-    adapter.system_status_interval_ns = 200_000_000
-    adapter.timer_interval = 0.1   # Bybit's timer ticks every 5 s
+    # Live and replayed alike (the replay makes an adapter of its own): a poll every 0.2 s, on a
+    # timer ticking every 0.1 s (Bybit's ticks every 5 s).
+    monkeypatch.setattr(type(adapter), "system_status_interval_ns", 200_000_000)
+    monkeypatch.setattr(type(adapter), "timer_interval", 0.1)
 
     def system() -> list[str]:
         return [e.state for e in pub.of_kind("status") if e.feed == "system"]
@@ -506,6 +514,9 @@ async def test_system_status_polled_end_to_end(shared_data: Path, loopback_excha
         await wait_until(lambda: system() == ["online", "maintenance", "online"], 10, "online again")
     assert sum(u.endswith(path) for u in lb.rest_requests) >= 3
     assert adapter.counters["errors"] == 0 and lb.errors == []
+    replayed: list = []
+    Replayer(sink=replayed.append).run(read_capture(tmp_path / "status.ffcap"))
+    assert [e.state for e in replayed if e.KIND == "status" and e.feed == "system"] == system()
 
 
 async def test_old_connection_lost_during_the_overlap_hands_over(shared_data: Path, loopback_exchange) -> None:
