@@ -7,8 +7,11 @@
 - :class:`HttpProxy`: a minimal HTTP proxy on loopback that counts what it relays (proxy tests).
 - :class:`ThreadedLoopback`: the loopback exchange on a background thread's event loop, for
   synchronous tests of command-line tools.
+- :class:`LoopbackGateway`: a gateway of an exchange on a loopback exchange serving a capture,
+  publishing into a :class:`RecordingPublisher`: the shape of an end-to-end test of an adapter.
 - fixtures: ``loopback_exchange`` (async factory: a started :class:`gateways.loopback.Loopback`
-  serving a capture, stopped at teardown), ``recording_publisher``.
+  serving a capture, stopped at teardown), ``loopback_gateway`` (async factory: a
+  :class:`LoopbackGateway` on a started loopback), ``recording_publisher``.
 """
 
 from __future__ import annotations
@@ -133,6 +136,41 @@ async def wait_until(condition: Callable[[], bool], timeout: float = 10.0, what:
         await asyncio.sleep(0.01)
 
 
+class LoopbackGateway:
+    """A gateway of ``exchange`` on the started loopback ``lb`` serving ``records`` (the capture's own
+    subscription), publishing into :attr:`pub`; ``async with ses.gw:`` runs it. ``options`` are
+    :class:`gateways.process.GatewayConfig` fields (reconnect backoff shortened for tests)."""
+
+    def __init__(self, records: list[Any], lb: Any, exchange: str, **options: Any) -> None:
+        from gateways.process import Gateway, GatewayConfig
+
+        self.records, self.lb = records, lb
+        self.channels: dict[str, list[str]] = records[0].data["channels"]
+        self.pub = RecordingPublisher(exchange)
+        config = {"backoff_initial": 0.05, "backoff_max": 0.2, **options}
+        self.gw = Gateway(GatewayConfig(name="gw", exchange=exchange, channels=self.channels, pub="inproc://unused",
+                                        urls=lb.urls(), **config), publisher=self.pub)
+
+    @property
+    def adapter(self) -> Any:
+        return self.gw.adapter
+
+    @property
+    def symbols(self) -> list[str]:
+        """The book symbols in the adapter's spelling (Deribit options resolved once instruments load)."""
+        return self.adapter.subscription.symbols("l2_book")
+
+    def at_truth(self) -> bool:
+        """Every book of the adapter equal to the loopback's truth of it."""
+        books, truth = self.adapter.books, self.lb.profile.truth_book
+        return all(books.get(s) is not None and books.get(s).book.snapshot() == truth(self.adapter.exchange_symbol(s))
+                   for s in self.symbols)
+
+    def states(self, feed: str) -> list[str]:
+        """The states published for ``feed`` (a connection id, ``system``), in order."""
+        return [e.state for e in self.pub.of_kind("status") if e.feed == feed]
+
+
 @pytest.fixture
 def recording_publisher() -> RecordingPublisher:
     return RecordingPublisher()
@@ -156,6 +194,19 @@ async def loopback_exchange() -> AsyncIterator[Callable[..., Any]]:
     yield factory
     for lb in started:
         await lb.stop()
+
+
+@pytest_asyncio.fixture
+async def loopback_gateway(loopback_exchange: Callable[..., Any]) -> Callable[..., Any]:
+    """``ses = await loopback_gateway(path_or_records, exchange, **options)``: a
+    :class:`LoopbackGateway` on a started loopback exchange serving that capture."""
+    from gateways.capture import read_capture
+
+    async def factory(capture: Any, exchange: str, **options: Any) -> LoopbackGateway:
+        records = list(read_capture(capture) if isinstance(capture, (str, Path)) else capture)
+        return LoopbackGateway(records, await loopback_exchange(records), exchange, **options)
+
+    return factory
 
 
 class ThreadedLoopback:

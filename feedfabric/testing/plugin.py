@@ -25,7 +25,7 @@ def shared_data() -> Path:
 # --- bus fixtures (feedfabric.testing.bus) ---
 from feedfabric.testing.bus import bus_dir, bus_endpoint, publisher_factory, publisher_process, subscriber_factory  # noqa: E402,F401,I001
 # --- gateway fixtures (feedfabric.testing.exchange) ---
-from feedfabric.testing.exchange import loopback_exchange, recording_publisher  # noqa: E402,F401,I001
+from feedfabric.testing.exchange import loopback_exchange, loopback_gateway, recording_publisher  # noqa: E402,F401,I001
 # --- log capture (feedfabric.testing.logs) ---
 from feedfabric.testing.logs import log_records  # noqa: E402,F401,I001
 # --- consumer fixtures (feedfabric.testing.consumers) ---

@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 import pytest
 
-from feedfabric.testing.exchange import HttpProxy, RecordingPublisher, wait_until
+from feedfabric.testing.exchange import HttpProxy, LoopbackGateway, RecordingPublisher, wait_until
 from gateways.capture import RECV, read_capture
 from gateways.process import Gateway, GatewayConfig
 from gateways.replay import Replayer
@@ -245,65 +245,46 @@ def test_proxy_pool_round_robin_and_config_checks() -> None:
     assert "gopher://h:1" in msg and "hunter2" not in msg
 
 
-class _Session:
-    """A gateway of ``exchange`` replaying ``capture`` through a started loopback exchange."""
-
-    def __init__(self, records: list, lb, exchange: str, **options: object) -> None:
-        self.records, self.lb = records, lb
-        self.channels = records[0].data["channels"]
-        self.symbols: list[str] = self.channels["l2_book"]
-        self.pub = RecordingPublisher(exchange)
-        self.gw = Gateway(GatewayConfig(name="gw", exchange=exchange, channels=self.channels, pub="inproc://unused",
-                                        urls=lb.urls(), backoff_initial=0.05, backoff_max=0.2, **options),
-                          publisher=self.pub)
-        self.adapter = self.gw.adapter
-
-    def at_truth(self) -> bool:
-        books, lb = self.adapter.books, self.lb
-        return all(books.get(s) is not None and books.get(s).book.snapshot()
-                   == lb.profile.truth_book(self.adapter.exchange_symbol(s)) for s in self.symbols)
-
-
-    async def announced_rotation(self, frame: str, rotations: int) -> Any:
-        """Inside ``async with self.gw`` with the books synced: the exchange announces a connection's
-        end (``frame`` to every connection); the capture streams on through the overlap until
-        ``rotations`` replacements, then to its end. No Gap, Reset or disconnect; books at the truth.
-        Returns the driver."""
-        lb, driver = self.lb, self.gw.driver
-        await lb.broadcast([frame])
-        for _ in range(20):
-            lb.release(5)
-            await asyncio.sleep(0.03)
-        await wait_until(lambda: driver.counters["rotations"] == rotations, 10, "replaced")
-        lb.release(None)
-        await lb.wait_sent()
-        await wait_until(self.at_truth, 10, "books equal to the truth")
-        assert self.pub.of_kind("gap") == [] and self.pub.of_kind("reset") == []
-        assert driver.counters["disconnects"] == 0
-        return driver
-
-    def assert_trades_once(self) -> None:
-        """The trades published are those a replay of the capture makes: each once."""
-        replayed: list = []
-        Replayer(sink=replayed.append).run(self.records)
-        assert sorted((t.symbol, t.id) for t in self.pub.of_kind("trade")) == sorted(
-            (t.symbol, t.id) for t in replayed if t.KIND == "trade")
+async def announced_rotation(ses: LoopbackGateway, frame: str, rotations: int) -> Any:
+    """Inside ``async with ses.gw`` with the books synced: the exchange announces a connection's end
+    (``frame`` to every connection); the capture streams on through the overlap until ``rotations``
+    replacements, then to its end. No Gap, Reset or disconnect; books at the truth. Returns the driver."""
+    lb, driver = ses.lb, ses.gw.driver
+    await lb.broadcast([frame])
+    for _ in range(20):
+        lb.release(5)
+        await asyncio.sleep(0.03)
+    await wait_until(lambda: driver.counters["rotations"] == rotations, 10, "replaced")
+    lb.release(None)
+    await lb.wait_sent()
+    await wait_until(ses.at_truth, 10, "books equal to the truth")
+    assert ses.pub.of_kind("gap") == [] and ses.pub.of_kind("reset") == []
+    assert driver.counters["disconnects"] == 0
+    return driver
 
 
-async def _session(shared_data: Path, loopback_exchange, capture: str, exchange: str, **options: object) -> _Session:
+def assert_trades_once(ses: LoopbackGateway) -> None:
+    """The trades published are those a replay of the capture makes: each once."""
+    replayed: list = []
+    Replayer(sink=replayed.append).run(ses.records)
+    assert sorted((t.symbol, t.id) for t in ses.pub.of_kind("trade")) == sorted(
+        (t.symbol, t.id) for t in replayed if t.KIND == "trade")
+
+
+async def _session(shared_data: Path, loopback_gateway, capture: str, exchange: str, **options: object) -> LoopbackGateway:
     """A gateway of ``exchange`` on the loopback serving ``capture`` (under cryptofeed/ unless it names
     its folder)."""
-    records = list(read_capture(shared_data / (capture if "/" in capture else f"cryptofeed/{capture}")))
-    return _Session(records, await loopback_exchange(records), exchange, **options)
+    return await loopback_gateway(shared_data / (capture if "/" in capture else f"cryptofeed/{capture}"), exchange,
+                                  **options)
 
 
 @pytest.mark.parametrize("exchange", ["BINANCE_FUTURES", "BINANCE_DELIVERY"])
-async def test_planned_rotation_is_seamless(shared_data: Path, loopback_exchange, exchange: str,
+async def test_planned_rotation_is_seamless(shared_data: Path, loopback_gateway, exchange: str,
                                             tmp_path: Path) -> None:
     """Binance ends connections after 24 h; the driver replaces each one ahead of time, make-before-
     break (here every 0.6 s, 0.3 s of overlap) while the capture streams: no disconnect, no Gap, no
     resync, every trade published once, books equal to the truth; what it recorded replays the same."""
-    ses = await _session(shared_data, loopback_exchange, exchange, exchange, connection_lifetime=0.6,
+    ses = await _session(shared_data, loopback_gateway, exchange, exchange, connection_lifetime=0.6,
                          rotate_overlap=0.3, record=tmp_path / "rotated.ffcap")
     records, lb, gw, pub, adapter, symbols = ses.records, ses.lb, ses.gw, ses.pub, ses.adapter, ses.symbols
 
@@ -350,10 +331,10 @@ async def test_planned_rotation_is_seamless(shared_data: Path, loopback_exchange
         assert live and book_events(replayed, sym) == live, sym
 
 
-async def test_rotation_failures_leave_the_connection_running(shared_data: Path, loopback_exchange) -> None:
+async def test_rotation_failures_leave_the_connection_running(shared_data: Path, loopback_gateway) -> None:
     """A new connection that cannot be opened is counted and tried again later, the old one runs on;
     a drop in the middle of an overlap is an ordinary reconnect (the new connection is closed too)."""
-    ses = await _session(shared_data, loopback_exchange, "BINANCE_FUTURES", "BINANCE_FUTURES",
+    ses = await _session(shared_data, loopback_gateway, "BINANCE_FUTURES", "BINANCE_FUTURES",
                          connection_lifetime=0.4, rotate_overlap=1.0)
     lb, gw, pub, symbols = ses.lb, ses.gw, ses.pub, ses.symbols
     async with gw:
@@ -387,11 +368,11 @@ async def test_rotation_failures_leave_the_connection_running(shared_data: Path,
 
 
 async def test_okx_service_upgrade_notice_replaces_the_connection_seamlessly(shared_data: Path,
-                                                                            loopback_exchange) -> None:
+                                                                            loopback_gateway) -> None:
     """OKX's notice 64008 (the connection closes soon for a service upgrade): the adapter asks for a
     replacement at once, the new connection's snapshots of the synced books are dropped at the
     handover, and the stream goes on without Gap, Reset or a trade published twice."""
-    ses = await _session(shared_data, loopback_exchange, "OKX", "OKX", rotate_overlap=0.3)
+    ses = await _session(shared_data, loopback_gateway, "OKX", "OKX", rotate_overlap=0.3)
     lb, adapter, symbols = ses.lb, ses.adapter, ses.symbols
     notice = '{"event":"notice","code":"64008","msg":"The connection will soon be closed for a service upgrade."}'
     async with ses.gw:
@@ -402,12 +383,12 @@ async def test_okx_service_upgrade_notice_replaces_the_connection_seamlessly(sha
         await wait_until(lambda: all(adapter.books.get(s) is not None and adapter.books.get(s).state == "synced"
                                      for s in symbols), 10, "initial sync")
         n_conns = lb.connections
-        driver = await ses.announced_rotation(notice, n_conns)
+        driver = await announced_rotation(ses, notice, n_conns)
     assert adapter.counters["notice.service_upgrade"] == n_conns
     assert adapter.counters["ignored.handoff_snapshot"] == len(symbols)
     assert driver.counters["rotation_duplicates"] > 0 and adapter.counters["book.resyncs"] == 0
     assert lb.connections == 2 * n_conns and lb.errors == []
-    ses.assert_trades_once()
+    assert_trades_once(ses)
 
 
 # The exchange's own words for a maintenance that starts and ends (its system status channel).
@@ -437,13 +418,13 @@ SYSTEM_STATUS: dict[str, tuple[str, Callable[[Any], tuple[str, str]], str]] = {
 
 
 @pytest.mark.parametrize("exchange", sorted(SYSTEM_STATUS))
-async def test_exchange_system_status_is_published(shared_data: Path, loopback_exchange, exchange: str,
+async def test_exchange_system_status_is_published(shared_data: Path, loopback_gateway, exchange: str,
                                                   tmp_path: Path) -> None:
     """The gateway subscribes its exchange's system status channel (the loopback accepts it beside the
     capture's streams); a maintenance announced there is published as Status(feed='system'), its end
     as online, and the feeds go on untouched; what it recorded replays to the same states."""
     capture, frames, word = SYSTEM_STATUS[exchange]
-    ses = await _session(shared_data, loopback_exchange, capture, exchange, record=tmp_path / "status.ffcap")
+    ses = await _session(shared_data, loopback_gateway, capture, exchange, record=tmp_path / "status.ffcap")
     lb, adapter, pub = ses.lb, ses.adapter, ses.pub
 
     def system() -> list[str]:
@@ -451,7 +432,6 @@ async def test_exchange_system_status_is_published(shared_data: Path, loopback_e
 
     async with ses.gw:
         await lb.wait_subscribed()
-        ses.symbols = adapter.subscription.symbols("l2_book")   # the adapter's spelling (Deribit options)
         subscribed = {s for _, op, streams in lb.client_messages if op == "subscribe" for s in streams}
         assert any(lb.profile.system_stream(stream) for stream in subscribed)
         start, end = frames(adapter)
@@ -490,13 +470,13 @@ REST_SYSTEM_STATUS = {"BINANCE": ("BINANCE", "/sapi/v1/system/status", _binance_
 
 
 @pytest.mark.parametrize("exchange", sorted(REST_SYSTEM_STATUS))
-async def test_system_status_polled_end_to_end(shared_data: Path, loopback_exchange, exchange: str,
+async def test_system_status_polled_end_to_end(shared_data: Path, loopback_gateway, exchange: str,
                                                tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Binance spot and Bybit tell their system status over REST: the gateway polls it (here every
     0.2 s instead of every minute) and publishes online, maintenance, online as the exchange says;
     what it recorded replays to the same states."""
     capture, path, says = REST_SYSTEM_STATUS[exchange]
-    ses = await _session(shared_data, loopback_exchange, capture, exchange, record=tmp_path / "status.ffcap")
+    ses = await _session(shared_data, loopback_gateway, capture, exchange, record=tmp_path / "status.ffcap")
     lb, adapter, pub = ses.lb, ses.adapter, ses.pub
     # Live and replayed alike (the replay makes an adapter of its own): a poll every 0.2 s, on a
     # timer ticking every 0.1 s (Bybit's ticks every 5 s).
@@ -519,10 +499,10 @@ async def test_system_status_polled_end_to_end(shared_data: Path, loopback_excha
     assert [e.state for e in replayed if e.KIND == "status" and e.feed == "system"] == system()
 
 
-async def test_old_connection_lost_during_the_overlap_hands_over(shared_data: Path, loopback_exchange) -> None:
+async def test_old_connection_lost_during_the_overlap_hands_over(shared_data: Path, loopback_gateway) -> None:
     """The exchange closes the old connection while the new one already runs subscribed (a rotation
     that came late): the new one takes over as planned, without a disconnect or a Gap."""
-    ses = await _session(shared_data, loopback_exchange, "BINANCE_FUTURES", "BINANCE_FUTURES",
+    ses = await _session(shared_data, loopback_gateway, "BINANCE_FUTURES", "BINANCE_FUTURES",
                          connection_lifetime=0.3, rotate_overlap=30.0)
     lb, gw, pub = ses.lb, ses.gw, ses.pub
     async with gw:
@@ -544,22 +524,22 @@ async def test_old_connection_lost_during_the_overlap_hands_over(shared_data: Pa
 
 
 async def test_binance_server_shutdown_replaces_the_connection_seamlessly(shared_data: Path,
-                                                                         loopback_exchange) -> None:
+                                                                         loopback_gateway) -> None:
     """Binance's ``serverShutdown`` event: the connection is replaced at once, make-before-break."""
-    ses = await _session(shared_data, loopback_exchange, "BINANCE", "BINANCE", rotate_overlap=0.3)
+    ses = await _session(shared_data, loopback_gateway, "BINANCE", "BINANCE", rotate_overlap=0.3)
     async with ses.gw:
         await ses.lb.wait_subscribed()
         ses.lb.release(100)
         await ses.lb.wait_sent()
-        await ses.announced_rotation('{"stream":"!serverShutdown","data":{"e":"serverShutdown","E":1770123456789}}', 1)
+        await announced_rotation(ses, '{"stream":"!serverShutdown","data":{"e":"serverShutdown","E":1770123456789}}', 1)
     assert ses.adapter.counters["server_shutdown"] == 1 and ses.lb.connections == 2
-    ses.assert_trades_once()
+    assert_trades_once(ses)
 
 
-async def test_rest_obeys_retry_after_and_the_used_weight_header(shared_data: Path, loopback_exchange) -> None:
+async def test_rest_obeys_retry_after_and_the_used_weight_header(shared_data: Path, loopback_gateway) -> None:
     """A 429 with ``Retry-After: 2`` holds every REST request 2 s (the snapshot retry waits), and
     Binance's ``X-MBX-USED-WEIGHT-1M`` caps the budget left."""
-    ses = await _session(shared_data, loopback_exchange, "BINANCE_FUTURES", "BINANCE_FUTURES")
+    ses = await _session(shared_data, loopback_gateway, "BINANCE_FUTURES", "BINANCE_FUTURES")
     lb, gw, pub = ses.lb, ses.gw, ses.pub
     lb.rest_headers = {"X-MBX-USED-WEIGHT-1M": "2395"}
     async with gw:
@@ -588,9 +568,9 @@ async def test_rest_obeys_retry_after_and_the_used_weight_header(shared_data: Pa
         assert driver.counters["rest_rate_limited"] == 1 and lb.rest_failures == 1
 
 
-async def test_bitmex_remaining_requests_header_caps_the_budget(shared_data: Path, loopback_exchange) -> None:
+async def test_bitmex_remaining_requests_header_caps_the_budget(shared_data: Path, loopback_gateway) -> None:
     """BitMEX's ``x-ratelimit-remaining`` (requests this IP has left this minute) caps the budget."""
-    ses = await _session(shared_data, loopback_exchange, "BITMEX", "BITMEX")
+    ses = await _session(shared_data, loopback_gateway, "BITMEX", "BITMEX")
     ses.lb.rest_headers = {"x-ratelimit-remaining": "3"}
     async with ses.gw:
         await ses.lb.wait_subscribed()                     # the instruments were loaded over REST
@@ -598,10 +578,10 @@ async def test_bitmex_remaining_requests_header_caps_the_budget(shared_data: Pat
         assert budget.tokens <= 3 + budget.rate * (budget.clock() - budget.updated) + 1e-9
 
 
-async def test_refused_connection_waits_for_retry_after(shared_data: Path, loopback_exchange) -> None:
+async def test_refused_connection_waits_for_retry_after(shared_data: Path, loopback_gateway) -> None:
     """A handshake answered 429 with ``Retry-After: 1``: the next attempt waits 1 s, not the 50 ms
     backoff; counted ``ws_refused.429``; then the connection comes up and the books sync."""
-    ses = await _session(shared_data, loopback_exchange, "BINANCE_FUTURES", "BINANCE_FUTURES")
+    ses = await _session(shared_data, loopback_gateway, "BINANCE_FUTURES", "BINANCE_FUTURES")
     lb = ses.lb
     lb.refuse_ws(429, retry_after="1")
     async with ses.gw:
