@@ -428,7 +428,7 @@ async def test_exchange_system_status_is_published(shared_data: Path, loopback_g
     lb, adapter, pub = ses.lb, ses.adapter, ses.pub
 
     def system() -> list[str]:
-        return [e.state for e in pub.of_kind("status") if e.feed == "system"]
+        return ses.states("system")
 
     async with ses.gw:
         await lb.wait_subscribed()
@@ -484,7 +484,7 @@ async def test_system_status_polled_end_to_end(shared_data: Path, loopback_gatew
     monkeypatch.setattr(type(adapter), "timer_interval", 0.1)
 
     def system() -> list[str]:
-        return [e.state for e in pub.of_kind("status") if e.feed == "system"]
+        return ses.states("system")
 
     async with ses.gw:
         await wait_until(lambda: system() == ["online"], 10, "online")
