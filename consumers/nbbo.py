@@ -2,8 +2,9 @@
 
 :class:`NBBOCalculator` is pure (events in, changed :class:`NBBO` events out, no I/O);
 :class:`NBBOConsumer` wires it to the bus: it subscribes to ``bbo.`` plus the control topics
-(``status.``, ``gap.``, ``reset.``) of many gateways and publishes ``nbbo.<SYMBOL>.`` on its
-own PUB, only when the NBBO changed.
+(``status.``, ``gap.``, ``reset.``, and ``heartbeat.`` for the feed states it joined too late to
+see announced) of many gateways and publishes ``nbbo.<SYMBOL>.`` on its own PUB, only when the
+NBBO changed.
 
 Rules (documented in docs/consumers.md):
 
@@ -28,7 +29,7 @@ from typing import Any
 from bus.subscriber import Message
 from consumers.base import Consumer
 from cryptofeed_types.book import price_key
-from cryptofeed_types.events import BBO, NBBO, Event, Gap, Reset, Status
+from cryptofeed_types.events import BBO, NBBO, Event, Gap, Heartbeat, Reset, Status
 
 # A feed in one of these states takes its exchange out; "maintenance" and "cancel_only" are an
 # exchange's own system status (Status feed "system", e.g. Kraken's): its quotes are not actionable.
@@ -65,6 +66,8 @@ class NBBOCalculator:
         self.down_exchanges: set[str] = set()
         self.invalid_books: set[tuple[str, str]] = set()          # (exchange, symbol)
         self.invalid_feeds: set[str] = set()                      # exchange with a feed-wide gap
+        self.gateway_feeds: dict[str, dict[str, str]] = {}        # gateway -> its feeds' states (heartbeats)
+        self._quoting: set[tuple[str, str]] = set()               # (gateway, exchange) pairs seen quoting
         self.counters = {"bbo": 0, "nbbo": 0, "crossed_quotes": 0, "bad_quotes": 0}
 
     def nbbo_symbol(self, symbol: str) -> str:
@@ -142,6 +145,11 @@ class NBBOCalculator:
             self.counters["crossed_quotes"] += 1
         nsym = self.nbbo_symbol(ev.symbol)
         self.quotes.setdefault(nsym, {})[ev.exchange] = (q, ev.symbol)
+        if (gateway, ev.exchange) not in self._quoting:
+            # The first quote of this exchange from this gateway: the feed states its heartbeats
+            # told before (a consumer that joined after a maintenance was announced) hold for it.
+            self._quoting.add((gateway, ev.exchange))
+            self._set_feeds(ev.exchange, self.gateway_feeds.get(gateway, {}))
         return self._refresh((nsym,), ev.timestamp, ev.receipt_timestamp)
 
     def on_status(self, ev: Status, gateway: str = "") -> list[NBBO]:
@@ -155,13 +163,36 @@ class NBBOCalculator:
                 self.stale_gateways.discard(gw)
             affected = self._symbols_of(gateway=gw)
         else:
-            self.feed_states[(ev.exchange, ev.feed)] = ev.state
-            if any(st in DOWN_STATES for (ex, _), st in self.feed_states.items() if ex == ev.exchange):
-                self.down_exchanges.add(ev.exchange)
-            else:
-                self.down_exchanges.discard(ev.exchange)
+            self._set_feeds(ev.exchange, {ev.feed: ev.state})
             affected = self._symbols_of(exchange=ev.exchange)
         return self._refresh(affected, ev.timestamp, ev.receipt_timestamp)
+
+    def on_heartbeat(self, ev: Heartbeat, gateway: str = "") -> list[NBBO]:
+        """Every heartbeat carries the state of each of its gateway's feeds (connections, the
+        exchange's system status): a consumer that joined after a Status learns it from the next
+        heartbeat (about a second) instead of from the next change, which may be hours away."""
+        gw = gateway or ev.gateway
+        feeds = {str(k): str(v) for k, v in dict(ev.feeds).items()}
+        self.gateway_feeds[gw] = feeds
+        out: list[NBBO] = []
+        for exchange in sorted({ex for g, ex in self._quoting if g == gw}):
+            if self._set_feeds(exchange, feeds):
+                out += self._refresh(self._symbols_of(exchange=exchange), ev.timestamp, ev.receipt_timestamp)
+        return out
+
+    def _set_feeds(self, exchange: str, feeds: Mapping[str, str]) -> bool:
+        """Record feed states of ``exchange``; True when any changed (its eligibility is then updated)."""
+        changed = False
+        for feed, state in feeds.items():
+            if self.feed_states.get((exchange, feed)) != state:
+                self.feed_states[(exchange, feed)] = state
+                changed = True
+        if changed:
+            if any(st in DOWN_STATES for (ex, _), st in self.feed_states.items() if ex == exchange):
+                self.down_exchanges.add(exchange)
+            else:
+                self.down_exchanges.discard(exchange)
+        return changed
 
     def on_gap(self, ev: Gap) -> list[NBBO]:
         """A book became invalid: its exchange leaves that symbol's NBBO until the Reset."""
@@ -197,13 +228,16 @@ class NBBOCalculator:
             return self.on_gap(ev)
         if t is Reset:
             return self.on_reset(ev)
+        if t is Heartbeat:
+            return self.on_heartbeat(ev, gateway)
         return []
 
 
 class NBBOConsumer(Consumer):
     """The nbbo process: bbo + control topics of many gateways in, ``nbbo.<SYMBOL>.`` out."""
 
-    default_prefixes = ("bbo.", "status.", "gap.", "reset.")
+    # Heartbeats for the feed states a (re)started NBBO process missed (see on_heartbeat).
+    default_prefixes = ("bbo.", "status.", "gap.", "reset.", "heartbeat.")
     # Not for books (none subscribed): the snapshot service also serves each gateway's last
     # bbo values, so a (re)started NBBO process is complete at once instead of waiting for
     # every symbol's top of book to move.

@@ -9,7 +9,7 @@ from decimal import Decimal
 
 from bus.subscriber import Subscriber
 from consumers.nbbo import NBBOCalculator, NBBOConsumer
-from cryptofeed_types.events import BBO, NBBO, Gap, Reset, Status
+from cryptofeed_types.events import BBO, NBBO, Gap, Heartbeat, Reset, Status
 
 EXCHANGES = ("AAA", "BBB", "CCC")
 SYMBOLS = ("BTC-USDT", "ETH-USDT")
@@ -178,6 +178,30 @@ def test_exchange_in_maintenance_or_cancel_only_leaves() -> None:
     assert calc.on_status(Status("KRAKEN", "system", "partial", receipt_timestamp=6), "k") == []
 
 
+def test_a_late_joiner_learns_feed_states_from_heartbeats() -> None:
+    """An NBBO process started after Kraken announced maintenance never saw that Status: the
+    heartbeats of Kraken's gateway carry it (feeds), before or after its first quote arrives."""
+    for heartbeat_first in (True, False):
+        calc = NBBOCalculator()
+        hb = Heartbeat("k", {"messages": 1}, {"KRAKEN.0": "connected", "system": "maintenance"}, receipt_timestamp=1)
+        if heartbeat_first:
+            assert calc.on_event(hb, "k") == []                        # no quote of this gateway yet
+        calc.on_event(BBO("BBB", "BTC-USD", bid="100", bid_size="2", ask="103", ask_size="2", receipt_timestamp=2), "b")
+        out = calc.on_event(BBO("KRAKEN", "BTC-USD", bid="101", bid_size="1", ask="102", ask_size="1",
+                                receipt_timestamp=3), "k")
+        if heartbeat_first:
+            assert out == []                                           # Kraken's better quote does not count
+        else:
+            assert _view(out[0])[2] == "KRAKEN"                        # nothing known against it yet
+            (left,) = calc.on_event(hb, "k")
+            assert _view(left)[2] == "BBB"
+        assert calc.last["BTC-USD"][2] == "BBB" and calc.last["BTC-USD"][5] == "BBB", heartbeat_first
+        assert calc.on_event(hb, "k") == []                            # the same states: nothing changes
+        (back,) = calc.on_event(Heartbeat("k", {}, {"KRAKEN.0": "connected", "system": "online"},
+                                          receipt_timestamp=4), "k")
+        assert _view(back)[2] == "KRAKEN"
+
+
 def test_quote_equivalence_is_opt_in() -> None:
     off, on = NBBOCalculator(), NBBOCalculator({"USDT": "USD"})
     for calc in (off, on):
@@ -227,6 +251,52 @@ def test_nbbo_process_over_the_bus(bus_endpoint, publisher_factory) -> None:
         with Subscriber(ep_n, ["nbbo."]) as late:
             msg = late.recv(10)
             assert msg is not None and _view(msg.event) == _view(latest["BTC-USDT"])
+    finally:
+        consumer.stop()
+        thread.join(10)
+        out.close()
+    assert not thread.is_alive() and consumer.counters["errors"] == 0
+
+
+def test_nbbo_process_started_during_a_maintenance_leaves_that_exchange_out(bus_endpoint, publisher_factory) -> None:
+    """AAA's gateway announced its exchange's maintenance before the NBBO process started: the
+    process learns it from the gateway's heartbeats and leaves AAA's better quote out until the
+    exchange is online again."""
+    ep_a, ep_b, ep_n = bus_endpoint("ga"), bus_endpoint("gb"), bus_endpoint("nbbo")
+    pa = publisher_factory("ga", ep_a, heartbeat_interval=0.1)
+    pb = publisher_factory("gb", ep_b, heartbeat_interval=0.1)
+    pa.publish(Status("AAA", "system", "maintenance", reason="AAA system status: maintenance",
+                      receipt_timestamp=time.time_ns()))
+    time.sleep(0.3)                                    # long past: nobody was subscribed to see it
+    consumer = NBBOConsumer("nbbo", [ep_a, ep_b], publish=ep_n, heartbeat_timeout=2.0, tick_interval=0.05)
+    thread = threading.Thread(target=consumer.run, daemon=True)
+    thread.start()
+    out = Subscriber(ep_n, ["nbbo."])
+    latest: dict[str, NBBO] = {}
+
+    def wait_for(pred, timeout=10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if pred():
+                return
+            pa.publish(BBO("AAA", "BTC-USDT", bid="101", bid_size="1", ask="102", ask_size="1",
+                           receipt_timestamp=time.time_ns()))
+            pb.publish(BBO("BBB", "BTC-USDT", bid="100", bid_size="2", ask="103", ask_size="3",
+                           receipt_timestamp=time.time_ns()))
+            msg = out.recv(0.05)
+            while msg is not None:
+                latest[msg.event.symbol] = msg.event
+                msg = out.recv(0)
+        raise AssertionError(f"timed out; latest={latest} consumer={dict(consumer.counters)}")
+
+    try:
+        wait_for(lambda: "BTC-USDT" in latest and latest["BTC-USDT"].bid_exchange == "BBB"
+                 and consumer.calc.gateway_feeds.get("ga", {}).get("system") == "maintenance")
+        time.sleep(0.3)                                # AAA's quotes keep coming: still left out
+        wait_for(lambda: True)
+        assert latest["BTC-USDT"].bid_exchange == "BBB" and latest["BTC-USDT"].ask_exchange == "BBB"
+        pa.publish(Status("AAA", "system", "online", receipt_timestamp=time.time_ns()))
+        wait_for(lambda: latest["BTC-USDT"].bid_exchange == "AAA")
     finally:
         consumer.stop()
         thread.join(10)

@@ -477,7 +477,7 @@ async def test_system_status_polled_end_to_end(shared_data: Path, loopback_gatew
     what it recorded replays to the same states."""
     capture, path, says = REST_SYSTEM_STATUS[exchange]
     ses = await _session(shared_data, loopback_gateway, capture, exchange, record=tmp_path / "status.ffcap")
-    lb, adapter, pub = ses.lb, ses.adapter, ses.pub
+    lb, adapter = ses.lb, ses.adapter
     # Live and replayed alike (the replay makes an adapter of its own): a poll every 0.2 s, on a
     # timer ticking every 0.1 s (Bybit's ticks every 5 s).
     monkeypatch.setattr(type(adapter), "system_status_interval_ns", 200_000_000)
