@@ -211,6 +211,22 @@ def test_quote_equivalence_is_opt_in() -> None:
     assert set(on.last) == {"BTC-USD"} and on.last["BTC-USD"][:3] == ("11", "1", "BBB")
 
 
+def _pump_until(pred, out: Subscriber, latest: dict[str, NBBO], quotes, consumer, timeout: float = 10.0) -> None:
+    """Publish ``quotes()`` (each (publisher, BBO) pair) and collect the NBBOs ``out`` receives into
+    ``latest`` until ``pred()``; AssertionError after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        for pub, bbo in quotes():
+            pub.publish(bbo)
+        msg = out.recv(0.05)
+        while msg is not None:
+            latest[msg.event.symbol] = msg.event
+            msg = out.recv(0)
+    raise AssertionError(f"timed out; latest={latest} out={dict(out.counters)} consumer={dict(consumer.counters)}")
+
+
 def test_nbbo_process_over_the_bus(bus_endpoint, publisher_factory) -> None:
     """Two gateways publish bbo; one stops (goes stale): the NBBO moves to the other one."""
     ep_a, ep_b, ep_n = bus_endpoint("ga"), bus_endpoint("gb"), bus_endpoint("nbbo")
@@ -225,20 +241,14 @@ def test_nbbo_process_over_the_bus(bus_endpoint, publisher_factory) -> None:
     try:
         latest: dict[str, NBBO] = {}
 
-        def wait_for(pred, timeout=10.0) -> None:
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
-                if pred():
-                    return
-                pa.publish(BBO("AAA", "BTC-USDT", bid="101", bid_size="1", ask="102", ask_size="1",
-                               receipt_timestamp=time.time_ns())) if not stopped else None
-                pb.publish(BBO("BBB", "BTC-USDT", bid="100", bid_size="2", ask="101.5", ask_size="3",
-                               receipt_timestamp=time.time_ns()))
-                msg = out.recv(0.05)
-                while msg is not None:
-                    latest[msg.event.symbol] = msg.event
-                    msg = out.recv(0)
-            raise AssertionError(f"timed out; latest={latest} out={dict(out.counters)} consumer={dict(consumer.counters)}")
+        def quotes() -> list:
+            now = time.time_ns()
+            bb = [(pb, BBO("BBB", "BTC-USDT", bid="100", bid_size="2", ask="101.5", ask_size="3", receipt_timestamp=now))]
+            return bb if stopped else [(pa, BBO("AAA", "BTC-USDT", bid="101", bid_size="1", ask="102", ask_size="1",
+                                                receipt_timestamp=now))] + bb
+
+        def wait_for(pred) -> None:
+            _pump_until(pred, out, latest, quotes, consumer)
 
         stopped = False
         wait_for(lambda: "BTC-USDT" in latest and _view(latest["BTC-USDT"]) == (
@@ -274,20 +284,13 @@ def test_nbbo_process_started_during_a_maintenance_leaves_that_exchange_out(bus_
     out = Subscriber(ep_n, ["nbbo."])
     latest: dict[str, NBBO] = {}
 
-    def wait_for(pred, timeout=10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if pred():
-                return
-            pa.publish(BBO("AAA", "BTC-USDT", bid="101", bid_size="1", ask="102", ask_size="1",
-                           receipt_timestamp=time.time_ns()))
-            pb.publish(BBO("BBB", "BTC-USDT", bid="100", bid_size="2", ask="103", ask_size="3",
-                           receipt_timestamp=time.time_ns()))
-            msg = out.recv(0.05)
-            while msg is not None:
-                latest[msg.event.symbol] = msg.event
-                msg = out.recv(0)
-        raise AssertionError(f"timed out; latest={latest} consumer={dict(consumer.counters)}")
+    def quotes() -> list:
+        now = time.time_ns()
+        return [(pa, BBO("AAA", "BTC-USDT", bid="101", bid_size="1", ask="102", ask_size="1", receipt_timestamp=now)),
+                (pb, BBO("BBB", "BTC-USDT", bid="100", bid_size="2", ask="103", ask_size="3", receipt_timestamp=now))]
+
+    def wait_for(pred) -> None:
+        _pump_until(pred, out, latest, quotes, consumer)
 
     try:
         wait_for(lambda: "BTC-USDT" in latest and latest["BTC-USDT"].bid_exchange == "BBB"
