@@ -29,6 +29,8 @@ from bus.endpoints import GatewayEndpoint
 from bus.subscriber import Message, Subscriber
 from cryptofeed_types.events import Gap, Heartbeat, Status
 
+# Feed states that count as up (a gateway's connections, a replay's, an exchange's system status).
+_UP = frozenset({"connected", "running", "live", "up", "finished", "online"})
 COLUMNS = ("NAME", "ROLE", "STATE", "HB AGE", "EV/S", "LAG ms", "GAPS", "RESYNCS", "RECONN", "ERRORS", "DROPPED")
 
 
@@ -52,6 +54,7 @@ class Row:
     lag_ms: float | None = None
     counters: dict[str, Any] = field(default_factory=dict)
     feeds: dict[str, str] = field(default_factory=dict)
+    reasons: dict[str, str] = field(default_factory=dict)   # feed → reason of its last Status seen
     gaps_seen: int = 0
     epoch: int | None = None
     restarts_seen: int = 0
@@ -61,8 +64,16 @@ class Row:
             return "down"
         if now - self.last_hb > stale_after:
             return "stale"
-        bad = [s for s in self.feeds.values() if s not in ("connected", "running", "live", "up", "finished", "online")]
+        bad = [s for s in self.feeds.values() if s not in _UP]
         return bad[0] if bad else "up"
+
+    def why(self) -> str | None:
+        """``feed: reason`` of the first feed that is not up, when a Status said why (None otherwise)."""
+        for feed, state in self.feeds.items():
+            if state not in _UP:
+                reason = self.reasons.get(feed)
+                return f"{feed} {state}: {reason}" if reason else None
+        return None
 
 
 class StatusBoard:
@@ -99,6 +110,7 @@ class StatusBoard:
             row.gaps_seen += 1
         elif isinstance(ev, Status) and msg.header.seq:
             row.feeds[ev.feed] = ev.state
+            row.reasons[ev.feed] = ev.reason or ""
 
     def table(self, now: float | None = None) -> list[list[str]]:
         now = time.monotonic() if now is None else now
@@ -119,8 +131,12 @@ class StatusBoard:
     def render(self, now: float | None = None) -> str:
         rows = [list(COLUMNS), *self.table(now)]
         widths = [max(len(r[i]) for r in rows) for i in range(len(COLUMNS))]
-        return "\n".join("  ".join(v.ljust(w) if i < 3 else v.rjust(w) for i, (v, w) in enumerate(zip(r, widths, strict=True)))
-                         for r in rows)
+        lines = ["  ".join(v.ljust(w) if i < 3 else v.rjust(w) for i, (v, w) in enumerate(zip(r, widths, strict=True)))
+                 for r in rows]
+        # Why a process is not up, where the Status that said so was seen (a board started later
+        # knows the state from heartbeats, not the reason).
+        lines += [f"  {row.name}: {why}" for row in self.rows.values() if (why := row.why())]
+        return "\n".join(lines)
 
     def all_up(self, now: float | None = None) -> bool:
         now = time.monotonic() if now is None else now

@@ -93,7 +93,7 @@ def test_status_board_counters_and_staleness() -> None:
 def test_status_board_shows_an_exchange_system_status() -> None:
     from bus.codec import Header
     from bus.subscriber import Message
-    from cryptofeed_types.events import Heartbeat
+    from cryptofeed_types.events import Heartbeat, Status
 
     board = StatusBoard({"k": "gateway"})
 
@@ -105,3 +105,11 @@ def test_status_board_shows_an_exchange_system_status() -> None:
     assert board.table(now=1.5)[0][2] == "up"
     board.update(hb("maintenance"), now=2.0)
     assert board.table(now=2.5)[0][2] == "maintenance"
+    assert "k: " not in board.render(now=2.5)          # the state, from a heartbeat: no reason known
+    # The Status itself, when the board sees it: the reason is printed under the table.
+    board.update(Message("status.KRAKEN.system.", Header(1, "k", 1, 2, None, 2, 2),
+                         Status("KRAKEN", "system", "maintenance", reason="Kraken system status: maintenance",
+                                receipt_timestamp=2)), now=2.6)
+    assert board.render(now=2.7).splitlines()[-1] == "  k: system maintenance: Kraken system status: maintenance"
+    board.update(hb("online"), now=3.0)
+    assert board.table(now=3.1)[0][2] == "up" and "k: " not in board.render(now=3.1)
