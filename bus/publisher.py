@@ -242,6 +242,11 @@ class Publisher:
         with self._lock:
             self._extra[name] = self._extra.get(name, 0) + n
 
+    def feed_states(self) -> dict[str, str]:
+        """The last state published for each feed (as the heartbeat's ``feeds``), e.g. for a metrics endpoint."""
+        with self._lock:
+            return dict(self._feeds)
+
     def all_counters(self) -> dict[str, int]:
         """Every counter a heartbeat reports: the publisher's own and the extra ones (:meth:`count`:
         the adapter's, the driver's, ...), e.g. for a metrics endpoint."""

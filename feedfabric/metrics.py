@@ -6,7 +6,11 @@ custom collector read at scrape time, so the hot path pays nothing:
 
 - ``feedfabric_counter_total{process, name}`` — every numeric counter (messages, bytes,
   dropped, errors, channel.trades, gaps ...);
-- ``feedfabric_up{process}`` — 1 while the process runs.
+- ``feedfabric_up{process}`` — 1 while the process runs;
+- for a gateway, per feed (its connections, the exchange's system status, as in the heartbeat's
+  ``feeds``): ``feedfabric_feed_state{process, feed, state}`` — 1 for the current state (alert on
+  ``state="maintenance"``, ``"disconnected"``...), and ``feedfabric_feed_up{process, feed}`` — 1 when
+  that state counts as up (``feedfabric status``'s rule), else 0.
 """
 
 from __future__ import annotations
@@ -19,13 +23,17 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from feedfabric.status import UP_STATES
+
 
 class CountersCollector(Collector):
-    """Exports ``read()`` (a flat mapping of counters) at every scrape."""
+    """Exports ``read()`` (a flat mapping of counters) and ``feeds()`` (feed → state) at every scrape."""
 
-    def __init__(self, process: str, read: Callable[[], Mapping[str, Any]]) -> None:
+    def __init__(self, process: str, read: Callable[[], Mapping[str, Any]],
+                 feeds: Callable[[], Mapping[str, str]] | None = None) -> None:
         self.process = process
         self.read = read
+        self.feeds = feeds
 
     def collect(self) -> Iterator:
         up = GaugeMetricFamily("feedfabric_up", "1 while the process runs", labels=["process"])
@@ -41,17 +49,33 @@ class CountersCollector(Collector):
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 fam.add_metric([self.process, str(name)], value)
         yield fam
+        if self.feeds is None:
+            return
+        try:
+            feeds = dict(self.feeds())
+        except Exception:  # noqa: BLE001 - a scrape must never break the process
+            feeds = {}
+        state = GaugeMetricFamily("feedfabric_feed_state", "1 for the current state of each feed",
+                                  labels=["process", "feed", "state"])
+        feed_up = GaugeMetricFamily("feedfabric_feed_up", "1 while the feed's state counts as up",
+                                    labels=["process", "feed"])
+        for feed, value in sorted(feeds.items()):
+            state.add_metric([self.process, str(feed), str(value)], 1)
+            feed_up.add_metric([self.process, str(feed)], 1 if value in UP_STATES else 0)
+        yield state
+        yield feed_up
 
 
 def serve_metrics(port: int, process: str, read: Callable[[], Mapping[str, Any]],
-                  addr: str | None = None) -> Callable[[], None]:
-    """Serve ``/metrics`` on ``addr:port``; returns a function that stops the server.
+                  addr: str | None = None, feeds: Callable[[], Mapping[str, str]] | None = None) -> Callable[[], None]:
+    """Serve ``/metrics`` on ``addr:port``; returns a function that stops the server. ``feeds``: a
+    gateway's feed states (``Publisher.feed_states``).
 
     ``addr`` defaults to ``$FEEDFABRIC_METRICS_ADDR`` or 127.0.0.1 (``0.0.0.0`` in containers).
     """
     addr = addr or os.environ.get("FEEDFABRIC_METRICS_ADDR") or "127.0.0.1"
     registry = CollectorRegistry()
-    registry.register(CountersCollector(process, read))
+    registry.register(CountersCollector(process, read, feeds))
     server, thread = start_http_server(port, addr=addr, registry=registry)
 
     def stop() -> None:

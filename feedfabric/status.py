@@ -30,7 +30,7 @@ from bus.subscriber import Message, Subscriber
 from cryptofeed_types.events import Gap, Heartbeat, Status
 
 # Feed states that count as up (a gateway's connections, a replay's, an exchange's system status).
-_UP = frozenset({"connected", "running", "live", "up", "finished", "online"})
+UP_STATES = frozenset({"connected", "running", "live", "up", "finished", "online"})
 COLUMNS = ("NAME", "ROLE", "STATE", "HB AGE", "EV/S", "LAG ms", "GAPS", "RESYNCS", "RECONN", "ERRORS", "DROPPED")
 
 
@@ -64,13 +64,13 @@ class Row:
             return "down"
         if now - self.last_hb > stale_after:
             return "stale"
-        bad = [s for s in self.feeds.values() if s not in _UP]
+        bad = [s for s in self.feeds.values() if s not in UP_STATES]
         return bad[0] if bad else "up"
 
     def why(self) -> str | None:
         """``feed: reason`` of the first feed that is not up, when a Status said why (None otherwise)."""
         for feed, state in self.feeds.items():
-            if state not in _UP:
+            if state not in UP_STATES:
                 reason = self.reasons.get(feed)
                 return f"{feed} {state}: {reason}" if reason else None
         return None

@@ -77,6 +77,7 @@ def test_seq_per_topic_and_heartbeat_counters(bus_endpoint, publisher_factory):
         # Feed states: the driver's (set_feed_state) and any Status published (an exchange's system status).
         pub.set_feed_state("EX.0", "connected")
         pub.publish(Status("EX", "system", "maintenance", receipt_timestamp=2))
+        assert pub.feed_states() == {"EX.0": "connected", "system": "maintenance"}   # for a metrics endpoint
         while hb[0] != "heartbeat.p1." or dict(hb[2].feeds) != {"EX.0": "connected", "system": "maintenance"}:
             hb = codec.decode(_recv(sub))
     finally:

@@ -36,6 +36,25 @@ def test_metrics_endpoint_exports_counters() -> None:
     assert 'feedfabric_counter_total{name="messages",process="binance"} 9.0' in again
 
 
+def test_metrics_endpoint_exports_feed_states() -> None:
+    """A gateway's feeds (its connections, the exchange's system status): the current state of each,
+    and whether it counts as up, for alerts on a maintenance or a lost connection."""
+    feeds = {"KRAKEN.0": "connected", "system": "maintenance"}
+    port = _free_port()
+    stop = serve_metrics(port, "kraken", lambda: {"messages": 1}, feeds=lambda: feeds)
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        feeds["system"] = "online"
+        again = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    finally:
+        stop()
+    assert 'feedfabric_feed_state{feed="system",process="kraken",state="maintenance"} 1.0' in text
+    assert 'feedfabric_feed_up{feed="system",process="kraken"} 0.0' in text
+    assert 'feedfabric_feed_up{feed="KRAKEN.0",process="kraken"} 1.0' in text
+    assert 'state="online"' in again and 'state="maintenance"' not in again
+    assert 'feedfabric_feed_up{feed="system",process="kraken"} 1.0' in again
+
+
 def test_process_commands_reject_unknown_names(tmp_path: Path) -> None:
     topo = tmp_path / "t.yaml"
     topo.write_text("run_dir: /tmp/ffx\ngateways:\n  a:\n    exchange: BINANCE\n    channels: [trades]\n"
