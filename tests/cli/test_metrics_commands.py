@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,16 +20,23 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_metrics_endpoint_exports_counters() -> None:
-    counters = {"messages": 5, "channel.trades": 3, "feeds": {"x": 1}}
+def _scraped_twice(serve: Callable[[int], Callable[[], None]], between: Callable[[], None]) -> tuple[str, str]:
+    """``/metrics`` of ``serve(port)`` (which returns its stop function), then again after ``between()``."""
     port = _free_port()
-    stop = serve_metrics(port, "binance", lambda: counters)
+    stop = serve(port)
     try:
-        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-        counters["messages"] = 9
-        again = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        url = f"http://127.0.0.1:{port}/metrics"
+        text = urllib.request.urlopen(url, timeout=5).read().decode()
+        between()
+        return text, urllib.request.urlopen(url, timeout=5).read().decode()
     finally:
         stop()
+
+
+def test_metrics_endpoint_exports_counters() -> None:
+    counters = {"messages": 5, "channel.trades": 3, "feeds": {"x": 1}}
+    text, again = _scraped_twice(lambda port: serve_metrics(port, "binance", lambda: counters),
+                                 lambda: counters.update(messages=9))
     assert 'feedfabric_up{process="binance"} 1.0' in text
     assert 'feedfabric_counter_total{name="messages",process="binance"} 5.0' in text
     assert 'feedfabric_counter_total{name="channel.trades",process="binance"} 3.0' in text
@@ -40,14 +48,8 @@ def test_metrics_endpoint_exports_feed_states() -> None:
     """A gateway's feeds (its connections, the exchange's system status): the current state of each,
     and whether it counts as up, for alerts on a maintenance or a lost connection."""
     feeds = {"KRAKEN.0": "connected", "system": "maintenance"}
-    port = _free_port()
-    stop = serve_metrics(port, "kraken", lambda: {"messages": 1}, feeds=lambda: feeds)
-    try:
-        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-        feeds["system"] = "online"
-        again = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    finally:
-        stop()
+    text, again = _scraped_twice(lambda port: serve_metrics(port, "kraken", lambda: {"messages": 1}, feeds=lambda: feeds),
+                                 lambda: feeds.update(system="online"))
     assert 'feedfabric_feed_state{feed="system",process="kraken",state="maintenance"} 1.0' in text
     assert 'feedfabric_feed_up{feed="system",process="kraken"} 0.0' in text
     assert 'feedfabric_feed_up{feed="KRAKEN.0",process="kraken"} 1.0' in text
