@@ -13,6 +13,10 @@ the replayer (captures) and tests all call the same methods:
   ``events`` (cryptofeed_types events to publish) and ``actions`` (:class:`Send`,
   :class:`Open`, :class:`Close`, :class:`Fetch`, :class:`Resync`, :class:`Rotate`) for the caller to perform.
 
+The exchange's own system status (maintenance, ...) goes through ``self.system`` (a
+:class:`~gateways.system_status.SystemStatus`): from its websocket messages, or polled over REST
+where the subclass sets ``system_status_path`` and writes ``handle_system_status``.
+
 A malformed message never raises out of ``on_message``/``on_rest``: it becomes a
 counted, logged error (``counters['errors.<reason>']``); messages deliberately not
 turned into events are counted with a reason too (``counters['ignored.<reason>']``),
@@ -34,6 +38,7 @@ from typing import Any, ClassVar
 from loguru import logger
 
 from cryptofeed_types import Symbol
+from gateways.system_status import SystemStatus
 
 # Channel names used in subscriptions (same words as cryptofeed's, plus the bus topics).
 TRADES = "trades"
@@ -49,6 +54,9 @@ MARK = "mark"
 L3_BOOK = "l3_book"
 CHANNELS = (TRADES, L2_BOOK, L3_BOOK, TICKER, BBO_CHANNEL, CANDLES, FUNDING, OPEN_INTEREST, LIQUIDATIONS, INDEX,
             MARK)
+
+# The Fetch tag of the system status poll (Adapter.system_status_path).
+SYSTEM_STATUS_TAG = "system_status"
 
 # How many times one error reason is logged in full before it is rate-limited.
 _LOG_FIRST = 5
@@ -350,6 +358,11 @@ class Adapter:
     driver: ClassVar[str] = "gateways.driver:Driver"
     # Seconds between on_timer calls (None: the adapter needs no timer).
     timer_interval: ClassVar[float | None] = None
+    # Where the exchange tells its system status over REST (None: it does not, or on its websocket),
+    # asked from the timer (so the adapter needs a timer_interval) every system_status_interval_ns;
+    # the subclass reads the answer in handle_system_status.
+    system_status_path: ClassVar[str | None] = None
+    system_status_interval_ns: ClassVar[int] = 60_000_000_000
     # The candle bar length when the subscription names none (an exchange with a single
     # candle length, like Coinbase's websocket, sets its own).
     default_candle_interval: ClassVar[str] = "1m"
@@ -364,6 +377,8 @@ class Adapter:
                 raise ValueError(f"{self.exchange}: unknown url names {sorted(unknown)}; known: {sorted(self.url)}")
             self.url.update(urls)
         self.counters: Counter[str] = Counter()
+        # The exchange's own system status, from what the subclass hears of it (gateways/system_status.py).
+        self.system = SystemStatus(self.exchange, self.counters)
         self.symbols: dict[str, Symbol] = {}          # normalized → Symbol
         self.to_exchange: dict[str, str] = {}         # normalized → exchange id
         self.from_exchange: dict[str, Symbol] = {}    # exchange id → Symbol
@@ -493,7 +508,10 @@ class Adapter:
         try:
             if status != 200 or body is None:
                 raise AdapterError(f"rest_status.{fetch.tag or 'other'}", f"{fetch.url} -> {status}")
-            self.handle_rest(fetch, body, ts, out)
+            if fetch.tag == SYSTEM_STATUS_TAG:
+                self.handle_system_status(body, ts, out)
+            else:
+                self.handle_rest(fetch, body, ts, out)
         except AdapterError as exc:
             self._error(exc.reason, exc, body, fetch.symbol)
             self.rest_failed(fetch, ts, out)
@@ -515,6 +533,8 @@ class Adapter:
         out = Output()
         try:
             self.handle_timer(ts, out)
+            if self.system_status_path is not None and self.system.due(ts, self.system_status_interval_ns):
+                out.actions.append(Fetch(self.url["rest"] + self.system_status_path, 1, SYSTEM_STATUS_TAG))
         except Exception as exc:  # noqa: BLE001
             self._error("timer_failed", exc, None)
         return out
@@ -547,6 +567,10 @@ class Adapter:
 
     def handle_rest(self, fetch: Fetch, body: str | bytes, ts: int, out: Output) -> None:
         raise AdapterError("rest_unexpected", fetch.url)
+
+    def handle_system_status(self, body: str | bytes, ts: int, out: Output) -> None:
+        """The answer to the ``system_status_path`` poll: ``self.system.set(...)`` then ``publish``."""
+        raise AdapterError("rest_unexpected", "system status")
 
     def rest_failed(self, fetch: Fetch, ts: int, out: Output) -> None:
         """A REST request failed (bad status or body); e.g. retry the snapshot later."""

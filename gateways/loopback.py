@@ -80,10 +80,6 @@ class Profile:
     :meth:`snapshot_frames` (the exchange's fresh snapshot = the truth at that point).
     """
 
-    # Streams the exchange offers whatever a capture subscribed (its system status channel): a client
-    # subscribing them is not a mismatch (see system_stream).
-    system_streams: frozenset[str] = frozenset()
-
     def __init__(self) -> None:
         self.truth: dict[str, Any] = {}       # book key → the exchange's book as a client must hold it
         self.conn_path: dict[str, str] = {}   # capture conn → websocket path (set by the Loopback)
@@ -106,8 +102,9 @@ class Profile:
         return ClientRequest("other")
 
     def system_stream(self, stream: str) -> bool:
-        """Whether ``stream`` is the exchange's system status (subscribed whatever the capture did)."""
-        return stream in self.system_streams
+        """Whether ``stream`` is the exchange's system status channel, which a client subscribes whatever
+        the capture did (so subscribing it is not a mismatch)."""
+        return False
 
     def subscribed(self, message: str | bytes) -> tuple[set[str], str | bytes | None]:
         """Streams a client message subscribes and the first reply (compatibility helper)."""
@@ -298,7 +295,8 @@ class OKXProfile(Profile):
     of the truth (checksum and seqId included). ``ping`` → ``pong``.
     """
 
-    system_streams = frozenset({"status"})
+    def system_stream(self, stream: str) -> bool:
+        return stream == "status"   # maintenance events, no instrument
 
     def __init__(self, stamp_seq: bool = True) -> None:
         super().__init__()
@@ -1051,7 +1049,8 @@ class DeribitProfile(Profile):
     ``prev_change_id``: a skipped change breaks that chain. A resubscribe gets a snapshot of
     the truth carrying the last change_id; keepalive: ``heartbeat`` notifications."""
 
-    system_streams = frozenset({"platform_state", "platform_state.public_methods_state"})
+    def system_stream(self, stream: str) -> bool:
+        return stream.startswith("platform_state")   # index locks, public methods allowed
 
     def __init__(self) -> None:
         super().__init__()

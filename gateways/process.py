@@ -31,7 +31,6 @@ from gateways.adapter import CHANNELS, Adapter, Subscription
 from gateways.books import share_books
 from gateways.driver import Driver, DriverConfig, proxy_problem
 from gateways.selection import REMATCH_BUDGET_SHARE, expand, has_patterns, instrument_requests, rematch_floor
-from gateways.system_status import SystemStatus
 
 
 def _channel_map(channels: dict[str, list[str]] | list[str], symbols: list[str]) -> dict[str, list[str]]:
@@ -283,9 +282,7 @@ class Gateway:
         else:
             driver.budget = self.parts[0].driver.budget   # one REST budget per exchange
             driver.feed_suffix = f"+{n}"
-            system = getattr(adapter, "system", None)
-            if isinstance(system, SystemStatus):
-                system.active = False   # the first part asks and publishes the exchange's system status
+            adapter.system.active = False   # the first part asks and publishes the exchange's system status
         return part
 
     async def _resolve(self, *, again: bool = False) -> GatewayConfig | None:

@@ -30,12 +30,14 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Hashable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
 from cryptofeed_types import Status
-from gateways.adapter import Output
+
+if TYPE_CHECKING:   # the adapter owns a SystemStatus: no import at run time either way round
+    from gateways.adapter import Output
 
 MAINTENANCE = "maintenance"
 CANCEL_ONLY = "cancel_only"
@@ -88,6 +90,11 @@ class SystemStatus:
             self._online_reason = reason
         else:
             self._conditions[key] = (state, reason)
+
+    def set_share(self, key: Hashable, affected: int, total: int, reason: str) -> None:
+        """Condition ``key`` stops ``affected`` of the gateway's ``total`` instruments: ``maintenance``
+        when that is all of them, ``partial`` when some, over (``online``) when none."""
+        self.set(key, ONLINE if affected <= 0 else MAINTENANCE if affected >= total else PARTIAL, reason)
 
     def clear(self) -> None:
         """Forget every condition: a full listing of the exchange's announcements follows (a REST

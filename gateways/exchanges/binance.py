@@ -81,7 +81,7 @@ from gateways.adapter import (
     Subscription,
 )
 from gateways.books import SYNCED, Books, prev_rule, range_rule
-from gateways.system_status import MAINTENANCE, ONLINE, SystemStatus
+from gateways.system_status import MAINTENANCE, ONLINE
 
 _MS = 1_000_000  # ms → ns
 # Binance closes every websocket connection 24 hours after it opened (documented for spot, USDⓈ-M
@@ -128,9 +128,6 @@ class _Binance(Adapter):
     messages_per_second: ClassVar[float] = 5.0
     timer_interval = 1.0
     snapshot_retry_ns: ClassVar[int] = 1_000_000_000
-    # Where the exchange tells its system status over REST (None: it does not), and how often it is asked.
-    system_status_path: ClassVar[str | None] = None
-    system_status_interval_ns: ClassVar[int] = 60_000_000_000
 
     def __init__(self, subscription: Subscription, **kwargs: Any) -> None:
         super().__init__(subscription, **kwargs)
@@ -143,7 +140,6 @@ class _Binance(Adapter):
         self._failed_at: dict[str, int] = {}       # symbol → ts of the last failed snapshot
         self._oi_next: dict[str, int] = {}         # symbol → ts of its next open-interest poll
         self._pair_symbols: dict[str, list[str]] = {}  # COIN-M pair → subscribed symbols (index stream)
-        self.system = SystemStatus(self.exchange, self.counters)
 
     # ------------------------------------------------------------ instruments
     def instrument_requests(self) -> list[Fetch]:
@@ -460,8 +456,6 @@ class _Binance(Adapter):
                                 timestamp=t * _MS if t else None, receipt_timestamp=ts)
         elif fetch.tag == "open_interest":
             self._open_interest(data, ts, out)
-        elif fetch.tag == "system_status":
-            self._system_status(data, ts, out)
         elif fetch.tag == "instruments":
             self.set_symbols(self.parse_instruments(fetch.url, body))
         else:
@@ -505,8 +499,9 @@ class _Binance(Adapter):
                 return spec.streams
         return ()
 
-    def _system_status(self, data: Any, ts: int, out: Output) -> None:
+    def handle_system_status(self, body: str | bytes, ts: int, out: Output) -> None:
         """``{"status": 0, "msg": "normal"}`` or ``{"status": 1, "msg": "system_maintenance"}``."""
+        data = orjson.loads(body)
         status = data.get("status") if isinstance(data, dict) else None
         if status not in (0, 1):
             raise AdapterError("bad_system_status", str(data)[:200])
@@ -516,8 +511,6 @@ class _Binance(Adapter):
 
     def handle_timer(self, ts: int, out: Output) -> None:
         self._retry_snapshots(ts, out)
-        if self.system_status_path is not None and self.system.due(ts, self.system_status_interval_ns):
-            out.actions.append(Fetch(self.url["rest"] + self.system_status_path, 1, "system_status"))
         if not self.futures:
             return
         period = int(self.subscription.open_interest_interval * 1e9)

@@ -110,7 +110,7 @@ from gateways.adapter import (
 )
 from gateways.books import SYNCED, Books, range_rule
 from gateways.resync import Resubscriber
-from gateways.system_status import MAINTENANCE, ONLINE, PARTIAL, SystemStatus, ms_text
+from gateways.system_status import MAINTENANCE, ONLINE, PARTIAL, ms_text
 
 EXCHANGE = "BYBIT"
 CATEGORIES = ("spot", "linear", "inverse", "option")
@@ -145,8 +145,6 @@ _V2_CONNECTIONS = {"realtime_public": "linear", "realtime": "inverse"}
 # public market data or trading (not HTTP order entry or private streams alone).
 _PRODUCT = {"spot": 2, "linear": 1, "inverse": 1, "option": 3}
 _MARKET_SERVICES = frozenset({1, 5})
-SYSTEM_STATUS_PATH = "/v5/system/status"
-SYSTEM_STATUS_INTERVAL_NS = 60_000_000_000
 _TICKER_FIELDS = ("bid1Price", "ask1Price", "bidPrice", "askPrice", "lastPrice", "volume24h", "turnover24h")
 _FUNDING_FIELDS = ("fundingRate", "nextFundingTime", "markPrice")
 
@@ -273,7 +271,7 @@ class BybitAdapter(Adapter):
     # The timer retries resubscriptions whose snapshot never came and sends deferred ones, and asks
     # the system status.
     timer_interval = 5.0
-    system_status_interval_ns: ClassVar[int] = SYSTEM_STATUS_INTERVAL_NS
+    system_status_path: ClassVar[str | None] = "/v5/system/status"
 
     def __init__(self, subscription: Subscription, *, urls: Mapping[str, str] | None = None,
                  symbols: Iterable[Symbol] | None = None) -> None:
@@ -281,7 +279,6 @@ class BybitAdapter(Adapter):
         self._category: dict[str, str] = {}  # normalized -> category
         super().__init__(subscription, urls=urls, symbols=symbols)
         self.books = Books(EXCHANGE, range_rule, counters=self.counters)
-        self.system = SystemStatus(EXCHANGE, self.counters)
         # Symbols wanting only the top of book: orderbook.1 kept apart, only its BBO events published.
         self._bbo_only = frozenset(subscription.symbols(BBO_CHANNEL)) - frozenset(subscription.symbols(L2_BOOK))
         self._bbo_books = Books(EXCHANGE, range_rule, channel="bbo", counters=Counter())
@@ -558,12 +555,8 @@ class BybitAdapter(Adapter):
     def handle_timer(self, ts: int, out: Output) -> None:
         for symbol in self.resubscribes.due(ts, self._book_settled):
             self._resubscribe(symbol, out)
-        if self.system.due(ts, self.system_status_interval_ns):
-            out.actions.append(Fetch(self.url["rest"] + SYSTEM_STATUS_PATH, 1, "system_status"))
 
-    def handle_rest(self, fetch: Fetch, body: str | bytes, ts: int, out: Output) -> None:
-        if fetch.tag != "system_status":
-            raise AdapterError("rest_unexpected", fetch.url)
+    def handle_system_status(self, body: str | bytes, ts: int, out: Output) -> None:
         doc = orjson.loads(body)
         rows = doc.get("result", {}).get("list") if isinstance(doc, dict) and doc.get("retCode") == 0 else None
         if not isinstance(rows, list):

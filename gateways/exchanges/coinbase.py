@@ -74,7 +74,7 @@ from gateways.adapter import (
 from gateways.books import SYNCED, Books, no_rule
 from gateways.polling import TAG, Bar, CandlePoller, PolledCandles, json_rows
 from gateways.resync import Resubscriber
-from gateways.system_status import MAINTENANCE, ONLINE, PARTIAL, SystemStatus
+from gateways.system_status import ONLINE
 
 _S = 1_000_000_000
 _MS = 1_000_000  # candle stop = the bar's last millisecond, as the other adapters
@@ -137,7 +137,6 @@ class Coinbase(PolledCandles, Adapter):
         self.resubscribes = Resubscriber(self.counters, min_interval_ns=self.resubscribe_min_interval_ns,
                                          retry_ns=self.resubscribe_timeout_ns)
         self._now = 0
-        self.system = SystemStatus(self.exchange, self.counters)
         self._product_status: dict[str, str] = {}     # product id → its status (status channel)
 
     # ------------------------------------------------------------ instruments
@@ -491,12 +490,10 @@ class Coinbase(PolledCandles, Adapter):
                     f"{status}: {p['status_message']}"
         ours = {self.to_exchange[s] for s in self.subscription.all_symbols() if s in self.to_exchange}
         down = {pid: st for pid, st in self._product_status.items() if pid in ours and st != ONLINE}
-        if not down:
-            self.system.set("products", ONLINE, "Coinbase: every product of this gateway online")
-        else:
-            named = ", ".join(f"{pid} {st}" for pid, st in sorted(down.items()))
-            self.system.set("products", MAINTENANCE if len(down) == len(ours) else PARTIAL,
-                            f"Coinbase: {len(down)} of this gateway's {len(ours)} products not online ({named})")
+        named = ", ".join(f"{pid} {st}" for pid, st in sorted(down.items()))
+        self.system.set_share("products", len(down), len(ours),
+                              f"Coinbase: {len(down)} of this gateway's {len(ours)} products not online ({named})"
+                              if down else "Coinbase: every product of this gateway online")
         self.system.publish(ts, out)
 
     def _error_msg(self, conn: str, msg: dict[str, Any], ts: int, out: Output) -> None:

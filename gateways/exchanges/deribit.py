@@ -99,7 +99,7 @@ from gateways.adapter import (
 )
 from gateways.books import Books, prev_rule
 from gateways.resync import Resubscriber
-from gateways.system_status import MAINTENANCE, ONLINE, PARTIAL, SystemStatus
+from gateways.system_status import MAINTENANCE, ONLINE
 
 EXCHANGE = "DERIBIT"
 WS = "ws"
@@ -251,7 +251,6 @@ class Deribit(Adapter):
         super().__init__(subscription, urls=urls, symbols=symbols)
         self.books = Books(EXCHANGE, prev_rule, counters=self.counters)
         self._rpc_id = 0
-        self.system = SystemStatus(EXCHANGE, self.counters)
         self._locked: set[str] = set()              # price indices Deribit says are locked
         self.resubscribes = Resubscriber(self.counters, min_interval_ns=RESUBSCRIBE_MIN_INTERVAL_NS,
                                          retry_ns=RESUBSCRIBE_RETRY_NS, per_hour=RESUBSCRIBES_PER_HOUR,
@@ -457,13 +456,10 @@ class Deribit(Adapter):
             wanted = self.subscription.all_symbols() if not self._any else list(self.symbols)
             ours = Counter(self._index_of(s) for s in wanted)
             hit = sorted(self._locked & ours.keys())
-            if not hit:
-                self.system.set("locks", ONLINE, "Deribit: no index of this gateway's instruments locked")
-            else:
-                n = sum(ours[i] for i in hit)
-                self.system.set("locks", MAINTENANCE if len(hit) == len(ours) else PARTIAL,
-                                f"Deribit locked index {', '.join(hit)} ({n} of this gateway's {len(wanted)} "
-                                f"instruments)")
+            n = sum(ours[i] for i in hit)
+            self.system.set_share("locks", n, len(wanted),
+                                  f"Deribit locked index {', '.join(hit)} ({n} of this gateway's {len(wanted)} "
+                                  f"instruments)" if hit else "Deribit: no index of this gateway's instruments locked")
         else:
             self.ignore(f"channel.{channel}")
             return

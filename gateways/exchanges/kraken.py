@@ -58,7 +58,6 @@ from gateways.adapter import (
 )
 from gateways.books import APPLY, SYNCED, Books, no_rule
 from gateways.resync import ResubscribeByConnection, Resubscriber
-from gateways.system_status import SystemStatus
 
 _S = 1_000_000_000
 _MS = 1_000_000  # candle stop = the bar's last millisecond, as the other adapters
@@ -98,7 +97,6 @@ class Kraken(ResubscribeByConnection, Adapter):
         self._v1: dict[str, Symbol] = {}                     # v1 wsname → Symbol
         self._precision: dict[str, tuple[int, int]] = {}     # normalized → (price, qty) decimals
         super().__init__(subscription, **kwargs)
-        self.system = SystemStatus(self.exchange, self.counters)   # its announced system status
         depth = subscription.depth or self.default_depth
         if depth not in _DEPTHS:
             raise ValueError(f"KRAKEN: book depth must be one of {_DEPTHS}, got {depth}")

@@ -104,7 +104,7 @@ from gateways.adapter import (
 )
 from gateways.books import SYNCED, Books, prev_rule
 from gateways.resync import Resubscriber
-from gateways.system_status import MAINTENANCE, ONLINE, PARTIAL, POST_ONLY, SystemStatus, ms_text
+from gateways.system_status import MAINTENANCE, ONLINE, PARTIAL, POST_ONLY, ms_text
 
 EXCHANGE = "OKX"
 # OKX's notice that a connection will be closed soon for a service upgrade (replaced at once).
@@ -252,7 +252,6 @@ class OKXAdapter(Adapter):
         self.resubscribes = Resubscriber(self.counters, min_interval_ns=RESUBSCRIBE_MIN_INTERVAL_NS,
                                          retry_ns=RESUBSCRIBE_RETRY_NS, per_hour=RESUBSCRIBES_PER_HOUR)
         self._index_targets: dict[str, list[str]] = {}  # index instId -> subscribed symbols using it
-        self.system = SystemStatus(EXCHANGE, self.counters)   # from the status channel's maintenance events
 
     # ---------------------------------------------------------------- instruments
     def instrument_requests(self) -> list[Fetch]:
