@@ -403,9 +403,6 @@ class Deribit(Adapter):
             raise AdapterError("unexpected_message", "neither subscription nor RPC response")
 
     def _on_subscription(self, conn: str, channel: str, data: Any, ts: int, out: Output) -> None:
-        if channel.startswith(PLATFORM_STATE):
-            self._on_platform_state(channel, data, ts, out)
-            return
         kind, _, rest = channel.partition(".")
         name = rest.split(".", 2)[1 if kind == "chart" else 0]
         if name not in self.from_exchange and is_combo(name):
@@ -421,6 +418,8 @@ class Deribit(Adapter):
             self._on_quote(data, ts, out)
         elif kind == "chart":
             self._on_candle(rest, data, ts, out)
+        elif kind == PLATFORM_STATE:   # last: rare, and its name part ('', public_methods_state) is no combo
+            self._on_platform_state(channel, data, ts, out)
         else:  # perpetual (instantaneous interest), deribit_price_index, markprice.options ...
             self.ignore(f"channel.{kind}")
 
