@@ -32,7 +32,7 @@ from bus import codec
 from bus.codec import WireError
 from bus.security import CurveServer, apply_server, prepare_ipc, release_server
 from bus.snapshot import STATEFUL_CHANNELS, BookProvider, StateStore, error_reply, parse_request, serve
-from cryptofeed_types.events import Event, Heartbeat, Status
+from cryptofeed_types.events import Event, Gap, Heartbeat, Status
 
 try:  # direct libzmq send (bus/_zmqio.pyx); without it, three pyzmq sends
     from bus._zmqio import AVAILABLE as _HAVE_ZMQIO
@@ -183,7 +183,8 @@ class Publisher:
         # counter it bumps, is it a Status (saves a set lookup, an attribute and a dict get).
         kind = self._kinds.get(type(event))
         if kind is None:
-            kind = self._kinds[type(event)] = (event.CHANNEL in STATEFUL_CHANNELS or event.SCALAR,
+            # A Gap too: the books (and bbo) it declares invalid are not served until rebuilt.
+            kind = self._kinds[type(event)] = (event.CHANNEL in STATEFUL_CHANNELS or event.SCALAR or type(event) is Gap,
                                                "channel." + event.CHANNEL, type(event) is Status)
         keep, key, status = kind
         if status:

@@ -29,8 +29,9 @@ import msgpack
 
 from bus import codec
 from bus.codec import Header, WireError
+from bus.topics import topic as make_topic
 from cryptofeed_types.book import OrderBook, is_zero
-from cryptofeed_types.events import Event, L2Delta, L2Snapshot, L3Delta, L3Snapshot
+from cryptofeed_types.events import Event, Gap, L2Delta, L2Snapshot, L3Delta, L3Snapshot
 
 SNAPSHOT = b"SNAPSHOT"
 HELLO = b"HELLO"
@@ -52,23 +53,26 @@ class _Book:
     # ``last``: the last event applied, for its names and timestamps (one reference is
     # cheaper on the publishing path than copying five fields). ``provider``: set when the
     # gateway shares its own books (see StateStore.share_books); ``book`` is then unused.
-    __slots__ = ("book", "seq", "last", "provider")
+    # ``valid``: False from a Gap on this book until its next L2Snapshot (not served meanwhile).
+    __slots__ = ("book", "seq", "last", "provider", "valid")
 
     def __init__(self, provider: BookProvider | None = None) -> None:
         self.book = OrderBook() if provider is None else None
         self.seq = 0
         self.last: Event | None = None
         self.provider = provider
+        self.valid = True
 
 
 class _L3:
     __slots__ = ("orders", "sequence", "seq", "exchange", "symbol", "exchange_symbol", "timestamp",
-                 "receipt_timestamp")
+                 "receipt_timestamp", "valid")
 
     def __init__(self) -> None:
         self.orders: dict[str, tuple[str, str, str, str]] = {}
         self.sequence = None
         self.seq = 0
+        self.valid = True
 
 
 class StateStore:
@@ -121,6 +125,8 @@ class StateStore:
                     st.book.apply_delta(event.bids_str, event.asks_str, event.sequence)
                 else:
                     st.book.apply_snapshot(event.bids_str, event.asks_str, event.sequence)
+            if cls is L2Snapshot:
+                st.valid = True
             st.seq = seq
             st.last = event
         elif cls is L3Delta or cls is L3Snapshot:
@@ -130,6 +136,7 @@ class StateStore:
             orders = st3.orders
             if cls is L3Snapshot:
                 orders.clear()
+                st3.valid = True
             for row in event.orders_str:
                 if is_zero(row[3]):
                     orders.pop(row[0], None)
@@ -145,6 +152,26 @@ class StateStore:
             st3.receipt_timestamp = event.receipt_timestamp
         elif cls.SCALAR:
             self.last[topic] = (event, seq)
+        elif cls is Gap:
+            self._gap(event)
+
+    def _gap(self, gap: Gap) -> None:
+        """A book the stream declared invalid is not served until its next snapshot, nor its
+        ``bbo`` until the next one: a late joiner, who never saw the Gap, would otherwise start
+        from a book (or a quote) no longer true and hold it as valid until the Reset."""
+        channel = gap.channel
+        if channel not in ("book", "l3", "bbo"):
+            return
+        keys = (gap.exchange,) if gap.symbol is None else (gap.exchange, gap.symbol)
+        head = make_topic(channel, *keys)
+        states: dict = self.l3 if channel == "l3" else self.books
+        for name, st in states.items():
+            if name.startswith(head):
+                st.valid = False
+        if channel != "l3":
+            bbo = make_topic("bbo", *keys)
+            for name in [t for t in self.last if t.startswith(bbo)]:
+                del self.last[name]
 
     def topics(self, prefix: str) -> list[str]:
         """Every topic with state under ``prefix``."""
@@ -156,7 +183,7 @@ class StateStore:
         if st is not None:
             ev = st.last
             book = st.book if st.provider is None else st.provider(ev.symbol)
-            if book is None:
+            if book is None or not st.valid:
                 return None
             sequence = book.sequence
             bids, asks = book.snapshot()
@@ -166,6 +193,8 @@ class StateStore:
                 "exchange_symbol": ev.exchange_symbol})
         st3 = self.l3.get(topic)
         if st3 is not None:
+            if not st3.valid:
+                return None
             return (topic, st3.seq, st3.timestamp, st3.receipt_timestamp, {
                 "kind": "l3_snapshot", "exchange": st3.exchange, "symbol": st3.symbol,
                 "orders": list(st3.orders.values()), "sequence": st3.sequence,

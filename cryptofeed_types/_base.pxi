@@ -117,10 +117,16 @@ cdef tuple _levels(object v, str name):
     cdef object lvl
     if v is None:
         return ()
+    cdef str size
     for lvl in v:
         if len(lvl) != 2:
             raise ValueError(f"{name}: a level is [price, size], got {lvl!r}")
-        out.append((dec_str(lvl[0]), dec_str(lvl[1])))
+        size = dec_str(lvl[1])
+        # A price may be negative (spreads, combos); a size never: an exchange's garbage is
+        # refused here rather than published (0 deletes the level).
+        if size[0] == "-" and size.strip("-0.") != "":   # "-0" is a zero: a delete
+            raise ValueError(f"{name}: a level's size is negative: {lvl!r}")
+        out.append((dec_str(lvl[0]), size))
     return tuple(out)
 
 
@@ -128,6 +134,7 @@ cdef tuple _orders(object v, str name):
     """(order id, side, price, size) rows -> tuple of (str, str, str, str)."""
     cdef list out = []
     cdef object row
+    cdef str size
     if v is None:
         return ()
     for row in v:
@@ -136,7 +143,10 @@ cdef tuple _orders(object v, str name):
         side = row[1]
         if side != "bid" and side != "ask":
             raise ValueError(f"{name}: order side must be 'bid' or 'ask', got {side!r}")
-        out.append((_req_str(row[0], name), side, dec_str(row[2]), dec_str(row[3])))
+        size = dec_str(row[3])
+        if size[0] == "-" and size.strip("-0.") != "":
+            raise ValueError(f"{name}: an order's size is negative: {row!r}")
+        out.append((_req_str(row[0], name), side, dec_str(row[2]), size))
     return tuple(out)
 
 

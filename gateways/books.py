@@ -55,6 +55,7 @@ _BROKE = {
     "snapshot_too_old": "the buffered updates do not continue the snapshot: expected {expected}, got {received}",
     "snapshot_replay_checksum": "checksum mismatch replaying the buffered updates onto the snapshot",
     "snapshot_crossed": "crossed book after the snapshot (best bid >= best ask)",
+    "malformed": "a malformed update or snapshot could not be applied whole",
 }
 # _bad_snapshot reasons (counter names) whose log line needs its own words.
 _SNAPSHOT_LOG_REASON = {"checksum": "snapshot_replay_checksum", "crossed": "snapshot_crossed"}
@@ -103,7 +104,7 @@ class SymbolBook:
     """The book of one symbol and its sync state."""
 
     __slots__ = ("symbol", "exchange_symbol", "book", "state", "buffer", "bridging", "top", "published",
-                 "resyncs", "retired")
+                 "resyncs")
 
     def __init__(self, symbol: str, exchange_symbol: str | None, max_depth: int, max_buffer: int) -> None:
         self.symbol = symbol
@@ -115,8 +116,6 @@ class SymbolBook:
         self.top: tuple[Any, Any] | None = None
         self.published = False  # a valid book was published (so a rebuild is announced by Reset)
         self.resyncs = 0
-        # The last valid book while this one is rebuilt: what the snapshot service serves meanwhile.
-        self.retired: OrderBook | None = None
 
 
 class Books:
@@ -174,22 +173,16 @@ class Books:
         return self._books[symbol].book
 
     def shared_book(self, symbol: str) -> OrderBook | None:
-        """The book the bus snapshot service serves for ``symbol`` (``Publisher.share_books``).
-
-        The live book while it is valid; while it is being rebuilt, the last valid one (the
-        same thing a mirrored copy of the published stream would hold: late joiners get it
-        and then the Reset + L2Snapshot of the rebuild); None before the first valid book.
-        """
+        """The book the bus snapshot service serves for ``symbol`` (``Publisher.share_books``):
+        the live book while it is valid, else None (nothing is served). A book that is not
+        valid was announced invalid by a Gap (or was never published, or a snapshot replacing
+        it is being installed and will be published): a late joiner starts it from the
+        stream's next L2Snapshot rather than from a book no longer true."""
         sb = self._books.get(symbol)
-        if sb is None:
-            return None
-        return sb.book if sb.state == SYNCED else sb.retired
+        return sb.book if sb is not None and sb.state == SYNCED else None
 
     def _retire(self, sb: SymbolBook) -> None:
-        # A fresh object rather than clear(): the snapshot service may keep reading the old
-        # one (shared_book) until the rebuilt book is valid.
-        if sb.state == SYNCED:
-            sb.retired = sb.book
+        # A fresh object rather than clear(): the snapshot service may be reading the old one.
         sb.book = OrderBook(self.max_depth)
 
     # ---- snapshot
@@ -201,16 +194,26 @@ class Books:
         buffered deltas, fails its checksum or is crossed): a new resync is requested.
         """
         sb = self._books.get(symbol) or self.add(symbol)
-        if sb.state == SYNCED:
-            # Until this snapshot is validated, the snapshot service keeps serving the book it replaces.
+        replaces = sb.state == SYNCED   # a valid book subscribers hold: refusing this snapshot is a Gap
+        if replaces:
             self._retire(sb)
             sb.state = RESYNCING
+        try:
+            return self._install(sb, bids, asks, sequence, out, timestamp, receipt_timestamp, checksum, replaces)
+        except Exception:
+            if sb.state == SYNCED:   # installed and published; what raised came after
+                self.malformed(symbol, out, receipt_timestamp)
+            else:                    # the snapshot, or a buffered update it was bridging to
+                self._bad_snapshot(sb, "malformed", out, receipt_timestamp, replaces=replaces)
+            raise
+
+    def _install(self, sb: SymbolBook, bids: Levels, asks: Levels, sequence: int | None, out: Output,
+                 ts: int | None, receipt_timestamp: int, checksum: int | None, replaces: bool) -> bool:
         book = sb.book
         book.apply_snapshot(bids, asks, sequence)
         if checksum is not None and self.checksum is not None and self.checksum(book) != checksum:
-            return self._bad_snapshot(sb, "snapshot_checksum", out, receipt_timestamp)
+            return self._bad_snapshot(sb, "snapshot_checksum", out, receipt_timestamp, replaces=replaces)
         sb.bridging = True
-        ts = timestamp
         rule = self.rule
         while sb.buffer:
             b_bids, b_asks, first, last, prev, b_ts, b_rts, b_ck = sb.buffer.popleft()
@@ -221,34 +224,51 @@ class Books:
             if verdict == GAP:
                 return self._bad_snapshot(sb, "snapshot_too_old", out, receipt_timestamp,
                                           expected=None if book.sequence is None else book.sequence + 1,
-                                          received=first if first is not None else prev)
+                                          received=first if first is not None else prev, replaces=replaces)
             book.apply_delta(b_bids, b_asks, last)
             sb.bridging = False
             ts = b_ts
             if b_ck is not None and self.checksum is not None and self.checksum(book) != b_ck:
-                return self._bad_snapshot(sb, "checksum", out, receipt_timestamp)
+                return self._bad_snapshot(sb, "checksum", out, receipt_timestamp, replaces=replaces)
         if self.check_crossed and book.is_crossed():
-            return self._bad_snapshot(sb, "crossed", out, receipt_timestamp)
+            return self._bad_snapshot(sb, "crossed", out, receipt_timestamp, replaces=replaces)
+        snap_bids, snap_asks = book.snapshot()
+        # Every event is built before any is published or the state changes: a malformed field
+        # raises here with nothing half done.
+        snapshot = L2Snapshot(self.exchange, sb.symbol, snap_bids, snap_asks, sequence=book.sequence,
+                              exchange_symbol=sb.exchange_symbol, timestamp=ts, receipt_timestamp=receipt_timestamp)
         if sb.published:
-            out.events.append(Reset(self.exchange, self.channel, "resynced", symbol=symbol, timestamp=ts,
+            out.events.append(Reset(self.exchange, self.channel, "resynced", symbol=sb.symbol, timestamp=ts,
                                     receipt_timestamp=receipt_timestamp))
             self.counters["book.resets"] += 1
-            self._log("INFO", symbol, "resynced", "book resynced at sequence {} after resync #{} (Reset + snapshot "
-                      "published)", book.sequence, sb.resyncs)
+            self._log("INFO", sb.symbol, "resynced", "book resynced at sequence {} after resync #{} (Reset + "
+                      "snapshot published)", book.sequence, sb.resyncs)
         sb.state = SYNCED
-        sb.retired = None
         sb.published = True
-        snap_bids, snap_asks = book.snapshot()
-        out.events.append(L2Snapshot(self.exchange, symbol, snap_bids, snap_asks, sequence=book.sequence,
-                                     exchange_symbol=sb.exchange_symbol, timestamp=ts,
-                                     receipt_timestamp=receipt_timestamp))
+        out.events.append(snapshot)
         self.counters["book.snapshots"] += 1
         self._bbo(sb, out, ts, receipt_timestamp)
         return True
 
+    def malformed(self, symbol: str, out: Output, receipt_timestamp: int = 0) -> None:
+        """An update or snapshot of ``symbol`` raised half way (a malformed level or field; the
+        adapter counts the error): the book may hold part of it that was never published, or miss
+        it, so it is invalid from here (Gap ``malformed`` if it was published, and a resync) rather
+        than silently different from what subscribers hold. :meth:`delta` and :meth:`snapshot`
+        call it themselves; an adapter that converts a message's rows before calling them (BitMEX)
+        calls it when that conversion fails. Nothing of the message is trusted, not its timestamp."""
+        sb = self._books.get(symbol)
+        if sb is not None and sb.state == SYNCED:   # else it is invalid already, its resync asked for
+            self.invalidate(symbol, "malformed", out, receipt_timestamp=receipt_timestamp)
+
     def _bad_snapshot(self, sb: SymbolBook, reason: str, out: Output, rts: int, *, expected: int | None = None,
-                      received: int | None = None) -> bool:
+                      received: int | None = None, replaces: bool = False) -> bool:
+        """Refuse a snapshot and ask for another. ``replaces``: it was to replace a valid book
+        that subscribers hold, which no longer gets its updates: that is announced by a Gap."""
         self.counters[f"book.{reason}"] += 1
+        if replaces and sb.published:
+            out.events.append(Gap(self.exchange, self.channel, reason, symbol=sb.symbol, expected=expected,
+                                  received=received, receipt_timestamp=rts))
         self._retire(sb)
         sb.buffer.clear()
         sb.state = RESYNCING if sb.published else WAITING
@@ -316,28 +336,32 @@ class Books:
                             received=first if first is not None else prev, timestamp=timestamp,
                             receipt_timestamp=receipt_timestamp)
             return GAP
-        if self.max_depth:
-            cut_bids, cut_asks = book.apply_delta_cut(bids, asks, last)
-            # Levels pushed past max_depth leave our book: publish them as deletes, or
-            # subscribers (whose books have no depth limit) would keep them forever. Appended
-            # after the update's own levels, so a level it set and that was cut ends deleted.
-            if cut_bids:
-                bids = [*bids, *[(p, "0") for p in cut_bids]]
-            if cut_asks:
-                asks = [*asks, *[(p, "0") for p in cut_asks]]
-        else:
-            book.apply_delta(bids, asks, last)
-        sb.bridging = False
-        if checksum is not None and self.checksum is not None and self.checksum(book) != checksum:
-            self.invalidate(symbol, "checksum", out, timestamp=timestamp, receipt_timestamp=receipt_timestamp)
-            return GAP
-        if self.check_crossed and book.is_crossed():
-            self.invalidate(symbol, "crossed", out, timestamp=timestamp, receipt_timestamp=receipt_timestamp)
-            return GAP
-        out.events.append(L2Delta(self.exchange, symbol, bids, asks, sequence=last, checksum=checksum,
-                                  exchange_symbol=sb.exchange_symbol, timestamp=timestamp,
-                                  receipt_timestamp=receipt_timestamp))
-        self._bbo(sb, out, timestamp, receipt_timestamp)
+        try:
+            if self.max_depth:
+                cut_bids, cut_asks = book.apply_delta_cut(bids, asks, last)
+                # Levels pushed past max_depth leave our book: publish them as deletes, or
+                # subscribers (whose books have no depth limit) would keep them forever. Appended
+                # after the update's own levels, so a level it set and that was cut ends deleted.
+                if cut_bids:
+                    bids = [*bids, *[(p, "0") for p in cut_bids]]
+                if cut_asks:
+                    asks = [*asks, *[(p, "0") for p in cut_asks]]
+            else:
+                book.apply_delta(bids, asks, last)
+            sb.bridging = False
+            if checksum is not None and self.checksum is not None and self.checksum(book) != checksum:
+                self.invalidate(symbol, "checksum", out, timestamp=timestamp, receipt_timestamp=receipt_timestamp)
+                return GAP
+            if self.check_crossed and book.is_crossed():
+                self.invalidate(symbol, "crossed", out, timestamp=timestamp, receipt_timestamp=receipt_timestamp)
+                return GAP
+            out.events.append(L2Delta(self.exchange, symbol, bids, asks, sequence=last, checksum=checksum,
+                                      exchange_symbol=sb.exchange_symbol, timestamp=timestamp,
+                                      receipt_timestamp=receipt_timestamp))
+            self._bbo(sb, out, timestamp, receipt_timestamp)
+        except Exception:
+            self.malformed(sb.symbol, out, receipt_timestamp)
+            raise
         return APPLY
 
     # ---- invalidation

@@ -7,6 +7,9 @@ No sockets and no event loop, as the adapters themselves (docs/adding-an-exchang
 - :func:`feed`: ``adapter.on_message`` for each message; all the events and actions.
 - :func:`silent_messages`: replay a capture and list the received messages that published
   nothing and bumped no such counter ([] when no message was dropped silently).
+- :func:`malformed_book_problems`: corrupt one value in a book message of a capture, replay,
+  and list what went wrong: a book that differs from what its published events build, or that
+  silently lost the update (no Gap), for each of a few such messages in turn.
 - :func:`accounted`: how many of the adapter's counters name a reason for a message that
   published nothing, so a test can prove that no message is dropped silently::
 
@@ -18,10 +21,14 @@ No sockets and no event loop, as the adapters themselves (docs/adding-an-exchang
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+import random
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import orjson
+
+from cryptofeed_types import Gap, L2Delta, L2Snapshot, OrderBook, Reset
 from gateways.adapter import Adapter, Output
 from gateways.capture import RECV, REST, Record, read_capture
 from gateways.replay import Replayer, ReplayResult
@@ -83,3 +90,101 @@ def silent_messages(records: Iterable[Record], **replayer: Any) -> tuple[ReplayR
                 silent.append(rec.data[:200])
 
     return player.run(watched()), silent
+
+
+# Values no exchange sends for a price, size, id, sequence or time: each must end in a counted
+# error and, if it hit a book, that book invalid (Gap) — never a book silently different.
+JUNK_VALUES: tuple[Any, ...] = ("abc", "", None, "1.2.3", "NaN", [], {})
+
+
+def _numeric_leaves(obj: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _numeric_leaves(v, (*path, k))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            yield from _numeric_leaves(v, (*path, i))
+    elif isinstance(obj, (str, int, float)) and not isinstance(obj, bool):
+        try:
+            float(obj)
+        except ValueError:
+            return
+        yield path
+
+
+def _books_of(result: ReplayResult) -> dict[str, tuple[list, list]]:
+    books = getattr(result.adapter, "books", None)
+    return {} if books is None else {sb.symbol: sb.book.snapshot() for sb in books if sb.state == "synced"}
+
+
+def _published_books(events: Iterable[Any]) -> dict[str, OrderBook]:
+    """The books a subscriber holds from these events, only those no Gap/Reset left invalid."""
+    books: dict[str, OrderBook] = {}
+    valid: dict[str, bool] = {}
+    for ev in events:
+        cls = type(ev)
+        if cls is L2Snapshot:
+            book = books[ev.symbol] = OrderBook()
+            book.apply_snapshot(ev.bids_str, ev.asks_str)
+            valid[ev.symbol] = True
+        elif cls is L2Delta and valid.get(ev.symbol):
+            books[ev.symbol].apply_delta(ev.bids_str, ev.asks_str)
+        elif (cls is Gap or cls is Reset) and ev.channel == "book":
+            for symbol in ([ev.symbol] if ev.symbol is not None else list(valid)):
+                valid[symbol] = False
+    return {s: b for s, b in books.items() if valid.get(s)}
+
+
+def malformed_book_problems(records: Sequence[Record], *, picks: int = 6, seed: int = 0,
+                            **replayer: Any) -> list[str]:
+    """Corrupt a capture's book messages one at a time and report every book left wrong silently.
+
+    ``records``: a capture (header first, as :func:`~gateways.capture.read_capture` gives it).
+    Among the received messages that made an ``L2Delta`` in a clean replay, ``picks`` evenly
+    spaced ones are corrupted in turn: one numeric value in it (a price, a size, an id, a
+    sequence number, a time, chosen with ``seed``) becomes one of :data:`JUNK_VALUES`. Each
+    corrupted capture is replayed (``Replayer(**replayer)``); a problem is a book the adapter
+    holds as synced that differs from the book its published events build, or, with no Gap, from
+    the clean replay's (the update lost silently). [] when every corruption ended in a counted
+    error and, where it touched a book, a Gap.
+    """
+    clean_player = Replayer(**replayer)
+    deltas: list[int] = []
+
+    def watched() -> Iterator[Record]:
+        for i, rec in enumerate(records):
+            result = clean_player.result
+            before = result.events_by_kind["book_delta"] if result is not None else 0
+            yield rec
+            if rec.kind == RECV and clean_player.result.events_by_kind["book_delta"] > before:
+                deltas.append(i)
+
+    truth = _books_of(clean_player.run(watched()))
+    rng = random.Random(seed)
+    chosen = [deltas[len(deltas) * (k + 1) // (picks + 1)] for k in range(picks)] if deltas else []
+    problems: list[str] = []
+    for k, i in enumerate(chosen):
+        try:
+            msg = orjson.loads(records[i].data)
+        except orjson.JSONDecodeError:
+            continue
+        leaves = list(_numeric_leaves(msg))
+        if not leaves:
+            continue
+        path = rng.choice(leaves)
+        junk = JUNK_VALUES[k % len(JUNK_VALUES)]
+        node = msg
+        for step in path[:-1]:
+            node = node[step]
+        node[path[-1]] = junk
+        corrupted = list(records)
+        corrupted[i] = records[i]._replace(data=orjson.dumps(msg).decode())
+        result = Replayer(collect=True, **replayer).run(corrupted)
+        published = _published_books(result.events)
+        what = f"record {i}, {'/'.join(map(str, path))} = {junk!r}"
+        for symbol, book in _books_of(result).items():
+            if symbol in published and published[symbol].snapshot() != book:
+                problems.append(f"{what}: {symbol}'s book differs from what was published")
+            elif symbol in published and symbol in truth and truth[symbol] != book:
+                problems.append(f"{what}: {symbol}'s book lost the update with no Gap")
+    return problems

@@ -322,8 +322,12 @@ class _Binance(Adapter):
                 self.ignore("unsubscribed_book")
                 return
             books.add(name, sym.exchange_symbol)
-        books.delta(name, d["b"], d["a"], out, first=d["U"], last=d["u"], prev=d.get("pu"),
-                    timestamp=d["E"] * _MS, receipt_timestamp=ts)
+        try:
+            books.delta(name, d["b"], d["a"], out, first=d["U"], last=d["u"], prev=d.get("pu"),
+                        timestamp=d["E"] * _MS, receipt_timestamp=ts)
+        except Exception:
+            books.malformed(name, out, ts)   # lost: the book is invalid from here, not silently behind
+            raise
         sb = books.get(name)
         if sb is not None and sb.state != SYNCED and name not in self._pending:
             failed = self._failed_at.get(name)

@@ -404,43 +404,50 @@ class BitMEX(Adapter):
         if sb is None or sb.state != SYNCED:
             self.ignore("book_before_partial")
             return
-        ids = self._ids[symbol]
-        bids: list[tuple[str, str]] = []
-        asks: list[tuple[str, str]] = []
-        tstamp = None
-        for row in rows:
-            side = row["side"]
-            key = (row["id"], side)
-            known = ids.get(key)
-            levels = bids if side == "Buy" else asks
-            if action == "insert":
-                if known is not None:
-                    self._broken(symbol, "duplicate_id", out, tstamp, ts)
-                    return
-                price = dec_str(row["price"])
-                ids[key] = price
-                levels.append((price, str(row["size"])))
-            else:
-                if known is None:
-                    self._broken(symbol, "unknown_id", out, tstamp, ts)
-                    return
-                if action == "delete":
-                    del ids[key]
-                    levels.append((known, "0"))
-                else:
-                    price = known
-                    if "price" in row:
-                        new_price = dec_str(row["price"])
-                        if new_price != price:  # a level id moved: remove the old price
-                            levels.append((price, "0"))
-                            price = new_price
-                            ids[key] = price
+        try:
+            ids = self._ids[symbol]
+            bids: list[tuple[str, str]] = []
+            asks: list[tuple[str, str]] = []
+            tstamp = None
+            for row in rows:
+                side = row["side"]
+                key = (row["id"], side)
+                known = ids.get(key)
+                levels = bids if side == "Buy" else asks
+                if action == "insert":
+                    if known is not None:
+                        self._broken(symbol, "duplicate_id", out, tstamp, ts)
+                        return
+                    price = dec_str(row["price"])
+                    ids[key] = price
                     levels.append((price, str(row["size"])))
-            t = row.get("timestamp")
-            if t is not None:
-                tstamp = max(tstamp or 0, iso_ns(t))
-        if self.books.delta(symbol, bids, asks, out, timestamp=tstamp, receipt_timestamp=ts) == GAP:
+                else:
+                    if known is None:
+                        self._broken(symbol, "unknown_id", out, tstamp, ts)
+                        return
+                    if action == "delete":
+                        del ids[key]
+                        levels.append((known, "0"))
+                    else:
+                        price = known
+                        if "price" in row:
+                            new_price = dec_str(row["price"])
+                            if new_price != price:  # a level id moved: remove the old price
+                                levels.append((price, "0"))
+                                price = new_price
+                                ids[key] = price
+                        levels.append((price, str(row["size"])))
+                t = row.get("timestamp")
+                if t is not None:
+                    tstamp = max(tstamp or 0, iso_ns(t))
+            if self.books.delta(symbol, bids, asks, out, timestamp=tstamp, receipt_timestamp=ts) == GAP:
+                self._ids.pop(symbol, None)
+        except Exception:
+            # A malformed row: the id map may hold part of the message, the book none of it
+            # (BitMEX has no sequence numbers to catch the lost update later).
             self._ids.pop(symbol, None)
+            self.books.malformed(symbol, out, ts)
+            raise
 
     def _broken(self, symbol: str, reason: str, out: Output, tstamp: int | None, ts: int) -> None:
         self._ids.pop(symbol, None)

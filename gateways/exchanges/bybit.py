@@ -467,19 +467,23 @@ class BybitAdapter(Adapter):
         books = self.books
         sb = books.get(symbol) or books.add(symbol, inst)
         self._book_topic[symbol] = (conn, topic)
-        u = d["u"]
-        tstamp = _ns(msg.get("ts"))
-        kind = msg.get("type")
-        if kind == "snapshot" or (kind == "delta" and u == 1):
-            if sb.state == SYNCED and sb.book.sequence == u and u != 1:
-                self.ignore("book_snapshot_repeat")
-                return
-            sb.buffer.clear()  # a subscription starts with its snapshot: anything buffered is older
-            books.snapshot(symbol, d["b"], d["a"], u, out, timestamp=tstamp, receipt_timestamp=ts)
-        elif kind == "delta":
-            books.delta(symbol, d["b"], d["a"], out, first=u, last=u, timestamp=tstamp, receipt_timestamp=ts)
-        else:
-            raise AdapterError("book_type", repr(kind))
+        try:
+            u = d["u"]
+            tstamp = _ns(msg.get("ts"))
+            kind = msg.get("type")
+            if kind == "snapshot" or (kind == "delta" and u == 1):
+                if sb.state == SYNCED and sb.book.sequence == u and u != 1:
+                    self.ignore("book_snapshot_repeat")
+                    return
+                sb.buffer.clear()  # a subscription starts with its snapshot: anything buffered is older
+                books.snapshot(symbol, d["b"], d["a"], u, out, timestamp=tstamp, receipt_timestamp=ts)
+            elif kind == "delta":
+                books.delta(symbol, d["b"], d["a"], out, first=u, last=u, timestamp=tstamp, receipt_timestamp=ts)
+            else:
+                raise AdapterError("book_type", repr(kind))
+        except Exception:
+            books.malformed(symbol, out, ts)   # lost: the book is invalid from here, not silently behind
+            raise
 
     def _on_bbo_book(self, symbol: str, inst: str, conn: str, topic: str, msg: dict[str, Any], d: dict[str, Any],
                      ts: int, out: Output) -> None:
@@ -512,17 +516,21 @@ class BybitAdapter(Adapter):
             books.add(symbol, inst)
         self._book_topic[symbol] = (conn, msg["topic"])
         data = msg["data"]
-        e6 = msg.get("timestamp_e6") or msg.get("timestampE6")
-        tstamp = int(e6) * 1000 if e6 else None
-        if msg.get("type") == "snapshot":
-            rows = data if isinstance(data, list) else (data.get("order_book") or data.get("orderBook") or [])
-            bids, asks = _v2_levels(rows, ())
-            books.get(symbol).buffer.clear()
-            books.snapshot(symbol, bids, asks, None, out, timestamp=tstamp, receipt_timestamp=ts)
-            return
-        bids, asks = _v2_levels(list(data.get("insert") or ()) + list(data.get("update") or ()),
-                                data.get("delete") or ())
-        books.delta(symbol, bids, asks, out, timestamp=tstamp, receipt_timestamp=ts)
+        try:
+            e6 = msg.get("timestamp_e6") or msg.get("timestampE6")
+            tstamp = int(e6) * 1000 if e6 else None
+            if msg.get("type") == "snapshot":
+                rows = data if isinstance(data, list) else (data.get("order_book") or data.get("orderBook") or [])
+                bids, asks = _v2_levels(rows, ())
+                books.get(symbol).buffer.clear()
+                books.snapshot(symbol, bids, asks, None, out, timestamp=tstamp, receipt_timestamp=ts)
+                return
+            bids, asks = _v2_levels(list(data.get("insert") or ()) + list(data.get("update") or ()),
+                                    data.get("delete") or ())
+            books.delta(symbol, bids, asks, out, timestamp=tstamp, receipt_timestamp=ts)
+        except Exception:
+            books.malformed(symbol, out, ts)   # lost: the book is invalid from here, not silently behind
+            raise
 
     def _on_v2_trades(self, conn: str, msg: dict[str, Any], ts: int, out: Output) -> None:
         for d in msg["data"]:

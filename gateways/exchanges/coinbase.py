@@ -389,27 +389,31 @@ class Coinbase(PolledCandles, Adapter):
                     continue
                 books.add(name, sym.exchange_symbol)
             self._conn_books.setdefault(conn, set()).add(name)
-            bids: list[tuple[str, str]] = []
-            asks: list[tuple[str, str]] = []
-            for u in ev["updates"]:
-                side = u["side"]
-                level = (u["price_level"], u["new_quantity"])
-                if side == "bid":
-                    bids.append(level)
-                elif side == "offer" or side == "ask":
-                    asks.append(level)
+            try:
+                bids: list[tuple[str, str]] = []
+                asks: list[tuple[str, str]] = []
+                for u in ev["updates"]:
+                    side = u["side"]
+                    level = (u["price_level"], u["new_quantity"])
+                    if side == "bid":
+                        bids.append(level)
+                    elif side == "offer" or side == "ask":
+                        asks.append(level)
+                    else:
+                        raise AdapterError("bad_side", str(side))
+                kind = ev.get("type")
+                if kind == "snapshot":
+                    books.snapshot(name, bids, asks, None, out, timestamp=t, receipt_timestamp=ts)
+                elif kind == "update":
+                    if books.state(name) != SYNCED:
+                        self.ignore("book_waiting_snapshot")
+                        continue
+                    books.delta(name, bids, asks, out, timestamp=t, receipt_timestamp=ts)
                 else:
-                    raise AdapterError("bad_side", str(side))
-            kind = ev.get("type")
-            if kind == "snapshot":
-                books.snapshot(name, bids, asks, None, out, timestamp=t, receipt_timestamp=ts)
-            elif kind == "update":
-                if books.state(name) != SYNCED:
-                    self.ignore("book_waiting_snapshot")
-                    continue
-                books.delta(name, bids, asks, out, timestamp=t, receipt_timestamp=ts)
-            else:
-                raise AdapterError("unknown_l2_type", str(kind))
+                    raise AdapterError("unknown_l2_type", str(kind))
+            except Exception:
+                books.malformed(name, out, ts)   # lost: the book is invalid from here, not silently behind
+                raise
 
     def _trades(self, conn: str, msg: dict[str, Any], ts: int, out: Output) -> None:
         for ev in msg["events"]:
@@ -528,14 +532,18 @@ class Coinbase(PolledCandles, Adapter):
             if name not in self.books or self.books.state(name) != SYNCED:
                 self.ignore("book_waiting_snapshot")
                 return
-            bids: list[tuple[str, str]] = []
-            asks: list[tuple[str, str]] = []
-            for side, price, size in msg["changes"]:
-                (bids if side == "buy" else asks).append(self._level((price, size)))
-            t = msg.get("time")
-            # Pro sometimes sends the zero time 0001-01-01: no usable exchange time.
-            t = iso_ns(t) if t and not t.startswith("0001") else None
-            self.books.delta(name, bids, asks, out, timestamp=t, receipt_timestamp=ts)
+            try:
+                bids: list[tuple[str, str]] = []
+                asks: list[tuple[str, str]] = []
+                for side, price, size in msg["changes"]:
+                    (bids if side == "buy" else asks).append(self._level((price, size)))
+                t = msg.get("time")
+                # Pro sometimes sends the zero time 0001-01-01: no usable exchange time.
+                t = iso_ns(t) if t and not t.startswith("0001") else None
+                self.books.delta(name, bids, asks, out, timestamp=t, receipt_timestamp=ts)
+            except Exception:
+                self.books.malformed(name, out, ts)   # lost: the book is invalid from here, not silently behind
+                raise
         elif kind == "ticker":
             sym = self._symbol(msg["product_id"])
             t = msg.get("time")

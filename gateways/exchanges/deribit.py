@@ -471,20 +471,24 @@ class Deribit(Adapter):
         books = self.books
         if symbol not in books:
             books.add(symbol, name)
-        bids = [(dec_str(p), "0" if a == "delete" else dec_str(q)) for a, p, q in d["bids"]]
-        asks = [(dec_str(p), "0" if a == "delete" else dec_str(q)) for a, p, q in d["asks"]]
-        tstamp = _ns(d.get("timestamp"))
-        change_id = d["change_id"]
-        kind = d.get("type")
-        if kind == "snapshot" or (kind is None and "prev_change_id" not in d):
-            # A subscription starts with its snapshot: anything buffered before it is older.
-            books.get(symbol).buffer.clear()
-            books.snapshot(symbol, bids, asks, change_id, out, timestamp=tstamp, receipt_timestamp=ts)
-        elif kind in ("change", None):
-            books.delta(symbol, bids, asks, out, last=change_id, prev=d["prev_change_id"], timestamp=tstamp,
-                        receipt_timestamp=ts)
-        else:
-            raise AdapterError("book_type", repr(kind))
+        try:
+            bids = [(dec_str(p), "0" if a == "delete" else dec_str(q)) for a, p, q in d["bids"]]
+            asks = [(dec_str(p), "0" if a == "delete" else dec_str(q)) for a, p, q in d["asks"]]
+            tstamp = _ns(d.get("timestamp"))
+            change_id = d["change_id"]
+            kind = d.get("type")
+            if kind == "snapshot" or (kind is None and "prev_change_id" not in d):
+                # A subscription starts with its snapshot: anything buffered before it is older.
+                books.get(symbol).buffer.clear()
+                books.snapshot(symbol, bids, asks, change_id, out, timestamp=tstamp, receipt_timestamp=ts)
+            elif kind in ("change", None):
+                books.delta(symbol, bids, asks, out, last=change_id, prev=d["prev_change_id"], timestamp=tstamp,
+                            receipt_timestamp=ts)
+            else:
+                raise AdapterError("book_type", repr(kind))
+        except Exception:
+            books.malformed(symbol, out, ts)   # lost: the book is invalid from here, not silently behind
+            raise
 
     def handle_resync(self, symbol: str, ts: int, out: Output) -> None:
         if symbol not in self.to_exchange:

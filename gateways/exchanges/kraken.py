@@ -292,28 +292,32 @@ class Kraken(ResubscribeByConnection, Adapter):
             if name is None:
                 continue
             self._book_conn.setdefault(name, conn)
-            prec = self._precision.get(name)
-            bids = self._levels(d.get("bids", ()), prec)
-            asks = self._levels(d.get("asks", ()), prec)
-            checksum = d.get("checksum")
-            if checksum is not None and prec is None:
-                self.count("book.checksum_unverifiable")
-                checksum = None
-            t = d.get("timestamp")
-            t = iso_ns(t) if t else None
-            if kind == "snapshot":
-                if self.books.snapshot(name, bids, asks, None, out, timestamp=t, receipt_timestamp=ts,
-                                       checksum=checksum) and checksum is not None:
-                    self.count("book.checksum_verified")
-            elif kind == "update":
-                if self.books.state(name) != SYNCED:
-                    self.ignore("book_waiting_snapshot")
-                    continue
-                if self.books.delta(name, bids, asks, out, timestamp=t, receipt_timestamp=ts,
-                                    checksum=checksum) == APPLY and checksum is not None:
-                    self.count("book.checksum_verified")
-            else:
-                raise AdapterError("unknown_book_type", str(kind))
+            try:
+                prec = self._precision.get(name)
+                bids = self._levels(d.get("bids", ()), prec)
+                asks = self._levels(d.get("asks", ()), prec)
+                checksum = d.get("checksum")
+                if checksum is not None and prec is None:
+                    self.count("book.checksum_unverifiable")
+                    checksum = None
+                t = d.get("timestamp")
+                t = iso_ns(t) if t else None
+                if kind == "snapshot":
+                    if self.books.snapshot(name, bids, asks, None, out, timestamp=t, receipt_timestamp=ts,
+                                           checksum=checksum) and checksum is not None:
+                        self.count("book.checksum_verified")
+                elif kind == "update":
+                    if self.books.state(name) != SYNCED:
+                        self.ignore("book_waiting_snapshot")
+                        continue
+                    if self.books.delta(name, bids, asks, out, timestamp=t, receipt_timestamp=ts,
+                                        checksum=checksum) == APPLY and checksum is not None:
+                        self.count("book.checksum_verified")
+                else:
+                    raise AdapterError("unknown_book_type", str(kind))
+            except Exception:
+                self.books.malformed(name, out, ts)   # lost: the book is invalid from here, not silently behind
+                raise
 
     def _trade_v2(self, conn: str, msg: dict[str, Any], ts: int, out: Output) -> None:
         if msg.get("type") == "snapshot":
@@ -439,39 +443,43 @@ class Kraken(ResubscribeByConnection, Adapter):
             # Kraken sends no delete for levels pushed out of the subscribed depth: a recording
             # must be replayed with Subscription(depth=<its depth>) for its books to stay exact.
             self.count("book.depth_mismatch")
-        bids: list[Any] = []
-        asks: list[Any] = []
-        checksum = None
-        latest = 0
-        snapshot = False
-        for part in payloads:
-            if type(part) is not dict:
-                continue  # tardis recordings hold a null between the two book parts
-            if "as" in part or "bs" in part:
-                snapshot = True
-                asks += part.get("as", ())
-                bids += part.get("bs", ())
-            else:
-                asks += part.get("a", ())
-                bids += part.get("b", ())
-                if "c" in part:
-                    checksum = int(part["c"])
-        if len(bids) + len(asks) == 1:  # the common update: one level
-            latest = seconds_ns((bids or asks)[0][2])
-        elif bids or asks:
-            latest = max(map(seconds_ns, [lv[2] for lv in bids] + [lv[2] for lv in asks]))
-        b = [(lv[0], lv[1]) for lv in bids]
-        a = [(lv[0], lv[1]) for lv in asks]
-        t = latest or None
-        if snapshot:
-            self.books.snapshot(name, b, a, None, out, timestamp=t, receipt_timestamp=ts)
-            return
-        if self.books.state(name) != SYNCED:
-            self.ignore("book_waiting_snapshot")
-            return
-        if self.books.delta(name, b, a, out, timestamp=t, receipt_timestamp=ts, checksum=checksum) == APPLY \
-                and checksum is not None:
-            self.count("book.checksum_verified")
+        try:
+            bids: list[Any] = []
+            asks: list[Any] = []
+            checksum = None
+            latest = 0
+            snapshot = False
+            for part in payloads:
+                if type(part) is not dict:
+                    continue  # tardis recordings hold a null between the two book parts
+                if "as" in part or "bs" in part:
+                    snapshot = True
+                    asks += part.get("as", ())
+                    bids += part.get("bs", ())
+                else:
+                    asks += part.get("a", ())
+                    bids += part.get("b", ())
+                    if "c" in part:
+                        checksum = int(part["c"])
+            if len(bids) + len(asks) == 1:  # the common update: one level
+                latest = seconds_ns((bids or asks)[0][2])
+            elif bids or asks:
+                latest = max(map(seconds_ns, [lv[2] for lv in bids] + [lv[2] for lv in asks]))
+            b = [(lv[0], lv[1]) for lv in bids]
+            a = [(lv[0], lv[1]) for lv in asks]
+            t = latest or None
+            if snapshot:
+                self.books.snapshot(name, b, a, None, out, timestamp=t, receipt_timestamp=ts)
+                return
+            if self.books.state(name) != SYNCED:
+                self.ignore("book_waiting_snapshot")
+                return
+            if self.books.delta(name, b, a, out, timestamp=t, receipt_timestamp=ts, checksum=checksum) == APPLY \
+                    and checksum is not None:
+                self.count("book.checksum_verified")
+        except Exception:
+            self.books.malformed(name, out, ts)   # lost: the book is invalid from here, not silently behind
+            raise
 
     # ------------------------------------------------------------ resync and lifecycle
     # Resync, timer and close: ResubscribeByConnection; this is the exchange's part.

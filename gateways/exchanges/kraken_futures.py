@@ -290,28 +290,36 @@ class KrakenFutures(ResubscribeByConnection, PolledCandles, Adapter):
         if name is None:
             return
         self._book_conn.setdefault(name, conn)
-        bids = [(_num(lv["price"]), _num(lv["qty"])) for lv in msg["bids"]]
-        asks = [(_num(lv["price"]), _num(lv["qty"])) for lv in msg["asks"]]
-        t = msg.get("timestamp")
-        self.books.snapshot(name, bids, asks, int(msg["seq"]), out, timestamp=t * _MS if t else None,
-                            receipt_timestamp=ts)
+        try:
+            bids = [(_num(lv["price"]), _num(lv["qty"])) for lv in msg["bids"]]
+            asks = [(_num(lv["price"]), _num(lv["qty"])) for lv in msg["asks"]]
+            t = msg.get("timestamp")
+            self.books.snapshot(name, bids, asks, int(msg["seq"]), out, timestamp=t * _MS if t else None,
+                                receipt_timestamp=ts)
+        except Exception:
+            self.books.malformed(name, out, ts)   # lost: the book is invalid from here, not silently behind
+            raise
 
     def _book(self, conn: str, msg: dict[str, Any], ts: int, out: Output) -> None:
         name = self._book_symbol(msg)
         if name is None:
             return
-        level = [(_num(msg["price"]), _num(msg["qty"]))]
-        side = msg["side"]
-        if side == "buy":
-            bids, asks = level, []
-        elif side == "sell":
-            bids, asks = [], level
-        else:
-            raise AdapterError("bad_side", str(side))
-        seq = int(msg["seq"])
-        t = msg.get("timestamp")
-        self.books.delta(name, bids, asks, out, first=seq, last=seq, timestamp=t * _MS if t else None,
-                         receipt_timestamp=ts)
+        try:
+            level = [(_num(msg["price"]), _num(msg["qty"]))]
+            side = msg["side"]
+            if side == "buy":
+                bids, asks = level, []
+            elif side == "sell":
+                bids, asks = [], level
+            else:
+                raise AdapterError("bad_side", str(side))
+            seq = int(msg["seq"])
+            t = msg.get("timestamp")
+            self.books.delta(name, bids, asks, out, first=seq, last=seq, timestamp=t * _MS if t else None,
+                             receipt_timestamp=ts)
+        except Exception:
+            self.books.malformed(name, out, ts)   # lost: the book is invalid from here, not silently behind
+            raise
 
     def _trade(self, conn: str, msg: dict[str, Any], ts: int, out: Output) -> None:
         sym = self._symbol(msg["product_id"])

@@ -472,33 +472,37 @@ class OKXAdapter(Adapter):
         if symbol not in books:
             books.add(symbol, inst_id)
         self._book_conn[symbol] = conn
-        for d in data:
-            bids = [lvl[:2] for lvl in d["bids"]]
-            asks = [lvl[:2] for lvl in d["asks"]]
-            seq = d.get("seqId")
-            checksum = d.get("checksum")
-            tstamp = _ns(d.get("ts"))
-            if action == "snapshot":
-                if symbol in self._handoff:
-                    self._handoff.discard(symbol)
-                    if self._behind(symbol, seq):
-                        # The replacing connection's own snapshot of a book this one kept: not news.
-                        self.ignore("handoff_snapshot")
+        try:
+            for d in data:
+                bids = [lvl[:2] for lvl in d["bids"]]
+                asks = [lvl[:2] for lvl in d["asks"]]
+                seq = d.get("seqId")
+                checksum = d.get("checksum")
+                tstamp = _ns(d.get("ts"))
+                if action == "snapshot":
+                    if symbol in self._handoff:
+                        self._handoff.discard(symbol)
+                        if self._behind(symbol, seq):
+                            # The replacing connection's own snapshot of a book this one kept: not news.
+                            self.ignore("handoff_snapshot")
+                            continue
+                    # A subscription starts with its snapshot: updates buffered before it are older (and,
+                    # in recordings without seqId, could not be told apart by the sequence rule).
+                    books.get(symbol).buffer.clear()
+                    books.snapshot(symbol, bids, asks, seq, out, timestamp=tstamp, receipt_timestamp=ts,
+                                   checksum=checksum)
+                elif action == "update":
+                    if not bids and not asks:
+                        # A sequence confirmation (prevSeqId == seqId): check it, publish nothing.
+                        self._book_heartbeat(symbol, seq, d.get("prevSeqId"), tstamp, ts, out)
                         continue
-                # A subscription starts with its snapshot: updates buffered before it are older (and,
-                # in recordings without seqId, could not be told apart by the sequence rule).
-                books.get(symbol).buffer.clear()
-                books.snapshot(symbol, bids, asks, seq, out, timestamp=tstamp, receipt_timestamp=ts,
-                               checksum=checksum)
-            elif action == "update":
-                if not bids and not asks:
-                    # A sequence confirmation (prevSeqId == seqId): check it, publish nothing.
-                    self._book_heartbeat(symbol, seq, d.get("prevSeqId"), tstamp, ts, out)
-                    continue
-                books.delta(symbol, bids, asks, out, last=seq, prev=d.get("prevSeqId"), timestamp=tstamp,
-                            receipt_timestamp=ts, checksum=checksum)
-            else:
-                raise AdapterError("book_action", repr(action))
+                    books.delta(symbol, bids, asks, out, last=seq, prev=d.get("prevSeqId"), timestamp=tstamp,
+                                receipt_timestamp=ts, checksum=checksum)
+                else:
+                    raise AdapterError("book_action", repr(action))
+        except Exception:
+            books.malformed(symbol, out, ts)   # lost: the book is invalid from here, not silently behind
+            raise
 
     def _behind(self, symbol: str, seq: int | None) -> bool:
         """A snapshot at ``seq`` holds nothing the synced book of ``symbol`` lacks."""
@@ -648,15 +652,19 @@ class OKXAdapter(Adapter):
                 books = self.books
                 if symbol not in books:
                     books.add(symbol, inst_id)
-                bids = [(dec_str(lvl[0]), dec_str(lvl[1])) for lvl in d["bids"]]
-                asks = [(dec_str(lvl[0]), dec_str(lvl[1])) for lvl in d["asks"]]
-                if msg.get("action") == "partial":
-                    books.get(symbol).buffer.clear()
-                    books.snapshot(symbol, bids, asks, None, out, timestamp=tstamp, receipt_timestamp=ts,
-                                   checksum=d.get("checksum"))
-                else:
-                    books.delta(symbol, bids, asks, out, timestamp=tstamp, receipt_timestamp=ts,
-                                checksum=d.get("checksum"))
+                try:
+                    bids = [(dec_str(lvl[0]), dec_str(lvl[1])) for lvl in d["bids"]]
+                    asks = [(dec_str(lvl[0]), dec_str(lvl[1])) for lvl in d["asks"]]
+                    if msg.get("action") == "partial":
+                        books.get(symbol).buffer.clear()
+                        books.snapshot(symbol, bids, asks, None, out, timestamp=tstamp, receipt_timestamp=ts,
+                                       checksum=d.get("checksum"))
+                    else:
+                        books.delta(symbol, bids, asks, out, timestamp=tstamp, receipt_timestamp=ts,
+                                    checksum=d.get("checksum"))
+                except Exception:
+                    books.malformed(symbol, out, ts)   # lost: the book is invalid from here, not silently behind
+                    raise
             elif kind == "funding_rate":
                 ev.append(Funding(EXCHANGE, symbol, d["funding_rate"], next_funding_time=tstamp,
                                   predicted_rate=_opt(d.get("estimated_rate")), exchange_symbol=inst_id,

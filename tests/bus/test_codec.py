@@ -27,6 +27,7 @@ WIRE_INT = st.integers(-(2**63), 2**64 - 1)  # what msgpack can carry
 _DIGITS = st.text("0123456789", min_size=1, max_size=30)
 DEC = st.builds(lambda neg, i, f: ("-" if neg else "") + i + ("." + f if f else ""),
                 st.booleans(), _DIGITS, st.none() | _DIGITS)
+SIZE = st.builds(lambda i, f: i + ("." + f if f else ""), _DIGITS, st.none() | _DIGITS)   # never negative
 # Any unicode except lone surrogates (which no UTF-8 encoder accepts).
 TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=20)
 # Topic components must be ASCII (topics are ASCII); '.' and ' ' are included to exercise escaping.
@@ -40,8 +41,8 @@ def _value(type_: str, topic_key: bool) -> st.SearchStrategy:
     text = TOPIC_TEXT if topic_key else TEXT
     base = {
         "dec": DEC, "str": text, "int": WIRE_INT, "bool": st.booleans(),
-        "levels": st.lists(st.tuples(DEC, DEC), max_size=6),
-        "orders": st.lists(st.tuples(TEXT, st.sampled_from(["bid", "ask"]), DEC, DEC), max_size=6),
+        "levels": st.lists(st.tuples(DEC, SIZE), max_size=6),
+        "orders": st.lists(st.tuples(TEXT, st.sampled_from(["bid", "ask"]), DEC, SIZE), max_size=6),
         "map": MAP,
     }[type_.rstrip("?")]
     return st.none() | base if type_.endswith("?") else base

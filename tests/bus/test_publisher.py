@@ -13,7 +13,7 @@ import zmq
 
 from bus import codec, snapshot
 from bus.security import ensure_private_dir
-from cryptofeed_types.events import L2Delta, L2Snapshot, L3Delta, L3Snapshot, Status, Ticker, Trade
+from cryptofeed_types.events import BBO, Gap, L2Delta, L2Snapshot, L3Delta, L3Snapshot, Status, Ticker, Trade
 
 
 def _recv(sock: zmq.Socket, timeout: float = 5.0) -> list[bytes]:
@@ -115,6 +115,36 @@ def test_snapshot_service_frames(bus_endpoint, publisher_factory, dealer):
     assert snapshot.decode_reply(replies[-1]) == snapshot.End(b"r2", "p2", pub.epoch, 3)
 
     assert _request(d, snapshot.HELLO, "", b"h") == [[b"h", snapshot.END, msgpack.packb([1, "p2", pub.epoch, 0])]]
+
+
+def test_a_book_declared_invalid_is_not_served_until_rebuilt(bus_endpoint, publisher_factory, dealer):
+    # A late joiner never saw the Gap: served the old book (or its bbo) it would hold them as valid
+    # until the Reset. Nothing is served for them from the Gap to the rebuild; other books are.
+    ep = bus_endpoint("pg")
+    pub = publisher_factory("pg", ep)
+    for sym in ("A-B", "C-D"):
+        pub.publish(L2Snapshot("EX", sym, [("10", "1")], [("11", "1")], sequence=1, receipt_timestamp=1))
+        pub.publish(BBO("EX", sym, bid="10", bid_size="1", ask="11", ask_size="1", receipt_timestamp=1))
+    pub.publish(L3Snapshot("EX", "A-B", [("a", "bid", "1", "2")], receipt_timestamp=1))
+    d = dealer(ep.snapshot)
+
+    def served(rid: bytes) -> set[str]:
+        return {snapshot.decode_reply(r).topic for r in _request(d, snapshot.SNAPSHOT, "", rid)[:-1]}
+
+    everything = {"book.EX.A-B.", "book.EX.C-D.", "bbo.EX.A-B.", "bbo.EX.C-D.", "l3.EX.A-B."}
+    assert served(b"r1") == everything
+    pub.publish(Gap("EX", "book", "sequence", symbol="A-B", receipt_timestamp=2))
+    assert served(b"r2") == everything - {"book.EX.A-B.", "bbo.EX.A-B."}
+    pub.publish(L2Snapshot("EX", "A-B", [("10", "2")], [("12", "1")], sequence=9, receipt_timestamp=3))
+    assert served(b"r3") == everything - {"bbo.EX.A-B."}            # the bbo comes back with the next one
+    pub.publish(BBO("EX", "A-B", bid="10", bid_size="2", ask="12", ask_size="1", receipt_timestamp=3))
+    assert served(b"r4") == everything
+    pub.publish(Gap("EX", "book", "disconnected", receipt_timestamp=4))   # feed-wide: every book of EX
+    pub.publish(Gap("EX", "l3", "sequence", symbol="A-B", receipt_timestamp=4))
+    assert served(b"r5") == set()
+    pub.publish(Gap("OTHER", "book", "sequence", receipt_timestamp=4))    # another exchange's: nothing here
+    pub.publish(L3Snapshot("EX", "A-B", [("b", "ask", "3", "4")], receipt_timestamp=5))
+    assert served(b"r6") == {"l3.EX.A-B."}
 
 
 def test_bad_snapshot_requests_get_error_and_service_continues(bus_endpoint, publisher_factory, dealer):

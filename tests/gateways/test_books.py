@@ -149,3 +149,83 @@ def test_buffer_is_bounded() -> None:
         books.delta("A-B", [["1", "1"]], [], out, first=i, last=i)
     assert len(books.get("A-B").buffer) == 3
     assert books.counters["book.buffer_overflow"] == 2
+
+
+def _synced(rule=range_rule) -> tuple[Books, Output]:
+    books = Books("EX", rule)
+    out = Output()
+    assert books.snapshot("A-B", [["10", "1"], ["9", "2"]], [["11", "1"]], 5, out)
+    return books, Output()
+
+
+def test_a_malformed_level_half_way_through_an_update_invalidates_the_book_not_silently() -> None:
+    # The first level applies, the second is junk: the book would hold half an update that is
+    # never published. Instead: Gap 'malformed' and a resync; the error still reaches the adapter.
+    books, out = _synced()
+    try:
+        books.delta("A-B", [["10", "5"], ["junk", "1"]], [], out, first=6, last=6)
+    except ValueError:
+        pass
+    else:
+        raise AssertionError("a junk price must raise for the adapter to count")
+    (gap,) = out.events
+    assert isinstance(gap, Gap) and gap.reason == "malformed" and gap.symbol == "A-B"
+    assert out.actions == [Resync("A-B", "malformed")]
+    assert books.state("A-B") == RESYNCING and books.counters["book.gap.malformed"] == 1
+    # The book holding half an update no subscriber has is not served until rebuilt.
+    assert books.shared_book("A-B") is None
+
+
+def test_a_malformed_field_read_after_the_levels_applied_invalidates_the_book() -> None:
+    # Binance's event time '' * 1_000_000 is '' (no error in the adapter), refused by the L2Delta
+    # built after the book changed.
+    books, out = _synced()
+    try:
+        books.delta("A-B", [["10", "5"]], [], out, first=6, last=6, timestamp="")
+    except TypeError:
+        pass
+    else:
+        raise AssertionError("a str timestamp must raise")
+    assert kinds(out) == ["Gap"] and out.events[0].timestamp is None   # nothing of the message trusted
+    assert books.state("A-B") == RESYNCING
+
+
+def test_negative_sizes_are_refused_negative_prices_are_not() -> None:
+    books, out = _synced()
+    try:
+        books.delta("A-B", [["10", "-5"]], [], out, first=6, last=6)
+    except ValueError as exc:
+        assert "negative" in str(exc)
+    else:
+        raise AssertionError("a negative size must raise")
+    assert kinds(out) == ["Gap"]
+    books, out = _synced(no_rule)
+    assert books.delta("A-B", [["-1", "5"]], [], out) == APPLY   # spreads and combos go below zero
+    assert isinstance(out.events[0], L2Delta) and out.events[0].bids_str == (("-1", "5"),)
+
+
+def test_a_malformed_buffered_update_refuses_the_snapshot_and_asks_again() -> None:
+    books = Books("EX", range_rule)
+    books.add("A-B", "AB")
+    out = Output()
+    books.delta("A-B", [["10", "abc"]], [], out, first=8, last=8)   # buffered as received
+    try:
+        books.snapshot("A-B", [["9", "1"]], [["13", "1"]], 7, out)
+    except ValueError:
+        pass
+    else:
+        raise AssertionError("the buffered junk size must raise")
+    assert out.events == [] and out.actions == [Resync("A-B", "malformed")]
+    assert books.state("A-B") == WAITING and books.counters["book.malformed"] == 1
+    assert books.shared_book("A-B") is None   # nothing valid was ever served
+    # The next snapshot starts clean (the junk update was dropped with the refused one).
+    assert books.snapshot("A-B", [["9", "1"]], [["13", "1"]], 9, out)
+    assert books.state("A-B") == SYNCED
+
+
+def test_malformed_is_for_adapters_that_convert_rows_first_and_is_idempotent() -> None:
+    books, out = _synced()
+    books.malformed("A-B", out, 7)
+    books.malformed("A-B", out, 8)      # invalid already, its resync asked for: nothing more
+    books.malformed("X-Y", out, 9)      # no such book: nothing
+    assert kinds(out) == ["Gap"] and len(out.actions) == 1

@@ -10,8 +10,8 @@ import pytest
 
 from bus.endpoints import GatewayEndpoint
 from bus.subscriber import Subscriber
-from cryptofeed_types import L2Delta, L2Snapshot, OrderBook
-from gateways.adapter import Output
+from cryptofeed_types import Gap, L2Delta, L2Snapshot, OrderBook
+from gateways.adapter import Output, Resync
 from gateways.books import Books, no_rule, range_rule, share_books
 
 
@@ -62,7 +62,9 @@ def test_depth_limited_random_stream_mirror_equals_gateway_book() -> None:
     assert mirror_of(out.events).snapshot() == gateway.snapshot()
 
 
-def test_shared_book_keeps_last_valid_book_while_rebuilding() -> None:
+def test_shared_book_serves_nothing_while_the_book_is_invalid() -> None:
+    # A late joiner served the last valid book during a rebuild would hold it as valid (it never
+    # saw the Gap) until the Reset: nothing is served until the rebuilt book is.
     books = Books("EX", range_rule, bbo=False)
     books.add("A-B")
     out = Output()
@@ -72,25 +74,29 @@ def test_shared_book_keeps_last_valid_book_while_rebuilding() -> None:
     assert live is books.book("A-B")
     books.delta("A-B", [("10", "2")], [], out, first=6, last=6)
     books.delta("A-B", [("9", "1")], [], out, first=9, last=9)   # gap: the book is rebuilt
-    assert books.book("A-B").snapshot() == ([], [])
-    served = books.shared_book("A-B")
-    assert served is live and served.snapshot() == ([("10", "2")], [("11", "1")])
+    assert isinstance(out.events[-1], Gap) and books.shared_book("A-B") is None
+    assert live.snapshot() == ([("10", "2")], [("11", "1")])     # a reader of the old object is undisturbed
     books.snapshot("A-B", [("10", "3")], [("12", "1")], 20, out)
     assert books.shared_book("A-B") is books.book("A-B")
     assert books.shared_book("A-B").snapshot() == ([("10", "3")], [("12", "1")])
 
 
-def test_snapshot_arriving_on_a_valid_book_is_not_served_before_validation() -> None:
+def test_a_snapshot_refused_on_a_valid_book_is_a_gap_and_nothing_is_served_meanwhile() -> None:
     served = []
     books = Books("EX", no_rule, bbo=False, checksum=lambda b: served.append(books.shared_book("A-B")) or 0)
     books.add("A-B")
     out = Output()
     books.snapshot("A-B", [("10", "1")], [("11", "1")], None, out)
     first = books.book("A-B")
-    # While the new snapshot is checked (the checksum fails here), the old book is what is served.
+    out = Output()
+    # While the new snapshot is checked (the checksum fails here), nothing is served; refused, it
+    # leaves subscribers' valid book without its updates until the resync: a Gap says so.
     assert books.snapshot("A-B", [("10", "9")], [("11", "9")], None, out, checksum=1) is False
-    assert served[-1] is first and first.snapshot() == ([("10", "1")], [("11", "1")])
-    assert books.shared_book("A-B") is first
+    assert served[-1] is None and books.shared_book("A-B") is None
+    assert first.snapshot() == ([("10", "1")], [("11", "1")])
+    (gap,) = out.events
+    assert isinstance(gap, Gap) and gap.reason == "snapshot_checksum" and gap.symbol == "A-B"
+    assert out.actions == [Resync("A-B", "snapshot_checksum")]
 
 
 class _FakePublisher:
@@ -185,4 +191,43 @@ def test_late_joiner_gets_gateway_book_through_snapshot_service(bus_endpoint, pu
             sub.recv(timeout=0.02)
         b = sub.book("EX", "A-B")
         assert b is not None and b.snapshot() == books.book("A-B").snapshot()
+        assert sub.counters["gaps"] == 0
+
+
+@pytest.mark.timeout(60)
+def test_late_joiner_during_a_resync_gets_no_book_until_the_rebuild(bus_endpoint, publisher_factory) -> None:
+    # The book broke (a Gap) before this subscriber joined: it must not start from the old book
+    # as if valid. It has none until the gateway's Reset + L2Snapshot, then exactly that one.
+    ep: GatewayEndpoint = bus_endpoint("gw3")
+    pub = publisher_factory("gw3", ep, heartbeat_interval=0.05)
+    books = Books("EX", range_rule)
+    pub.share_books("EX", books.shared_book)
+    for sym in ("A-B", "C-D"):
+        books.add(sym)
+    out = Output()
+    books.snapshot("A-B", [("100", "1")], [("101", "1")], 1, out)
+    books.snapshot("C-D", [("50", "1")], [("51", "1")], 1, out)
+    books.delta("A-B", [("99", "2")], [], out, first=5, last=5)   # a sequence gap: A-B resyncs
+    assert [type(e).__name__ for e in out.events][-1] == "Gap"
+    for ev in out.events:
+        pub.publish(ev)
+    with Subscriber(ep, ["book.", "bbo."]) as sub:
+        for _ in range(300):
+            if sub.book("EX", "C-D") is not None:
+                break
+            sub.recv(timeout=0.02)
+        assert sub.book("EX", "C-D") is not None          # the other book is served
+        for _ in range(10):
+            sub.recv(timeout=0.02)
+        assert sub.book("EX", "A-B") is None              # not the broken one
+        o = Output()
+        books.snapshot("A-B", [("98", "3")], [("102", "1")], 9, o)   # the rebuild
+        for ev in o.events:
+            pub.publish(ev)
+        for _ in range(300):
+            if sub.book("EX", "A-B") is not None:
+                break
+            sub.recv(timeout=0.02)
+        b = sub.book("EX", "A-B")
+        assert b is not None and b.snapshot() == ([("98", "3")], [("102", "1")])
         assert sub.counters["gaps"] == 0

@@ -5,9 +5,18 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from feedfabric.testing.adapters import accounted, capture_parts, feed, silent_messages
+import pytest
+
+from feedfabric.testing.adapters import (
+    accounted,
+    capture_parts,
+    feed,
+    malformed_book_problems,
+    silent_messages,
+)
 from gateways.adapter import Output, Subscription
-from gateways.capture import CONNECT, HEADER, RECV, Record
+from gateways.books import Books
+from gateways.capture import CONNECT, HEADER, RECV, Record, read_capture
 from gateways.exchanges.kraken_futures import KrakenFutures
 
 
@@ -51,3 +60,13 @@ def test_silent_messages_names_what_an_adapter_drops_without_a_reason() -> None:
     assert silent == ['{"feed": "swallowed"}']
     assert result.adapter is adapter and adapter.counters["messages"] == 3
     assert silent_messages(records[:3] + records[4:], adapter=KrakenFutures(Subscription({})))[1] == []
+
+
+def test_malformed_book_problems_finds_books_left_wrong(shared_data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # BitMEX books have no sequence numbers: without the malformed guards (Books.malformed made a
+    # no-op) a junk row loses its update silently or leaves a book half updated, and the helper says so.
+    records = list(read_capture(shared_data / "cryptofeed" / "BITMEX"))
+    assert malformed_book_problems(records, picks=14) == []
+    monkeypatch.setattr(Books, "malformed", lambda self, symbol, out, receipt_timestamp=0: None)
+    problems = malformed_book_problems(records, picks=14)
+    assert problems and all(p.startswith("record ") and "book" in p for p in problems)

@@ -185,6 +185,15 @@ def test_constructor_type_checks() -> None:
         L3Delta("X", "Y", orders=[("id", "buy", "1", "2")], receipt_timestamp=0)  # side is bid/ask
 
 
+def test_book_sizes_are_never_negative_prices_may_be() -> None:
+    with pytest.raises(ValueError, match="negative"):
+        L2Delta("X", "Y", bids=[("1", "-2")], asks=[], receipt_timestamp=0)
+    with pytest.raises(ValueError, match="negative"):
+        L3Delta("X", "Y", orders=[("id", "bid", "1", "-0.5")], receipt_timestamp=0)
+    assert L2Delta("X", "Y", bids=[("-1.5", "2"), ("1", "0"), ("2", "-0.0")], asks=[],
+                   receipt_timestamp=0).bids_str == (("-1.5", "2"), ("1", "0"), ("2", "-0.0"))
+
+
 def test_topic_escapes_dots_and_spaces() -> None:
     t = Trade("EX.CHANGE", "A B", "buy", "1", "1", receipt_timestamp=0)
     assert t.topic() == "trades.EX_CHANGE.A_B."

@@ -20,8 +20,9 @@ _text = st.one_of(st.text(max_size=40), st.builds(lambda n: "é" * n, st.sampled
 _edges = [0, 1, 127, 128, 255, 256, 65535, 65536, 2**32 - 1, 2**32, 2**63 - 1, 2**63, 2**64 - 1,
           -1, -32, -33, -128, -129, -32768, -32769, -2**31, -2**31 - 1, -2**63]
 _int = st.one_of(st.sampled_from(_edges), st.integers(-2**63, 2**64 - 1))
-_levels = st.lists(st.tuples(_dec, _dec), max_size=20).map(tuple)
-_orders = st.lists(st.tuples(st.text(max_size=10), st.sampled_from(["bid", "ask"]), _dec, _dec), max_size=18).map(tuple)
+_size = _dec.map(lambda d: d.lstrip("-"))   # a book's sizes are never negative (its prices may be)
+_levels = st.lists(st.tuples(_dec, _size), max_size=20).map(tuple)
+_orders = st.lists(st.tuples(st.text(max_size=10), st.sampled_from(["bid", "ask"]), _dec, _size), max_size=18).map(tuple)
 _map = st.dictionaries(st.text(max_size=8), st.one_of(st.integers(-10**6, 10**6), st.text(max_size=8)), max_size=5)
 _BY_TYPE = {"dec": _dec, "str": _text, "int": _int, "bool": st.booleans(), "levels": _levels, "orders": _orders,
             "map": _map}
