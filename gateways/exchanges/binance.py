@@ -467,6 +467,11 @@ class _Binance(Adapter):
 
     def rest_failed(self, fetch: Fetch, ts: int, out: Output) -> None:
         if fetch.tag == "snapshot" and fetch.symbol is not None:
+            # A body the book refused half read (malformed levels) made it ask for the next
+            # snapshot at once; like any failed answer, that one waits snapshot_retry_ns instead
+            # (from the timer), or a server answering junk would be asked again as fast as it answers.
+            out.actions[:] = [a for a in out.actions
+                              if not (type(a) is Fetch and a.tag == "snapshot" and a.symbol == fetch.symbol)]
             self._pending.pop(fetch.symbol, None)
             self._failed_at[fetch.symbol] = ts
 

@@ -281,6 +281,28 @@ def test_failed_snapshot_is_retried_without_further_updates() -> None:
     assert retries(10_000_000_000) == []                                     # synced: nothing more to retry
 
 
+def test_a_malformed_snapshot_body_is_retried_like_a_failed_one() -> None:
+    """A snapshot whose levels are junk is refused by the book half read (a counted error): the
+    next one is asked after the retry interval, once, not at once (a server answering junk would
+    be asked again as fast as it answers)."""
+    from cryptofeed_types import Symbol
+    sym = Symbol.parse("AAA-USDT", exchange_symbol="AAAUSDT")
+    adapter = BinanceSpot(Subscription({"l2_book": [sym.normalized]}), symbols=[sym])
+    (fetch,) = adapter.on_message("c", _delta("AAAUSDT", 100, 105, None), 1).actions
+    out = adapter.on_rest(fetch, 200, '{"lastUpdateId":102,"bids":[["9","abc"]],"asks":[]}', 2)
+    assert out.events == [] and out.actions == []
+    assert adapter.error_counts() == {"errors.rest_parse.ValueError": 1}
+    assert adapter.books.state(sym.normalized) == "waiting" and adapter.counters["book.malformed"] == 1
+
+    def retries(ts: int) -> list:
+        return [a for a in adapter.on_timer(ts).actions if a.tag == "snapshot"]
+    assert retries(2 + 999_999_999) == []
+    (again,) = retries(2 + 1_000_000_000)
+    assert again.url == fetch.url and retries(2 + 3_000_000_000) == []
+    adapter.on_rest(again, 200, _snapshot_body(102), 3_000_000_001)
+    assert adapter.books.state(sym.normalized) == "synced"
+
+
 def test_replay_answers_a_retry_the_timer_asked_after_the_last_message() -> None:
     """Live, the 1 s timer retried the failed snapshot after the symbol's last diff; replay runs
     the timer up to each recorded response too, so it asks again and gets the recorded answer."""
