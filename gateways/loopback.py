@@ -164,6 +164,11 @@ class Profile:
         """The truth of book ``key`` as (bids, asks) best first, in the exchange's strings."""
         return _sorted_levels(self.truth[key])
 
+    def truth_key(self, adapter: Any, symbol: str) -> str:
+        """The truth key of ``adapter``'s book of ``symbol`` (a normalized symbol): the exchange's
+        symbol, unless the exchange needs more to tell two books apart."""
+        return adapter.exchange_symbol(symbol)
+
 
 class BinanceProfile(Profile):
     """Binance spot/futures: combined streams, SUBSCRIBE messages, depth snapshots with lastUpdateId;
@@ -403,6 +408,10 @@ class BybitProfile(Profile):
     def _key(self, conn_or_path: str, symbol: str) -> str:
         path = self.conn_path.get(conn_or_path, conn_or_path)
         return f"{path.rstrip('/').rsplit('/', 1)[-1]}/{symbol}"
+
+    def truth_key(self, adapter: Any, symbol: str) -> str:
+        # A symbol may be listed in two categories (BTCUSDT spot and linear): category/SYMBOL.
+        return f"{adapter.category(symbol)}/{adapter.exchange_symbol(symbol)}"
 
     def book_key(self, message: str | bytes, conn: str) -> str | None:
         stream = self.stream_of(message)

@@ -21,7 +21,7 @@ import inspect
 import threading
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -160,11 +160,26 @@ class LoopbackGateway:
         """The book symbols in the adapter's spelling (Deribit options resolved once instruments load)."""
         return self.adapter.subscription.symbols("l2_book")
 
-    def at_truth(self) -> bool:
-        """Every book of the adapter equal to the loopback's truth of it."""
-        books, truth = self.adapter.books, self.lb.profile.truth_book
-        return all(books.get(s) is not None and books.get(s).book.snapshot() == truth(self.adapter.exchange_symbol(s))
-                   for s in self.symbols)
+    def key(self, symbol: str) -> str:
+        """The loopback's truth key of the book of ``symbol`` (``Profile.truth_key``)."""
+        return self.lb.profile.truth_key(self.adapter, symbol)
+
+    def truth(self, symbol: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+        """The loopback's truth of the book of ``symbol``: (bids, asks) best first."""
+        return self.lb.profile.truth_book(self.key(symbol))
+
+    def synced(self, symbols: Iterable[str] | None = None) -> bool:
+        """The adapter's books of ``symbols`` (default: every book symbol) are all valid."""
+        books = self.adapter.books
+        return all((sb := books.get(s)) is not None and sb.state == "synced"
+                   for s in (self.symbols if symbols is None else symbols))
+
+    def at_truth(self, symbols: Iterable[str] | None = None) -> bool:
+        """The adapter's books of ``symbols`` (default: every book symbol) valid and equal to the
+        loopback's truth of them."""
+        books = self.adapter.books
+        return all((sb := books.get(s)) is not None and sb.state == "synced" and sb.book.snapshot() == self.truth(s)
+                   for s in (self.symbols if symbols is None else symbols))
 
     def states(self, feed: str) -> list[str]:
         """The states published for ``feed`` (a connection id, ``system``), in order."""

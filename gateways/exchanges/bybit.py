@@ -357,11 +357,16 @@ class BybitAdapter(Adapter):
         offered = BOOK_DEPTHS[category]
         return next((d for d in offered if d >= want), offered[-1])
 
+    def category(self, symbol: str) -> str:
+        """The v5 category (``spot``, ``linear``, ``inverse``, ``option``) of a normalized symbol: the
+        instrument list's, or read from the symbol before the instruments are loaded."""
+        return self._category.get(symbol) or category_of(Symbol.parse(symbol))
+
     def _topics(self) -> dict[str, list[str]]:
         topics: dict[str, list[str]] = {c: [] for c in CATEGORIES}
 
         def add(text: str, topic: str) -> None:
-            cat = self._category.get(text) or category_of(Symbol.parse(text))
+            cat = self.category(text)
             t = topic.format(self.exchange_symbol(text))
             if t not in topics[cat]:
                 topics[cat].append(t)
@@ -369,7 +374,7 @@ class BybitAdapter(Adapter):
         for text in self.subscribed(TRADES):
             add(text, "publicTrade.{}")
         for text in self.subscribed(L2_BOOK):
-            cat = self._category.get(text) or category_of(Symbol.parse(text))
+            cat = self.category(text)
             add(text, f"orderbook.{self.book_depth(cat)}.{{}}")
         for text in self.known_symbols(sorted(self._bbo_only)):
             add(text, "orderbook.1.{}")
@@ -377,7 +382,7 @@ class BybitAdapter(Adapter):
             for text in self.subscribed(channel):
                 add(text, "tickers.{}")
         for text in self.subscribed(LIQUIDATIONS):
-            if (self._category.get(text) or category_of(Symbol.parse(text))) in ("linear", "inverse"):
+            if self.category(text) in ("linear", "inverse"):
                 add(text, "allLiquidation.{}")
         if self.subscribed(CANDLES):
             interval = CANDLE_INTERVALS.get(self.candle_interval)
@@ -397,7 +402,7 @@ class BybitAdapter(Adapter):
             msgs = tuple(orjson.dumps({"op": "subscribe", "args": topics[i:i + BATCH]}).decode()
                          for i in range(0, len(topics), BATCH))
             streams = tuple((c, s) for c in sub.channels for s in self.subscribed(c)
-                            if (self._category.get(s) or category_of(Symbol.parse(s))) == cat)
+                            if self.category(s) == cat)
             specs.append(ConnectionSpec(id=cat, url=self.url[cat], subscribe=msgs, subscribe_interval=0.05,
                                         ping='{"op":"ping"}', ping_interval=PING_INTERVAL, silence_timeout=30.0,
                                         streams=streams))
@@ -589,7 +594,7 @@ class BybitAdapter(Adapter):
 
     def _categories(self) -> set[str]:
         """The categories of the subscribed symbols."""
-        return {self._category.get(s) or category_of(Symbol.parse(s)) for s in self.subscription.all_symbols()}
+        return {self.category(s) for s in self.subscription.all_symbols()}
 
     def handle_close(self, conn: str, ts: int, reason: str, out: Output) -> None:
         syms = [s for s, (c, _) in self._book_topic.items() if c == conn]

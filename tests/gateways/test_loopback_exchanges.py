@@ -42,7 +42,6 @@ class Case:
     exchange: str
     capture: str                                  # under the shared sample data
     gap_symbol: str                               # normalized symbol whose sequence is broken
-    key: Callable[[Adapter, str], str]            # normalized symbol → the loopback's truth key
     first: int                                    # messages released before the faults
     gap_reason: str = "sequence"
     gapped: tuple[str, ...] = ()                  # books a gap invalidates (default: gap_symbol's only)
@@ -51,14 +50,6 @@ class Case:
 
     def __str__(self) -> str:
         return self.exchange
-
-
-def _xs(adapter: Adapter, symbol: str) -> str:
-    return adapter.exchange_symbol(symbol)
-
-
-def _bybit_key(adapter: Adapter, symbol: str) -> str:
-    return f"{adapter._category[symbol]}/{adapter.exchange_symbol(symbol)}"  # type: ignore[attr-defined]
 
 
 def _kraken_v2_only(adapter: Adapter) -> Callable[[], None]:
@@ -85,70 +76,53 @@ def _kraken_v2_only(adapter: Adapter) -> Callable[[], None]:
 
 
 CASES = [
-    Case("OKX", "cryptofeed/OKX", "BTC-USDT", _xs, 120),
-    Case("BYBIT", "cryptofeed_v3/BYBIT.jsonl", "BTC-USDT", _bybit_key, 60),
+    Case("OKX", "cryptofeed/OKX", "BTC-USDT", 120),
+    Case("BYBIT", "cryptofeed_v3/BYBIT.jsonl", "BTC-USDT", 60),
     # sequence_num is per connection: a hole invalidates every book of that connection.
-    Case("COINBASE", "cryptofeed_v3/COINBASE.jsonl", "BTC-USD", _xs, 100, gapped=("BTC-USD", "ETH-USD")),
+    Case("COINBASE", "cryptofeed_v3/COINBASE.jsonl", "BTC-USD", 100, gapped=("BTC-USD", "ETH-USD")),
     # No sequence numbers: the top-10 checksum in every update reveals a lost one. Served as
     # websocket v2 (translated from the v1 capture), the adapter's live path.
-    Case("KRAKEN", "cryptofeed/KRAKEN", "XMR-USD", _xs, 300, gap_reason="checksum", probe=_kraken_v2_only),
-    Case("KRAKEN_FUTURES", "cryptofeed/KRAKEN_FUTURES", "ETH-USD-PERP", _xs, 400),
+    Case("KRAKEN", "cryptofeed/KRAKEN", "XMR-USD", 300, gap_reason="checksum", probe=_kraken_v2_only),
+    Case("KRAKEN_FUTURES", "cryptofeed/KRAKEN_FUTURES", "ETH-USD-PERP", 400),
     # No sequence either: a lost insert shows when its id is next updated or deleted.
-    Case("BITMEX", "cryptofeed/BITMEX", "BTC-USD-PERP", _xs, 300, gap_reason="unknown_id"),
-    Case("DERIBIT", "cryptofeed/DERIBIT", "BTC-USD-20210924-8000-P", _xs, 40),
+    Case("BITMEX", "cryptofeed/BITMEX", "BTC-USD-PERP", 300, gap_reason="unknown_id"),
+    Case("DERIBIT", "cryptofeed/DERIBIT", "BTC-USD-20210924-8000-P", 40),
 ]
 
 
 @pytest.mark.parametrize("case", CASES, ids=str)
-async def test_faults_end_to_end(case: Case, shared_data: Path, loopback_exchange) -> None:
-    records = list(read_capture(shared_data / case.capture))
-    channels = records[0].data["channels"]
-    lb = await loopback_exchange(records)
-    cfg = GatewayConfig(name="gw", exchange=case.exchange, channels=channels, pub="inproc://unused",
-                        urls=lb.urls(), backoff_initial=0.05, backoff_max=0.2, silence_timeout=1.5,
-                        # Coinbase's candles channel has 5-minute bars only (others are refused).
-                        candle_interval="5m" if case.exchange == "COINBASE" else "1m")
-    pub = RecordingPublisher(case.exchange)
-    gw = Gateway(cfg, publisher=pub)
-    adapter = gw.adapter
-    books = adapter.books
+async def test_faults_end_to_end(case: Case, shared_data: Path, loopback_gateway) -> None:
+    # Coinbase's candles channel has 5-minute bars only (others are refused).
+    ses = await loopback_gateway(shared_data / case.capture, case.exchange, silence_timeout=1.5,
+                                 candle_interval="5m" if case.exchange == "COINBASE" else "1m")
+    lb, gw, pub, adapter = ses.lb, ses.gw, ses.pub, ses.adapter
     check = case.probe(adapter) if case.probe else None
-
-    symbols: list[str] = []
-
-    def all_synced() -> bool:
-        return all(books.get(s) is not None and books.get(s).state == "synced" for s in symbols)
-
-    def matches_truth(sym: str) -> bool:
-        sb = books.get(sym)
-        return sb is not None and sb.state == "synced" and sb.book.snapshot() == lb.profile.truth_book(
-            case.key(adapter, sym))
 
     def resets(sym: str) -> int:
         return sum(r.symbol == sym for r in pub.of_kind("reset"))
 
     async with gw:
         await lb.wait_subscribed()
-        symbols = adapter.subscription.symbols("l2_book")   # the adapter's spelling (Deribit options)
-        assert len(symbols) == len(channels["l2_book"])
+        symbols = ses.symbols                      # the adapter's spelling (Deribit options)
+        assert len(symbols) == len(ses.channels["l2_book"])
         assert lb.errors == []                     # the subscribe messages are the capture's streams
         n_conns = lb.connections
         assert n_conns == len(adapter.connections())
-        lb.release_first_books(case.key(adapter, s) for s in symbols)   # every recorded snapshot
+        lb.release_first_books(ses.key(s) for s in symbols)   # every recorded snapshot
         lb.release(case.first)
         await lb.wait_sent()
-        await wait_until(all_synced, 10, "initial sync")
+        await wait_until(ses.synced, 10, "initial sync")
         assert set(pub.feeds.values()) == {"connected"} and len(pub.feeds) == n_conns
         assert pub.of_kind("gap") == []
 
         # Garbage: counted parse errors, nothing else changes, the stream goes on.
         await lb.garbage(GARBAGE)
         await wait_until(lambda: adapter.counters["errors"] >= len(GARBAGE) * n_conns, 5, "garbage counted")
-        assert lb.connections == n_conns and all_synced() and pub.of_kind("gap") == []
+        assert lb.connections == n_conns and ses.synced() and pub.of_kind("gap") == []
 
         # A sequence gap on one book: Gap, resubscribe (the loopback's fresh snapshot), Reset.
         sym = case.gap_symbol
-        key = case.key(adapter, sym)
+        key = ses.key(sym)
         lb.break_sequence(key)
         while not lb.skipped:                      # up to the skipped update (the next one it can notice)
             lb.release_book_updates(key, 1)
@@ -157,7 +131,7 @@ async def test_faults_end_to_end(case: Case, shared_data: Path, loopback_exchang
         lb.release_book_updates(key, 1)            # and one more update of that book
         await lb.wait_sent()
         gapped = sorted(case.gapped or (sym,))
-        await wait_until(lambda: all(resets(s) == 1 for s in gapped) and all_synced(), 10, f"{sym} resynced")
+        await wait_until(lambda: all(resets(s) == 1 for s in gapped) and ses.synced(), 10, f"{sym} resynced")
         gaps = pub.of_kind("gap")
         assert sorted(g.symbol for g in gaps) == gapped and {g.reason for g in gaps} == {case.gap_reason}
         assert lb.skipped and lb.skipped[0][1] == key
@@ -167,13 +141,13 @@ async def test_faults_end_to_end(case: Case, shared_data: Path, loopback_exchang
         assert lb.connections == n_conns           # resynced without reconnecting
         lb.release(case.first // 4)
         await lb.wait_sent()
-        await wait_until(lambda: all(matches_truth(s) for s in symbols), 10, "books equal to the truth after the gap")
+        await wait_until(ses.at_truth, 10, "books equal to the truth after the gap")
 
         # Dropped connections: Status disconnected/connected, Gap for every book, resubscribed,
         # fresh snapshots from the truth, all books synced again.
         await lb.drop()
         await wait_until(lambda: lb.connections == 2 * n_conns and lb.fully_subscribed(), 10, "reconnected")
-        await wait_until(all_synced, 10, "resync after drop")
+        await wait_until(ses.synced, 10, "resync after drop")
         states = [e.state for e in pub.of_kind("status")]
         assert states.count("disconnected") == n_conns and states[-1] == "connected"
         drop_gaps = pub.of_kind("gap")[len(gapped):]
@@ -181,7 +155,7 @@ async def test_faults_end_to_end(case: Case, shared_data: Path, loopback_exchang
         assert all(g.reason.startswith("disconnected") for g in drop_gaps)
         lb.release(case.first // 4)
         await lb.wait_sent()
-        await wait_until(lambda: all(matches_truth(s) for s in symbols), 10, "books equal to the truth after drop")
+        await wait_until(ses.at_truth, 10, "books equal to the truth after drop")
 
         # Silent connections: the watchdog reconnects.
         lb.silence()
@@ -189,17 +163,17 @@ async def test_faults_end_to_end(case: Case, shared_data: Path, loopback_exchang
         lb.resume()
         await wait_until(lambda: lb.connections == 3 * n_conns and lb.fully_subscribed(), 10,
                          "reconnected after silence")
-        await wait_until(all_synced, 10, "resync after silence")
+        await wait_until(ses.synced, 10, "resync after silence")
 
         # The rest of the capture; books end equal to the truth.
         lb.release(None)
         await lb.wait_sent()
-        await wait_until(lambda: all(matches_truth(s) for s in symbols), 15, "books equal to the truth")
+        await wait_until(ses.at_truth, 15, "books equal to the truth")
         published = pub.books()
         for s in symbols:
             book = published[s]
             assert book is not None, s
-            assert book.snapshot() == lb.profile.truth_book(case.key(adapter, s)), s
+            assert book.snapshot() == ses.truth(s), s
 
     # Stopping the gateway closes its connections: the books are announced invalid.
     assert all(book is None for book in pub.books().values())
@@ -300,7 +274,7 @@ async def test_coinbase_rest_candles_polled_end_to_end(shared_data: Path, loopba
 
 
 # ---------------------------------------------------------------------------------- storms
-STORM_CASES = [*CASES, *(Case(ex, f"cryptofeed/{ex}", "", _xs, first)     # Binance: resync by REST snapshot
+STORM_CASES = [*CASES, *(Case(ex, f"cryptofeed/{ex}", "", first)     # Binance: resync by REST snapshot
                          for ex, first in (("BINANCE", 20), ("BINANCE_FUTURES", 200), ("BINANCE_DELIVERY", 200)))]
 FAULTS = ("gap", "drop", "garbage", "short_silence", "long_silence", "rest_outage")
 
@@ -330,10 +304,9 @@ def _seed(case: Case) -> int:
     return int(os.environ.get("FEEDFABRIC_STORM_SEED") or zlib.crc32(case.exchange.encode()))
 
 
-def _storm_config(case: Case, lb, channels: dict, **kwargs) -> GatewayConfig:
-    return GatewayConfig(name="gw", exchange=case.exchange, channels=channels, urls=lb.urls(),
-                         backoff_initial=0.05, backoff_max=0.2, silence_timeout=1.0,
-                         candle_interval="5m" if case.exchange == "COINBASE" else "1m", **kwargs)
+def _storm_options(case: Case) -> dict:
+    return {"backoff_initial": 0.05, "backoff_max": 0.2, "silence_timeout": 1.0,
+            "candle_interval": "5m" if case.exchange == "COINBASE" else "1m"}
 
 
 def _revealed_later(lb, key: str) -> bool:
@@ -398,7 +371,7 @@ async def _storm(lb, rng: random.Random, keys: list[str], first: int, *, faults:
 
 
 @pytest.mark.parametrize("case", STORM_CASES, ids=str)
-async def test_fault_storm_converges_to_the_truth(case: Case, shared_data: Path, loopback_exchange,
+async def test_fault_storm_converges_to_the_truth(case: Case, shared_data: Path, loopback_gateway,
                                                   tmp_path: Path) -> None:
     """Faults in a seeded random order, each while the previous ones may still be being
     repaired (a gap during a resync, a drop while a snapshot is awaited, garbage on a fresh
@@ -408,31 +381,21 @@ async def test_fault_storm_converges_to_the_truth(case: Case, shared_data: Path,
     are the garbage's and the failed REST requests'. The seed is printed on failure;
     FEEDFABRIC_STORM_SEED replays one."""
     seed = _seed(case)
-    records = list(read_capture(shared_data / case.capture))
-    channels = records[0].data["channels"]
-    lb = await loopback_exchange(records)
-    pub = RecordingPublisher(case.exchange)
     recording = tmp_path / "storm.ffcap"
-    gw = Gateway(_storm_config(case, lb, channels, pub="inproc://unused", record=recording), publisher=pub)
-    adapter = gw.adapter
+    ses = await loopback_gateway(shared_data / case.capture, case.exchange, record=recording, **_storm_options(case))
+    lb, gw, pub, adapter = ses.lb, ses.gw, ses.pub, ses.adapter
     books = adapter.books
     done: list[str] = []
 
     async with gw:
         await lb.wait_subscribed()
-        symbols = adapter.subscription.symbols("l2_book")
-        keys = {s: case.key(adapter, s) for s in symbols}
-        done = await _storm(lb, random.Random(seed), list(keys.values()), case.first)
-
-        def converged() -> bool:
-            return all(books.get(s) is not None and books.get(s).state == "synced"
-                       and books.get(s).book.snapshot() == lb.profile.truth_book(keys[s]) for s in symbols)
-
+        symbols = ses.symbols
+        done = await _storm(lb, random.Random(seed), [ses.key(s) for s in symbols], case.first)
         try:
-            await wait_until(converged, 20, f"books equal to the truth after {done}")
+            await wait_until(ses.at_truth, 20, f"books equal to the truth after {done}")
             published = pub.books()
             for s in symbols:
-                assert published[s] is not None and published[s].snapshot() == lb.profile.truth_book(keys[s]), s
+                assert published[s] is not None and published[s].snapshot() == ses.truth(s), s
         except (AssertionError, TimeoutError) as exc:
             state = {s: books.get(s).state if books.get(s) else None for s in symbols}
             raise AssertionError(f"seed {seed}, faults {done}, books {state}: {exc}") from exc
@@ -478,7 +441,8 @@ async def test_fault_storm_through_the_bus(case: Case, shared_data: Path, loopba
     channels = records[0].data["channels"]
     lb = await loopback_exchange(records)
     ep = bus_endpoint("gw")
-    gw = Gateway(_storm_config(case, lb, channels, pub=ep.pub, snapshot=ep.snapshot))
+    gw = Gateway(GatewayConfig(name="gw", exchange=case.exchange, channels=channels, urls=lb.urls(), pub=ep.pub,
+                               snapshot=ep.snapshot, **_storm_options(case)))
 
     async with PumpedSubscribers(ep, ["book.", "gap.", "reset."]) as subs, gw:
         async def late_join() -> None:
@@ -487,7 +451,7 @@ async def test_fault_storm_through_the_bus(case: Case, shared_data: Path, loopba
         subs.join()
         await lb.wait_subscribed()
         symbols = gw.adapter.subscription.symbols("l2_book")
-        keys = {s: case.key(gw.adapter, s) for s in symbols}
+        keys = {s: lb.profile.truth_key(gw.adapter, s) for s in symbols}
         done = await _storm(lb, random.Random(seed), list(keys.values()), case.first, midway=late_join)
         subs.join()
         assert len(subs) == 3, done
