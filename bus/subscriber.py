@@ -72,6 +72,28 @@ except ImportError:
 
 HEARTBEAT_PREFIX = "heartbeat."
 CONTROL_CHANNELS = frozenset({"heartbeat", "status", "gap", "reset"})
+
+
+def gap_prefixes(prefixes: Sequence[str]) -> list[str]:
+    """The ``gap.`` prefixes a client keeping books subscribes beside ``prefixes``, asked for or not.
+
+    A publisher's own ``gap`` (its book broke with the exchange: checksum, exchange sequence,
+    disconnect) invalidates the book until the ``book_snapshot`` that rebuilds it; a client
+    subscribed to ``book.`` alone would otherwise hold the old book as valid meanwhile.
+    ``book.EX.`` → ``gap.EX.``; ``book.EX.SYM.`` → ``gap.EX.SYM.`` and the exchange's feed-wide
+    ``gap.EX._.``; a prefix shorter than a channel (``""``, ``"bo"``) → ``gap.``.
+    """
+    out: list[str] = []
+    for p in prefixes:
+        if p.startswith(("book.", "l3.")):
+            rest = p.split(".", 1)[1]
+            out.append("gap." + rest)
+            exchange, dot, symbol = rest.partition(".")
+            if dot and symbol:
+                out.append(f"gap.{exchange}._.")
+        elif "book.".startswith(p) or "l3.".startswith(p):
+            out.append("gap.")
+    return list(dict.fromkeys(out))
 _NB = int(zmq.NOBLOCK)
 _RCVMORE = int(zmq.RCVMORE)
 LOCAL_SEQ = 0
@@ -599,7 +621,9 @@ class _Driver:
             apply_client(sub, curve)
             self._monitors.append(sub.get_monitor_socket(zmq.EVENT_HANDSHAKE_FAILED_AUTH))
         wanted = list(dict.fromkeys(prefixes))
-        for p in wanted + [HEARTBEAT_PREFIX]:
+        self._wanted = tuple(wanted)
+        # Publishers' gaps on the books kept, whether or not the user asked for them (gap_prefixes).
+        for p in wanted + [HEARTBEAT_PREFIX] + (gap_prefixes(wanted) if books else []):
             sub.setsockopt(zmq.SUBSCRIBE, p.encode("ascii"))
         for ep in self.endpoints:
             sub.connect(ep.pub)
@@ -682,12 +706,16 @@ class _Driver:
         self._flush()
 
     def _take(self) -> Message | None:
-        if not self._pending:
-            return None
-        m = self._pending.popleft()
-        if self.books is not None:
-            self.books.on_delivered(m)
-        return m
+        pending = self._pending
+        while pending:
+            m = pending.popleft()
+            if self.books is not None:
+                self.books.on_delivered(m)
+                # A publisher's gap received only for the books (gap_prefixes): not the user's.
+                if type(m.event) is Gap and m.header.seq and not m.topic.startswith(self._wanted):
+                    continue
+            return m
+        return None
 
     def pending(self) -> int:
         """Messages already decoded and sequenced but not yet returned by ``recv``."""
@@ -744,8 +772,9 @@ class Subscriber(_Driver):
 
     def recv(self, timeout: float | None = None) -> Message | None:
         """The next message, or None when ``timeout`` seconds pass without one."""
-        if self._pending:
-            return self._take()
+        m = self._take()
+        if m is not None:
+            return m
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             ready = {s for s, _ in self._poller.poll(self._wait_ms(deadline))}

@@ -690,6 +690,32 @@ static void tick(ff_subscriber *s, double now) {
 
 static void on_delivered(ff_subscriber *s, const ff_msg *m);
 
+/* Subscribe the gap. topics covering the books prefix ``p`` keeps, asked for or not (docs/wire.md,
+ * "The publisher's own gaps"; bus/subscriber.py gap_prefixes): a publisher's gap makes its book
+ * invalid until the rebuild, which a client of book. alone would not learn. */
+static void subscribe_gaps(void *sub, const char *p) {
+    char buf[FF_MAX_TOPIC + 16];
+    const char *rest;
+    size_t n = strlen(p);
+    if (!strncmp(p, "book.", 5)) rest = p + 5;
+    else if (!strncmp(p, "l3.", 3)) rest = p + 3;
+    else if ((n <= 5 && !strncmp("book.", p, n)) || (n <= 3 && !strncmp("l3.", p, n))) rest = "";
+    else return;
+    snprintf(buf, sizeof buf, "gap.%s", rest);
+    zmq_setsockopt(sub, ZMQ_SUBSCRIBE, buf, strlen(buf));
+    const char *dot = strchr(rest, '.');
+    if (dot && dot[1]) { /* one symbol's books: the exchange's feed-wide gaps too */
+        snprintf(buf, sizeof buf, "gap.%.*s._.", (int)(dot - rest), rest);
+        zmq_setsockopt(sub, ZMQ_SUBSCRIBE, buf, strlen(buf));
+    }
+}
+
+static int wanted(const ff_subscriber *s, const char *topic) {
+    for (size_t i = 0; i < s->nprefixes; i++)
+        if (!strncmp(topic, s->prefixes[i], strlen(s->prefixes[i]))) return 1;
+    return 0;
+}
+
 ff_subscriber *ff_subscriber_new(const ff_endpoint *eps, size_t neps, const char *const *prefixes,
                                  size_t nprefixes, const ff_options *opt) {
     static const char *const everything[] = {""};
@@ -719,6 +745,8 @@ ff_subscriber *ff_subscriber_new(const ff_endpoint *eps, size_t neps, const char
     zmq_setsockopt(s->sub, ZMQ_LINGER, &zero, sizeof zero);
     for (size_t i = 0; i < s->nprefixes; i++) zmq_setsockopt(s->sub, ZMQ_SUBSCRIBE, s->prefixes[i], strlen(s->prefixes[i]));
     zmq_setsockopt(s->sub, ZMQ_SUBSCRIBE, "heartbeat.", 10);
+    if (s->books)
+        for (size_t i = 0; i < s->nprefixes; i++) subscribe_gaps(s->sub, s->prefixes[i]);
     for (size_t i = 0; i < neps; i++) {
         if (zmq_connect(s->sub, eps[i].pub) != 0) {
             fprintf(stderr, "feedfabric: cannot connect to %s: %s\n", eps[i].pub, zmq_strerror(zmq_errno()));
@@ -797,12 +825,30 @@ static void pump(ff_subscriber *s, const zmq_pollitem_t *items) {
     tick(s, now);
 }
 
+/* The next message for the user (books follow it), or NULL; a publisher's gap received only for
+ * the books (subscribe_gaps) is applied to them and not handed out. */
+static ff_msg *take(ff_subscriber *s) {
+    ff_msg *m;
+    while ((m = q_pop(&s->out))) {
+        if (s->books) {
+            on_delivered(s, m);
+            if (!m->local && !strcmp(m->kind->kind, "gap") && !wanted(s, m->topic)) {
+                ff_msg_free(m);
+                continue;
+            }
+        }
+        s->counters[FFC_DELIVERED]++;
+        return m;
+    }
+    return NULL;
+}
+
 ff_msg *ff_subscriber_recv(ff_subscriber *s, int timeout_ms) {
     double deadline = timeout_ms >= 0 ? monotonic() + timeout_ms / 1000.0 : 0;
     zmq_pollitem_t *items = s->items;
     ff_msg *m = NULL;
     for (;;) {
-        if ((m = q_pop(&s->out))) break;
+        if ((m = take(s))) break;
         double now = monotonic();
         int has;
         double t = next_deadline(s, &has);
@@ -811,12 +857,8 @@ ff_msg *ff_subscriber_recv(ff_subscriber *s, int timeout_ms) {
         if (wait < -1) wait = 0;
         if (zmq_poll(items, (int)s->ndealers + 1, wait) < 0 && zmq_errno() == EINTR) break; /* a signal: let the caller look */
         pump(s, items);
-        if ((m = q_pop(&s->out))) break;
+        if ((m = take(s))) break;
         if (timeout_ms >= 0 && monotonic() >= deadline) break;
-    }
-    if (m) {
-        s->counters[FFC_DELIVERED]++;
-        if (s->books) on_delivered(s, m);
     }
     return m;
 }

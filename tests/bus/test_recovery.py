@@ -249,3 +249,49 @@ def test_one_subscriber_many_gateways(bus_endpoint, publisher_factory, subscribe
     for i, st in zip((1, 2), states, strict=True):
         assert books_match(sub, st, exchange=f"EX{i}")
     assert sub.counters["gaps"] == 0 and sub.counters["junk"] == 0
+
+
+def test_gap_prefixes() -> None:
+    from bus.subscriber import gap_prefixes
+
+    assert gap_prefixes(["book.EX."]) == ["gap.EX."]
+    assert gap_prefixes(["book.EX.A-B.", "l3.EX.A-B."]) == ["gap.EX.A-B.", "gap.EX._."]
+    assert gap_prefixes(["book."]) == gap_prefixes([""]) == gap_prefixes(["bo"]) == ["gap."]
+    assert gap_prefixes(["trades.EX.", "ticker."]) == []
+
+
+def test_a_publishers_gap_invalidates_books_of_subscribers_that_did_not_ask_for_gaps(
+        bus_endpoint, publisher_factory, subscriber_factory):
+    """A subscriber of ``book.`` alone still learns that the gateway's book broke (its own gap
+    topic is subscribed for it): sub.book() is None until the rebuild, and the Gap is not handed
+    to a user who did not ask for it. A user who did gets it."""
+    pub = publisher_factory("gg", bus_endpoint("gg"), heartbeat_interval=0.05)
+    ep = GatewayEndpoint(pub.endpoint, pub.snapshot_endpoint)
+    for sym in ("A-B", "C-D"):
+        pub.publish(L2Snapshot("EX", sym, [("10", "1")], [("11", "1")], sequence=1, receipt_timestamp=1))
+    only_one = subscriber_factory(ep, ["book.EX.A-B."])
+    books = subscriber_factory(ep, ["book."])
+    with_gaps = subscriber_factory(ep, ["book.", "gap."])
+    subs = (only_one, books, with_gaps)
+    got: dict = {id(s): [] for s in subs}
+
+    def pump(cond) -> None:
+        def step() -> bool:
+            for s in subs:
+                while (m := s.recv(timeout=0.01)) is not None:
+                    got[id(s)].append(m.event)
+            return cond()
+        drain_until(books, step)
+
+    pump(lambda: all(s.book("EX", "A-B") is not None for s in subs) and books.book("EX", "C-D") is not None)
+    pub.publish(Gap("EX", "book", "checksum", symbol="A-B", receipt_timestamp=2))
+    pump(lambda: all(s.book("EX", "A-B") is None for s in subs))
+    assert books.book("EX", "C-D") is not None                             # the other book stands
+    pub.publish(L2Snapshot("EX", "A-B", [("10", "2")], [("12", "1")], sequence=5, receipt_timestamp=3))
+    pump(lambda: all(s.book("EX", "A-B") is not None for s in subs))
+    assert all(s.book("EX", "A-B").snapshot() == ([("10", "2")], [("12", "1")]) for s in subs)
+    pub.publish(Gap("EX", "book", "disconnected", receipt_timestamp=4))      # feed-wide (symbol nil)
+    pump(lambda: all(s.book("EX", "A-B") is None for s in subs) and books.book("EX", "C-D") is None)
+    assert [type(e) for e in got[id(with_gaps)] if type(e) is Gap] == [Gap, Gap]
+    assert not [e for s in (only_one, books) for e in got[id(s)] if type(e) is Gap]
+    assert all(s.counters["gaps"] == 0 for s in subs)                      # none of their own

@@ -9,7 +9,10 @@ seeded generator of book deltas, trades, tickers and BBOs:
 3. a lost book delta followed by another one (a sequence gap: Gap, Reset, fresh snapshot);
 4. live traffic;
 5. a lost *last* delta of a book, revealed only by the next heartbeat's ``book_seqs``;
-6. live traffic until every subscriber has seen the last sequence number of every topic.
+6. live traffic;
+7. the publisher's own gap on a book, which no client asked for (no ``gap.`` prefix): each drops
+   that book all the same (docs/wire.md, "The publisher's own gaps") and hands the gap to nobody,
+   until every subscriber has seen the last sequence number of every topic.
 
 Heartbeats are sent by the test itself (the periodic ones are pushed out to an hour) so
 that where a heartbeat falls in the stream is part of the script, not of timing. Each phase
@@ -43,7 +46,7 @@ from bus.endpoints import GatewayEndpoint
 from bus.publisher import Publisher
 from bus.subscriber import Subscriber
 from bus.topics import topic
-from cryptofeed_types.events import Event, Heartbeat, L2Delta
+from cryptofeed_types.events import Event, Gap, Heartbeat, L2Delta
 from feedfabric.testing.bus import BookEventGenerator
 from gateways.capture import read_capture
 from gateways.replay import Replayer, replay_capture
@@ -380,6 +383,11 @@ def run_side_by_side(node_client: Path, c_client: Path, endpoint: GatewayEndpoin
         # 6. live, to the end
         for ev in phases[2]:
             pub.publish(ev)
+        # 7. the publisher's own gap on a book; the event after it shows every client got past it
+        assert "gap." not in prefixes
+        dropped = books[-1][1]
+        pub.publish(Gap(dropped.exchange, "book", "checksum", symbol=dropped.symbol, receipt_timestamp=time.time_ns()))
+        pub.publish(next(e for e in reversed(live) if e.CHANNEL != "book"))
         # (topics seen only before the join are not served by the snapshot service: trades, status...)
         last = {t: pub.seq(t) for t in {e.topic() for e in live} | stateful}
         _phase(clients, _caught_up(last), "the last sequence number of every topic")
@@ -395,6 +403,7 @@ def run_side_by_side(node_client: Path, c_client: Path, endpoint: GatewayEndpoin
         first = want[t][0]
         assert first["seq"] == at_join[t], first
         assert not t.startswith("book.") or first["event"]["kind"] == "book_snapshot", first
+    assert books[-1][0] not in truth   # invalid at the publisher: not served, and no client kept it
     _check_books(clients[0], truth, prefixes)
     for other in clients[1:]:
         counters = _end(other.lines)

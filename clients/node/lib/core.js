@@ -30,6 +30,28 @@ const CONTROL = new Set(['heartbeat', 'status', 'gap', 'reset'])
 const SNAPSHOT = 'SNAPSHOT'
 const HELLO = 'HELLO'
 
+/**
+ * The gap. prefixes a client keeping books subscribes beside `prefixes`, asked for or not
+ * (docs/wire.md, "The publisher's own gaps"; bus/subscriber.py gap_prefixes): a publisher's gap
+ * makes its book invalid until the rebuild, which a client of `book.` alone would not learn.
+ * @param {string[]} prefixes
+ * @returns {string[]}
+ */
+function gapPrefixes (prefixes) {
+  const out = []
+  for (const p of prefixes) {
+    if (p.startsWith('book.') || p.startsWith('l3.')) {
+      const rest = p.slice(p.indexOf('.') + 1)
+      out.push('gap.' + rest)
+      const dot = rest.indexOf('.')
+      if (dot >= 0 && dot + 1 < rest.length) out.push(`gap.${rest.slice(0, dot)}._.`)
+    } else if ('book.'.startsWith(p) || 'l3.'.startsWith(p)) {
+      out.push('gap.')
+    }
+  }
+  return [...new Set(out)]
+}
+
 class TopicState {
   constructor (topic, stateful, event = null) {
     this.topic = topic
@@ -474,4 +496,4 @@ function decodeReply (frames) {
   throw new WireError(`snapshot reply: unexpected shape (${frames.length} frames)`)
 }
 
-module.exports = { SubscriberCore, BookKeeper, decodeReply, HEARTBEAT_PREFIX, SNAPSHOT, HELLO }
+module.exports = { SubscriberCore, BookKeeper, decodeReply, gapPrefixes, HEARTBEAT_PREFIX, SNAPSHOT, HELLO }

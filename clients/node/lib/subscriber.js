@@ -11,7 +11,7 @@
  */
 
 const zmq = require('zeromq')
-const { SubscriberCore, BookKeeper, HEARTBEAT_PREFIX } = require('./core')
+const { SubscriberCore, BookKeeper, gapPrefixes, HEARTBEAT_PREFIX } = require('./core')
 
 const monotonic = () => Number(process.hrtime.bigint()) / 1e9
 
@@ -34,7 +34,9 @@ class Subscriber {
     const books = opts.books !== false
     this._sub = new zmq.Subscriber({ receiveHighWaterMark: opts.receiveHighWaterMark ?? 100000, linger: 0 })
     const wanted = [...new Set(prefixes)]
-    for (const p of [...wanted, HEARTBEAT_PREFIX]) this._sub.subscribe(p)
+    this._wanted = wanted
+    // Publishers' gaps on the books kept, whether or not the user asked for them (gapPrefixes).
+    for (const p of [...wanted, HEARTBEAT_PREFIX, ...(books ? gapPrefixes(wanted) : [])]) this._sub.subscribe(p)
     for (const ep of eps) this._sub.connect(ep.pub)
     this._dealers = []
     const snapIdx = []
@@ -69,18 +71,28 @@ class Subscriber {
 
   _deliver (msgs) {
     for (const m of msgs) this._queue.push(m)
-    while (this._queue.length > 0 && this._waiters.length > 0) {
-      const w = this._waiters.shift()
-      w.resolve(this._hand(this._queue.shift()))
+    while (this._waiters.length > 0) {
+      const m = this._next()
+      if (m === null) break
+      this._waiters.shift().resolve(m)
     }
     this._flush()
     this._schedule()
   }
 
-  _hand (m) {
-    this.counters.delivered++
-    if (this.books !== null) this.books.onDelivered(m)
-    return m
+  // The next message for the user (books follow it), or null; a publisher's gap received only for
+  // the books (gapPrefixes) is applied to them and not handed out.
+  _next () {
+    while (this._queue.length > 0) {
+      const m = this._queue.shift()
+      if (this.books !== null) {
+        this.books.onDelivered(m)
+        if (m.event.kind === 'gap' && m.header.seq !== 0n && !this._wanted.some((p) => m.topic.startsWith(p))) continue
+      }
+      this.counters.delivered++
+      return m
+    }
+    return null
   }
 
   _flush () {
@@ -132,7 +144,8 @@ class Subscriber {
 
   /** The next message, or null after `timeout` seconds (undefined: wait forever). */
   recv (timeout) {
-    if (this._queue.length > 0) return Promise.resolve(this._hand(this._queue.shift()))
+    const m = this._next()
+    if (m !== null) return Promise.resolve(m)
     if (this._closed) return Promise.resolve(null)
     return new Promise((resolve) => {
       const w = { resolve }

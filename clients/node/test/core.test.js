@@ -7,7 +7,7 @@
 const test = require('node:test')
 const assert = require('node:assert')
 const { encode } = require('@msgpack/msgpack')
-const { SubscriberCore, BookKeeper } = require('../lib/core')
+const { SubscriberCore, BookKeeper, gapPrefixes } = require('../lib/core')
 
 const TOPIC = 'book.EX.A-B.'
 const pack = (v) => Buffer.from(encode(v, { useBigInt64: true }))
@@ -93,4 +93,13 @@ test('a gap in a control topic is counted, a gap in a plain topic reported', () 
   assert.deepStrictEqual(summary(core.onSub(trade(1), 0)), ['trade:1'])
   assert.deepStrictEqual(summary(core.onSub(trade(3), 0)), ['gap:0:2-3', 'trade:3'])
   assert.strictEqual(core.counters.gaps, 1)
+})
+
+test('the gap. prefixes a client keeping books subscribes beside its own (as bus/subscriber.py gap_prefixes)', () => {
+  assert.deepStrictEqual(gapPrefixes(['book.EX.']), ['gap.EX.'])
+  assert.deepStrictEqual(gapPrefixes(['book.EX.A-B.', 'l3.EX.A-B.']), ['gap.EX.A-B.', 'gap.EX._.'])
+  assert.deepStrictEqual(gapPrefixes(['book.']), ['gap.'])
+  assert.deepStrictEqual(gapPrefixes(['']), ['gap.'])
+  assert.deepStrictEqual(gapPrefixes(['bo']), ['gap.'])
+  assert.deepStrictEqual(gapPrefixes(['trades.EX.', 'ticker.']), [])
 })
