@@ -243,6 +243,11 @@ class Publisher:
         with self._lock:
             self._extra[name] = self._extra.get(name, 0) + n
 
+    def books_invalid(self) -> int:
+        """How many books were announced invalid (a Gap) and are not rebuilt yet, e.g. for a metrics endpoint."""
+        with self._lock:
+            return len(self.store.invalid())
+
     def feed_states(self) -> dict[str, str]:
         """The last state published for each feed (as the heartbeat's ``feeds``), e.g. for a metrics endpoint."""
         with self._lock:
@@ -284,6 +289,8 @@ class Publisher:
             seqs = {t: st.seq for t, st in store.books.items()}
             seqs.update((t, st.seq) for t, st in store.l3.items())
             counters["book_seqs"] = seqs
+            # The books announced invalid (a Gap) and not rebuilt yet, for operators.
+            counters["book_invalid"] = store.invalid()
         return self.publish(Heartbeat(self.gateway, counters, dict(self._feeds), receipt_timestamp=time.time_ns()))
 
     # -- service thread ----------------------------------------------------------------------

@@ -173,6 +173,12 @@ class StateStore:
             for name in [t for t in self.last if t.startswith(bbo)]:
                 del self.last[name]
 
+    def invalid(self) -> dict[str, int]:
+        """Every book (and l3) topic declared invalid by a Gap and not rebuilt yet → its seq."""
+        out = {t: st.seq for t, st in self.books.items() if not st.valid}
+        out.update((t, st.seq) for t, st in self.l3.items() if not st.valid)
+        return out
+
     def topics(self, prefix: str) -> list[str]:
         """Every topic with state under ``prefix``."""
         return [t for d in (self.books, self.l3, self.last) for t in d if t.startswith(prefix)]

@@ -510,7 +510,8 @@ def _live_gateway(topo: Topology, name: str, stop: threading.Event, log: Any) ->
         pub.start()
         gw = Gateway(config, publisher=pub)
         async with gw:
-            stop_metrics = (serve_metrics(cfg.metrics_port, name, pub.all_counters, feeds=pub.feed_states)
+            stop_metrics = (serve_metrics(cfg.metrics_port, name, pub.all_counters, feeds=pub.feed_states,
+                                          books_invalid=pub.books_invalid)
                             if cfg.metrics_port else None)
             # The signal handler sets a threading.Event; poll it from the loop.
             driver_done = asyncio.create_task(gw.wait())
@@ -556,7 +557,8 @@ def _replay_gateway(topo: Topology, name: str, stop: threading.Event, log: Any) 
     pub = Publisher(name, ep.pub, ep.snapshot, sndhwm=cfg.sndhwm, heartbeat_interval=cfg.heartbeat_interval,
                     exchange=cfg.exchange, curve=curve_server(topo, name))
     pub.start()
-    stop_metrics = (serve_metrics(cfg.metrics_port, name, pub.all_counters, feeds=pub.feed_states)
+    stop_metrics = (serve_metrics(cfg.metrics_port, name, pub.all_counters, feeds=pub.feed_states,
+                                  books_invalid=pub.books_invalid)
                     if cfg.metrics_port else None)
 
     def records(path: Path) -> Any:

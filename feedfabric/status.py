@@ -11,7 +11,10 @@ on all of them and shows, per process:
 - LAG ms: heartbeat publish time → our receipt (bus + clock skew), or the process's own
   ``lag_ms`` counter when it reports one;
 - GAPS, RESYNCS, RECONN, ERRORS, DROPPED: sums of the matching counters it reports, plus
-  the gaps we saw on its ``gap.`` topics.
+  the gaps we saw on its ``gap.`` topics;
+- INVALID: the books it announced invalid (a ``gap``) and has not rebuilt yet, as its last
+  heartbeat lists them (``book_invalid``): a number that stays above 0 means resyncs are not
+  getting through (a REST outage, a budget exhausted).
 
 ``--once`` listens for a few heartbeats, prints the table once and exits (status code 1 when
 a process is not up, so scripts and probes can use it).
@@ -31,7 +34,8 @@ from cryptofeed_types.events import Gap, Heartbeat, Status
 
 # Feed states that count as up (a gateway's connections, a replay's, an exchange's system status).
 UP_STATES = frozenset({"connected", "running", "live", "up", "finished", "online"})
-COLUMNS = ("NAME", "ROLE", "STATE", "HB AGE", "EV/S", "LAG ms", "GAPS", "RESYNCS", "RECONN", "ERRORS", "DROPPED")
+COLUMNS = ("NAME", "ROLE", "STATE", "HB AGE", "EV/S", "LAG ms", "GAPS", "RESYNCS", "INVALID", "RECONN", "ERRORS",
+           "DROPPED")
 
 
 def _sum(counters: Mapping[str, Any], *words: str) -> int:
@@ -122,7 +126,9 @@ class StatusBoard:
                 "-" if row.last_hb is None else f"{now - row.last_hb:.1f}s",
                 "-" if row.rate is None else f"{row.rate:.0f}",
                 "-" if row.lag_ms is None else f"{row.lag_ms:.1f}",
-                str(_sum(c, "gap") + row.gaps_seen), str(_sum(c, "resync")), str(_sum(c, "reconnect")),
+                str(_sum(c, "gap") + row.gaps_seen), str(_sum(c, "resync")),
+                str(len(inv)) if isinstance(inv := c.get("book_invalid"), dict) else "-",
+                str(_sum(c, "reconnect")),
                 str(_sum({k: v for k, v in c.items() if k == "errors" or k.endswith(".errors")}, "errors")),
                 str(_sum({k: v for k, v in c.items() if k == "dropped" or k.endswith(".dropped")}, "dropped")),
             ])

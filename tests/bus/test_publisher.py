@@ -142,9 +142,13 @@ def test_a_book_declared_invalid_is_not_served_until_rebuilt(bus_endpoint, publi
     pub.publish(Gap("EX", "book", "disconnected", receipt_timestamp=4))   # feed-wide: every book of EX
     pub.publish(Gap("EX", "l3", "sequence", symbol="A-B", receipt_timestamp=4))
     assert served(b"r5") == set()
+    # Heartbeats list the invalid books with their seq (for operators: feedfabric status, metrics).
+    assert pub.books_invalid() == 3
+    pub.heartbeat()
+    assert pub.store.invalid() == {"book.EX.A-B.": 2, "book.EX.C-D.": 1, "l3.EX.A-B.": 1}
     pub.publish(Gap("OTHER", "book", "sequence", receipt_timestamp=4))    # another exchange's: nothing here
     pub.publish(L3Snapshot("EX", "A-B", [("b", "ask", "3", "4")], receipt_timestamp=5))
-    assert served(b"r6") == {"l3.EX.A-B."}
+    assert served(b"r6") == {"l3.EX.A-B."} and pub.books_invalid() == 2
 
 
 def test_bad_snapshot_requests_get_error_and_service_continues(bus_endpoint, publisher_factory, dealer):

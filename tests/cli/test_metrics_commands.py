@@ -57,6 +57,22 @@ def test_metrics_endpoint_exports_feed_states() -> None:
     assert 'feedfabric_feed_up{feed="system",process="kraken"} 1.0' in again
 
 
+def test_metrics_endpoint_exports_books_invalid(bus_endpoint, publisher_factory) -> None:
+    """A gateway's books announced invalid and not rebuilt (from its publisher), for an alert when
+    resyncs are not getting through."""
+    from cryptofeed_types.events import Gap, L2Snapshot
+
+    pub = publisher_factory("gwm", bus_endpoint("gwm"))
+    pub.publish(L2Snapshot("EX", "A-B", [("1", "1")], [("2", "1")], receipt_timestamp=1))
+    pub.publish(Gap("EX", "book", "checksum", symbol="A-B", receipt_timestamp=2))
+    text, again = _scraped_twice(lambda port: serve_metrics(port, "gwm", pub.all_counters, books_invalid=pub.books_invalid),
+                                 lambda: pub.publish(L2Snapshot("EX", "A-B", [("1", "2")], [("2", "1")], receipt_timestamp=3)))
+    assert 'feedfabric_books_invalid{process="gwm"} 1.0' in text
+    assert 'feedfabric_books_invalid{process="gwm"} 0.0' in again
+    assert "feedfabric_books_invalid" not in _scraped_twice(lambda port: serve_metrics(port, "c", lambda: {}),
+                                                            lambda: None)[0]   # a consumer has none
+
+
 def test_process_commands_reject_unknown_names(tmp_path: Path) -> None:
     topo = tmp_path / "t.yaml"
     topo.write_text("run_dir: /tmp/ffx\ngateways:\n  a:\n    exchange: BINANCE\n    channels: [trades]\n"

@@ -74,17 +74,18 @@ def test_status_board_counters_and_staleness() -> None:
 
     board = StatusBoard({"g": "gateway"}, stale_after=3.0)
 
-    def hb(ts: int, messages: int, epoch: int = 1, **extra: int) -> Message:
+    def hb(ts: int, messages: int, epoch: int = 1, **extra: object) -> Message:
         counters = {"messages": messages, "errors": 1, "adapter.book.gaps": 2, "adapter.book.resyncs": 1,
                     "reconnects": 4, **extra}
         return Message("heartbeat.g.", Header(1, "g", epoch, 1, None, ts, ts),
                        Heartbeat("g", counters, {"BINANCE.0": "connected"}, receipt_timestamp=ts))
 
     board.update(hb(1_000_000_000, 100), now=10.0)
-    board.update(hb(2_000_000_000, 350), now=11.0)
-    name, role, state, age, rate, _lag, gaps, resyncs, reconn, errors, dropped = board.table(now=11.5)[0]
+    assert board.table(now=10.5)[0][8] == "-"                # a heartbeat without book_invalid (older process)
+    board.update(hb(2_000_000_000, 350, book_invalid={"book.EX.A-B.": 7, "book.EX.C-D.": 9}), now=11.0)
+    name, role, state, age, rate, _lag, gaps, resyncs, invalid, reconn, errors, dropped = board.table(now=11.5)[0]
     assert (name, role, state, age, rate) == ("g", "gateway", "up", "0.5s", "250")
-    assert (gaps, resyncs, reconn, errors, dropped) == ("2", "1", "4", "1", "0")
+    assert (gaps, resyncs, invalid, reconn, errors, dropped) == ("2", "1", "2", "4", "1", "0")
     assert board.table(now=20.0)[0][2] == "stale"
     board.update(hb(3_000_000_000, 5, epoch=2), now=21.0)   # restarted: counters start again
     assert board.rows["g"].restarts_seen == 1 and board.table(now=21.0)[0][2] == "up"
