@@ -24,6 +24,10 @@ implements (normative text in docs/wire.md, "Snapshot service, heartbeats and re
   the rest applied. A gap yields a ``Gap`` message, invalidates the book, re-requests its
   snapshot and yields ``Reset`` + the fresh ``L2Snapshot``. A topic whose first message in
   an epoch has sequence 1 needs no snapshot (nothing came before it);
+- a publisher's own ``Gap`` of a book (its exchange broke it) invalidates that book too: the
+  ``gap.`` topics covering the book prefixes are subscribed whether the user asked for them or
+  not (:func:`gap_prefixes`), and handed to the user only under the user's prefixes; a lost one
+  is revealed by the next heartbeat's ``book_invalid`` (a ``Gap`` "publisher gap lost");
 - a new epoch from a gateway (it restarted) invalidates everything of that gateway;
 - a gateway silent for ``heartbeat_timeout`` yields ``Status(state='stale')``, and
   ``Status(state='connected')`` when it speaks again;
@@ -124,7 +128,8 @@ _BATCH = 64
 class _Topic:
     """Sequence (and book) state of one topic of one gateway in its current epoch."""
 
-    __slots__ = ("topic", "stateful", "seq", "live", "had_valid", "buffer", "channel", "exchange", "symbol")
+    __slots__ = ("topic", "stateful", "seq", "live", "had_valid", "buffer", "channel", "exchange", "symbol",
+                 "gap_seen_at")
 
     def __init__(self, topic: str, stateful: bool, event: Event | None = None) -> None:
         self.topic = topic
@@ -138,6 +143,9 @@ class _Topic:
         # Names for Gap/Reset events: the event's own (topic keys are escaped), else the topic's.
         self.exchange = getattr(event, "exchange", None) or (parts[1] if len(parts) > 1 else "")
         self.symbol = getattr(event, "symbol", None) or (parts[2] if len(parts) > 2 else None)
+        # Our seq when the publisher's own gap of this book reached us (-1: none): a heartbeat
+        # listing the book invalid at another seq means we lost that gap (_check_tails).
+        self.gap_seen_at = -1
 
 
 class _Gateway:
@@ -324,7 +332,7 @@ class SubscriberCore:
             gw.last_seen = now
             st = gw.states.get(topic)
             if st is not None and header.seq == st.seq + 1 and st.seq and (
-                    st.live or (not st.stateful and type(event) is not Heartbeat)):
+                    st.live or (not st.stateful and type(event) is not Heartbeat and type(event) is not Gap)):
                 st.seq = header.seq
                 return [_new_message(Message, decoded)]
         return self._on_decoded(topic, header, event, decoded, now)
@@ -368,6 +376,8 @@ class SubscriberCore:
                 self._check_tails(gw, event, now, out)
                 if not self.deliver_heartbeats:
                     return out
+            elif type(event) is Gap and self.books:
+                self._publisher_gap(gw, event)
             out.append(msg)
             return out
         if st.live:
@@ -397,14 +407,38 @@ class SubscriberCore:
         """A heartbeat lists each book's last sequence number; PUB keeps order, so a live book
         behind it lost its last messages (which no later message would have revealed)."""
         seqs = hb.counters.get("book_seqs")
-        if type(seqs) is not dict:
-            return
         states = gw.states
-        for topic, seq in seqs.items():
+        for topic, seq in (seqs.items() if type(seqs) is dict else ()):
             st = states.get(topic)
             if st is not None and st.stateful and st.live and type(seq) is int and seq > st.seq:
                 out.append(self._gap_msg(gw, st, st.seq + 1, seq, "tail loss (seen in heartbeat)"))
                 self._invalidate(gw, st, now)
+        # A live book the publisher lists as invalid, whose gap we did not see at that point of
+        # its stream: we lost that gap (an invalid book publishes nothing that would reveal it).
+        invalid = hb.counters.get("book_invalid")
+        if type(invalid) is not dict:
+            return
+        for topic, seq in invalid.items():
+            st = states.get(topic)
+            if (st is not None and st.stateful and st.live and type(seq) is int and st.seq <= seq
+                    and st.gap_seen_at != seq):
+                out.append(self._gap_msg(gw, st, None, None, "publisher gap lost (seen in heartbeat)"))
+                self._invalidate(gw, st, now)
+
+    def _publisher_gap(self, gw: _Gateway, gap: Gap) -> None:
+        """The publisher announced books invalid (the driver's BookKeeper drops them): note where
+        each one's stream stood, so that a heartbeat's ``book_invalid`` is not taken for a lost gap."""
+        if gap.channel not in STATEFUL_CHANNELS:
+            return
+        if gap.symbol is not None:
+            st = gw.states.get(make_topic(gap.channel, gap.exchange, gap.symbol))
+            if st is not None:
+                st.gap_seen_at = st.seq
+            return
+        head = make_topic(gap.channel, gap.exchange)   # feed-wide: every book of that exchange
+        for st in gw.states.values():
+            if st.topic.startswith(head):
+                st.gap_seen_at = st.seq
 
     def _invalidate(self, gw: _Gateway, st: _Topic, now: float) -> None:
         st.live = False

@@ -12,7 +12,9 @@
  *   fresh book_snapshot; a topic whose first message has sequence 1 needs no snapshot;
  * - a new epoch invalidates all state of that gateway; a gateway silent for
  *   heartbeat_timeout yields Status 'stale' ('connected' when it speaks again);
- * - a heartbeat's counters.book_seqs reveals books whose last messages were lost;
+ * - a heartbeat's counters.book_seqs reveals books whose last messages were lost, and its
+ *   counters.book_invalid a publisher gap that was lost (the gap. topics of the books kept are
+ *   subscribed whether the user asked for them or not: subscribe_gaps);
  * - malformed frames are counted and skipped, never fatal.
  */
 #define _POSIX_C_SOURCE 200809L
@@ -62,6 +64,10 @@ typedef struct topic_st {
     char *topic;
     int stateful, live, had_valid;
     uint64_t seq;
+    /* our seq when the publisher's own gap of this book reached us: a heartbeat listing the book
+       invalid at another seq means we lost that gap (check_tails) */
+    int has_gap_seen;
+    uint64_t gap_seen_at;
     msgq buffer;
     char *channel, *exchange, *symbol; /* components of the topic; symbol NULL when absent */
     struct topic_st *hnext, *onext;
@@ -423,27 +429,69 @@ static void go_live(ff_subscriber *s, gw_st *gw, topic_st *t, ff_msg *first) {
     }
 }
 
+/* The live book of a heartbeat map's key (book_seqs, book_invalid), or NULL. */
+static topic_st *listed_book(gw_st *gw, const msgpack_object *k, const msgpack_object *v) {
+    if (k->type != MSGPACK_OBJECT_STR || k->via.str.size > FF_MAX_TOPIC || v->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+        return NULL;
+    char name[FF_MAX_TOPIC + 1];
+    memcpy(name, k->via.str.ptr, k->via.str.size);
+    name[k->via.str.size] = 0;
+    topic_st *t = topic_find(gw, name);
+    return t && t->stateful && t->live ? t : NULL;
+}
+
 static void check_tails(ff_subscriber *s, gw_st *gw, const ff_msg *hb, double now) {
     const msgpack_object *c = ff_get(hb, "counters");
-    const msgpack_object *seqs = NULL;
+    const msgpack_object *seqs = NULL, *invalid = NULL;
     for (uint32_t i = 0; c && i < c->via.map.size; i++) {
         const msgpack_object *k = &c->via.map.ptr[i].key;
         if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == 9 && memcmp(k->via.str.ptr, "book_seqs", 9) == 0)
             seqs = &c->via.map.ptr[i].val;
+        if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == 12 && memcmp(k->via.str.ptr, "book_invalid", 12) == 0)
+            invalid = &c->via.map.ptr[i].val;
     }
-    if (!seqs || seqs->type != MSGPACK_OBJECT_MAP) return;
-    for (uint32_t i = 0; i < seqs->via.map.size; i++) {
-        const msgpack_object *k = &seqs->via.map.ptr[i].key, *v = &seqs->via.map.ptr[i].val;
-        if (k->type != MSGPACK_OBJECT_STR || k->via.str.size > FF_MAX_TOPIC || v->type != MSGPACK_OBJECT_POSITIVE_INTEGER) continue;
-        char name[FF_MAX_TOPIC + 1];
-        memcpy(name, k->via.str.ptr, k->via.str.size);
-        name[k->via.str.size] = 0;
-        topic_st *t = topic_find(gw, name);
-        if (t && t->stateful && t->live && v->via.u64 > t->seq) {
+    for (uint32_t i = 0; seqs && seqs->type == MSGPACK_OBJECT_MAP && i < seqs->via.map.size; i++) {
+        const msgpack_object *v = &seqs->via.map.ptr[i].val;
+        topic_st *t = listed_book(gw, &seqs->via.map.ptr[i].key, v);
+        if (t && v->via.u64 > t->seq) {
             emit_gap_or_reset(s, gw, t, 1, 1, t->seq + 1, 1, v->via.u64, "tail loss (seen in heartbeat)");
             invalidate(s, gw, t, now);
         }
     }
+    /* A live book the publisher lists as invalid, whose gap we did not see at that point of its
+       stream: we lost that gap (an invalid book publishes nothing that would reveal it). */
+    for (uint32_t i = 0; invalid && invalid->type == MSGPACK_OBJECT_MAP && i < invalid->via.map.size; i++) {
+        const msgpack_object *v = &invalid->via.map.ptr[i].val;
+        topic_st *t = listed_book(gw, &invalid->via.map.ptr[i].key, v);
+        if (t && t->seq <= v->via.u64 && !(t->has_gap_seen && t->gap_seen_at == v->via.u64)) {
+            emit_gap_or_reset(s, gw, t, 1, 0, 0, 0, 0, "publisher gap lost (seen in heartbeat)");
+            invalidate(s, gw, t, now);
+        }
+    }
+}
+
+/* The publisher announced books invalid (on_delivered drops them): note where each one's stream
+   stood, so that a heartbeat's book_invalid is not taken for a lost gap. */
+static void publisher_gap(gw_st *gw, const ff_msg *m) {
+    const msgpack_object *ch = ff_get(m, "channel"), *ex = ff_get(m, "exchange"), *sym = ff_get(m, "symbol");
+    if (!ch || ch->type != MSGPACK_OBJECT_STR || !ex || ex->type != MSGPACK_OBJECT_STR) return;
+    char *chs = obj_strdup(ch);
+    if (strcmp(chs, "book") && strcmp(chs, "l3")) { free(chs); return; }
+    char *exs = obj_strdup(ex), *syms = sym && sym->type == MSGPACK_OBJECT_STR ? obj_strdup(sym) : NULL;
+    char name[2 * FF_MAX_TOPIC + 16];
+    snprintf(name, sizeof name, "%s.", chs);
+    topic_append(name, sizeof name, exs);
+    if (syms) topic_append(name, sizeof name, syms);   /* else feed-wide: every book of that exchange */
+    size_t nl = strlen(name);
+    for (topic_st *t = gw->first; t; t = t->onext) {
+        if (syms ? !strcmp(t->topic, name) : !strncmp(t->topic, name, nl)) {
+            t->has_gap_seen = 1;
+            t->gap_seen_at = t->seq;
+        }
+    }
+    free(chs);
+    free(exs);
+    free(syms);
 }
 
 static void junk(ff_subscriber *s, int counter, const char *err) {
@@ -494,6 +542,8 @@ static void on_sub(ff_subscriber *s, const ff_frame *frames, size_t n, double no
         if (strcmp(m->kind->kind, "heartbeat") == 0) {
             check_tails(s, gw, m, now);
             if (!s->deliver_heartbeats) { ff_msg_free(m); return; }
+        } else if (s->books && strcmp(m->kind->kind, "gap") == 0) {
+            publisher_gap(gw, m);
         }
         q_push(&s->out, m);
         return;

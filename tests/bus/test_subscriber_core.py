@@ -113,6 +113,57 @@ def test_gap_invalidates_book_and_resyncs_with_reset_then_snapshot():
     assert core.counters["gaps"] == 1 and core.counters["resyncs"] == 1
 
 
+def _heartbeat(invalid, seqs=None):
+    return Heartbeat("gw", {"book_seqs": seqs or {"book.EX.BTC-USDT.": 11}, "book_invalid": invalid}, {},
+                     receipt_timestamp=1)
+
+
+def _no_heartbeats(msgs):
+    return [m for m in msgs if type(m.event) is not Heartbeat]   # this core (prefix "") delivers them
+
+
+def test_a_publisher_gap_seen_is_not_reported_again_by_the_heartbeat():
+    core = joined_core()                                       # live at seq 11
+    out = core.on_sub(frames(Gap("EX", "book", "checksum", symbol="BTC-USDT", receipt_timestamp=1), 1), 0.0)
+    assert kinds(out) == ["Gap"] and core.book("EX", "BTC-USDT") is None
+    assert _no_heartbeats(core.on_sub(frames(_heartbeat({"book.EX.BTC-USDT.": 11}), 1), 0.0)) == []
+    assert core.outbox == [] and core.counters["gaps"] == 0
+    # The rebuild: the stream's snapshot (seq 12); the next heartbeat lists nothing.
+    book = L2Snapshot("EX", "BTC-USDT", [("100", "3")], [], receipt_timestamp=1)
+    assert kinds(core.on_sub(frames(book, 12), 0.0)) == ["L2Snapshot"]
+    assert _no_heartbeats(core.on_sub(frames(_heartbeat({}, {"book.EX.BTC-USDT.": 12}), 2), 0.0)) == []
+    assert core.book("EX", "BTC-USDT").snapshot() == ([("100", "3")], [])
+
+
+def test_a_lost_publisher_gap_is_revealed_by_the_heartbeat():
+    # The publisher's gap of this book was lost (a dropped message): the book publishes nothing
+    # while invalid, so only the heartbeat's book_invalid can tell. The book is dropped, and
+    # rebuilt from the stream's snapshot when the publisher has it again.
+    core = joined_core()
+    core.on_sub(frames(Gap("EX", "book", "checksum", symbol="BTC-USDT", receipt_timestamp=1), 1), 0.0)
+    core.on_sub(frames(L2Snapshot("EX", "BTC-USDT", [("100", "3")], [], receipt_timestamp=1), 12), 0.0)
+    # gap.EX.BTC-USDT. seq 2 is lost; the heartbeat lists the book invalid at 12.
+    out = _no_heartbeats(core.on_sub(frames(_heartbeat({"book.EX.BTC-USDT.": 12}, {"book.EX.BTC-USDT.": 12}), 1),
+                                     0.0))
+    assert kinds(out) == ["Gap"]
+    gap = out[0].event
+    assert (gap.reason, gap.expected, gap.received, out[0].header.seq) == (
+        "publisher gap lost (seen in heartbeat)", None, None, LOCAL_SEQ)
+    assert core.book("EX", "BTC-USDT") is None and core.counters["gaps"] == 1
+    (_, req), = core.outbox
+    assert req[:2] == [snapshot.SNAPSHOT, b"book.EX.BTC-USDT."]
+    assert core.on_snapshot(0, end(req[2], 0), 0.0) == []      # not served while invalid
+    out = core.on_sub(frames(L2Snapshot("EX", "BTC-USDT", [("99", "1")], [], receipt_timestamp=1), 13), 0.0)
+    assert kinds(out) == ["Reset", "L2Snapshot"] and core.book("EX", "BTC-USDT").snapshot() == ([("99", "1")], [])
+
+
+def test_a_feed_wide_publisher_gap_counts_as_seen_for_every_book_of_its_exchange():
+    core = joined_core()
+    core.on_sub(frames(Gap("EX", "book", "disconnected", receipt_timestamp=1), 1), 0.0)
+    assert _no_heartbeats(core.on_sub(frames(_heartbeat({"book.EX.BTC-USDT.": 11}), 1), 0.0)) == []
+    assert core.counters["gaps"] == 0
+
+
 def test_duplicates_are_dropped_and_non_book_gaps_reported():
     core = joined_core()
     assert core.on_sub(frames(delta("99"), 11), 0.0) == []

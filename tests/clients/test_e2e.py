@@ -11,8 +11,10 @@ seeded generator of book deltas, trades, tickers and BBOs:
 5. a lost *last* delta of a book, revealed only by the next heartbeat's ``book_seqs``;
 6. live traffic;
 7. the publisher's own gap on a book, which no client asked for (no ``gap.`` prefix): each drops
-   that book all the same (docs/wire.md, "The publisher's own gaps") and hands the gap to nobody,
-   until every subscriber has seen the last sequence number of every topic.
+   that book all the same (docs/wire.md, "The publisher's own gaps") and hands the gap to nobody;
+8. the publisher's own gap on another book, lost: the next heartbeat's ``book_invalid`` reveals
+   it, each client drops the book and rebuilds it from the stream's snapshot; until every
+   subscriber has seen the last sequence number of every topic.
 
 Heartbeats are sent by the test itself (the periodic ones are pushed out to an hour) so
 that where a heartbeat falls in the stream is part of the script, not of timing. Each phase
@@ -46,7 +48,7 @@ from bus.endpoints import GatewayEndpoint
 from bus.publisher import Publisher
 from bus.subscriber import Subscriber
 from bus.topics import topic
-from cryptofeed_types.events import Event, Gap, Heartbeat, L2Delta
+from cryptofeed_types.events import Event, Gap, Heartbeat, L2Delta, L2Snapshot
 from feedfabric.testing.bus import BookEventGenerator
 from gateways.capture import read_capture
 from gateways.replay import Replayer, replay_capture
@@ -184,6 +186,14 @@ def _caught_up(last: dict[str, int], epoch: int | None = None) -> Callable[[Line
                 seen[x["topic"]] = max(seen.get(x["topic"], 0), x["seq"])
         return all(seen.get(t, 0) >= s for t, s in last.items())
     return pred
+
+
+LOST_GAP = "publisher gap lost (seen in heartbeat)"
+
+
+def _reported(reason: str) -> Callable[[Lines], bool]:
+    """The client delivered a gap (its own) with this reason."""
+    return lambda lines: any(x["event"].get("reason") == reason for x in _msgs(lines) if x["topic"].startswith("gap."))
 
 
 def _lose(pub: Publisher, event: Event) -> None:
@@ -388,6 +398,17 @@ def run_side_by_side(node_client: Path, c_client: Path, endpoint: GatewayEndpoin
         dropped = books[-1][1]
         pub.publish(Gap(dropped.exchange, "book", "checksum", symbol=dropped.symbol, receipt_timestamp=time.time_ns()))
         pub.publish(next(e for e in reversed(live) if e.CHANNEL != "book"))
+        # 8. a lost publisher gap on another book, revealed by the next heartbeat, then the rebuild
+        lost_topic, lost = books[0]
+        assert lost_topic != books[-1][0]
+        body = next(b for t, _s, _ts, _rts, b in pub.state(lost_topic) if t == lost_topic)
+        _lose(pub, Gap(lost.exchange, "book", "checksum", symbol=lost.symbol, receipt_timestamp=time.time_ns()))
+        pub.heartbeat()
+        _phase(clients, _reported(LOST_GAP), f"the lost gap of {lost_topic} seen in the heartbeat")
+        pub.publish(L2Snapshot(lost.exchange, lost.symbol, body["bids"], body["asks"], sequence=body["sequence"],
+                               receipt_timestamp=time.time_ns()))
+        _phase(clients, _rebuilt(lost.exchange, lost.symbol, 2 + (tail_topic == gap_topic)),
+               f"recovery of {lost_topic} after a lost publisher gap")
         # (topics seen only before the join are not served by the snapshot service: trades, status...)
         last = {t: pub.seq(t) for t in {e.topic() for e in live} | stateful}
         _phase(clients, _caught_up(last), "the last sequence number of every topic")
@@ -398,7 +419,8 @@ def run_side_by_side(node_client: Path, c_client: Path, endpoint: GatewayEndpoin
 
     want = _check_identical(clients)
     assert sum(map(len, want.values())) >= len(live), "fewer messages than were published live"
-    assert _gaps(want) == sorted([(gap_topic, "sequence gap"), (tail_topic, "tail loss (seen in heartbeat)")])
+    assert _gaps(want) == sorted([(gap_topic, "sequence gap"), (tail_topic, "tail loss (seen in heartbeat)"),
+                                  (gap_topic, LOST_GAP)])
     for t in stateful:  # late joiners start from the snapshot service, not from the stream
         first = want[t][0]
         assert first["seq"] == at_join[t], first
@@ -407,7 +429,7 @@ def run_side_by_side(node_client: Path, c_client: Path, endpoint: GatewayEndpoin
     _check_books(clients[0], truth, prefixes)
     for other in clients[1:]:
         counters = _end(other.lines)
-        assert counters["gaps"] == 2 and counters["resyncs"] == 2, (other.name, counters)
+        assert counters["gaps"] == 3 and counters["resyncs"] == 3, (other.name, counters)
         assert counters["junk"] == 0 and counters["duplicates"] == 0, (other.name, counters)
 
 

@@ -15,7 +15,8 @@
  *   snapshot;
  * - a new epoch of a gateway invalidates all its state; a gateway silent for
  *   heartbeatTimeout yields Status 'stale' (and 'connected' when it speaks again);
- * - a heartbeat's counters.book_seqs reveals books whose last messages were lost;
+ * - a heartbeat's counters.book_seqs reveals books whose last messages were lost, and its
+ *   counters.book_invalid a publisher gap that was lost;
  * - malformed frames are counted and skipped.
  * Messages made locally (Gap, Reset, Status) carry sequence number 0.
  */
@@ -67,6 +68,9 @@ class TopicState {
     const sym = event !== null && typeof event.symbol === 'string' ? event.symbol : ''
     this.exchange = ex || (parts.length > 1 ? parts[1] : '')
     this.symbol = sym || (parts.length > 2 ? parts[2] : null)
+    // Our seq when the publisher's own gap of this book reached us (-1n: none): a heartbeat
+    // listing the book invalid at another seq means we lost that gap (_checkTails).
+    this.gapSeenAt = -1n
   }
 }
 
@@ -275,6 +279,8 @@ class SubscriberCore {
       if (event.kind === 'heartbeat') {
         this._checkTails(gw, event, now, out)
         if (!this.deliverHeartbeats) return out
+      } else if (event.kind === 'gap' && this.books) {
+        this._publisherGap(gw, event)
       }
       out.push(msg)
       return out
@@ -310,14 +316,40 @@ class SubscriberCore {
   _checkTails (gw, hb, now, out) {
     // PUB keeps order: a live book behind the sequence a heartbeat lists lost its last
     // messages, which no later message on that topic would have revealed.
+    const isMap = (v) => v !== null && v !== undefined && typeof v === 'object' && !Array.isArray(v)
     const seqs = hb.counters.book_seqs
-    if (seqs === null || typeof seqs !== 'object' || Array.isArray(seqs)) return
-    for (const [topic, seq] of Object.entries(seqs)) {
+    for (const [topic, seq] of Object.entries(isMap(seqs) ? seqs : {})) {
       const st = gw.states.get(topic)
       if (st !== undefined && st.stateful && st.live && typeof seq === 'bigint' && seq > st.seq) {
         out.push(this._gapMsg(gw, st, st.seq + 1n, seq, 'tail loss (seen in heartbeat)'))
         this._invalidate(gw, st, now)
       }
+    }
+    // A live book the publisher lists as invalid, whose gap we did not see at that point of its
+    // stream: we lost that gap (an invalid book publishes nothing that would reveal it).
+    const invalid = hb.counters.book_invalid
+    for (const [topic, seq] of Object.entries(isMap(invalid) ? invalid : {})) {
+      const st = gw.states.get(topic)
+      if (st !== undefined && st.stateful && st.live && typeof seq === 'bigint' && st.seq <= seq &&
+          st.gapSeenAt !== seq) {
+        out.push(this._gapMsg(gw, st, null, null, 'publisher gap lost (seen in heartbeat)'))
+        this._invalidate(gw, st, now)
+      }
+    }
+  }
+
+  // The publisher announced books invalid (the BookKeeper drops them): note where each one's
+  // stream stood, so that a heartbeat's book_invalid is not taken for a lost gap.
+  _publisherGap (gw, gap) {
+    if (!STATEFUL.has(gap.channel)) return
+    if (typeof gap.symbol === 'string') {
+      const st = gw.states.get(`${gap.channel}.${topicPart(gap.exchange)}.${topicPart(gap.symbol)}.`)
+      if (st !== undefined) st.gapSeenAt = st.seq
+      return
+    }
+    const head = `${gap.channel}.${topicPart(gap.exchange)}.` // feed-wide: every book of that exchange
+    for (const st of gw.states.values()) {
+      if (st.topic.startsWith(head)) st.gapSeenAt = st.seq
     }
   }
 
