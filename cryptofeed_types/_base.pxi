@@ -4,6 +4,7 @@
 
 import re
 from decimal import Decimal
+from types import MappingProxyType
 
 _DecimalType = Decimal
 
@@ -106,9 +107,11 @@ cdef inline object _opt_bool(object v, str name):
 
 
 cdef inline dict _req_map(object v, str name):
+    # A copy: the caller's dict may change after the event is made (events are immutable; the
+    # field is read through a MappingProxyType). Maps are small and rare (heartbeats).
     if type(v) is not dict:
         raise TypeError(f"{name}: expected a map, got {type(v).__name__}")
-    return <dict>v
+    return dict(<dict>v)
 
 
 cdef tuple _levels(object v, str name):

@@ -41,6 +41,8 @@ def _required(t: str) -> bool:
 
 
 def _attr(name: str, t: str) -> str:
+    if t == "map":
+        return f"{name}_map"   # the event's own copy; the plain name is a read-only view of it
     return f"{name}_str" if t in _RAW else name
 
 
@@ -55,7 +57,7 @@ def _render_kind(k: Kind) -> str:
             f"    TYPES = {dict(k.fields)!r}", f"    TOPIC_KEYS = {k.topic_keys!r}",
             f"    SCALAR = {k.scalar!r}", ""]
     for n, t in k.fields:
-        out.append(f"    cdef readonly {_CDEF[t]} {_attr(n, t)}")
+        out.append(f"    cdef {'' if t == 'map' else 'readonly '}{_CDEF[t]} {_attr(n, t)}")
     out += ["", f"    def __init__({sig}):"]
     for n, t in k.fields:
         out.append(f"        self.{_attr(n, t)} = " + _CHECK[t].format(v=n, n=n))
@@ -70,9 +72,13 @@ def _render_kind(k: Kind) -> str:
         elif t == "orders":
             out += ["", "    @property", f"    def {n}(self):",
                     f"        return tuple((o, side, Decimal(p), Decimal(s)) for o, side, p, s in self.{n}_str)"]
+        elif t == "map":
+            out += ["", "    @property", f"    def {n}(self):", f"        return MappingProxyType(self.{n}_map)"]
     out += ["", "    cpdef dict wire_body(self):", f"        return {{'kind': {k.kind!r},"]
     for n, t in k.fields:
-        out.append(f"                {n!r}: self.{_attr(n, t)},")
+        # A map is copied: what a caller does with the body must not change the event.
+        value = f"dict(self.{_attr(n, t)})" if t == "map" else f"self.{_attr(n, t)}"
+        out.append(f"                {n!r}: {value},")
     out[-1] = out[-1][:-1] + "}"
     out += _render_wire_pack(k)
     parts = " + '.' + ".join(f"_topic_part(self.{key})" for key in k.topic_keys)

@@ -1721,20 +1721,28 @@ cdef class Heartbeat(Event):
     SCALAR = False
 
     cdef readonly str gateway
-    cdef readonly dict counters
-    cdef readonly dict feeds
+    cdef dict counters_map
+    cdef dict feeds_map
 
     def __init__(self, gateway, counters, feeds, *, timestamp=None, receipt_timestamp=0):
         self.gateway = _req_str(gateway, "gateway")
-        self.counters = _req_map(counters, "counters")
-        self.feeds = _req_map(feeds, "feeds")
+        self.counters_map = _req_map(counters, "counters")
+        self.feeds_map = _req_map(feeds, "feeds")
         self._set_ts(timestamp, receipt_timestamp)
+
+    @property
+    def counters(self):
+        return MappingProxyType(self.counters_map)
+
+    @property
+    def feeds(self):
+        return MappingProxyType(self.feeds_map)
 
     cpdef dict wire_body(self):
         return {'kind': 'heartbeat',
                 'gateway': self.gateway,
-                'counters': self.counters,
-                'feeds': self.feeds}
+                'counters': dict(self.counters_map),
+                'feeds': dict(self.feeds_map)}
 
     cpdef bytes wire_pack(self):
         """``wire_body()`` msgpack-encoded, byte for byte, without building the dict."""
@@ -1745,9 +1753,9 @@ cdef class Heartbeat(Event):
             _b_raw(&b, b"\xa7\x67\x61\x74\x65\x77\x61\x79", 8)
             _b_str(&b, self.gateway)
             _b_raw(&b, b"\xa8\x63\x6f\x75\x6e\x74\x65\x72\x73", 9)
-            _b_generic(&b, self.counters)
+            _b_generic(&b, self.counters_map)
             _b_raw(&b, b"\xa5\x66\x65\x65\x64\x73", 6)
-            _b_generic(&b, self.feeds)
+            _b_generic(&b, self.feeds_map)
             return _b_bytes(&b)
         finally:
             _b_free(&b)
@@ -1763,8 +1771,8 @@ cdef class Heartbeat(Event):
         KeyError, a wrong type TypeError or ValueError."""
         cdef Heartbeat self = <Heartbeat>cls.__new__(cls)
         self.gateway = _req_str(body['gateway'], "gateway")
-        self.counters = _req_map(body['counters'], "counters")
-        self.feeds = _req_map(body['feeds'], "feeds")
+        self.counters_map = _req_map(body['counters'], "counters")
+        self.feeds_map = _req_map(body['feeds'], "feeds")
         self._set_ts(timestamp, receipt_timestamp)
         return self
 

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from cryptofeed_types import EVENT_CLASSES, L2Delta, L3Delta, Trade, dec_str
+from cryptofeed_types import EVENT_CLASSES, Heartbeat, L2Delta, L3Delta, Trade, dec_str
 from cryptofeed_types.schema import KINDS
 from feedfabric.testing.types import EXCHANGE_TS, RECEIPT_TS, sample_event
 
@@ -59,6 +59,21 @@ def test_immutable(kind: str) -> None:
             setattr(ev, attr, getattr(ev, attr))
     with pytest.raises(AttributeError):
         ev.extra = 1  # type: ignore[attr-defined]
+
+
+def test_map_fields_are_read_only_copies() -> None:
+    # A heartbeat's counters and feeds: neither the caller's dict nor what wire_body/to_dict return
+    # can change the event afterwards.
+    counters, feeds = {"messages": 1, "book_seqs": {"book.EX.A-B.": 3}}, {"EX.0": "connected"}
+    hb = Heartbeat("gw", counters, feeds, receipt_timestamp=1)
+    counters["messages"] = 2
+    feeds["EX.0"] = "disconnected"
+    with pytest.raises(TypeError):
+        hb.counters["messages"] = 3            # type: ignore[index]
+    hb.wire_body()["counters"]["messages"] = 4
+    hb.to_dict()["feeds"]["EX.0"] = "stale"
+    assert hb.counters == {"messages": 1, "book_seqs": {"book.EX.A-B.": 3}} and hb.feeds == {"EX.0": "connected"}
+    assert dict(hb.counters)["messages"] == 1 and hb.counters.get("book_seqs") == {"book.EX.A-B.": 3}
 
 
 @pytest.mark.parametrize("kind", ALL_KINDS)
