@@ -24,6 +24,7 @@ import os
 import threading
 import time
 from types import TracebackType
+from typing import Any
 
 import zmq
 from loguru import logger
@@ -75,6 +76,7 @@ class Publisher:
         self.counters: dict[str, int] = {"messages": 0, "bytes": 0, "dropped": 0, "errors": 0,
                                          "heartbeats": 0, "snapshot_requests": 0, "snapshot_errors": 0}
         self._extra: dict[str, int] = {}
+        self._described: dict[str, Any] = {}   # describe(): carried by every heartbeat as is
         self._subscribed: dict[str, int] = {}   # prefix → subscribe messages read (XPUB_VERBOSE: every one)
         self._feeds: dict[str, str] = {}
         self._seqs: dict[str, int] = {}
@@ -248,6 +250,12 @@ class Publisher:
         with self._lock:
             return len(self.store.invalid())
 
+    def describe(self, key: str, value: Any) -> None:
+        """Carry ``value`` (msgpack-able: maps, lists, strings, numbers) under ``key`` in the
+        ``counters`` of every heartbeat from now on, e.g. a gateway's ``feed_quotes``."""
+        with self._lock:
+            self._described[key] = value
+
     def feed_states(self) -> dict[str, str]:
         """The last state published for each feed (as the heartbeat's ``feeds``), e.g. for a metrics endpoint."""
         with self._lock:
@@ -281,6 +289,7 @@ class Publisher:
         with self._lock:
             counters: dict = dict(self.counters)
             counters.update(self._extra)
+            counters.update(self._described)
             counters["heartbeats"] += 1
             self.counters["heartbeats"] += 1
             # The last sequence number of every book: a subscriber that lost the tail of a

@@ -12,7 +12,9 @@ Rules (documented in docs/consumers.md):
   exchange name), the best ask the lowest ask; the size is that exchange's size at that price;
 - an exchange is **not eligible** while its gateway is stale (``Status(feed='gateway',
   state='stale')`` from the subscriber), while one of its feeds is disconnected or resyncing
-  (``Status`` from the gateway), while the exchange says it is in maintenance or cancel-only
+  (``Status`` from the gateway; only for the symbols that feed quotes when the gateway's
+  heartbeats say which, ``feed_quotes``: a candles-only connection or another category's does
+  not take the others out), while the exchange says it is in maintenance or cancel-only
   (``Status(feed='system')``: Kraken, OKX, Deribit, Coinbase, Binance spot, Bybit), while the
   book of that symbol is invalid (a ``Gap`` on its ``book``/``l3`` channel, or a feed-wide ``Gap``,
   until the ``Reset``), and while its own quote is crossed (bid >= ask). Its last quote is kept
@@ -67,6 +69,8 @@ class NBBOCalculator:
         self.invalid_books: set[tuple[str, str]] = set()          # (exchange, symbol)
         self.invalid_feeds: set[str] = set()                      # exchange with a feed-wide gap
         self.gateway_feeds: dict[str, dict[str, str]] = {}        # gateway -> its feeds' states (heartbeats)
+        self.feed_quotes: dict[str, dict[str, frozenset[str]]] = {}  # gateway -> feed -> symbols it quotes
+        self.down_symbols: dict[str, frozenset[str]] = {}         # exchange -> symbols whose feed is down
         self._quoting: set[tuple[str, str]] = set()               # (gateway, exchange) pairs seen quoting
         self.counters = {"bbo": 0, "nbbo": 0, "crossed_quotes": 0, "bad_quotes": 0}
 
@@ -87,7 +91,7 @@ class NBBOCalculator:
         ex = q.exchange
         if q.gateway in self.stale_gateways or ex in self.down_exchanges or ex in self.invalid_feeds:
             return False
-        if (ex, symbol) in self.invalid_books:
+        if (ex, symbol) in self.invalid_books or symbol in self.down_symbols.get(ex, ()):
             return False
         return not (q.bid_key is not None and q.ask_key is not None and q.bid_key >= q.ask_key)
 
@@ -174,9 +178,18 @@ class NBBOCalculator:
         gw = gateway or ev.gateway
         feeds = {str(k): str(v) for k, v in dict(ev.feeds).items()}
         self.gateway_feeds[gw] = feeds
+        described = ev.counters.get("feed_quotes")
+        quotes_changed = False
+        if isinstance(described, dict):
+            quotes = {str(f): frozenset(map(str, syms)) for f, syms in described.items() if isinstance(syms, list)}
+            quotes_changed = quotes != self.feed_quotes.get(gw)
+            self.feed_quotes[gw] = quotes
         out: list[NBBO] = []
         for exchange in sorted({ex for g, ex in self._quoting if g == gw}):
-            if self._set_feeds(exchange, feeds):
+            changed = self._set_feeds(exchange, feeds)
+            if quotes_changed and not changed:
+                self._update_down(exchange)
+            if changed or quotes_changed:
                 out += self._refresh(self._symbols_of(exchange=exchange), ev.timestamp, ev.receipt_timestamp)
         return out
 
@@ -188,11 +201,28 @@ class NBBOCalculator:
                 self.feed_states[(exchange, feed)] = state
                 changed = True
         if changed:
-            if any(st in DOWN_STATES for (ex, _), st in self.feed_states.items() if ex == exchange):
-                self.down_exchanges.add(exchange)
-            else:
-                self.down_exchanges.discard(exchange)
+            self._update_down(exchange)
         return changed
+
+    def _update_down(self, exchange: str) -> None:
+        """Which of ``exchange``'s quotes its feeds' states take out: all of them when a feed that
+        is down is the exchange's system status or one its gateway did not describe, else only the
+        symbols the down feeds quote (``feed_quotes`` from the heartbeats)."""
+        down = [feed for (ex, feed), st in self.feed_states.items() if ex == exchange and st in DOWN_STATES]
+        quotes: dict[str, frozenset[str]] = {}
+        for gw, ex in self._quoting:
+            if ex == exchange:
+                quotes.update(self.feed_quotes.get(gw, {}))
+        if any(feed not in quotes for feed in down):
+            self.down_exchanges.add(exchange)
+            self.down_symbols.pop(exchange, None)
+            return
+        self.down_exchanges.discard(exchange)
+        symbols = frozenset().union(*(quotes[feed] for feed in down))
+        if symbols:
+            self.down_symbols[exchange] = symbols
+        else:
+            self.down_symbols.pop(exchange, None)
 
     def on_gap(self, ev: Gap) -> list[NBBO]:
         """A book became invalid: its exchange leaves that symbol's NBBO until the Reset."""

@@ -27,7 +27,7 @@ from loguru import logger
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from gateways import exchanges
-from gateways.adapter import CHANNELS, Adapter, Subscription
+from gateways.adapter import BBO_CHANNEL, CHANNELS, L2_BOOK, TICKER, Adapter, Subscription
 from gateways.books import share_books
 from gateways.driver import Driver, DriverConfig, proxy_problem
 from gateways.selection import REMATCH_BUDGET_SHARE, expand, has_patterns, instrument_requests, rematch_floor
@@ -37,6 +37,9 @@ def _channel_map(channels: dict[str, list[str]] | list[str], symbols: list[str])
     """``channels`` as channel → symbols: a list of channels gets ``symbols`` each."""
     return channels if isinstance(channels, dict) else {ch: list(symbols) for ch in channels}
 
+
+# The channels whose events are quotes (BBO): a connection carrying none of them quotes nothing.
+QUOTE_CHANNELS = frozenset({L2_BOOK, BBO_CHANNEL, TICKER})
 
 class GatewayConfig(BaseModel):
     """One gateway. ``channels`` maps channel → symbols; ``symbols`` fills channels given as a list."""
@@ -219,6 +222,7 @@ class Gateway:
         self.resolved = asyncio.Event()
         self.resolver: Driver | None = None   # the instrument loading that resolves patterns, while it runs
         self.parts: list[Part] = []
+        self._feed_quotes: dict[str, list[str]] = {}   # last described (see _describe_feed_quotes)
         self.unlisted: set[str] = set()       # subscribed symbols a re-match no longer found listed
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
@@ -467,6 +471,28 @@ class Gateway:
                 if delta:
                     self._count(f"adapter.{name}", delta)
                     part.copied[name] = value
+        self._describe_feed_quotes()
+
+    def _describe_feed_quotes(self) -> None:
+        """Heartbeats say which symbols' quotes each connection carries (``feed_quotes``): the NBBO
+        then leaves out only those symbols when a connection is down, not the whole exchange (a
+        candles-only connection, another category's)."""
+        describe = getattr(self.publisher, "describe", None)
+        if describe is None:
+            return
+        quotes: dict[str, list[str]] = {}
+        for part in self.parts:
+            try:
+                specs = part.adapter.connections()
+            except Exception:  # noqa: BLE001 - the driver reports a connections bug; nothing to describe
+                continue
+            for spec in specs:
+                if spec.streams:   # a connection that does not say what it carries is not described
+                    quotes[spec.id + part.driver.feed_suffix] = sorted(
+                        {sym for channel, sym in spec.streams if channel in QUOTE_CHANNELS})
+        if quotes != self._feed_quotes:
+            self._feed_quotes = quotes
+            describe("feed_quotes", quotes)
 
     async def _copy_counters(self) -> None:
         while True:

@@ -86,6 +86,7 @@ class RecordingPublisher:
         self.events: list[Any] = []
         self.counters: Counter[str] = Counter()
         self.feeds: dict[str, str] = {}
+        self.described: dict[str, Any] = {}   # what Publisher.describe would put in heartbeats
 
     def publish(self, event: Any) -> int:
         self.events.append(event)
@@ -98,6 +99,9 @@ class RecordingPublisher:
 
     def count(self, name: str, n: int = 1) -> None:
         self.counters[name] += n
+
+    def describe(self, key: str, value: Any) -> None:
+        self.described[key] = value
 
     def of_kind(self, kind: str) -> list[Any]:
         return [e for e in self.events if e.KIND == kind]

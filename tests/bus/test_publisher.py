@@ -80,6 +80,12 @@ def test_seq_per_topic_and_heartbeat_counters(bus_endpoint, publisher_factory):
         assert pub.feed_states() == {"EX.0": "connected", "system": "maintenance"}   # for a metrics endpoint
         while hb[0] != "heartbeat.p1." or dict(hb[2].feeds) != {"EX.0": "connected", "system": "maintenance"}:
             hb = codec.decode(_recv(sub))
+        # What a gateway describes (Publisher.describe) rides along in every heartbeat from then on.
+        pub.describe("feed_quotes", {"EX.0": ["BTC-USDT"], "EX.1": []})
+        while hb[0] != "heartbeat.p1." or "feed_quotes" not in hb[2].counters:
+            hb = codec.decode(_recv(sub))
+        assert hb[2].counters["feed_quotes"] == {"EX.0": ["BTC-USDT"], "EX.1": []}
+        assert hb[2].counters["book_invalid"] == {}
     finally:
         sub.close()
 

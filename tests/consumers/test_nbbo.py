@@ -202,6 +202,41 @@ def test_a_late_joiner_learns_feed_states_from_heartbeats() -> None:
         assert _view(back)[2] == "KRAKEN"
 
 
+def test_a_feed_that_is_down_takes_out_only_the_symbols_it_quotes() -> None:
+    """A gateway's heartbeats say which symbols each connection quotes (feed_quotes): Bybit's linear
+    connection down takes out its perpetual, not its spot quotes; a candles-only connection down
+    takes out nothing; a feed it did not describe, or the system status, the whole exchange."""
+    calc = NBBOCalculator()
+    for sym in ("BTC-USDT", "BTC-USDT-PERP"):
+        calc.on_event(BBO("BYBIT", sym, bid="101", bid_size="1", ask="102", ask_size="1", receipt_timestamp=1), "y")
+        calc.on_event(BBO("BBB", sym, bid="100", bid_size="2", ask="103", ask_size="2", receipt_timestamp=1), "b")
+    feeds = {"spot": "connected", "linear": "connected", "business": "connected"}
+    quotes = {"spot": ["BTC-USDT"], "linear": ["BTC-USDT-PERP"], "business": []}
+    assert calc.on_event(Heartbeat("y", {"feed_quotes": quotes}, feeds, receipt_timestamp=2), "y") == []
+
+    def best(out: list) -> list[tuple[str, str]]:
+        return [(o.symbol, _view(o)[2]) for o in out]
+
+    assert calc.on_status(Status("BYBIT", "business", "disconnected", receipt_timestamp=3), "y") == []
+    assert best(calc.on_status(Status("BYBIT", "linear", "disconnected", receipt_timestamp=4), "y")) == [
+        ("BTC-USDT-PERP", "BBB")]
+    assert best(calc.on_status(Status("BYBIT", "system", "maintenance", receipt_timestamp=5), "y")) == [
+        ("BTC-USDT", "BBB")]
+    assert best(calc.on_status(Status("BYBIT", "system", "online", receipt_timestamp=6), "y")) == [
+        ("BTC-USDT", "BYBIT")]
+    assert best(calc.on_status(Status("BYBIT", "extra", "disconnected", receipt_timestamp=7), "y")) == [
+        ("BTC-USDT", "BBB")]                                       # not described: the whole exchange
+    calc.on_status(Status("BYBIT", "extra", "connected", receipt_timestamp=8), "y")
+    assert best(calc.on_status(Status("BYBIT", "linear", "connected", receipt_timestamp=9), "y")) == [
+        ("BTC-USDT-PERP", "BYBIT")]
+    # Without feed_quotes (a gateway that does not describe its feeds): the whole exchange, as always.
+    calc = NBBOCalculator()
+    calc.on_event(BBO("BYBIT", "BTC-USDT", bid="101", bid_size="1", ask="102", ask_size="1", receipt_timestamp=1), "y")
+    calc.on_event(BBO("BBB", "BTC-USDT", bid="100", bid_size="2", ask="103", ask_size="2", receipt_timestamp=1), "b")
+    assert best(calc.on_status(Status("BYBIT", "business", "disconnected", receipt_timestamp=3), "y")) == [
+        ("BTC-USDT", "BBB")]
+
+
 def test_quote_equivalence_is_opt_in() -> None:
     off, on = NBBOCalculator(), NBBOCalculator({"USDT": "USD"})
     for calc in (off, on):

@@ -593,3 +593,17 @@ async def test_refused_connection_waits_for_retry_after(shared_data: Path, loopb
         lb.release(None)
         await lb.wait_sent()
         await wait_until(ses.at_truth, 10, "books equal to the truth")
+
+
+async def test_heartbeats_describe_which_symbols_each_connection_quotes(shared_data: Path, loopback_gateway) -> None:
+    """Bybit's spot and linear connections: the gateway tells (Publisher.describe, every heartbeat)
+    which symbols' quotes each carries, so the NBBO takes out only those when one is down."""
+    ses = await loopback_gateway(shared_data / "cryptofeed_v3/BYBIT.jsonl", "BYBIT")
+    async with ses.gw:
+        await ses.lb.wait_subscribed()
+        ses.gw.copy_counters()
+    quotes = ses.pub.described["feed_quotes"]
+    book = set(ses.adapter.subscription.symbols("l2_book"))
+    assert set(quotes) == {"spot", "linear"} and book <= set(quotes["spot"]) | set(quotes["linear"])
+    assert all(ses.adapter.category(s) == "spot" for s in quotes["spot"])
+    assert all(ses.adapter.category(s) == "linear" for s in quotes["linear"])
