@@ -362,8 +362,19 @@ class BitMEX(Adapter):
     # ---- books
     def _on_book(self, action: str | None, data: list[dict[str, Any]], flt: Any, ts: int, out: Output) -> None:
         groups: dict[str, list[dict[str, Any]]] = {}
-        for row in data:
-            groups.setdefault(row["symbol"], []).append(row)
+        try:
+            for row in data:
+                groups.setdefault(row["symbol"], []).append(row)
+        except (KeyError, TypeError):
+            if action not in ("insert", "update", "delete"):
+                raise
+            # Whose rows these were is unknown, and BitMEX has no sequence numbers to reveal a lost
+            # update later: every book may now miss one for good.
+            synced = [sb.symbol for sb in self.books if sb.state == SYNCED]
+            for symbol in synced:
+                self._ids.pop(symbol, None)
+            self.books.invalidate_all("malformed", out, receipt_timestamp=ts, resync=True, symbols=synced)
+            raise
         if action == "partial":
             if not groups and isinstance(flt, dict) and flt.get("symbol"):
                 groups[flt["symbol"]] = []  # an empty book

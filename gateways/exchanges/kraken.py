@@ -287,7 +287,16 @@ class Kraken(ResubscribeByConnection, Adapter):
     def _book_v2(self, conn: str, msg: dict[str, Any], ts: int, out: Output) -> None:
         kind = msg.get("type")
         for d in msg["data"]:
-            sym = self._symbol(d["symbol"])
+            try:
+                xs = d["symbol"]
+            except (KeyError, TypeError, IndexError):
+                # Whose update this was is unknown, and Kraken's checksum covers only the top 10
+                # levels: every book of this connection may now miss it for good.
+                self.books.invalidate_all("malformed", out, receipt_timestamp=ts, resync=True,
+                                          symbols=sorted(s for s, c in self._book_conn.items() if c == conn
+                                                         and (sb := self.books.get(s)) and sb.state == SYNCED))
+                raise
+            sym = self._symbol(xs)
             name = self._book_name(sym)
             if name is None:
                 continue

@@ -209,6 +209,25 @@ def test_todays_rows_with_price_and_moved_level():
     assert [(type(e).__name__, e.reason) for e in out.events] == [("Gap", "duplicate_id")]
 
 
+def test_malformed_book_rows_invalidate_books_not_leave_them_silently_behind():
+    """BitMEX has no sequence numbers: a row it cannot read loses an update nothing would reveal
+    later. A junk size (its symbol known) takes that book out; a row without its symbol, every
+    synced book (Gap ``malformed``, resubscribed); the errors are counted."""
+    a = BitMEX(Subscription({"l2_book": ["BTC-USD-PERP", "ETH-USD-PERP"]}))
+    a.set_symbols([guess_symbol("XBTUSD"), guess_symbol("ETHUSD")])
+    for xs, price in (("XBTUSD", 100), ("ETHUSD", 3000)):
+        a.on_message(WS, _msg("orderBookL2", "partial", [{"symbol": xs, "id": 1, "side": "Buy", "size": 1,
+                                                          "price": price}], filter={"symbol": xs}), 1)
+    out = a.on_message(WS, _msg("orderBookL2", "update", [{"symbol": "XBTUSD", "id": 1, "side": "Buy",
+                                                           "size": "junk"}]), 2)
+    assert [(e.KIND, e.symbol, e.reason) for e in out.events] == [("gap", "BTC-USD-PERP", "malformed")]
+    assert a.books.state("ETH-USD-PERP") == SYNCED and a.counters["errors"] == 1
+    out = a.on_message(WS, _msg("orderBookL2", "update", [{"id": 1, "side": "Buy", "size": 2}]), 3)
+    assert [(e.KIND, e.symbol, e.reason) for e in out.events] == [("gap", "ETH-USD-PERP", "malformed")]
+    assert a.books.state("ETH-USD-PERP") != SYNCED and a.counters["errors"] == 2
+    assert out.actions    # the resubscribe (BitMEX answers with a fresh partial)
+
+
 # ------------------------------------------------------------------ other tables
 
 def test_instrument_funding_liquidation_candles():

@@ -280,6 +280,27 @@ def test_v2_bad_checksum_on_snapshot_resubscribes(shared_data: Path) -> None:
     assert [orjson.loads(a.payload)["method"] for a in out.actions] == ["unsubscribe", "subscribe"]
 
 
+def test_v2_book_update_without_its_symbol_invalidates_the_connections_books(shared_data: Path) -> None:
+    """A book update whose symbol cannot be read lost an update of some book of this connection, and
+    the top-10 checksum may never reveal a deep level: every synced book of it resyncs (Gap
+    ``malformed``, resubscribe), the error is counted."""
+    pairs, msgs, _ = _v2_session(shared_data)
+    names = [Symbol.parse(p["wsname"].replace("XBT", "BTC").replace("/", "-")).normalized
+             for p in pairs["result"].values()]
+    adapter = Kraken(Subscription({"l2_book": names}))
+    adapter.load_instruments({"u": orjson.dumps(pairs)})
+    for raw in msgs[:40]:
+        adapter.on_message(CONN, raw, 1)
+    synced = sorted(sb.symbol for sb in adapter.books if sb.state == "synced")
+    assert synced
+    junk = {"channel": "book", "type": "update", "data": [{"bids": [{"price": 1.0, "qty": 1.0}], "asks": []}]}
+    out = adapter.on_message(CONN, orjson.dumps(junk), 2)
+    assert sorted(g.symbol for g in out.events if g.KIND == "gap") == synced
+    assert {g.reason for g in out.events} == {"malformed"} and adapter.counters["errors"] == 1
+    assert all(adapter.books.state(s) != "synced" for s in synced)
+    assert "subscribe" in [orjson.loads(a.payload)["method"] for a in out.actions]
+
+
 def test_v2_other_channels() -> None:
     # Installed without AssetPairs: the precision comes from tick and lot size.
     sym = Symbol.parse("BTC-USD", exchange_symbol="BTC/USD", tick_size="0.1", lot_size="0.00000001")
