@@ -255,8 +255,8 @@ class Books:
         adapter counts the error): the book may hold part of it that was never published, or miss
         it, so it is invalid from here (Gap ``malformed`` if it was published, and a resync) rather
         than silently different from what subscribers hold. :meth:`delta` and :meth:`snapshot`
-        call it themselves; an adapter that converts a message's rows before calling them (BitMEX)
-        calls it when that conversion fails. Nothing of the message is trusted, not its timestamp."""
+        call it themselves; an adapter calls it when what it reads of a book message before calling
+        them fails (every adapter here does). Nothing of the message is trusted, not its timestamp."""
         sb = self._books.get(symbol)
         if sb is not None and sb.state == SYNCED:   # else it is invalid already, its resync asked for
             self.invalidate(symbol, "malformed", out, receipt_timestamp=receipt_timestamp)
