@@ -747,6 +747,7 @@ class _Driver:
                 self.books.on_delivered(m)
                 # A publisher's gap received only for the books (gap_prefixes): not the user's.
                 if type(m.event) is Gap and m.header.seq and not m.topic.startswith(self._wanted):
+                    self.counters["delivered"] -= 1   # counted when decoded, never handed out
                     continue
             return m
         return None

@@ -295,3 +295,5 @@ def test_a_publishers_gap_invalidates_books_of_subscribers_that_did_not_ask_for_
     assert [type(e) for e in got[id(with_gaps)] if type(e) is Gap] == [Gap, Gap]
     assert not [e for s in (only_one, books) for e in got[id(s)] if type(e) is Gap]
     assert all(s.counters["gaps"] == 0 for s in subs)                      # none of their own
+    # "delivered" counts what the user got (as the Node and C clients count it).
+    assert [s.counters["delivered"] for s in subs] == [len(got[id(s)]) for s in subs]
