@@ -5,7 +5,9 @@ A publisher keeps, per topic, the state a late joiner needs: the full L2 book
 topics (ticker, bbo, funding, open interest, index, mark), each with the per-topic
 sequence number it includes (a gateway may instead let it serve its own L2 books:
 :meth:`StateStore.share_books`, then no copy is kept). A subscriber asks a ROUTER socket for a topic prefix and
-gets one message per matching topic, then an end marker. docs/wire.md ("Snapshot
+gets one message per matching topic, then an end marker; a book the stream declared invalid
+(a ``Gap``, until the ``L2Snapshot`` that rebuilds it) is left out, and so is its ``bbo``
+(:meth:`StateStore.invalid` lists those books for the heartbeats). docs/wire.md ("Snapshot
 service, heartbeats and recovery") is the normative description:
 
     request  (DEALER -> ROUTER)  [b"SNAPSHOT", prefix, request_id]   or [b"HELLO", b"", request_id]
