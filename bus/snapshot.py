@@ -31,7 +31,7 @@ import msgpack
 
 from bus import codec
 from bus.codec import Header, WireError
-from bus.topics import topic as make_topic
+from bus.topics import gap_scope
 from cryptofeed_types.book import OrderBook, is_zero
 from cryptofeed_types.events import Event, Gap, L2Delta, L2Snapshot, L3Delta, L3Snapshot
 
@@ -164,14 +164,13 @@ class StateStore:
         channel = gap.channel
         if channel not in ("book", "l3", "bbo"):
             return
-        keys = (gap.exchange,) if gap.symbol is None else (gap.exchange, gap.symbol)
-        head = make_topic(channel, *keys)
+        head = gap_scope(channel, gap.exchange, gap.symbol)
         states: dict = self.l3 if channel == "l3" else self.books
         for name, st in states.items():
             if name.startswith(head):
                 st.valid = False
         if channel != "l3":
-            bbo = make_topic("bbo", *keys)
+            bbo = gap_scope("bbo", gap.exchange, gap.symbol)
             for name in [t for t in self.last if t.startswith(bbo)]:
                 del self.last[name]
 

@@ -54,6 +54,7 @@ from bus.codec import Header, WireError
 from bus.endpoints import GatewayEndpoint, as_endpoint
 from bus.security import CurveClient, apply_client
 from bus.snapshot import STATEFUL_CHANNELS
+from bus.topics import gap_scope
 from bus.topics import topic as make_topic
 from cryptofeed_types.book import OrderBook, is_zero
 from cryptofeed_types.events import (
@@ -76,6 +77,9 @@ except ImportError:
 
 HEARTBEAT_PREFIX = "heartbeat."
 CONTROL_CHANNELS = frozenset({"heartbeat", "status", "gap", "reset"})
+_NB = int(zmq.NOBLOCK)
+_RCVMORE = int(zmq.RCVMORE)
+LOCAL_SEQ = 0
 
 
 def gap_prefixes(prefixes: Sequence[str]) -> list[str]:
@@ -98,9 +102,6 @@ def gap_prefixes(prefixes: Sequence[str]) -> list[str]:
         elif "book.".startswith(p) or "l3.".startswith(p):
             out.append("gap.")
     return list(dict.fromkeys(out))
-_NB = int(zmq.NOBLOCK)
-_RCVMORE = int(zmq.RCVMORE)
-LOCAL_SEQ = 0
 
 
 class Message(NamedTuple):
@@ -129,7 +130,7 @@ class _Topic:
     """Sequence (and book) state of one topic of one gateway in its current epoch."""
 
     __slots__ = ("topic", "stateful", "seq", "live", "had_valid", "buffer", "channel", "exchange", "symbol",
-                 "gap_seen_at")
+                 "gap_seen_at", "plain")
 
     def __init__(self, topic: str, stateful: bool, event: Event | None = None) -> None:
         self.topic = topic
@@ -146,6 +147,9 @@ class _Topic:
         # Our seq when the publisher's own gap of this book reached us (-1: none): a heartbeat
         # listing the book invalid at another seq means we lost that gap (_check_tails).
         self.gap_seen_at = -1
+        # In sequence, delivered as is (the fast path): not a book, a heartbeat nor a gap (those
+        # are looked into: _check_tails, _publisher_gap).
+        self.plain = not stateful and self.channel != "heartbeat" and self.channel != "gap"
 
 
 class _Gateway:
@@ -331,8 +335,7 @@ class SubscriberCore:
         if gw is not None and gw.epoch == header.epoch and gw.seen_on_sub and not gw.stale:
             gw.last_seen = now
             st = gw.states.get(topic)
-            if st is not None and header.seq == st.seq + 1 and st.seq and (
-                    st.live or (not st.stateful and type(event) is not Heartbeat and type(event) is not Gap)):
+            if st is not None and header.seq == st.seq + 1 and st.seq and (st.live or st.plain):
                 st.seq = header.seq
                 return [_new_message(Message, decoded)]
         return self._on_decoded(topic, header, event, decoded, now)
@@ -430,12 +433,7 @@ class SubscriberCore:
         each one's stream stood, so that a heartbeat's ``book_invalid`` is not taken for a lost gap."""
         if gap.channel not in STATEFUL_CHANNELS:
             return
-        if gap.symbol is not None:
-            st = gw.states.get(make_topic(gap.channel, gap.exchange, gap.symbol))
-            if st is not None:
-                st.gap_seen_at = st.seq
-            return
-        head = make_topic(gap.channel, gap.exchange)   # feed-wide: every book of that exchange
+        head = gap_scope(gap.channel, gap.exchange, gap.symbol)
         for st in gw.states.values():
             if st.topic.startswith(head):
                 st.gap_seen_at = st.seq
@@ -593,13 +591,10 @@ class BookKeeper:
         elif t is Gap and (ev.channel == "book" or ev.channel == "l3"):
             gw = m.header.gateway
             books = self._books if ev.channel == "book" else self._l3
-            if ev.symbol is not None:
-                books.get(make_topic(ev.channel, ev.exchange, ev.symbol), {}).pop(gw, None)
-            else:  # a feed-wide gap: every book of that exchange from that gateway
-                head = make_topic(ev.channel, ev.exchange)
-                for name, per_gw in books.items():
-                    if name.startswith(head):
-                        per_gw.pop(gw, None)
+            head = gap_scope(ev.channel, ev.exchange, ev.symbol)   # nil symbol: every book of that exchange
+            for name, per_gw in books.items():
+                if name.startswith(head):
+                    per_gw.pop(gw, None)
 
     def book(self, exchange: str, symbol: str) -> OrderBook | None:
         per_gw = self._books.get(make_topic("book", exchange, symbol))

@@ -30,6 +30,13 @@ def prefix(channel: str | None = None, *keys: str | None) -> str:
     return topic(channel, *keys)
 
 
+def gap_scope(channel: str, exchange: str, symbol: str | None) -> str:
+    """The prefix of the topics a ``gap`` event declares invalid: its book's topic, or with a nil
+    symbol (feed-wide) every topic of that channel and exchange. A complete topic is a prefix of
+    itself only (the terminator), so one ``startswith`` serves both."""
+    return topic(channel, exchange) if symbol is None else topic(channel, exchange, symbol)
+
+
 def split(name: str) -> list[str]:
     """Components of a topic or prefix (without the terminator)."""
     return name[:-1].split(".") if name.endswith(".") else name.split(".")

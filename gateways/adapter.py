@@ -54,6 +54,8 @@ MARK = "mark"
 L3_BOOK = "l3_book"
 CHANNELS = (TRADES, L2_BOOK, L3_BOOK, TICKER, BBO_CHANNEL, CANDLES, FUNDING, OPEN_INTEREST, LIQUIDATIONS, INDEX,
             MARK)
+# The channels whose events include quotes (BBO): a connection carrying none of them quotes nothing.
+QUOTE_CHANNELS = frozenset({L2_BOOK, BBO_CHANNEL, TICKER})
 
 # The Fetch tag of the system status poll (Adapter.system_status_path).
 SYSTEM_STATUS_TAG = "system_status"

@@ -27,7 +27,7 @@ from loguru import logger
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from gateways import exchanges
-from gateways.adapter import BBO_CHANNEL, CHANNELS, L2_BOOK, TICKER, Adapter, Subscription
+from gateways.adapter import CHANNELS, QUOTE_CHANNELS, Adapter, Subscription
 from gateways.books import share_books
 from gateways.driver import Driver, DriverConfig, proxy_problem
 from gateways.selection import REMATCH_BUDGET_SHARE, expand, has_patterns, instrument_requests, rematch_floor
@@ -37,9 +37,6 @@ def _channel_map(channels: dict[str, list[str]] | list[str], symbols: list[str])
     """``channels`` as channel → symbols: a list of channels gets ``symbols`` each."""
     return channels if isinstance(channels, dict) else {ch: list(symbols) for ch in channels}
 
-
-# The channels whose events are quotes (BBO): a connection carrying none of them quotes nothing.
-QUOTE_CHANNELS = frozenset({L2_BOOK, BBO_CHANNEL, TICKER})
 
 class GatewayConfig(BaseModel):
     """One gateway. ``channels`` maps channel → symbols; ``symbols`` fills channels given as a list."""

@@ -7,6 +7,8 @@ No sockets and no event loop, as the adapters themselves (docs/adding-an-exchang
 - :func:`feed`: ``adapter.on_message`` for each message; all the events and actions.
 - :func:`silent_messages`: replay a capture and list the received messages that published
   nothing and bumped no such counter ([] when no message was dropped silently).
+- :func:`published_books`: the books a subscriber rebuilds from published events (None: a Gap
+  left that book invalid).
 - :func:`malformed_book_problems`: corrupt one value in a book message of a capture, replay,
   and list what went wrong: a book that differs from what its published events build, or that
   silently lost the update (no Gap), for each of a few such messages in turn.
@@ -28,7 +30,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from cryptofeed_types import Gap, L2Delta, L2Snapshot, OrderBook, Reset
+from cryptofeed_types import OrderBook
 from gateways.adapter import Adapter, Output
 from gateways.capture import RECV, REST, Record, read_capture
 from gateways.replay import Replayer, ReplayResult
@@ -117,22 +119,24 @@ def _books_of(result: ReplayResult) -> dict[str, tuple[list, list]]:
     return {} if books is None else {sb.symbol: sb.book.snapshot() for sb in books if sb.state == "synced"}
 
 
-def _published_books(events: Iterable[Any]) -> dict[str, OrderBook]:
-    """The books a subscriber holds from these events, only those no Gap/Reset left invalid."""
-    books: dict[str, OrderBook] = {}
-    valid: dict[str, bool] = {}
+def published_books(events: Iterable[Any]) -> dict[str, OrderBook | None]:
+    """The L2 books a bus subscriber rebuilds from these events (one exchange's), per symbol: None
+    while a ``book`` Gap (of that symbol, or feed-wide) has left it invalid. A delta for a book that
+    is not valid is an error of the publisher (AssertionError)."""
+    books: dict[str, OrderBook | None] = {}
     for ev in events:
-        cls = type(ev)
-        if cls is L2Snapshot:
+        kind = ev.KIND
+        if kind == "book_snapshot":
             book = books[ev.symbol] = OrderBook()
-            book.apply_snapshot(ev.bids_str, ev.asks_str)
-            valid[ev.symbol] = True
-        elif cls is L2Delta and valid.get(ev.symbol):
-            books[ev.symbol].apply_delta(ev.bids_str, ev.asks_str)
-        elif (cls is Gap or cls is Reset) and ev.channel == "book":
-            for symbol in ([ev.symbol] if ev.symbol is not None else list(valid)):
-                valid[symbol] = False
-    return {s: b for s, b in books.items() if valid.get(s)}
+            book.apply_snapshot(ev.bids_str, ev.asks_str, ev.sequence)
+        elif kind == "book_delta":
+            book = books.get(ev.symbol)
+            assert book is not None, f"delta for an invalid book {ev.symbol}"
+            book.apply_delta(ev.bids_str, ev.asks_str, ev.sequence)
+        elif kind == "gap" and ev.channel == "book":
+            for symbol in [ev.symbol] if ev.symbol is not None else list(books):
+                books[symbol] = None
+    return books
 
 
 def malformed_book_problems(records: Sequence[Record], *, picks: int = 6, seed: int = 0,
@@ -180,11 +184,12 @@ def malformed_book_problems(records: Sequence[Record], *, picks: int = 6, seed: 
         corrupted = list(records)
         corrupted[i] = records[i]._replace(data=orjson.dumps(msg).decode())
         result = Replayer(collect=True, **replayer).run(corrupted)
-        published = _published_books(result.events)
+        published = published_books(result.events)
         what = f"record {i}, {'/'.join(map(str, path))} = {junk!r}"
         for symbol, book in _books_of(result).items():
-            if symbol in published and published[symbol].snapshot() != book:
+            held = published.get(symbol)
+            if held is not None and held.snapshot() != book:
                 problems.append(f"{what}: {symbol}'s book differs from what was published")
-            elif symbol in published and symbol in truth and truth[symbol] != book:
+            elif held is not None and symbol in truth and truth[symbol] != book:
                 problems.append(f"{what}: {symbol}'s book lost the update with no Gap")
     return problems

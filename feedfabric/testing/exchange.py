@@ -29,6 +29,7 @@ import pytest
 import pytest_asyncio
 
 from cryptofeed_types import OrderBook, Status
+from feedfabric.testing.adapters import published_books
 
 
 class HttpProxy:
@@ -108,21 +109,8 @@ class RecordingPublisher:
 
     def books(self) -> dict[str, OrderBook | None]:
         """The books a bus consumer rebuilds from what was published, per symbol (None: invalid
-        since a Gap). A delta for a book that is not valid is an error of the publisher."""
-        books: dict[str, OrderBook | None] = {}
-        for ev in self.events:
-            kind = ev.KIND
-            if kind == "book_snapshot":
-                book = OrderBook()
-                book.apply_snapshot(ev.bids_str, ev.asks_str, ev.sequence)
-                books[ev.symbol] = book
-            elif kind == "book_delta":
-                book = books.get(ev.symbol)
-                assert book is not None, f"delta for an invalid book {ev.symbol}"
-                book.apply_delta(ev.bids_str, ev.asks_str, ev.sequence)
-            elif kind == "gap" and ev.symbol is not None:
-                books[ev.symbol] = None
-        return books
+        since a Gap; :func:`feedfabric.testing.adapters.published_books`)."""
+        return published_books(self.events)
 
     def start(self) -> None:
         pass
