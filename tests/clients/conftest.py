@@ -46,5 +46,13 @@ def c_build() -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="session")
 def c_client(c_build: subprocess.CompletedProcess) -> Path:
-    """Directory holding the built ``ff_subscribe`` and ``ff_vectors``."""
-    return C_DIR
+    """Directory holding ``ff_subscribe`` and ``ff_vectors`` built with AddressSanitizer and
+    UndefinedBehaviorSanitizer (``make san``): every test of the C client is also a check that
+    it never reads out of bounds, leaks or hits undefined behaviour, on good frames and corrupt
+    ones. A sanitizer report makes the program exit non-zero (clients/c/san_options.c), which the
+    tests check."""
+    res = subprocess.run(["make", "-B", "san"], cwd=C_DIR, capture_output=True, text=True, timeout=300)
+    if res.returncode != 0 and "asan" in (res.stdout + res.stderr).lower():
+        pytest.skip(f"this compiler cannot build with -fsanitize=address (libasan missing?):\n{res.stderr[-1000:]}")
+    assert res.returncode == 0, f"make san failed in clients/c:\n{res.stdout}\n{res.stderr}"
+    return C_DIR / "san"
