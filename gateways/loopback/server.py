@@ -197,20 +197,28 @@ class Loopback:
     def release_book_updates(self, key: str, n: int = 1) -> int:
         """Release the capture up to and including the ``n``-th next book message of book ``key``
         (so a test can act right after a given update); returns how many messages that releases."""
+        released = self._release_through(n, lambda msg, conn: self.profile.book_key(msg, conn) == key)
+        if released is None:
+            raise ValueError(f"the capture has fewer than {n} more book messages of {key!r}")
+        return released
+
+    def _release_through(self, n: int, hit: Callable[[str | bytes, str], bool]) -> int | None:
+        """Release the capture through the ``n``-th next message ``hit(message, conn)`` is true of;
+        returns how many messages that releases (None, and nothing released: fewer than ``n``)."""
         start = self.released
         seen = 0
         for i in range(start, len(self.messages)):
             conn, msg = self.messages[i]
             try:
-                hit = self.profile.book_key(msg, conn) == key
+                found = hit(msg, conn)
             except Exception:  # noqa: BLE001 - odd capture messages are no book updates
-                hit = False
-            if hit:
+                found = False
+            if found:
                 seen += 1
                 if seen == n:
                     self.release(i + 1 - start)
                     return i + 1 - start
-        raise ValueError(f"the capture has fewer than {n} more book messages of {key!r}")
+        return None
 
     def release_first_books(self, keys: Iterable[str]) -> int:
         """Release the capture far enough that the first book message (the recorded snapshot)
@@ -242,20 +250,10 @@ class Loopback:
         if not self.skipped:
             raise ValueError("nothing was skipped yet")
         _, key, skipped_msg = self.skipped[-1]
-        start = self.released
-        seen = 0
-        for i in range(start, len(self.messages)):
-            conn, msg = self.messages[i]
-            try:
-                hit = self.profile.reveals(key, skipped_msg, msg, conn)
-            except Exception:  # noqa: BLE001
-                hit = False
-            if hit:
-                seen += 1
-                if seen == n:
-                    self.release(i + 1 - start)
-                    return i + 1 - start
-        raise ValueError(f"no {n} later messages of the capture reveal the gap in {key!r}")
+        released = self._release_through(n, lambda msg, conn: self.profile.reveals(key, skipped_msg, msg, conn))
+        if released is None:
+            raise ValueError(f"no {n} later messages of the capture reveal the gap in {key!r}")
+        return released
 
     def silence(self) -> None:
         """Stop sending (connections stay open) until :meth:`resume`."""
