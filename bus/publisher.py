@@ -80,7 +80,7 @@ class Publisher:
         self._subscribed: dict[str, int] = {}   # prefix → subscribe messages read (XPUB_VERBOSE: every one)
         self._feeds: dict[str, str] = {}
         self._seqs: dict[str, int] = {}
-        self._kinds: dict[type, tuple[bool, str]] = {}
+        self._kinds: dict[type, tuple[bool, str, bool]] = {}
         self.store = StateStore()
         self._lock = threading.Lock()
         self._pub: zmq.Socket | None = None
@@ -325,7 +325,7 @@ class Publisher:
             # The XPUB is shared with publishing threads, so it is never polled here (that
             # would need the lock while blocking); subscriptions are collected every 50 ms.
             timeout = min(max(0.0, next_hb - time.monotonic()), _SUBSCRIPTION_CHECK)
-            events = dict(poller.poll(timeout * 1000))
+            events = dict(poller.poll(int(timeout * 1000)))   # ms; pyzmq truncates a float the same way
             if self._stop.is_set():
                 break
             if self._router is not None and events.get(self._router):
@@ -352,6 +352,7 @@ class Publisher:
 
     def _answer(self, log) -> None:
         router = self._router
+        assert router is not None   # the service thread runs only between start() and close()
         for _ in range(100):  # bounded batch so heartbeats stay on time under a request flood
             try:
                 frames = router.recv_multipart(zmq.NOBLOCK)
@@ -373,6 +374,7 @@ class Publisher:
 
     def _reply(self, ident: bytes, messages: list[list[bytes]], log) -> None:
         router = self._router
+        assert router is not None
         try:
             for msg in messages:
                 router.send(ident, _SNDMORE_NB)

@@ -59,7 +59,7 @@ class _Book:
     __slots__ = ("book", "seq", "last", "provider", "valid")
 
     def __init__(self, provider: BookProvider | None = None) -> None:
-        self.book = OrderBook() if provider is None else None
+        self.book: OrderBook | None = OrderBook() if provider is None else None
         self.seq = 0
         self.last: Event | None = None
         self.provider = provider
@@ -72,9 +72,15 @@ class _L3:
 
     def __init__(self) -> None:
         self.orders: dict[str, tuple[str, str, str, str]] = {}
-        self.sequence = None
+        self.sequence: int | None = None
         self.seq = 0
         self.valid = True
+        # The last event's names and times (set by StateStore.apply with the first event).
+        self.exchange = ""
+        self.symbol = ""
+        self.exchange_symbol: str | None = None
+        self.timestamp: int | None = None
+        self.receipt_timestamp = 0
 
 
 class StateStore:
@@ -122,11 +128,12 @@ class StateStore:
             st = self.books.get(topic)
             if st is None:
                 st = self.books[topic] = _Book(self.providers.get(event.exchange))
-            if st.provider is None:
+            book = st.book   # None when the gateway's own books are served (a provider)
+            if book is not None:
                 if cls is L2Delta:
-                    st.book.apply_delta(event.bids_str, event.asks_str, event.sequence)
+                    book.apply_delta(event.bids_str, event.asks_str, event.sequence)
                 else:
-                    st.book.apply_snapshot(event.bids_str, event.asks_str, event.sequence)
+                    book.apply_snapshot(event.bids_str, event.asks_str, event.sequence)
             if cls is L2Snapshot:
                 st.valid = True
             st.seq = seq
@@ -189,6 +196,8 @@ class StateStore:
         st = self.books.get(topic)
         if st is not None:
             ev = st.last
+            if ev is None:   # not yet: apply() sets it with the topic's first event
+                return None
             book = st.book if st.provider is None else st.provider(ev.symbol)
             if book is None or not st.valid:
                 return None
@@ -283,7 +292,7 @@ class End(NamedTuple):
     request_id: bytes
     gateway: str
     epoch: int
-    count: int
+    item_count: int   # as wire.md names it (``count`` would hide tuple.count)
 
 
 class Item(NamedTuple):

@@ -493,7 +493,7 @@ class SubscriberCore:
                 gw.need_snapshot = False
                 self._request_gateway(gw, self.prefixes, now)
             return out
-        if len(r.items) != reply.count:
+        if len(r.items) != reply.item_count:
             self.counters["snapshot_junk"] += 1
             self._send(endpoint, gw.name, r.kind, r.prefix, now)
             return out

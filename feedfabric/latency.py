@@ -127,7 +127,8 @@ class LatencyStats:
         sample = (None if not timestamp else receipt - timestamp, publish - receipt, received - publish)
         maxima = win.maxima
         for i, v in enumerate(sample):
-            if v is not None and (maxima[i] is None or v > maxima[i]):  # type: ignore[operator]
+            m = maxima[i]
+            if v is not None and (m is None or v > m):
                 maxima[i] = v
         win.seen += 1
         if len(win.samples) < self.reservoir:
@@ -143,7 +144,7 @@ class LatencyStats:
         for (source, channel), win in sorted(self._windows.items()):
             legs: dict[str, Quantiles | None] = {}
             for i, name in enumerate(LEGS):
-                legs[name] = quantiles([s[i] for s in win.samples if s[i] is not None], win.maxima[i])
+                legs[name] = quantiles([v for s in win.samples if (v := s[i]) is not None], win.maxima[i])
             out.append(LatencyRow(source, channel, win.seen, legs))
         return out
 

@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from loguru import logger
+
+if TYPE_CHECKING:
+    from loguru import Record
 
 _CONSOLE = "<green>{time:HH:mm:ss.SSS}</green> <level>{level: <7}</level> {extra[ctx]}{message}"
 _FILE = "{time:YYYY-MM-DDTHH:mm:ss.SSSSSSZZ} {level: <7} {extra[process]} {extra[ctx]}{message}"
 
 
-def _ctx(record: dict) -> None:
+def _ctx(record: Record) -> None:
     extra = record["extra"]
     parts = [f"{k}={extra[k]}" for k in ("exchange", "symbol", "gateway", "consumer") if extra.get(k)]
     extra["ctx"] = ("[" + " ".join(parts) + "] ") if parts else ""

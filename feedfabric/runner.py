@@ -107,8 +107,10 @@ def curve_server(topo: Topology, name: str) -> Any:
                        "(it binds a tcp endpoint with CURVE)")
     from bus.security import CurveServer
 
-    return CurveServer(curve.server_public_key.get_secret_value(), curve.server_secret_key.get_secret_value(),
-                       frozenset(curve.allowed_clients))
+    # The keys as bytes, encoded as CurveServer itself encodes str keys (z85 is ASCII).
+    return CurveServer(curve.server_public_key.get_secret_value().encode("ascii"),
+                       curve.server_secret_key.get_secret_value().encode("ascii"),
+                       frozenset(k.encode("ascii") for k in curve.allowed_clients))
 
 
 def curve_client(topo: Topology, consumer: str) -> Any:
@@ -124,8 +126,10 @@ def curve_client(topo: Topology, consumer: str) -> Any:
                        f"by consumer {consumer} (its sources serve CURVE)")
     from bus.security import CurveClient
 
-    return CurveClient(curve.client_public_key.get_secret_value(), curve.client_secret_key.get_secret_value(),
-                       curve.server_public_key.get_secret_value())
+    # The keys as bytes, encoded as CurveClient itself encodes str keys (z85 is ASCII).
+    return CurveClient(curve.client_public_key.get_secret_value().encode("ascii"),
+                       curve.client_secret_key.get_secret_value().encode("ascii"),
+                       curve.server_public_key.get_secret_value().encode("ascii"))
 
 
 def _mixed_sources(topo: Topology, consumer: str) -> str:

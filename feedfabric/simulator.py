@@ -126,6 +126,7 @@ class Exchange:
 
     name = ""
     tick = 1
+    quote: str   # set by every writer: the quote currency of its symbols
 
     def __init__(self, writer, assets: tuple[Asset, ...], depth: int) -> None:
         self.w = writer
@@ -399,9 +400,9 @@ class Simulator:
                         last[base] = price
                         ex.trade(base, ts + 100_000, side, price, rng.randint(1, 20_000) * 1000)
                     if ts >= next_ticker:
-                        for a in ASSETS:
-                            if a.base in started:
-                                ex.ticker(a.base, ts + 200_000, last[a.base])
+                        for asset in ASSETS:
+                            if asset.base in started:
+                                ex.ticker(asset.base, ts + 200_000, last[asset.base])
                         next_ticker += 1_000_000_000
             paths[name] = path
         return paths

@@ -95,7 +95,7 @@ class StatusBoard:
         if row is None:
             row = self.rows[gw] = Row(gw, "?")
         if isinstance(ev, Heartbeat):
-            counters = dict(ev.counters)
+            counters: dict[str, Any] = dict(ev.counters)
             count = counters.get("messages", counters.get("received", 0))
             ts = msg.header.publish_timestamp or ev.receipt_timestamp
             if row.epoch is not None and msg.header.epoch != row.epoch:
@@ -149,11 +149,16 @@ class StatusBoard:
         return all(r.state(now, self.stale_after) == "up" for r in self.rows.values())
 
 
+def _write_stdout(s: str) -> None:
+    sys.stdout.write(s)
+    sys.stdout.flush()
+
+
 def status(endpoints: Mapping[str, GatewayEndpoint], roles: Mapping[str, str], *, once: bool = False,
            interval: float = 1.0, wait: float = 2.5, stale_after: float = 3.0,
            write: Callable[[str], None] | None = None) -> int:
     """Show the table (live until Ctrl-C, or once after ``wait`` seconds); returns an exit status."""
-    write = write or (lambda s: (sys.stdout.write(s), sys.stdout.flush()))
+    write = write or _write_stdout
     board = StatusBoard(roles, stale_after)
     # No books: status needs no snapshots, only heartbeats and control topics.
     with Subscriber([ep.pub for ep in endpoints.values()], ["heartbeat.", "status.", "gap."], books=False,

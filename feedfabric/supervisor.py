@@ -229,20 +229,20 @@ class Supervisor:
     def stop(self) -> None:
         """SIGTERM every child, SIGKILL after ``stop_timeout``, reap all, remove ipc sockets."""
         self._stop.set()
-        running = [c for c in self.children.values() if c.proc is not None and c.proc.poll() is None]
-        for child in running:
+        running = [(c, p) for c in self.children.values() if (p := c.proc) is not None and p.poll() is None]
+        for _, proc in running:
             try:
-                child.proc.send_signal(signal.SIGTERM)
+                proc.send_signal(signal.SIGTERM)
             except ProcessLookupError:
                 pass
         deadline = time.monotonic() + self.cfg.stop_timeout
-        for child in running:
+        for child, proc in running:
             try:
-                child.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 self.say(f"{child.name} (pid {child.pid}) ignored SIGTERM for {self.cfg.stop_timeout}s: SIGKILL")
-                child.proc.kill()
-                child.proc.wait(timeout=5)
+                proc.kill()
+                proc.wait(timeout=5)
         for child in self.children.values():
             if child.reader is not None:
                 child.reader.join(timeout=2)

@@ -401,8 +401,8 @@ async def _fetch_all(adapter: Adapter) -> dict[str, str]:
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as session:
         for first in adapter.instrument_requests():
             pages = InstrumentPages(adapter, first)
-            while (fetch := pages.next) is not None:
-                url = fetch.url
+            while (page := pages.next) is not None:
+                url = page.url
                 try:
                     async with session.get(url) as resp:
                         if resp.status != 200:

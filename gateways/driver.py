@@ -209,11 +209,11 @@ class RestBudget:
         if paused > 0:
             return paused
         self._refill()
-        weight = min(float(weight), self.capacity)
-        if self.tokens >= weight:
-            self.tokens -= weight
+        need = min(float(weight), self.capacity)   # a request heavier than the bucket waits for a full one
+        if self.tokens >= need:
+            self.tokens -= need
             return 0.0
-        return (weight - self.tokens) / self.rate
+        return (need - self.tokens) / self.rate
 
     async def acquire(self, weight: int) -> None:
         async with self._lock:  # FIFO: a heavy request is not starved by light ones
@@ -399,7 +399,7 @@ class Driver:
                     pages = InstrumentPages(adapter, first)
                     while (fetch := pages.next) is not None:
                         status, body, _ = await self._get(fetch)
-                        if status != 200:
+                        if status != 200 or body is None:
                             raise RuntimeError(f"{fetch.url}: HTTP {status}")
                         bodies[fetch.url] = body
                         pages.got(body)

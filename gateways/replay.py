@@ -183,7 +183,8 @@ class Replayer:
                  channels: Mapping[str, Iterable[str]] | None = None, publisher: Any = None,
                  sink: Callable[[Any], None] | None = None, collect: bool = False,
                  pace: bool = False, speed: float = 1.0, subscription_options: Mapping[str, Any] | None = None,
-                 start_at: float | None = None, adapters: Callable[[], Iterable[Adapter]] | None = None) -> None:
+                 start_at: float | None = None,
+                 adapters: Callable[[], Iterable[Adapter | None]] | None = None) -> None:
         self.adapter = adapter
         self._own_adapter = adapter is None   # built from the capture's header (a session may rebuild it)
         # Paced replay: the wall-clock instant (time.time()) the first record belongs to. Several
@@ -209,6 +210,7 @@ class Replayer:
         self._instruments_done = False
         # Whose books the publisher's snapshot service serves: this replay's adapter, looked up at
         # each request (a later session may replace it), or those ``adapters`` returns (PartsReplayer).
+        # None: a replayer whose capture header has not come yet (it serves no books).
         self._adapters = adapters or (lambda: (self.adapter,))
         self._shared = False
         self._now = 0

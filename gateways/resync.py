@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-from gateways.adapter import Output
+from gateways.adapter import ConnectionSpec, Output
 
 if TYPE_CHECKING:
     from gateways.books import Books
@@ -131,7 +131,7 @@ class ResubscribeByConnection:
     resubscribes: Resubscriber
     _book_conn: dict[str, str]          # symbol → id of the connection its book was subscribed on
     _now: int                           # the latest receipt time seen, ns
-    connections: Callable[[], Sequence[Any]]
+    connections: Callable[[], list[ConnectionSpec]]
     _send_resubscribe: Callable[[str, str, Output], None]
 
     def _conn_of(self, symbol: str) -> str:

@@ -25,7 +25,8 @@ class _State:
 
     def __init__(self, anchor: Decimal, start: int) -> None:
         self.anchor = anchor
-        self.high = self.low = None
+        self.high: Decimal | None = None   # None until the first trade
+        self.low: Decimal | None = None
         self.volume = Decimal(0)
         self.trades = 0
         self.start = start

@@ -399,6 +399,7 @@ class ParquetStore:
                 state.append([topic, R.to_row(topic, h, ev)])
         if state:
             self.wal.write([STATE, 0, 0, state])
+        assert self.wal.path is not None   # open_segment just set it
         self.wal.drop_before(self.wal.path)
 
     @staticmethod
@@ -419,8 +420,9 @@ class ParquetStore:
 
 
 def _header_of(row: dict[str, Any]) -> Header:
+    # Rows do not store the publish time; these headers only give to_row gateway, epoch and seq.
     return Header(WIRE_VERSION, row["gateway_id"], row["epoch"], row["seq"], row["timestamp"],
-                  row["receipt_timestamp"], None)
+                  row["receipt_timestamp"], 0)
 
 
 def _orders(ev: Event) -> tuple:

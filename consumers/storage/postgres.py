@@ -36,7 +36,7 @@ def columns(channel: str) -> list[tuple[str, str]]:
 _PLANS: dict[type, tuple[tuple[str, ...], tuple[tuple[str, str], ...]]] = {}
 
 
-def _plan(cls: type) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
+def _plan(cls: type[Event]) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
     """(channel field names in column order, fields needing conversion) of an event class."""
     plan = _PLANS.get(cls)
     if plan is None:
@@ -82,21 +82,28 @@ class PostgresBackend:
         self.conn = psycopg.connect(self.dsn, connect_timeout=self.connect_timeout)
         self.ready = set()
 
+    def _connected(self) -> psycopg.Connection:
+        # BufferedWriter writes only after connect() succeeded.
+        assert self.conn is not None
+        return self.conn
+
     def _ensure(self, channel: str) -> None:
         if channel in self.ready:
             return
+        conn = self._connected()
         cols = sql.SQL(", ").join(sql.SQL("{} {}").format(sql.Identifier(n), sql.SQL(t)) for n, t in columns(channel))
-        with self.conn.transaction():
-            self.conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(self.table(channel), cols))
-            self.conn.execute(sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (topic, epoch, seq)").format(
+        with conn.transaction():
+            conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(self.table(channel), cols))
+            conn.execute(sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (topic, epoch, seq)").format(
                 sql.Identifier(f"{self.table_prefix}{channel}_tes"), self.table(channel)))
         self.ready.add(channel)
 
     def _copy(self, by_channel: dict[str, list[tuple]]) -> None:
         for channel in by_channel:
             self._ensure(channel)
-        with self.conn.transaction():
-            cur = self.conn.cursor()
+        conn = self._connected()
+        with conn.transaction():
+            cur = conn.cursor()
             for channel, records in by_channel.items():
                 names = sql.SQL(", ").join(sql.Identifier(n) for n, _ in columns(channel))
                 with cur.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(self.table(channel), names)) as cp:
@@ -114,6 +121,7 @@ class PostgresBackend:
         self._copy(self._group(batch))
 
     def write_retry(self, batch: list[tuple[str, tuple]]) -> None:
+        conn = self._connected()
         groups = self._group(batch)
         for channel, records in groups.items():
             self._ensure(channel)
@@ -122,9 +130,9 @@ class PostgresBackend:
                 continue
             q = sql.SQL("SELECT topic, epoch, seq FROM {} WHERE (topic, epoch, seq) IN "
                         "(SELECT * FROM unnest(%s::text[], %s::bigint[], %s::bigint[]))").format(self.table(channel))
-            have = {tuple(r) for r in self.conn.execute(q, ([k[0] for k in keys], [k[1] for k in keys],
+            have = {tuple(r) for r in conn.execute(q, ([k[0] for k in keys], [k[1] for k in keys],
                                                            [k[2] for k in keys])).fetchall()}
-            self.conn.commit()
+            conn.commit()
             groups[channel] = [r for r in records if not (r[2] and (r[3], r[1], r[2]) in have)]
         self._copy({c: rs for c, rs in groups.items() if rs})
 

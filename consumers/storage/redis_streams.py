@@ -51,19 +51,27 @@ class RedisBackend:
                                            socket_connect_timeout=self.socket_timeout)
         self.client.ping()
 
+    def _connected(self) -> redis.Redis:
+        # BufferedWriter writes only after connect() succeeded.
+        assert self.client is not None
+        return self.client
+
     def write(self, batch: list[tuple[str, dict]]) -> None:
-        pipe = self.client.pipeline(transaction=False)
+        pipe = self._connected().pipeline(transaction=False)
         maxlen = self.maxlen
         for key, fields in batch:
             pipe.xadd(key, fields, maxlen=maxlen, approximate=True)
         pipe.execute()
 
     def write_retry(self, batch: list[tuple[str, dict]]) -> None:
+        client = self._connected()
         last: dict[str, tuple[int, int]] = {}
         for key in {k for k, _ in batch}:
-            newest = self.client.xrevrange(key, count=1)
+            newest = client.xrevrange(key, count=1)
             if newest:
                 f = newest[0][1]
+                # Nil fields come only from XCLAIM/XREADGROUP of deleted entries, never from XREVRANGE.
+                assert f is not None
                 last[key] = (int(f.get(b"epoch", 0)), int(f.get(b"seq", 0)))
         todo = [(k, f) for k, f in batch
                 if not (f["seq"] and k in last and (f["epoch"], f["seq"]) <= last[k])]

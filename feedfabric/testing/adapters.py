@@ -88,6 +88,8 @@ def silent_messages(records: Iterable[Record], **replayer: Any) -> tuple[ReplayR
             result, adapter = player.result, player.adapter
             before = (result.event_count if result else 0, accounted(adapter.counters) if adapter else 0)
             yield rec   # the replayer handles rec before asking for the next one
+            # Replaying any record leaves a result and an adapter (or raises, never resuming us).
+            assert player.result is not None and player.adapter is not None
             if rec.kind == RECV and (player.result.event_count, accounted(player.adapter.counters)) == before:
                 silent.append(rec.data[:200])
 
@@ -160,6 +162,8 @@ def malformed_book_problems(records: Sequence[Record], *, picks: int = 6, seed: 
             result = clean_player.result
             before = result.events_by_kind["book_delta"] if result is not None else 0
             yield rec
+            # Replaying any record leaves a result (or raises, never resuming us).
+            assert clean_player.result is not None
             if rec.kind == RECV and clean_player.result.events_by_kind["book_delta"] > before:
                 deltas.append(i)
 

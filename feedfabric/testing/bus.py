@@ -210,8 +210,9 @@ class PublisherProcess:
 
     def kill(self) -> None:
         """SIGKILL: no clean-up at all, as in a crash."""
-        if self.process.is_alive():
-            os.kill(self.process.pid, signal.SIGKILL)
+        pid = self.process.pid   # None only before start(), when it is not alive either
+        if self.process.is_alive() and pid is not None:
+            os.kill(pid, signal.SIGKILL)
         self.process.join(timeout=10)
 
     def stop(self) -> None:

@@ -103,9 +103,13 @@ class PostgresServer(_Server):
 
     def __init__(self) -> None:
         bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
-        if not bins and shutil.which("initdb") is None:
-            raise FileNotFoundError("postgresql not installed (apt-get install -y postgresql)")
-        self.bin = Path(bins[-1]) if bins else Path(shutil.which("initdb")).parent
+        if bins:
+            self.bin = Path(bins[-1])
+        else:
+            initdb = shutil.which("initdb")
+            if initdb is None:
+                raise FileNotFoundError("postgresql not installed (apt-get install -y postgresql)")
+            self.bin = Path(initdb).parent
         self.dir = Path(tempfile.mkdtemp(prefix="ffpg-"))
         self.data = self.dir / "data"
         self.port = free_port()

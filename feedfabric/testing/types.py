@@ -7,6 +7,8 @@ come from the schema's field types, so a kind added to schema.py is covered at o
 
 from __future__ import annotations
 
+from typing import Any
+
 from cryptofeed_types.events import EVENT_CLASSES, Event
 
 # Fixed instants (ns) so that everything built from these samples is reproducible.
@@ -48,7 +50,7 @@ def sample_event(kind: str, *, full: bool = True) -> Event:
     """One event of ``kind`` (e.g. 'trade'); ``full=False`` leaves every optional field None
     and the exchange timestamp unknown."""
     cls = EVENT_CLASSES[kind]
-    kwargs = {}
+    kwargs: dict[str, Any] = {}
     for name, type_ in cls.TYPES.items():
         if type_.endswith("?") and not full:
             kwargs[name] = None

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ast
 import heapq
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -98,7 +99,7 @@ def _file_no(path: Path) -> int:
         return 0
 
 
-def read_legacy(prefix: str | Path) -> Iterator[Record]:
+def read_legacy(prefix: str | os.PathLike[str]) -> Iterator[Record]:
     """Records of a cryptofeed 2.x session; ``prefix`` is ``.../EX`` or ``.../EX.0``."""
     prefix = Path(prefix)
     if prefix.name.endswith(".0") and prefix.name.count(".") >= 1 and (prefix.parent / prefix.name).is_file() \
@@ -128,7 +129,7 @@ def read_legacy(prefix: str | Path) -> Iterator[Record]:
     yield from heapq.merge(*streams, key=lambda r: r.ts)
 
 
-def read_v3(path: str | Path) -> Iterator[Record]:
+def read_v3(path: str | os.PathLike[str]) -> Iterator[Record]:
     """Records of a cryptofeed v3 ``.jsonl`` capture."""
     with open(path, "rb") as f:
         for line in f:

@@ -11,6 +11,7 @@ topic's symbol (:func:`bybit_connection`).
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -57,7 +58,7 @@ TARDIS_CONNECTIONS: dict[str, Callable[[str], str]] = {
 }
 
 
-def read_tardis(path: str | Path) -> Iterator[Record]:
+def read_tardis(path: str | os.PathLike[str]) -> Iterator[Record]:
     path = Path(path)
     tid = path.stem
     yield Record(HEADER, "", 0, {"format": "tardis", "tardis_exchange": tid,

@@ -389,8 +389,7 @@ class BitMEX(Adapter):
     def _partial(self, xs: str, rows: list[dict[str, Any]], ts: int, out: Output) -> None:
         symbol = self._symbol(xs).normalized
         books = self.books
-        if symbol not in books:
-            books.add(symbol, xs)
+        sb = books.add(symbol, xs)
         ids: dict[tuple[int, str], str] = {}
         bids: list[tuple[str, str]] = []
         asks: list[tuple[str, str]] = []
@@ -400,12 +399,12 @@ class BitMEX(Adapter):
             side = row["side"]
             ids[(row["id"], side)] = price
             (bids if side == "Buy" else asks).append((price, str(row["size"])))
-            t = row.get("timestamp")
+            t = iso_ns(row.get("timestamp"))
             if t is not None:
-                tstamp = max(tstamp or 0, iso_ns(t))
+                tstamp = max(tstamp or 0, t)
         self._ids[symbol] = ids
         # Rows of an earlier subscription buffered by Books must not be replayed onto this partial.
-        books.get(symbol).buffer.clear()
+        sb.buffer.clear()
         if not books.snapshot(symbol, bids, asks, None, out, timestamp=tstamp, receipt_timestamp=ts):
             self._ids.pop(symbol, None)
 
@@ -448,9 +447,9 @@ class BitMEX(Adapter):
                                 price = new_price
                                 ids[key] = price
                         levels.append((price, str(row["size"])))
-                t = row.get("timestamp")
+                t = iso_ns(row.get("timestamp"))
                 if t is not None:
-                    tstamp = max(tstamp or 0, iso_ns(t))
+                    tstamp = max(tstamp or 0, t)
             if self.books.delta(symbol, bids, asks, out, timestamp=tstamp, receipt_timestamp=ts) == GAP:
                 self._ids.pop(symbol, None)
         except Exception:
@@ -606,6 +605,8 @@ class BitMEX(Adapter):
             symbol = self._symbol(xs).normalized
             # A bin's timestamp is its END (BitMEX labels bins by close time).
             end = iso_ns(d["timestamp"])
+            if end is None:
+                raise AdapterError("bad_candle_time", repr(d["timestamp"]))
             volume = d.get("homeNotional")
             out.events.append(Candle(EXCHANGE, symbol, end - length, end - _MS, name, d["open"], d["close"],
                                      d["high"], d["low"], volume if volume is not None else d["volume"],

@@ -517,8 +517,7 @@ class BybitAdapter(Adapter):
         sym = self._symbol(conn, inst)
         symbol = sym.normalized
         books = self.books
-        if symbol not in books:
-            books.add(symbol, inst)
+        sb = books.add(symbol, inst)
         self._book_topic[symbol] = (conn, msg["topic"])
         data = msg["data"]
         try:
@@ -527,7 +526,7 @@ class BybitAdapter(Adapter):
             if msg.get("type") == "snapshot":
                 rows = data if isinstance(data, list) else (data.get("order_book") or data.get("orderBook") or [])
                 bids, asks = _v2_levels(rows, ())
-                books.get(symbol).buffer.clear()
+                sb.buffer.clear()
                 books.snapshot(symbol, bids, asks, None, out, timestamp=tstamp, receipt_timestamp=ts)
                 return
             bids, asks = _v2_levels(list(data.get("insert") or ()) + list(data.get("update") or ()),

@@ -533,8 +533,7 @@ class Coinbase(PolledCandles, Adapter):
                 self.ignore("book_waiting_snapshot")
                 return
             try:
-                bids: list[tuple[str, str]] = []
-                asks: list[tuple[str, str]] = []
+                bids, asks = [], []
                 for side, price, size in msg["changes"]:
                     (bids if side == "buy" else asks).append(self._level((price, size)))
                 t = msg.get("time")

@@ -469,8 +469,7 @@ class Deribit(Adapter):
         name = d["instrument_name"]
         symbol = self._symbol(name).normalized
         books = self.books
-        if symbol not in books:
-            books.add(symbol, name)
+        sb = books.add(symbol, name)
         try:
             bids = [(dec_str(p), "0" if a == "delete" else dec_str(q)) for a, p, q in d["bids"]]
             asks = [(dec_str(p), "0" if a == "delete" else dec_str(q)) for a, p, q in d["asks"]]
@@ -479,7 +478,7 @@ class Deribit(Adapter):
             kind = d.get("type")
             if kind == "snapshot" or (kind is None and "prev_change_id" not in d):
                 # A subscription starts with its snapshot: anything buffered before it is older.
-                books.get(symbol).buffer.clear()
+                sb.buffer.clear()
                 books.snapshot(symbol, bids, asks, change_id, out, timestamp=tstamp, receipt_timestamp=ts)
             elif kind in ("change", None):
                 books.delta(symbol, bids, asks, out, last=change_id, prev=d["prev_change_id"], timestamp=tstamp,

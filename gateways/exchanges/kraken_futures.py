@@ -270,7 +270,7 @@ class KrakenFutures(ResubscribeByConnection, PolledCandles, Adapter):
             if event in ("error", "alert", "subscribed_failed"):
                 raise AdapterError("exchange_error", str(msg.get("message") or msg)[:200])
             raise AdapterError("unknown_event", str(event))
-        handler = self._handlers.get(feed)
+        handler = None if feed is None else self._handlers.get(feed)
         if handler is None:
             raise AdapterError("unknown_feed", str(feed))
         handler(self, conn, msg, ts, out)

@@ -221,7 +221,8 @@ class CcxtAdapter(PolledCandles, Adapter):
         self.from_ccxt: dict[str, str] = {}             # ccxt's unified symbol → normalized
         self._next: dict[tuple[str, str], int] = {}     # (channel, symbol) → ts of its next poll
         self._inflight: set[tuple[str, str]] = set()    # polls asked and not answered yet
-        self._last_trade: dict[str, tuple[int, set[str]]] = {}   # symbol → (newest ts ms, ids at it)
+        # symbol → (newest ts ms, ids at it: None for a trade the exchange gives no id)
+        self._last_trade: dict[str, tuple[int, set[str | None]]] = {}
         self._last: dict[tuple[str, str], tuple[Any, ...]] = {}  # (channel, symbol) → last published values
         self._plan: list[tuple[str, list[str], int]] | None = None   # _polls(), per set of symbols
         self._candles = False   # candles polled (subscribed and offered): set with the plan
@@ -410,8 +411,7 @@ class CcxtAdapter(PolledCandles, Adapter):
 
     # ------------------------------------------------------------ results → events
     def _book(self, symbol: str, data: dict[str, Any], ts: int, out: Output) -> None:
-        bids = [(dec(lv[0]), dec(lv[1])) for lv in data["bids"]]   # [price, amount, (count...)]
-        asks = [(dec(lv[0]), dec(lv[1])) for lv in data["asks"]]
+        bids, asks = _levels(data["bids"]), _levels(data["asks"])
         t = data.get("timestamp")
         stamp = int(t) * _MS if t else None
         xs = self.to_exchange.get(symbol)
@@ -555,19 +555,33 @@ class CcxtAdapter(PolledCandles, Adapter):
             t, o, h, low, c, v = r[:6]
             if type(t) is not int:
                 raise AdapterError("bad_candle_time", repr(t))
-            bars.append((t * _MS, dec(o), dec(h), dec(low), dec(c), dec(v) if v is not None else "0"))
+            po, ph, plow, pc, pv = dec(o), dec(h), dec(low), dec(c), dec(v)
+            if po is None or ph is None or plow is None or pc is None:
+                # A Bar holds numbers only: a malformed answer is the parser's to refuse (gateways.polling).
+                raise AdapterError("bad_candle", repr(r))
+            bars.append((t * _MS, po, ph, plow, pc, "0" if pv is None else pv))
         return bars, False
 
 
-def _diff(old: Iterable[tuple[str, str]], new: list[tuple[str | None, str | None]]) -> list[tuple[str, str]]:
+def _levels(rows: Iterable[Any]) -> list[tuple[str, str]]:
+    """ccxt's ``[price, amount, (count...)]`` levels as (price, size) text; one missing a number
+    is refused (``bad_level``) before it reaches the book."""
+    out = []
+    for lv in rows:
+        p, s = dec(lv[0]), dec(lv[1])
+        if p is None or s is None:
+            raise AdapterError("bad_level", repr((p, s)))
+        out.append((p, s))
+    return out
+
+
+def _diff(old: Iterable[tuple[str, str]], new: list[tuple[str, str]]) -> list[tuple[str, str]]:
     """The levels that change ``old`` into ``new``: new or resized levels, and removed ones at size 0.
     Compared as text first (a streamed book repeats ~all its levels, unchanged, on every update);
     the few that differ are settled as the book keys them (``price_key``: "1.50" is "1.5")."""
     before = dict(old)
     after: dict[str, str] = {}
     for p, s in new:
-        if p is None or s is None:
-            raise AdapterError("bad_level", repr((p, s)))
         after[p] = s
     changed = [(p, s) for p, s in after.items() if before.get(p) != s]
     removed = [p for p in before if p not in after]

@@ -469,8 +469,7 @@ class OKXAdapter(Adapter):
         sym = self._symbol(inst_id)
         symbol = sym.normalized
         books = self.books
-        if symbol not in books:
-            books.add(symbol, inst_id)
+        sb = books.add(symbol, inst_id)
         self._book_conn[symbol] = conn
         try:
             for d in data:
@@ -488,7 +487,7 @@ class OKXAdapter(Adapter):
                             continue
                     # A subscription starts with its snapshot: updates buffered before it are older (and,
                     # in recordings without seqId, could not be told apart by the sequence rule).
-                    books.get(symbol).buffer.clear()
+                    sb.buffer.clear()
                     books.snapshot(symbol, bids, asks, seq, out, timestamp=tstamp, receipt_timestamp=ts,
                                    checksum=checksum)
                 elif action == "update":
@@ -617,6 +616,8 @@ class OKXAdapter(Adapter):
         wanted = set(self.subscription.symbols(LIQUIDATIONS))
         for d in data:
             inst_id = d.get("instId") or arg.get("instId")
+            if inst_id is None:
+                raise AdapterError("unknown_symbol", "liquidation without instId")
             sym = self._symbol(inst_id)
             if wanted and sym.normalized not in wanted:
                 self.ignore("liquidation_other_symbol")
@@ -650,13 +651,12 @@ class OKXAdapter(Adapter):
             elif kind in ("depth", "depth_l2_tbt"):
                 # v3 books have no sequence ids; their checksum is v5's (CRC32 of 25 levels).
                 books = self.books
-                if symbol not in books:
-                    books.add(symbol, inst_id)
+                sb = books.add(symbol, inst_id)
                 try:
                     bids = [(dec_str(lvl[0]), dec_str(lvl[1])) for lvl in d["bids"]]
                     asks = [(dec_str(lvl[0]), dec_str(lvl[1])) for lvl in d["asks"]]
                     if msg.get("action") == "partial":
-                        books.get(symbol).buffer.clear()
+                        sb.buffer.clear()
                         books.snapshot(symbol, bids, asks, None, out, timestamp=tstamp, receipt_timestamp=ts,
                                        checksum=d.get("checksum"))
                     else:

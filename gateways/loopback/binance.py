@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -98,11 +99,11 @@ class BinanceProfile(Profile):
         if path.endswith("/ticker/24hr") and query.get("symbol") in self.truth:
             xs = query["symbol"]
             bids, asks = self.truth_book(xs)
-            trades = self.trades.get(xs) or [{}]
+            recent: Sequence[dict[str, Any]] = self.trades.get(xs) or [{}]
             return orjson.dumps({"symbol": xs, "bidPrice": bids[0][0] if bids else None,
                                  "bidQty": bids[0][1] if bids else None, "askPrice": asks[0][0] if asks else None,
-                                 "askQty": asks[0][1] if asks else None, "lastPrice": trades[-1].get("p"),
-                                 "volume": str(self.volume.get(xs, 0)), "closeTime": trades[-1].get("T")})
+                                 "askQty": asks[0][1] if asks else None, "lastPrice": recent[-1].get("p"),
+                                 "volume": str(self.volume.get(xs, 0)), "closeTime": recent[-1].get("T")})
         if not path.endswith("/depth"):
             return None
         book = self.truth.get(query.get("symbol", ""))

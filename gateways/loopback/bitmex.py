@@ -62,7 +62,10 @@ class BitMEXProfile(Profile):
         msg = orjson.loads(message)
         action = msg.get("action")
         if action == "partial":
-            for xs in {r["symbol"] for r in msg["data"]} | {(msg.get("filter") or {}).get("symbol")} - {None}:
+            symbols = {r["symbol"] for r in msg["data"]}
+            if (filtered := (msg.get("filter") or {}).get("symbol")) is not None:
+                symbols.add(filtered)   # a partial of an empty book names its symbol in the filter only
+            for xs in symbols:
                 self.truth[xs] = {}
         for r in msg["data"]:
             rows = self.truth.get(r["symbol"])

@@ -169,7 +169,10 @@ class KrakenProfile(Profile):
 
     @staticmethod
     def _parts(msg: list[Any]) -> tuple[bool, list[tuple[str, str]], list[tuple[str, str]], list[str]]:
-        snapshot, bids, asks, stamps = False, [], [], []
+        snapshot = False
+        bids: list[tuple[str, str]] = []
+        asks: list[tuple[str, str]] = []
+        stamps: list[str] = []
         for part in msg[1:-2]:
             if not isinstance(part, dict):
                 continue
@@ -182,7 +185,9 @@ class KrakenProfile(Profile):
 
     def detectable(self, message: str | bytes, conn: str) -> bool:
         msg = self._v1(message)
-        book = self.truth.get(kraken_v2_symbol(msg[-1])) if msg is not None else None
+        if msg is None:
+            return False
+        book = self.truth.get(kraken_v2_symbol(msg[-1]))
         if book is None:
             return False
         snapshot, bids, asks, _ = self._parts(msg)

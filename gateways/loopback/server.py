@@ -75,7 +75,7 @@ class Loopback:
         # subscribed, for a client that only polls REST (the ccxt long tail).
         self.rest_only = rest_only
         self.records = list(records)
-        header = next((r.data for r in self.records if r.kind == HEADER), {}) or {}
+        header: dict[str, Any] = next((r.data for r in self.records if r.kind == HEADER), {}) or {}
         self.exchange = exchange or header.get("exchange") or ""
         self.profile = profile or PROFILES.get(self.exchange, Profile)()
         self.conn_path = {r.conn: _path(r.url) for r in self.records if r.kind == CONNECT}
@@ -102,7 +102,7 @@ class Loopback:
         self.connections = 0
         self.cursor = 0
         self.sent = 0
-        self.skipped: list[tuple[int, str]] = []                            # (cursor, book key)
+        self.skipped: list[tuple[int, str, str | bytes]] = []               # (cursor, book key, message)
         self.done = asyncio.Event()
         self._limit: int | None = 0
         self._wake = asyncio.Event()

@@ -228,6 +228,23 @@ def test_malformed_book_rows_invalidate_books_not_leave_them_silently_behind():
     assert out.actions    # the resubscribe (BitMEX answers with a fresh partial)
 
 
+
+def test_rows_with_an_empty_timestamp_carry_none():
+    """``iso_ns('')`` is "no timestamp": such rows still make the book (a partial with one used to
+    fail on ``max(int, None)`` and be lost), the update's time taken from the rows that have one."""
+    a = BitMEX(Subscription({"l2_book": ["BTC-USD-PERP"]}))
+    a.set_symbols([guess_symbol("XBTUSD")])
+    part = [{"symbol": "XBTUSD", "timestamp": "2026-11-23T10:00:00.000Z", "id": 1, "side": "Buy", "size": 10,
+             "price": 100},
+            {"symbol": "XBTUSD", "timestamp": "", "id": 2, "side": "Sell", "size": 20, "price": 101}]
+    out = a.on_message(WS, _msg("orderBookL2", "partial", part, filter={"symbol": "XBTUSD"}), 1)
+    assert [e.KIND for e in out.events][:1] == ["book_snapshot"] and a.error_counts() == {}
+    assert out.events[0].timestamp == iso_ns("2026-11-23T10:00:00.000Z")
+    out = a.on_message(WS, _msg("orderBookL2", "update", [{"symbol": "XBTUSD", "timestamp": "", "id": 1,
+                                                           "side": "Buy", "size": 7}]), 2)
+    assert out.events[0].KIND == "book_delta" and out.events[0].timestamp is None
+    assert a.books.book("BTC-USD-PERP").snapshot() == ([("100", "7")], [("101", "20")])
+
 # ------------------------------------------------------------------ other tables
 
 def test_instrument_funding_liquidation_candles():

@@ -273,14 +273,17 @@ def test_malformed_answers_are_counted_and_publish_nothing() -> None:
     fetches = {f.tag: f for f in ad.on_timer(_T0).actions}
     fetches |= {f.tag: f for i in range(1, 61) for f in ad.on_timer(_T0 + i * _S).actions}
     bad = [(fetches["trades"], {"not": "a list"}), (fetches["l2_book"], {"bids": "x"}),
-           (fetches["l2_book"], [1, 2]), (fetches["funding"], {"markPrice": "1"})]
+           (fetches["l2_book"], [1, 2]), (fetches["funding"], {"markPrice": "1"}),
+           # a level without a number is refused before the book, as in a synced book's diff
+           (fetches["l2_book"], {"bids": [[100.0, None]], "asks": [[101.0, 1.0]]})]
     for fetch, body in bad:
         assert ad.on_rest(fetch, 200, orjson.dumps(body), _T0).events == []
     assert ad.on_rest(fetches["trades"], 200, b"<html>502</html>", _T0).events == []
     ad.on_rest(fetches["trades"], 200, orjson.dumps([]), _T0)
     assert ad.on_rest(fetches["trades"], 200, orjson.dumps([{**_trade(1, _MS_T0), "side": None}]), _T0).events == []
-    assert ad.counters["errors"] == 6
-    assert {"errors.bad_trades", "errors.bad_funding", "errors.bad_trade_side"} <= set(ad.error_counts())
+    assert ad.counters["errors"] == 7
+    assert {"errors.bad_trades", "errors.bad_funding", "errors.bad_trade_side", "errors.bad_level"} <= set(
+        ad.error_counts())
 
 
 # ---------------------------------------------------------------- streaming through ccxt.pro (ccxt_stream)
