@@ -130,7 +130,7 @@ class _Topic:
     """Sequence (and book) state of one topic of one gateway in its current epoch."""
 
     __slots__ = ("topic", "stateful", "seq", "live", "had_valid", "buffer", "channel", "exchange", "symbol",
-                 "gap_seen_at", "plain")
+                 "gap_seen_at", "reply_seq", "plain")
 
     def __init__(self, topic: str, stateful: bool, event: Event | None = None) -> None:
         self.topic = topic
@@ -147,6 +147,9 @@ class _Topic:
         # Our seq when the publisher's own gap of this book reached us (-1: none): a heartbeat
         # listing the book invalid at another seq means we lost that gap (_check_tails).
         self.gap_seen_at = -1
+        # The seq of the snapshot reply the book went live from, while it is still our seq (no
+        # message of the stream has followed it yet): -1 otherwise (see _publisher_gap).
+        self.reply_seq = -1
         # In sequence, delivered as is (the fast path): not a book, a heartbeat nor a gap (those
         # are looked into: _check_tails, _publisher_gap).
         self.plain = not stateful and self.channel != "heartbeat" and self.channel != "gap"
@@ -380,7 +383,7 @@ class SubscriberCore:
                 if not self.deliver_heartbeats:
                     return out
             elif type(event) is Gap and self.books:
-                self._publisher_gap(gw, event)
+                self._publisher_gap(gw, event, now)
             out.append(msg)
             return out
         if st.live:
@@ -428,15 +431,25 @@ class SubscriberCore:
                 out.append(self._gap_msg(gw, st, None, None, "publisher gap lost (seen in heartbeat)"))
                 self._invalidate(gw, st, now)
 
-    def _publisher_gap(self, gw: _Gateway, gap: Gap) -> None:
+    def _publisher_gap(self, gw: _Gateway, gap: Gap, now: float) -> None:
         """The publisher announced books invalid (the driver's BookKeeper drops them): note where
-        each one's stream stood, so that a heartbeat's ``book_invalid`` is not taken for a lost gap."""
+        each one's stream stood, so that a heartbeat's ``book_invalid`` is not taken for a lost gap.
+
+        A book that went live from a snapshot reply no message of the stream has followed yet may
+        hold a state *newer* than this gap: the reply can overtake the stream (another socket), so
+        the gap may have been published before the invalidation and rebuild the reply already
+        contains. Dropping that book and waiting for the stream's rebuild would wait forever (it
+        came before the reply); instead it is rebuilt from a fresh snapshot: served if the book is
+        valid at the publisher, else the rebuild comes on the stream as usual.
+        """
         if gap.channel not in STATEFUL_CHANNELS:
             return
         head = gap_scope(gap.channel, gap.exchange, gap.symbol)
         for st in gw.states.values():
             if st.topic.startswith(head):
                 st.gap_seen_at = st.seq
+                if st.live and st.seq == st.reply_seq:
+                    self._invalidate(gw, st, now)
 
     def _invalidate(self, gw: _Gateway, st: _Topic, now: float) -> None:
         st.live = False
@@ -451,6 +464,7 @@ class SubscriberCore:
             out.append(self._reset_msg(gw, st, "rebuilt from snapshot"))
         st.live = True
         st.seq = first.header.seq
+        st.reply_seq = -1
         out.append(first)
         buffered, st.buffer = st.buffer, []
         for i, m in enumerate(buffered):
@@ -510,6 +524,8 @@ class SubscriberCore:
             if st.stateful:
                 if not st.live:
                     self._go_live(gw, st, msg, out)
+                    if st.seq == h.seq:   # nothing buffered followed it: the stream is behind the reply
+                        st.reply_seq = h.seq
             elif st.seq == 0 or h.seq > st.seq:
                 # A last value newer than anything we have (late joiner's ticker/bbo/...).
                 st.seq = h.seq

@@ -241,8 +241,10 @@ def _gateway_problems(topo: Topology, name: str, keys: bool) -> list[Problem]:
             info = fields[key]
             from typing import Annotated
 
+            # The field's own type and constraints, built at run time: a type form mypy cannot know.
+            field_type: Any = Annotated[info.annotation, info]
             try:
-                TypeAdapter(Annotated[info.annotation, info]).validate_python(value)
+                TypeAdapter(field_type).validate_python(value)
             except ValidationError as exc:
                 out.append((path, exc.errors(include_url=False)[0]["msg"]))
     try:

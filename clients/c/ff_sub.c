@@ -68,6 +68,10 @@ typedef struct topic_st {
        invalid at another seq means we lost that gap (check_tails) */
     int has_gap_seen;
     uint64_t gap_seen_at;
+    /* the seq of the snapshot reply the book went live from, while it is still our seq (no message
+       of the stream has followed it yet): see publisher_gap */
+    int has_reply_seq;
+    uint64_t reply_seq;
     msgq buffer;
     char *channel, *exchange, *symbol; /* components of the topic; symbol NULL when absent */
     struct topic_st *hnext, *onext;
@@ -410,6 +414,7 @@ static void go_live(ff_subscriber *s, gw_st *gw, topic_st *t, ff_msg *first) {
     if (t->had_valid) emit_gap_or_reset(s, gw, t, 0, 0, 0, 0, 0, "rebuilt from snapshot");
     t->live = 1;
     t->seq = first->header.seq;
+    t->has_reply_seq = 0;
     q_push(&s->out, first);
     msgq buffered = t->buffer;
     memset(&t->buffer, 0, sizeof t->buffer);
@@ -472,7 +477,12 @@ static void check_tails(ff_subscriber *s, gw_st *gw, const ff_msg *hb, double no
 
 /* The publisher announced books invalid (on_delivered drops them): note where each one's stream
    stood, so that a heartbeat's book_invalid is not taken for a lost gap. */
-static void publisher_gap(gw_st *gw, const ff_msg *m) {
+/* The publisher announced books invalid (the caller's books drop them): note where each one's
+ * stream stood, so that a heartbeat's book_invalid is not taken for a lost gap. A book live from a
+ * snapshot reply that no stream message has followed yet may hold a state newer than this gap (the
+ * reply overtook the stream): it is rebuilt from a fresh snapshot, as the stream's rebuild of it
+ * came before the reply (bus/subscriber.py, _publisher_gap). */
+static void publisher_gap(ff_subscriber *s, gw_st *gw, const ff_msg *m, double now) {
     const msgpack_object *ch = ff_get(m, "channel"), *ex = ff_get(m, "exchange"), *sym = ff_get(m, "symbol");
     if (!ch || ch->type != MSGPACK_OBJECT_STR || !ex || ex->type != MSGPACK_OBJECT_STR) return;
     char *chs = obj_strdup(ch);
@@ -487,6 +497,7 @@ static void publisher_gap(gw_st *gw, const ff_msg *m) {
         if (syms ? !strcmp(t->topic, name) : !strncmp(t->topic, name, nl)) {
             t->has_gap_seen = 1;
             t->gap_seen_at = t->seq;
+            if (t->live && t->has_reply_seq && t->seq == t->reply_seq) invalidate(s, gw, t, now);
         }
     }
     free(chs);
@@ -543,7 +554,7 @@ static void on_sub(ff_subscriber *s, const ff_frame *frames, size_t n, double no
             check_tails(s, gw, m, now);
             if (!s->deliver_heartbeats) { ff_msg_free(m); return; }
         } else if (s->books && strcmp(m->kind->kind, "gap") == 0) {
-            publisher_gap(gw, m);
+            publisher_gap(s, gw, m, now);
         }
         q_push(&s->out, m);
         return;
@@ -663,8 +674,16 @@ static void on_snapshot(ff_subscriber *s, int endpoint, const ff_frame *frames, 
         topic_st *t = topic_find(gw, m->topic);
         if (!t) t = topic_add(gw, m->topic, channel_stateful(m->topic), m);
         if (t->stateful) {
-            if (!t->live) go_live(s, gw, t, m);
-            else ff_msg_free(m);
+            if (!t->live) {
+                uint64_t rs = m->header.seq;
+                go_live(s, gw, t, m);
+                if (t->live && t->seq == rs) {   /* nothing buffered followed it: the stream is behind */
+                    t->has_reply_seq = 1;
+                    t->reply_seq = rs;
+                }
+            } else {
+                ff_msg_free(m);
+            }
         } else if (t->seq == 0 || m->header.seq > t->seq) {
             /* A last value newer than anything we have (a late joiner's ticker/bbo/...). */
             t->seq = m->header.seq;

@@ -26,12 +26,14 @@ Further cases: a real Binance futures capture replayed through the gateway path
 (:class:`gateways.replay.Replayer` driving the exchange adapter and a Publisher whose
 snapshot service serves the adapter's own books) with the three subscribers connected
 before the replay starts; two publishers at once; a publisher restart (new epoch) on the
-same endpoints.
+same endpoints; seeded random losses and publisher gaps with snapshot replies racing the stream
+(final books compared); a publisher gap read after a newer snapshot reply.
 """
 
 from __future__ import annotations
 
 import json
+import random
 import signal
 import subprocess
 import threading
@@ -44,6 +46,7 @@ from typing import Any
 import orjson
 import pytest
 
+from bus import codec
 from bus.endpoints import GatewayEndpoint
 from bus.publisher import Publisher
 from bus.subscriber import Subscriber
@@ -204,6 +207,24 @@ def _lose(pub: Publisher, event: Event) -> None:
         seq = pub._seqs.get(topic, 0) + 1
         pub._seqs[topic] = seq
         pub.store.apply(event, topic, seq)
+
+
+def _send_late(pub: Publisher, event: Event) -> Callable[[], None]:
+    """Account for ``event`` as published now (sequence number, snapshot state) and return the
+    call that sends it: the stream delivers it later than what is published meanwhile (a
+    subscriber reading its SUB socket behind its snapshot replies sees the same)."""
+    topic_ = event.topic()
+    with pub._lock:
+        seq = pub._seqs.get(topic_, 0) + 1
+        pub._seqs[topic_] = seq
+        pub.store.apply(event, topic_, seq)
+        frames = codec.encode(event, pub.gateway, pub.epoch, seq, publish_ts=time.time_ns())
+
+    def send() -> None:
+        with pub._lock:
+            assert pub._pub is not None
+            pub._pub.send_multipart(list(frames))
+    return send
 
 
 def _by_topic(lines: Lines, since: dict[int, int] | None = None) -> dict[str, Lines]:
@@ -629,3 +650,157 @@ def test_publisher_restart(node_client: Path, c_client: Path, bus_endpoint: Call
         assert counters["epochs"] == 1 and counters["gaps"] == 2 and counters["old_epoch"] == 0, (other.name,
                                                                                                  counters)
         assert counters["junk"] == 0 and counters["duplicates"] == 0, (other.name, counters)
+
+
+@pytest.mark.parametrize("seed", range(5, 25))
+def test_random_losses_end_with_the_publishers_books(node_client: Path, c_client: Path,
+                                                     bus_endpoint: Callable[..., GatewayEndpoint], seed: int) -> None:
+    """Seeded random trouble while the three subscribers keep books, with nothing synchronised
+    but the start: bursts of lost messages (any kind: deltas, snapshots, the publisher's own
+    gaps), books the publisher declares broken (a Gap, published or lost) and rebuilds later
+    (an L2Snapshot), heartbeats now and then; snapshot replies race live traffic. Then the losses
+    stop, the broken books are rebuilt and heartbeats flow until every client has caught up:
+    each client's books must be exactly the publisher's."""
+    rng = random.Random(seed)
+    symbols = ("BTC-USDT", "ETH-USDT", "SOL-USDT")
+    gen = BookEventGenerator(symbols=symbols, seed=seed, depth=10)
+    endpoint = bus_endpoint("gw")
+    prefixes = ["bbo.", "book.", "heartbeat.", "ticker.", "trades."]
+    pub = Publisher(GATEWAY, endpoint.pub, endpoint.snapshot, heartbeat_interval=3600)
+    pub.start()
+    clients: list[Collector] = []
+    broken: set[str] = set()
+
+    def rebuild(symbol: str, lost: bool = False) -> None:
+        book_topic = topic("book", "TESTEX", symbol)
+        with pub._lock:   # the store's own book (no provider here): what the gateway rebuilt
+            st = pub.store.books[book_topic]
+            assert st.book is not None
+            bids, asks = st.book.snapshot()
+        event = L2Snapshot("TESTEX", symbol, bids, asks, receipt_timestamp=time.time_ns())
+        if lost:
+            _lose(pub, event)
+        else:
+            pub.publish(event)
+        broken.discard(symbol)
+
+    try:
+        for ev in gen.initial() + list(gen.events(100)):
+            pub.publish(ev)
+        clients = _start_clients(node_client, c_client, [endpoint], prefixes)
+        _confirm(clients, pub, prefixes)
+        burst = 0
+        counts = {"lost": 0, "gaps": 0, "lost_gaps": 0, "rebuilds": 0}
+        for i, ev in enumerate(gen.events(1500)):
+            if burst == 0 and rng.random() < 0.02:
+                burst = rng.randint(1, 20)
+            lose = burst > 0
+            burst = max(0, burst - 1)
+            if ev.CHANNEL == "book" and ev.symbol in broken:
+                continue   # a broken book publishes nothing until it is rebuilt
+            if rng.random() < 0.004 and len(broken) < len(symbols) - 1:
+                symbol = rng.choice([s for s in symbols if s not in broken])
+                gap = Gap("TESTEX", "book", "checksum", symbol=symbol, receipt_timestamp=time.time_ns())
+                if lose:
+                    _lose(pub, gap)
+                else:
+                    pub.publish(gap)
+                broken.add(symbol)
+                counts["lost_gaps" if lose else "gaps"] += 1
+                continue
+            if broken and rng.random() < 0.02:
+                rebuild(rng.choice(sorted(broken)), lost=lose)
+                counts["rebuilds"] += 1
+                continue
+            if lose:
+                _lose(pub, ev)
+                counts["lost"] += 1
+            else:
+                pub.publish(ev)
+            if i % 150 == 0:
+                pub.heartbeat()
+            if i % 100 == 0:
+                time.sleep(0.01)   # let snapshot replies interleave with live traffic
+        assert counts["lost"] and counts["rebuilds"] and counts["gaps"] + counts["lost_gaps"], counts
+        # Every client reads the stream past everything published so far: no gap of the publisher
+        # is still on its way (one read after a newer snapshot reply makes that book resnapshot).
+        hb = pub.heartbeat()
+        hb_topic = topic("heartbeat", pub.gateway)
+        _phase(clients, lambda lines: any(x["topic"] == hb_topic and x["seq"] >= hb for x in _msgs(lines)),
+               f"heartbeat {hb}")
+        # Once every client has a book at its last message, that book's next and last message is
+        # lost: only a heartbeat can reveal it.
+        tail = next(s for s in symbols if s not in broken)
+        tail_topic = topic("book", "TESTEX", tail)
+        _phase(clients, _caught_up({tail_topic: pub.seq(tail_topic)}), f"{tail_topic} caught up", nudge=pub.heartbeat)
+        _lose(pub, _lost_delta(pub, tail_topic, L2Delta("TESTEX", tail, [], [], receipt_timestamp=1)))
+        for symbol in sorted(broken):
+            rebuild(symbol)
+        # A last delta on every other book: each client has it once its book is live at the end.
+        for symbol in symbols:
+            if symbol != tail:
+                pub.publish(_lost_delta(pub, topic("book", "TESTEX", symbol),
+                                        L2Delta("TESTEX", symbol, [], [], receipt_timestamp=1)))
+        last = {t: pub.seq(t) for t in (topic("book", "TESTEX", s) for s in symbols)}
+        _phase(clients, _caught_up(last), "every book at the publisher's last sequence number", nudge=pub.heartbeat)
+        truth = {t: body for t, _seq, _ts, _rts, body in pub.state("book.")}
+    finally:
+        _stop(clients, [("TESTEX", s) for s in symbols])
+        pub.close()
+
+    assert set(truth) == {topic("book", "TESTEX", s) for s in symbols}
+    for client in clients:
+        assert not client.errors, (client.name, client.errors[:3])
+        if isinstance(client, ClientProcess):
+            assert client.proc.returncode == 0, f"{client.name} exited {client.proc.returncode}: {client.stderr()}"
+        _check_books(client, truth, prefixes)
+        counters = _end(client.lines)
+        assert counters["junk"] == 0 and counters["gaps"] > 0, (client.name, counters)
+
+
+def test_a_publisher_gap_read_after_a_newer_snapshot_reply(node_client: Path, c_client: Path,
+                                                            bus_endpoint: Callable[..., GatewayEndpoint]) -> None:
+    """A snapshot reply can overtake the stream (two sockets): a book rebuilt from a reply that
+    already holds the publisher's invalidation and rebuild may then read that older gap. Each
+    client must not drop its book for good on it (its core live, the deltas after it applied to
+    no book): it resnapshots, and its book is the publisher's. Made deterministic by sending the
+    publisher's gap late, after the reply."""
+    gen = BookEventGenerator(symbols=("BTC-USDT",), seed=5, depth=10, other_events=False)
+    endpoint = bus_endpoint("gw")
+    prefixes = ["book.", "heartbeat."]
+    pub = Publisher(GATEWAY, endpoint.pub, endpoint.snapshot, heartbeat_interval=3600)
+    pub.start()
+    clients: list[Collector] = []
+    book_topic = topic("book", "TESTEX", "BTC-USDT")
+    template = L2Delta("TESTEX", "BTC-USDT", [], [], receipt_timestamp=1)
+    try:
+        for ev in gen.initial() + list(gen.events(20)):
+            pub.publish(ev)
+        clients = _start_clients(node_client, c_client, [endpoint], prefixes)
+        _confirm(clients, pub, prefixes)
+        # The publisher declares the book broken (its gap held back) and rebuilds it.
+        send_gap = _send_late(pub, Gap("TESTEX", "book", "checksum", symbol="BTC-USDT", receipt_timestamp=1))
+        with pub._lock:
+            assert pub.store.books[book_topic].book is not None
+            bids, asks = pub.store.books[book_topic].book.snapshot()
+        pub.publish(L2Snapshot("TESTEX", "BTC-USDT", bids, asks, receipt_timestamp=time.time_ns()))
+        # A lost delta: every client resynchronises from a reply that holds the rebuild.
+        _lose(pub, _lost_delta(pub, book_topic, template))
+        pub.publish(_lost_delta(pub, book_topic, template))
+        _phase(clients, _rebuilt("TESTEX", "BTC-USDT", 1), "the resync after the lost delta")
+        send_gap()      # the old gap arrives now, after the newer state
+        pub.publish(_lost_delta(pub, book_topic, template))
+        last = {book_topic: pub.seq(book_topic)}
+        _phase(clients, _caught_up(last), "the last delta", nudge=pub.heartbeat)
+        _phase(clients, _rebuilt("TESTEX", "BTC-USDT", 2), "the book resnapshotted after the old gap",
+               nudge=pub.heartbeat)
+        _phase(clients, _caught_up(last), "the last delta after the resnapshot", nudge=pub.heartbeat)
+        truth = {t: body for t, _seq, _ts, _rts, body in pub.state("book.")}
+    finally:
+        _stop(clients, [("TESTEX", "BTC-USDT")])
+        pub.close()
+    for client in clients:
+        assert not client.errors, (client.name, client.errors[:3])
+        if isinstance(client, ClientProcess):
+            assert client.proc.returncode == 0, f"{client.name} exited {client.proc.returncode}: {client.stderr()}"
+        _check_books(client, truth, ["book."])

@@ -71,6 +71,9 @@ class TopicState {
     // Our seq when the publisher's own gap of this book reached us (-1n: none): a heartbeat
     // listing the book invalid at another seq means we lost that gap (_checkTails).
     this.gapSeenAt = -1n
+    // The seq of the snapshot reply the book went live from, while it is still our seq (no
+    // message of the stream has followed it yet): -1n otherwise (see _publisherGap).
+    this.replySeq = -1n
   }
 }
 
@@ -280,7 +283,7 @@ class SubscriberCore {
         this._checkTails(gw, event, now, out)
         if (!this.deliverHeartbeats) return out
       } else if (event.kind === 'gap' && this.books) {
-        this._publisherGap(gw, event)
+        this._publisherGap(gw, event, now)
       }
       out.push(msg)
       return out
@@ -339,17 +342,24 @@ class SubscriberCore {
   }
 
   // The publisher announced books invalid (the BookKeeper drops them): note where each one's
-  // stream stood, so that a heartbeat's book_invalid is not taken for a lost gap.
-  _publisherGap (gw, gap) {
+  // stream stood, so that a heartbeat's book_invalid is not taken for a lost gap. A book live
+  // from a snapshot reply that no stream message has followed yet may hold a state newer than
+  // this gap (the reply overtook the stream): it is rebuilt from a fresh snapshot, as the
+  // stream's rebuild of it came before the reply (bus/subscriber.py, _publisher_gap).
+  _publisherGap (gw, gap, now) {
     if (!STATEFUL.has(gap.channel)) return
+    const seen = (st) => {
+      st.gapSeenAt = st.seq
+      if (st.live && st.seq === st.replySeq) this._invalidate(gw, st, now)
+    }
     if (typeof gap.symbol === 'string') {
       const st = gw.states.get(`${gap.channel}.${topicPart(gap.exchange)}.${topicPart(gap.symbol)}.`)
-      if (st !== undefined) st.gapSeenAt = st.seq
+      if (st !== undefined) seen(st)
       return
     }
     const head = `${gap.channel}.${topicPart(gap.exchange)}.` // feed-wide: every book of that exchange
     for (const st of gw.states.values()) {
-      if (st.topic.startsWith(head)) st.gapSeenAt = st.seq
+      if (st.topic.startsWith(head)) seen(st)
     }
   }
 
@@ -365,6 +375,7 @@ class SubscriberCore {
     if (st.hadValid) out.push(this._resetMsg(gw, st, 'rebuilt from snapshot'))
     st.live = true
     st.seq = first.header.seq
+    st.replySeq = -1n
     out.push(first)
     const buffered = st.buffer
     st.buffer = []
@@ -429,7 +440,10 @@ class SubscriberCore {
       }
       const msg = { topic: item.topic, header: h, event: item.event }
       if (st.stateful) {
-        if (!st.live) this._goLive(gw, st, msg, out)
+        if (!st.live) {
+          this._goLive(gw, st, msg, out)
+          if (st.seq === h.seq) st.replySeq = h.seq // nothing buffered followed it: the stream is behind
+        }
       } else if (st.seq === 0n || h.seq > st.seq) {
         // A last value newer than anything we have (a late joiner's ticker/bbo/...).
         st.seq = h.seq
