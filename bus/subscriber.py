@@ -397,6 +397,11 @@ class SubscriberCore:
                 self._invalidate(gw, st, now)
                 st.buffer.append(msg)
             return out
+        if seq <= st.seq:
+            # Older than the book we last held (a snapshot reply overtook the stream, then a gap
+            # read from the stream took the book: _publisher_gap): the state is not to go back.
+            self.counters["duplicates"] += 1
+            return out
         # Not live: start from this message if nothing can precede it, else wait for a snapshot.
         if type(event) is L2Snapshot or type(event) is L3Snapshot or (seq == 1 and not st.buffer):
             st.buffer = []
@@ -416,9 +421,14 @@ class SubscriberCore:
         states = gw.states
         for topic, seq in (seqs.items() if type(seqs) is dict else ()):
             st = states.get(topic)
-            if st is not None and st.stateful and st.live and type(seq) is int and seq > st.seq:
+            if st is None or type(seq) is not int:
+                continue
+            if st.stateful and st.live and seq > st.seq:
                 out.append(self._gap_msg(gw, st, st.seq + 1, seq, "tail loss (seen in heartbeat)"))
                 self._invalidate(gw, st, now)
+            elif seq >= st.reply_seq >= 0:
+                # The stream has passed the state the reply gave: a gap read from now on is newer.
+                st.reply_seq = -1
         # A live book the publisher lists as invalid, whose gap we did not see at that point of
         # its stream: we lost that gap (an invalid book publishes nothing that would reveal it).
         invalid = hb.counters.get("book_invalid")
@@ -435,12 +445,13 @@ class SubscriberCore:
         """The publisher announced books invalid (the driver's BookKeeper drops them): note where
         each one's stream stood, so that a heartbeat's ``book_invalid`` is not taken for a lost gap.
 
-        A book that went live from a snapshot reply no message of the stream has followed yet may
-        hold a state *newer* than this gap: the reply can overtake the stream (another socket), so
-        the gap may have been published before the invalidation and rebuild the reply already
-        contains. Dropping that book and waiting for the stream's rebuild would wait forever (it
-        came before the reply); instead it is rebuilt from a fresh snapshot: served if the book is
-        valid at the publisher, else the rebuild comes on the stream as usual.
+        A book that went live from a snapshot reply and that no message of the stream has
+        advanced since (nor a heartbeat shown the stream past it) may hold a state *newer* than
+        this gap: the reply can overtake the stream (another socket), so the gap may have been
+        published before the invalidation and rebuild the reply already contains. Dropping that
+        book and waiting for the stream's rebuild would wait for good (that rebuild is older than
+        the book: dropped as seen); instead it is rebuilt from a fresh snapshot: served if the
+        book is valid at the publisher, else the stream's next rebuild comes as usual.
         """
         if gap.channel not in STATEFUL_CHANNELS:
             return
@@ -522,9 +533,13 @@ class SubscriberCore:
                 st = gw.states[item.topic] = _Topic(item.topic, item.event.CHANNEL in STATEFUL_CHANNELS, item.event)
             msg = Message(item.topic, h, item.event)
             if st.stateful:
-                if not st.live:
+                if not st.live and h.seq < st.seq:
+                    # Served before a state we held since (a reply read late, to a request that
+                    # covered a later resync too): the book is not to go back; ask again.
+                    self._request_gateway(gw, (st.topic,), now)
+                elif not st.live:
                     self._go_live(gw, st, msg, out)
-                    if st.seq == h.seq:   # nothing buffered followed it: the stream is behind the reply
+                    if st.live and st.seq == h.seq:   # nothing buffered followed it: the stream is behind
                         st.reply_seq = h.seq
             elif st.seq == 0 or h.seq > st.seq:
                 # A last value newer than anything we have (late joiner's ticker/bbo/...).

@@ -461,6 +461,8 @@ static void check_tails(ff_subscriber *s, gw_st *gw, const ff_msg *hb, double no
         if (t && v->via.u64 > t->seq) {
             emit_gap_or_reset(s, gw, t, 1, 1, t->seq + 1, 1, v->via.u64, "tail loss (seen in heartbeat)");
             invalidate(s, gw, t, now);
+        } else if (t && t->has_reply_seq && v->via.u64 >= t->reply_seq) {
+            t->has_reply_seq = 0;   /* the stream has passed the reply's state: a gap read from now is newer */
         }
     }
     /* A live book the publisher lists as invalid, whose gap we did not see at that point of its
@@ -476,12 +478,10 @@ static void check_tails(ff_subscriber *s, gw_st *gw, const ff_msg *hb, double no
 }
 
 /* The publisher announced books invalid (on_delivered drops them): note where each one's stream
-   stood, so that a heartbeat's book_invalid is not taken for a lost gap. */
-/* The publisher announced books invalid (the caller's books drop them): note where each one's
- * stream stood, so that a heartbeat's book_invalid is not taken for a lost gap. A book live from a
- * snapshot reply that no stream message has followed yet may hold a state newer than this gap (the
- * reply overtook the stream): it is rebuilt from a fresh snapshot, as the stream's rebuild of it
- * came before the reply (bus/subscriber.py, _publisher_gap). */
+ * stood, so that a heartbeat's book_invalid is not taken for a lost gap. A book live from a
+ * snapshot reply that no stream message (nor heartbeat) has shown the stream past yet may hold a
+ * state newer than this gap (the reply overtook the stream): it is rebuilt from a fresh snapshot,
+ * as the stream's rebuild of it is older (bus/subscriber.py, _publisher_gap). */
 static void publisher_gap(ff_subscriber *s, gw_st *gw, const ff_msg *m, double now) {
     const msgpack_object *ch = ff_get(m, "channel"), *ex = ff_get(m, "exchange"), *sym = ff_get(m, "symbol");
     if (!ch || ch->type != MSGPACK_OBJECT_STR || !ex || ex->type != MSGPACK_OBJECT_STR) return;
@@ -571,6 +571,13 @@ static void on_sub(ff_subscriber *s, const ff_frame *frames, size_t n, double no
             invalidate(s, gw, t, now);
             q_push(&t->buffer, m);
         }
+        return;
+    }
+    if (seq <= t->seq) {
+        /* Older than the book we last held (a snapshot reply overtook the stream, then a gap read
+           from the stream took the book: publisher_gap): the state is not to go back. */
+        s->counters[FFC_DUPLICATES]++;
+        ff_msg_free(m);
         return;
     }
     /* Not live: start from this message if nothing can precede it, else wait for a snapshot. */
@@ -674,7 +681,12 @@ static void on_snapshot(ff_subscriber *s, int endpoint, const ff_frame *frames, 
         topic_st *t = topic_find(gw, m->topic);
         if (!t) t = topic_add(gw, m->topic, channel_stateful(m->topic), m);
         if (t->stateful) {
-            if (!t->live) {
+            if (!t->live && m->header.seq < t->seq) {
+                /* Served before a state we held since (a reply read late, to a request that covered
+                   a later resync too): the book is not to go back; ask again. */
+                request_topic(s, gw, t->topic, now);
+                ff_msg_free(m);
+            } else if (!t->live) {
                 uint64_t rs = m->header.seq;
                 go_live(s, gw, t, m);
                 if (t->live && t->seq == rs) {   /* nothing buffered followed it: the stream is behind */

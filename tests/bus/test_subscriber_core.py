@@ -164,6 +164,80 @@ def test_a_feed_wide_publisher_gap_counts_as_seen_for_every_book_of_its_exchange
     assert core.counters["gaps"] == 0
 
 
+
+def _live_from_a_reply_ahead_of_the_stream():
+    """A core whose book went live from a snapshot reply (seq 13) ahead of the stream (at 11)."""
+    core = Core([""], [0])
+    core.start(0.0)
+    (_, hello), = core.outbox
+    core.outbox.clear()
+    core.on_snapshot(0, end(hello[2], 0), 0.0)
+    core.on_sub(frames(delta("99"), 11), 0.0)                  # buffered; a request goes out
+    (_, req), = core.outbox
+    core.outbox.clear()
+    book = L2Snapshot("EX", "BTC-USDT", [("100", "5")], [("101", "2")], receipt_timestamp=1)
+    core.on_snapshot(0, snap_item(req[2], book, 13), 0.0)
+    assert kinds(core.on_snapshot(0, end(req[2], 1), 0.0)) == ["L2Snapshot"]
+    return core
+
+
+def test_a_publisher_gap_older_than_the_reply_resnapshots_and_the_state_never_goes_back():
+    # The reply (13) already holds the publisher's gap and its rebuild (12), both still unread
+    # on the stream. Taking the gap as current would drop the book and wait for a rebuild that is
+    # older than it: instead the book is resnapshotted, and the older rebuild is dropped as seen.
+    core = _live_from_a_reply_ahead_of_the_stream()
+    out = core.on_sub(frames(Gap("EX", "book", "checksum", symbol="BTC-USDT", receipt_timestamp=1), 1), 0.0)
+    assert kinds(out) == ["Gap"] and core.book("EX", "BTC-USDT") is None
+    (_, req), = core.outbox
+    core.outbox.clear()
+    assert req[:2] == [snapshot.SNAPSHOT, b"book.EX.BTC-USDT."]
+    rebuild = L2Snapshot("EX", "BTC-USDT", [("100", "4")], [("101", "2")], receipt_timestamp=1)
+    assert core.on_sub(frames(rebuild, 12), 0.0) == [] and core.counters["duplicates"] == 1
+    assert core.on_sub(frames(delta("100", "5"), 13), 0.0) == []
+    assert core.on_sub(frames(delta("98"), 14), 0.0) == []     # buffered until the reply
+    book = L2Snapshot("EX", "BTC-USDT", [("100", "5")], [("101", "2")], receipt_timestamp=1)
+    core.on_snapshot(0, snap_item(req[2], book, 13), 0.0)
+    out = core.on_snapshot(0, end(req[2], 1), 0.0)
+    assert kinds(out) == ["Reset", "L2Snapshot", "L2Delta"] and [m.header.seq for m in out[1:]] == [13, 14]
+    assert core.book("EX", "BTC-USDT").snapshot() == ([("100", "5"), ("98", "1")], [("101", "2")])
+    assert core.counters["gaps"] == 0    # the publisher's gap was the only one
+
+
+def test_once_the_stream_has_passed_the_reply_a_publisher_gap_is_current():
+    # A stream message advancing the book, or a heartbeat listing it at the reply's seq, shows the
+    # stream past the reply's state: a gap read later is current (the book waits for the rebuild).
+    for passed in ("delta", "heartbeat"):
+        core = _live_from_a_reply_ahead_of_the_stream()
+        if passed == "delta":
+            core.on_sub(frames(delta("97"), 14), 0.0)
+        else:
+            core.on_sub(frames(_heartbeat({}, {"book.EX.BTC-USDT.": 13}), 1), 0.0)
+        core.on_sub(frames(Gap("EX", "book", "checksum", symbol="BTC-USDT", receipt_timestamp=1), 1), 0.0)
+        assert core.book("EX", "BTC-USDT") is None and core.outbox == [], passed
+
+
+def test_a_reply_older_than_the_state_held_since_is_not_applied():
+    # A request out for one resync can cover a later one; its reply, served before the book moved
+    # on and read late, must not take the book back: the core asks again.
+    core = joined_core()                                       # live at 11
+    core.on_sub(frames(_heartbeat({}, {"book.EX.BTC-USDT.": 12}), 1), 0.0)   # tail loss: request 1
+    (_, first), = core.outbox
+    core.outbox.clear()
+    rebuild = L2Snapshot("EX", "BTC-USDT", [("100", "6")], [], receipt_timestamp=1)
+    assert kinds(core.on_sub(frames(rebuild, 14), 0.0)) == ["Reset", "L2Snapshot"]   # the stream's rebuild
+    core.on_sub(frames(delta("99", "2"), 15), 0.0)
+    assert kinds(core.on_sub(frames(delta("98"), 17), 0.0)) == ["Gap"]   # 16 lost; request 1 still covers it
+    assert core.outbox == []
+    old = L2Snapshot("EX", "BTC-USDT", [("100", "1")], [], receipt_timestamp=1)
+    core.on_snapshot(0, snap_item(first[2], old, 12), 0.0)
+    assert core.on_snapshot(0, end(first[2], 1), 0.0) == []   # not applied: 12 is before 15
+    (_, again), = core.outbox
+    assert again[:2] == [snapshot.SNAPSHOT, b"book.EX.BTC-USDT."]
+    book = L2Snapshot("EX", "BTC-USDT", [("100", "6"), ("98", "1")], [], receipt_timestamp=1)
+    core.on_snapshot(0, snap_item(again[2], book, 17), 0.0)
+    assert kinds(core.on_snapshot(0, end(again[2], 1), 0.0)) == ["Reset", "L2Snapshot"]
+    assert core.book("EX", "BTC-USDT").snapshot() == ([("100", "6"), ("98", "1")], [])
+
 def test_duplicates_are_dropped_and_non_book_gaps_reported():
     core = joined_core()
     assert core.on_sub(frames(delta("99"), 11), 0.0) == []

@@ -137,6 +137,10 @@ class SimSubscriber:
             self.delivered += 1
             ev = m.event
             if ev.KIND in ("book_snapshot", "book_delta"):
+                # Never back (a rebuild may restate the point reached: a snapshot at the same seq).
+                before = self.at.get(m.topic, 0)
+                assert m.header.seq > before or (m.header.seq == before and ev.KIND == "book_snapshot"), (
+                    f"{m.topic}: {ev.KIND} {m.header.seq} after {before}")
                 self.at[m.topic] = m.header.seq
                 # A delta delivered where no book is held would be lost on the book: never.
                 assert self.keeper.book(ev.exchange, ev.symbol) is not None, f"{m.topic} {m.header.seq}: no book"

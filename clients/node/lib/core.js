@@ -301,6 +301,12 @@ class SubscriberCore {
       }
       return out
     }
+    if (seq <= st.seq) {
+      // Older than the book we last held (a snapshot reply overtook the stream, then a gap read
+      // from the stream took the book: _publisherGap): the state is not to go back.
+      this.counters.duplicates++
+      return out
+    }
     // Not live: start from this message if nothing can precede it, else wait for a snapshot.
     if (event.kind === 'book_snapshot' || event.kind === 'l3_snapshot' || (seq === 1n && st.buffer.length === 0)) {
       st.buffer = []
@@ -323,9 +329,12 @@ class SubscriberCore {
     const seqs = hb.counters.book_seqs
     for (const [topic, seq] of Object.entries(isMap(seqs) ? seqs : {})) {
       const st = gw.states.get(topic)
-      if (st !== undefined && st.stateful && st.live && typeof seq === 'bigint' && seq > st.seq) {
+      if (st === undefined || typeof seq !== 'bigint') continue
+      if (st.stateful && st.live && seq > st.seq) {
         out.push(this._gapMsg(gw, st, st.seq + 1n, seq, 'tail loss (seen in heartbeat)'))
         this._invalidate(gw, st, now)
+      } else if (st.replySeq >= 0n && seq >= st.replySeq) {
+        st.replySeq = -1n // the stream has passed the state the reply gave: a gap read from now on is newer
       }
     }
     // A live book the publisher lists as invalid, whose gap we did not see at that point of its
@@ -343,9 +352,9 @@ class SubscriberCore {
 
   // The publisher announced books invalid (the BookKeeper drops them): note where each one's
   // stream stood, so that a heartbeat's book_invalid is not taken for a lost gap. A book live
-  // from a snapshot reply that no stream message has followed yet may hold a state newer than
-  // this gap (the reply overtook the stream): it is rebuilt from a fresh snapshot, as the
-  // stream's rebuild of it came before the reply (bus/subscriber.py, _publisher_gap).
+  // from a snapshot reply that no stream message (nor heartbeat) has shown the stream past yet
+  // may hold a state newer than this gap (the reply overtook the stream): it is rebuilt from a
+  // fresh snapshot, as the stream's rebuild of it is older (bus/subscriber.py, _publisher_gap).
   _publisherGap (gw, gap, now) {
     if (!STATEFUL.has(gap.channel)) return
     const seen = (st) => {
@@ -440,9 +449,13 @@ class SubscriberCore {
       }
       const msg = { topic: item.topic, header: h, event: item.event }
       if (st.stateful) {
-        if (!st.live) {
+        if (!st.live && h.seq < st.seq) {
+          // Served before a state we held since (a reply read late, to a request that covered a
+          // later resync too): the book is not to go back; ask again.
+          this._requestGateway(gw, [st.topic], now)
+        } else if (!st.live) {
           this._goLive(gw, st, msg, out)
-          if (st.seq === h.seq) st.replySeq = h.seq // nothing buffered followed it: the stream is behind
+          if (st.live && st.seq === h.seq) st.replySeq = h.seq // nothing buffered followed it: the stream is behind
         }
       } else if (st.seq === 0n || h.seq > st.seq) {
         // A last value newer than anything we have (a late joiner's ticker/bbo/...).

@@ -103,3 +103,65 @@ test('the gap. prefixes a client keeping books subscribes beside its own (as bus
   assert.deepStrictEqual(gapPrefixes(['bo']), ['gap.'])
   assert.deepStrictEqual(gapPrefixes(['trades.EX.', 'ticker.']), [])
 })
+
+// A core whose book went live from a snapshot reply (seq 13) ahead of the stream (at 11).
+function liveFromAReplyAheadOfTheStream () {
+  const core = new SubscriberCore([''], [0], { log: null })
+  const books = new BookKeeper()
+  const deliver = (msgs) => { msgs.forEach((m) => books.onDelivered(m)); return summary(msgs) }
+  core.start(0)
+  const hello = takeRequest(core)
+  core.onSnapshot(0, end(hello.rid, 0n), 0)
+  deliver(core.onSub(frames(11, 'book_delta', [['99', '1']]), 0))
+  const req = takeRequest(core)
+  core.onSnapshot(0, [Buffer.from(req.rid), ...frames(13, 'book_snapshot', [['100', '5']])], 0)
+  assert.deepStrictEqual(deliver(core.onSnapshot(0, end(req.rid, 1n), 0)), ['book_snapshot:13'])
+  return { core, books, deliver }
+}
+const hdr = (topicSeq) => pack([1, 'gw', 10n, BigInt(topicSeq), null, 5n, 6n])
+const publisherGap = (seq) => [Buffer.from('gap.EX.A-B.'), hdr(seq),
+  pack({ kind: 'gap', exchange: 'EX', symbol: 'A-B', channel: 'book', expected: null, received: null, reason: 'checksum' })]
+const heartbeat = (seq, bookSeqs) => [Buffer.from('heartbeat.gw.'), hdr(seq),
+  pack({ kind: 'heartbeat', gateway: 'gw', counters: { book_seqs: bookSeqs }, feeds: {} })]
+
+test('a publisher gap older than the reply resnapshots the book, whose state never goes back (as bus/subscriber.py)', () => {
+  const { core, books, deliver } = liveFromAReplyAheadOfTheStream()
+  assert.deepStrictEqual(deliver(core.onSub(publisherGap(1), 0)), ['gap:1:null-null'])
+  assert.strictEqual(books.book('EX', 'A-B'), null)
+  const req = takeRequest(core)
+  assert.deepStrictEqual([req.kind, req.prefix], ['SNAPSHOT', TOPIC])
+  assert.deepStrictEqual(deliver(core.onSub(frames(12, 'book_snapshot', [['100', '4']]), 0)), [])
+  assert.strictEqual(core.counters.duplicates, 1)
+  assert.deepStrictEqual(deliver(core.onSub(frames(14, 'book_delta', [['98', '1']]), 0)), [])
+  core.onSnapshot(0, [Buffer.from(req.rid), ...frames(13, 'book_snapshot', [['100', '5']])], 0)
+  assert.deepStrictEqual(deliver(core.onSnapshot(0, end(req.rid, 1n), 0)), ['reset:0', 'book_snapshot:13', 'book_delta:14'])
+  assert.deepStrictEqual(books.book('EX', 'A-B').snapshot().bids, [['100', '5'], ['98', '1']])
+})
+
+test('once the stream has passed the reply, a publisher gap is current', () => {
+  for (const passed of ['delta', 'heartbeat']) {
+    const { core, books, deliver } = liveFromAReplyAheadOfTheStream()
+    if (passed === 'delta') deliver(core.onSub(frames(14, 'book_delta', [['97', '1']]), 0))
+    else deliver(core.onSub(heartbeat(1, { [TOPIC]: 13n }), 0))
+    deliver(core.onSub(publisherGap(1), 0))
+    assert.strictEqual(books.book('EX', 'A-B'), null, passed)
+    assert.strictEqual(core.outbox.length, 0, passed)
+  }
+})
+
+test('a reply older than the state held since is not applied: the core asks again (as bus/subscriber.py)', () => {
+  const { core, books, deliver } = liveFromAReplyAheadOfTheStream() // live at 13
+  deliver(core.onSub(heartbeat(1, { [TOPIC]: 14n }), 0)) // tail loss: request 1
+  const first = takeRequest(core)
+  assert.deepStrictEqual(deliver(core.onSub(frames(16, 'book_snapshot', [['100', '6']]), 0)), ['reset:0', 'book_snapshot:16'])
+  deliver(core.onSub(frames(17, 'book_delta', [['99', '2']]), 0))
+  assert.deepStrictEqual(deliver(core.onSub(frames(19, 'book_delta', [['98', '1']]), 0)), ['gap:0:18-19'])
+  assert.strictEqual(core.outbox.length, 0, 'request 1 still covers the topic')
+  core.onSnapshot(0, [Buffer.from(first.rid), ...frames(14, 'book_snapshot', [['100', '1']])], 0)
+  assert.deepStrictEqual(deliver(core.onSnapshot(0, end(first.rid, 1n), 0)), [])
+  const again = takeRequest(core)
+  assert.deepStrictEqual([again.kind, again.prefix], ['SNAPSHOT', TOPIC])
+  core.onSnapshot(0, [Buffer.from(again.rid), ...frames(19, 'book_snapshot', [['100', '6'], ['98', '1']])], 0)
+  assert.deepStrictEqual(deliver(core.onSnapshot(0, end(again.rid, 1n), 0)), ['reset:0', 'book_snapshot:19'])
+  assert.deepStrictEqual(books.book('EX', 'A-B').snapshot().bids, [['100', '6'], ['98', '1']])
+})
