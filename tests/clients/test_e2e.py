@@ -165,8 +165,9 @@ def _has_topics(topics: set[str]) -> Callable[[Lines], bool]:
     return lambda lines: topics <= {x["topic"] for x in _msgs(lines)}
 
 
-def _rebuilt(exchange: str, symbol: str, nth: int) -> Callable[[Lines], bool]:
-    """The nth Reset of a book has been followed by its fresh book_snapshot."""
+def _rebuilt(exchange: str, symbol: str, nth: int, min_seq: int | None = None) -> Callable[[Lines], bool]:
+    """The nth Reset of a book has been followed by its fresh book_snapshot (``min_seq``: by a
+    message of the book at that sequence number or later)."""
     reset, book = topic("reset", exchange, symbol), topic("book", exchange, symbol)
 
     def pred(lines: Lines) -> bool:
@@ -174,7 +175,8 @@ def _rebuilt(exchange: str, symbol: str, nth: int) -> Callable[[Lines], bool]:
         for x in _msgs(lines):
             if x["topic"] == reset:
                 resets += 1
-            elif resets >= nth and x["topic"] == book and x["event"]["kind"] == "book_snapshot":
+            elif resets >= nth and x["topic"] == book and (
+                    x["event"]["kind"] == "book_snapshot" if min_seq is None else x["seq"] >= min_seq):
                 return True
         return False
     return pred
@@ -768,21 +770,6 @@ def _book_seqs_increase(lines: Lines, book_topic: str) -> bool:
                for a, b in zip(msgs, msgs[1:]))
 
 
-def _live_after_reset(exchange: str, symbol: str, nth: int, min_seq: int) -> Callable[[Lines], bool]:
-    """After the nth Reset of a book, a message of it at ``min_seq`` or later was delivered."""
-    reset, book = topic("reset", exchange, symbol), topic("book", exchange, symbol)
-
-    def pred(lines: Lines) -> bool:
-        resets = 0
-        for x in _msgs(lines):
-            if x["topic"] == reset:
-                resets += 1
-            elif resets >= nth and x["topic"] == book and x["seq"] >= min_seq:
-                return True
-        return False
-    return pred
-
-
 def test_a_publisher_gap_read_after_a_newer_snapshot_reply(node_client: Path, c_client: Path,
                                                             bus_endpoint: Callable[..., GatewayEndpoint]) -> None:
     """A snapshot reply can overtake the stream (two sockets): a book rebuilt from a reply that
@@ -817,7 +804,7 @@ def test_a_publisher_gap_read_after_a_newer_snapshot_reply(node_client: Path, c_
         send_rebuild()
         pub.publish(_lost_delta(pub, book_topic, template))
         last = pub.seq(book_topic)
-        _phase(clients, _live_after_reset("TESTEX", "BTC-USDT", 2, last), "the book resnapshotted after the old gap",
+        _phase(clients, _rebuilt("TESTEX", "BTC-USDT", 2, last), "the book resnapshotted after the old gap",
                nudge=pub.heartbeat)
         truth = {t: body for t, _seq, _ts, _rts, body in pub.state("book.")}
     finally:
