@@ -237,6 +237,23 @@ static void topic_append(char *buf, size_t cap, const char *v) {
     buf[len] = 0;
 }
 
+/* The prefix of the topics a book or l3 gap declares invalid (bus/topics.py gap_scope): its book's
+ * topic, or with a nil symbol (feed-wide) every topic of that channel and exchange. A complete
+ * topic is a prefix of itself only, so one strncmp serves both. 0: a gap of another channel. */
+static int gap_scope(const ff_msg *m, char *buf, size_t cap) {
+    const msgpack_object *ch = ff_get(m, "channel"), *ex = ff_get(m, "exchange"), *sym = ff_get(m, "symbol");
+    if (!ch || ch->type != MSGPACK_OBJECT_STR || !ex || ex->type != MSGPACK_OBJECT_STR) return 0;
+    int book = ch->via.str.size == 4 && !memcmp(ch->via.str.ptr, "book", 4);
+    if (!book && !(ch->via.str.size == 2 && !memcmp(ch->via.str.ptr, "l3", 2))) return 0;
+    char *exs = obj_strdup(ex), *syms = sym && sym->type == MSGPACK_OBJECT_STR ? obj_strdup(sym) : NULL;
+    snprintf(buf, cap, "%s.", book ? "book" : "l3");
+    topic_append(buf, cap, exs);
+    if (syms) topic_append(buf, cap, syms);
+    free(exs);
+    free(syms);
+    return 1;
+}
+
 static void emit_local(ff_subscriber *s, gw_st *gw, const char *topic, msgpack_sbuffer *body) {
     msgpack_sbuffer hb;
     msgpack_packer pk;
@@ -483,26 +500,15 @@ static void check_tails(ff_subscriber *s, gw_st *gw, const ff_msg *hb, double no
  * state newer than this gap (the reply overtook the stream): it is rebuilt from a fresh snapshot,
  * as the stream's rebuild of it is older (bus/subscriber.py, _publisher_gap). */
 static void publisher_gap(ff_subscriber *s, gw_st *gw, const ff_msg *m, double now) {
-    const msgpack_object *ch = ff_get(m, "channel"), *ex = ff_get(m, "exchange"), *sym = ff_get(m, "symbol");
-    if (!ch || ch->type != MSGPACK_OBJECT_STR || !ex || ex->type != MSGPACK_OBJECT_STR) return;
-    char *chs = obj_strdup(ch);
-    if (strcmp(chs, "book") && strcmp(chs, "l3")) { free(chs); return; }
-    char *exs = obj_strdup(ex), *syms = sym && sym->type == MSGPACK_OBJECT_STR ? obj_strdup(sym) : NULL;
-    char name[2 * FF_MAX_TOPIC + 16];
-    snprintf(name, sizeof name, "%s.", chs);
-    topic_append(name, sizeof name, exs);
-    if (syms) topic_append(name, sizeof name, syms);   /* else feed-wide: every book of that exchange */
-    size_t nl = strlen(name);
+    char scope[2 * FF_MAX_TOPIC + 16];
+    if (!gap_scope(m, scope, sizeof scope)) return;
+    size_t n = strlen(scope);
     for (topic_st *t = gw->first; t; t = t->onext) {
-        if (syms ? !strcmp(t->topic, name) : !strncmp(t->topic, name, nl)) {
-            t->has_gap_seen = 1;
-            t->gap_seen_at = t->seq;
-            if (t->live && t->has_reply_seq && t->seq == t->reply_seq) invalidate(s, gw, t, now);
-        }
+        if (strncmp(t->topic, scope, n)) continue;
+        t->has_gap_seen = 1;
+        t->gap_seen_at = t->seq;
+        if (t->live && t->has_reply_seq && t->seq == t->reply_seq) invalidate(s, gw, t, now);
     }
-    free(chs);
-    free(exs);
-    free(syms);
 }
 
 static void junk(ff_subscriber *s, int counter, const char *err) {
@@ -974,25 +980,18 @@ static void on_delivered(ff_subscriber *s, const ff_msg *m) {
         }
         ff_book_apply(&k->book, m);
     } else if (!strcmp(kind, "gap")) {
-        const msgpack_object *ch = ff_get(m, "channel"), *ex = ff_get(m, "exchange"), *sym = ff_get(m, "symbol");
-        if (ch->via.str.size != 4 || memcmp(ch->via.str.ptr, "book", 4)) return;
-        char *exs = obj_strdup(ex), *syms = sym && sym->type == MSGPACK_OBJECT_STR ? obj_strdup(sym) : NULL;
-        char name[2 * FF_MAX_TOPIC + 16];
-        /* with a nil symbol the gap is feed-wide: every book of that exchange from that gateway */
-        book_topic(name, sizeof name, exs, syms);
-        size_t nl = strlen(name);
+        char scope[2 * FF_MAX_TOPIC + 16];   /* this client keeps L2 books only */
+        if (!gap_scope(m, scope, sizeof scope) || strncmp(scope, "book.", 5)) return;
+        size_t n = strlen(scope);
         for (kept_book **pp = &s->kept; *pp;) {
             kept_book *k = *pp;
-            int hit = !strcmp(k->gateway, gw) && (syms ? !strcmp(k->topic, name) : !strncmp(k->topic, name, nl));
-            if (hit) {
+            if (!strcmp(k->gateway, gw) && !strncmp(k->topic, scope, n)) {
                 *pp = k->next;
                 kept_free(k);
             } else {
                 pp = &k->next;
             }
         }
-        free(exs);
-        free(syms);
     }
 }
 

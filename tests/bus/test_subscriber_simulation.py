@@ -61,8 +61,7 @@ class SimPublisher:
     def publish(self, event, applied: bool = False) -> list[bytes]:
         topic = event.topic()
         seq = self.seqs[topic] = self.seqs.get(topic, 0) + 1
-        if event.CHANNEL in snapshot.STATEFUL_CHANNELS or event.SCALAR or type(event) is Gap:
-            self.store.apply(event, topic, seq)
+        self.store.apply(event, topic, seq)   # it ignores what has no state (Publisher filters first)
         if topic in self.history:
             if not applied:
                 self._apply(event)

@@ -204,11 +204,7 @@ def _reported(reason: str) -> Callable[[Lines], bool]:
 def _lose(pub: Publisher, event: Event) -> None:
     """Account for ``event`` as published (sequence number, snapshot state) but never send it:
     what a PUB high-water-mark drop does to one subscriber, here to all of them at once."""
-    topic = event.topic()
-    with pub._lock:
-        seq = pub._seqs.get(topic, 0) + 1
-        pub._seqs[topic] = seq
-        pub.store.apply(event, topic, seq)
+    _send_late(pub, event)   # and never call the sender
 
 
 def _send_late(pub: Publisher, event: Event) -> Callable[[], None]:
@@ -227,6 +223,16 @@ def _send_late(pub: Publisher, event: Event) -> Callable[[], None]:
             assert pub._pub is not None
             pub._pub.send_multipart(list(frames))
     return send
+
+
+def _rebuild(pub: Publisher, exchange: str, symbol: str) -> L2Snapshot:
+    """The snapshot that rebuilds a book the publisher declared broken: its own book as it stands
+    (the snapshot service's copy, no provider here; ``pub.state`` leaves invalid books out)."""
+    with pub._lock:
+        book = pub.store.books[topic("book", exchange, symbol)].book
+        assert book is not None
+        bids, asks = book.snapshot()
+    return L2Snapshot(exchange, symbol, bids, asks, receipt_timestamp=time.time_ns())
 
 
 def _by_topic(lines: Lines, since: dict[int, int] | None = None) -> dict[str, Lines]:
@@ -674,12 +680,7 @@ def test_random_losses_end_with_the_publishers_books(node_client: Path, c_client
     broken: set[str] = set()
 
     def rebuild(symbol: str, lost: bool = False) -> None:
-        book_topic = topic("book", "TESTEX", symbol)
-        with pub._lock:   # the store's own book (no provider here): what the gateway rebuilt
-            st = pub.store.books[book_topic]
-            assert st.book is not None
-            bids, asks = st.book.snapshot()
-        event = L2Snapshot("TESTEX", symbol, bids, asks, receipt_timestamp=time.time_ns())
+        event = _rebuild(pub, "TESTEX", symbol)
         if lost:
             _lose(pub, event)
         else:
@@ -792,10 +793,7 @@ def test_a_publisher_gap_read_after_a_newer_snapshot_reply(node_client: Path, c_
         _confirm(clients, pub, prefixes)
         # The publisher declares the book broken and rebuilds it: both held back on the stream.
         send_gap = _send_late(pub, Gap("TESTEX", "book", "checksum", symbol="BTC-USDT", receipt_timestamp=1))
-        with pub._lock:
-            assert pub.store.books[book_topic].book is not None
-            bids, asks = pub.store.books[book_topic].book.snapshot()
-        send_rebuild = _send_late(pub, L2Snapshot("TESTEX", "BTC-USDT", bids, asks, receipt_timestamp=time.time_ns()))
+        send_rebuild = _send_late(pub, _rebuild(pub, "TESTEX", "BTC-USDT"))
         # A lost delta: every client resynchronises from a reply that holds the rebuild.
         _lose(pub, _lost_delta(pub, book_topic, template))
         pub.publish(_lost_delta(pub, book_topic, template))

@@ -32,6 +32,16 @@ const SNAPSHOT = 'SNAPSHOT'
 const HELLO = 'HELLO'
 
 /**
+ * The prefix of the topics a gap event declares invalid (bus/topics.py gap_scope): its book's
+ * topic, or with a null symbol (feed-wide) every topic of that channel and exchange. A complete
+ * topic is a prefix of itself only, so one startsWith serves both.
+ */
+function gapScope (gap) {
+  const head = `${gap.channel}.${topicPart(gap.exchange)}.`
+  return typeof gap.symbol === 'string' ? `${head}${topicPart(gap.symbol)}.` : head
+}
+
+/**
  * The gap. prefixes a client keeping books subscribes beside `prefixes`, asked for or not
  * (docs/wire.md, "The publisher's own gaps"; bus/subscriber.py gap_prefixes): a publisher's gap
  * makes its book invalid until the rebuild, which a client of `book.` alone would not learn.
@@ -357,18 +367,11 @@ class SubscriberCore {
   // fresh snapshot, as the stream's rebuild of it is older (bus/subscriber.py, _publisher_gap).
   _publisherGap (gw, gap, now) {
     if (!STATEFUL.has(gap.channel)) return
-    const seen = (st) => {
+    const scope = gapScope(gap)
+    for (const st of gw.states.values()) {
+      if (!st.topic.startsWith(scope)) continue
       st.gapSeenAt = st.seq
       if (st.live && st.seq === st.replySeq) this._invalidate(gw, st, now)
-    }
-    if (typeof gap.symbol === 'string') {
-      const st = gw.states.get(`${gap.channel}.${topicPart(gap.exchange)}.${topicPart(gap.symbol)}.`)
-      if (st !== undefined) seen(st)
-      return
-    }
-    const head = `${gap.channel}.${topicPart(gap.exchange)}.` // feed-wide: every book of that exchange
-    for (const st of gw.states.values()) {
-      if (st.topic.startsWith(head)) seen(st)
     }
   }
 
@@ -514,12 +517,8 @@ class BookKeeper {
       if (!this.books.has(m.topic)) this.books.set(m.topic, new Map())
       this.books.get(m.topic).set(gw, b)
     } else if (ev.kind === 'gap' && ev.channel === 'book') {
-      if (ev.symbol !== null) {
-        this.books.get(topicOf({ kind: 'book_snapshot', exchange: ev.exchange, symbol: ev.symbol }))?.delete(gw)
-      } else { // a feed-wide gap: every book of that exchange from that gateway
-        const head = 'book.' + topicPart(ev.exchange) + '.'
-        for (const [name, perGw] of this.books) if (name.startsWith(head)) perGw.delete(gw)
-      }
+      const scope = gapScope(ev) // a null symbol: every book of that exchange from that gateway
+      for (const [name, perGw] of this.books) if (name.startsWith(scope)) perGw.delete(gw)
     }
   }
 
