@@ -399,9 +399,9 @@ class BitMEX(Adapter):
             side = row["side"]
             ids[(row["id"], side)] = price
             (bids if side == "Buy" else asks).append((price, str(row["size"])))
-            t = iso_ns(row.get("timestamp"))
-            if t is not None:
-                tstamp = max(tstamp or 0, t)
+            t = row.get("timestamp")
+            if t:   # absent, null or '' (no timestamp): skipped without a call per row
+                tstamp = max(tstamp or 0, _iso_ns(t))
         self._ids[symbol] = ids
         # Rows of an earlier subscription buffered by Books must not be replayed onto this partial.
         sb.buffer.clear()
@@ -447,9 +447,9 @@ class BitMEX(Adapter):
                                 price = new_price
                                 ids[key] = price
                         levels.append((price, str(row["size"])))
-                t = iso_ns(row.get("timestamp"))
-                if t is not None:
-                    tstamp = max(tstamp or 0, t)
+                t = row.get("timestamp")
+                if t:   # absent, null or '' (no timestamp): skipped without a call per row
+                    tstamp = max(tstamp or 0, _iso_ns(t))
             if self.books.delta(symbol, bids, asks, out, timestamp=tstamp, receipt_timestamp=ts) == GAP:
                 self._ids.pop(symbol, None)
         except Exception:
