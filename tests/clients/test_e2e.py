@@ -305,7 +305,8 @@ def _confirm(clients: list[Collector], pub: Publisher, prefixes: list[str]) -> i
     """Wait until ``pub`` has every client's subscription to every prefix (a heartbeat alone
     would only prove ``heartbeat.``: a client's other prefixes may reach the publisher later, e.g.
     resent in another order on a reconnect), then heartbeats until every client delivered one of
-    ``pub``'s current epoch, then one more that all must deliver: its sequence number.
+    ``pub``'s current epoch, then one more that all must deliver: its sequence number; then until
+    every client holds what the snapshot service holds for the prefixes.
 
     From the returned heartbeat on, every client receives everything ``pub`` sends.
     """
@@ -331,6 +332,12 @@ def _confirm(clients: list[Collector], pub: Publisher, prefixes: list[str]) -> i
         if time.monotonic() > deadline:
             pytest.fail(f"{pub.counters['snapshot_requests']} of {asked} snapshot requests answered in {WAIT} s")
         time.sleep(0.01)
+    # The count is the publisher's, not each client's: a client that asked twice (a retry after
+    # its request timeout on a loaded machine) fills it for one whose reply is still on its way
+    # (CI once saw Node read its first book from a reply sent after the next phase had begun).
+    # Every client holding the state of every prefix is what says each one's reply has been read.
+    held = {t: seq for p in prefixes for t, seq, *_ in pub.state(p)}
+    _phase(clients, _caught_up(held, pub.epoch), f"the state of {prefixes} at epoch {pub.epoch}")
     return first
 
 
